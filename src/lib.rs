@@ -1,1 +1,6 @@
 //! pgha: one binary for PostgreSQL high availability (embedded Raft DCS, supervisor, edge, ctl).
+pub mod cert;
+pub mod config;
+pub mod dcs;
+pub mod proto;
+pub mod tls;

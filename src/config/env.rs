@@ -1,0 +1,255 @@
+//! `PGHA_<SECTION>__<KEY>` environment variables merged over the config file.
+
+use std::collections::BTreeMap;
+
+use toml::{Table, Value};
+
+use super::{Config, ConfigError};
+
+/// How an environment value is turned into a TOML value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Taken verbatim (so `PGHA_NODE__NAME=007` stays a string).
+    Str,
+    /// Verbatim; empty unsets the key.
+    OptStr,
+    /// TOML array or comma-separated list.
+    List,
+    /// Non-negative integer.
+    Int,
+    /// true/false, yes/no, on/off, 1/0.
+    Bool,
+}
+
+/// Every configuration key as (section, key, kind). A unit test checks this
+/// against the `Config` struct so the two cannot drift apart.
+pub(super) const KEYS: &[(&str, &str, Kind)] = &[
+    ("cluster", "name", Kind::Str),
+    ("node", "name", Kind::Str),
+    ("node", "data_dir", Kind::Str),
+    ("dcs", "listen", Kind::Str),
+    ("dcs", "advertise", Kind::OptStr),
+    ("dcs", "peers", Kind::List),
+    ("dcs", "endpoints", Kind::List),
+    ("dcs", "heartbeat_ms", Kind::Int),
+    ("dcs", "election_timeout_min_ms", Kind::Int),
+    ("dcs", "election_timeout_max_ms", Kind::Int),
+    ("dcs", "snapshot_logs", Kind::Int),
+    ("dcs", "request_timeout_ms", Kind::Int),
+    ("tls", "plaintext", Kind::Bool),
+    ("tls", "ca", Kind::OptStr),
+    ("tls", "cert", Kind::OptStr),
+    ("tls", "key", Kind::OptStr),
+    ("log", "format", Kind::Str),
+    ("log", "level", Kind::Str),
+];
+
+const PREFIX: &str = "PGHA_";
+
+/// The lowercased path segments of a configuration variable, or `None` when
+/// `name` is not one (no `PGHA_` prefix, or no `__` after it).
+fn segments(name: &str) -> Option<Vec<String>> {
+    let prefix = name.get(..PREFIX.len())?;
+    if !prefix.eq_ignore_ascii_case(PREFIX) {
+        return None;
+    }
+    let rest = &name[PREFIX.len()..];
+    if !rest.contains("__") {
+        return None;
+    }
+    Some(rest.split("__").map(|s| s.to_ascii_lowercase()).collect())
+}
+
+/// The configuration variables of this process. Other variables are skipped
+/// without looking at their values, so unrelated non-UTF-8 ones do no harm.
+pub(super) fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if segments(name).is_none() {
+            continue;
+        }
+        match value.into_string() {
+            Ok(value) => vars.push((name.to_string(), value)),
+            Err(_) => {
+                return Err(ConfigError::Parse {
+                    origin: format!("environment variable {name}"),
+                    message: "value is not valid UTF-8".to_string(),
+                })
+            }
+        }
+    }
+    Ok(vars)
+}
+
+fn unknown_key_message(segs: &[String]) -> String {
+    let sections: Vec<&str> = KEYS.iter().map(|k| k.0).fold(Vec::new(), |mut v, s| {
+        if !v.contains(&s) {
+            v.push(s);
+        }
+        v
+    });
+    match segs {
+        [section, key] if sections.contains(&section.as_str()) => {
+            let keys: Vec<&str> = KEYS.iter().filter(|k| k.0 == section).map(|k| k.1).collect();
+            format!(
+                "unknown configuration key `{section}.{key}` (keys in [{section}]: {})",
+                keys.join(", ")
+            )
+        }
+        [section, _] => format!(
+            "unknown configuration section `{section}` (sections: {})",
+            sections.join(", ")
+        ),
+        _ => format!(
+            "`{}` is not a configuration key (expected PGHA_<SECTION>__<KEY>, e.g. PGHA_NODE__NAME)",
+            segs.join(".")
+        ),
+    }
+}
+
+/// Turns a raw value into the TOML value for a key of `kind`; `None` unsets it.
+fn convert(kind: Kind, raw: &str) -> Result<Option<Value>, String> {
+    let trimmed = raw.trim();
+    match kind {
+        Kind::Str => Ok(Some(Value::String(raw.to_string()))),
+        Kind::OptStr if trimmed.is_empty() => Ok(None),
+        Kind::OptStr => Ok(Some(Value::String(raw.to_string()))),
+        Kind::Int => trimmed
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| Some(Value::Integer(n)))
+            .ok_or_else(|| format!("expected a non-negative whole number, got {raw:?}")),
+        Kind::Bool => match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(Some(Value::Boolean(true))),
+            "false" | "no" | "off" | "0" => Ok(Some(Value::Boolean(false))),
+            _ => Err(format!("expected true or false, got {raw:?}")),
+        },
+        Kind::List if trimmed.starts_with('[') => {
+            let parsed = format!("v = {trimmed}").parse::<Table>().map_err(|e| {
+                format!(
+                    "not a valid TOML array: {} (hint: use a comma-separated list like \
+                     db1=10.0.0.1:7400,db2=10.0.0.2:7400 or an array of quoted strings)",
+                    e.message()
+                )
+            })?;
+            Ok(parsed.get("v").cloned())
+        }
+        Kind::List => Ok(Some(Value::Array(
+            trimmed
+                .split(',')
+                .map(str::trim)
+                // Tolerate a trailing comma; an empty value yields an empty list.
+                .filter(|item| !item.is_empty())
+                .map(|item| Value::String(item.to_string()))
+                .collect(),
+        ))),
+    }
+}
+
+/// Merges the configuration variables among `env` into `table` and returns
+/// their names (sorted) for error messages.
+pub(super) fn overlay(
+    table: &mut Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut vars: Vec<(String, Vec<String>, String)> = env
+        .into_iter()
+        .filter_map(|(name, value)| segments(&name).map(|segs| (name, segs, value)))
+        .collect();
+    // Sorted so that errors do not depend on the order the OS lists variables in.
+    vars.sort();
+    let mut set_by: BTreeMap<String, String> = BTreeMap::new();
+    let mut names = Vec::new();
+    for (name, segs, raw) in vars {
+        let parse_err = |message: String| ConfigError::Parse {
+            origin: format!("environment variable {name}"),
+            message,
+        };
+        let Some(&(section, key, kind)) = KEYS
+            .iter()
+            .find(|k| segs.len() == 2 && k.0 == segs[0] && k.1 == segs[1])
+        else {
+            return Err(parse_err(unknown_key_message(&segs)));
+        };
+        let path = format!("{section}.{key}");
+        // Names are case-insensitive, so PGHA_NODE__NAME and pgha_node__name
+        // would silently race; refuse instead.
+        if let Some(other) = set_by.insert(path.clone(), name.clone()) {
+            return Err(parse_err(format!("sets {path}, which {other} sets too")));
+        }
+        let value = convert(kind, &raw).map_err(parse_err)?;
+        if let Some(value) = &value {
+            // Deserialize this value on its own so that a type error (say, an
+            // unknown log format) names the variable that caused it.
+            let mut probe = Table::new();
+            probe.insert(
+                section.to_string(),
+                Value::Table(Table::from_iter([(key.to_string(), value.clone())])),
+            );
+            Value::Table(probe)
+                .try_into::<Config>()
+                .map_err(|e| parse_err(format!("{path}: {}", e.message().trim_end())))?;
+        }
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            // Not reachable after the file deserialized, but never panic on input.
+            *entry = Value::Table(Table::new());
+        }
+        if let Some(section_table) = entry.as_table_mut() {
+            match value {
+                Some(value) => section_table.insert(key.to_string(), value),
+                None => section_table.remove(key),
+            };
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_rule() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            ("PGHA_NODE__NAME", Some(&["node", "name"])),
+            ("pgha_dcs__heartbeat_ms", Some(&["dcs", "heartbeat_ms"])),
+            ("PGHA_A__B__C", Some(&["a", "b", "c"])),
+            ("PGHA_LOG", None),
+            ("PGHA_CONFIG", None),
+            ("PGHANODE__NAME", None),
+            ("HOME", None),
+            ("PG", None),
+        ];
+        for (name, want) in cases {
+            let want = want.map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(segments(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn convert_values() {
+        assert_eq!(convert(Kind::Str, "007"), Ok(Some(Value::String("007".into()))));
+        assert_eq!(convert(Kind::OptStr, " "), Ok(None));
+        assert_eq!(convert(Kind::Int, " 50 "), Ok(Some(Value::Integer(50))));
+        assert!(convert(Kind::Int, "-1").is_err());
+        assert!(convert(Kind::Int, "fast").is_err());
+        assert_eq!(convert(Kind::Bool, "Yes"), Ok(Some(Value::Boolean(true))));
+        assert_eq!(convert(Kind::Bool, "0"), Ok(Some(Value::Boolean(false))));
+        assert!(convert(Kind::Bool, "maybe").is_err());
+        let list = |items: &[&str]| {
+            Ok(Some(Value::Array(
+                items.iter().map(|s| Value::String(s.to_string())).collect(),
+            )))
+        };
+        assert_eq!(convert(Kind::List, "a=h:1, b=h:2,"), list(&["a=h:1", "b=h:2"]));
+        assert_eq!(convert(Kind::List, r#"["a=h:1","b=h:2"]"#), list(&["a=h:1", "b=h:2"]));
+        assert_eq!(convert(Kind::List, ""), list(&[]));
+        assert!(convert(Kind::List, "[a=h:1]").is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! Complete, commented example configuration files, one per role.
+
+use super::Role;
+
+/// A complete, commented example configuration for `role`: every key it uses,
+/// with its meaning and default. Suitable as a starting `/etc/pgha/pgha.toml`
+/// (adjust names, addresses and paths).
+pub fn example(role: Role) -> &'static str {
+    match role {
+        Role::Db => DB,
+        Role::Witness => WITNESS,
+        Role::Edge => EDGE,
+    }
+}
+
+const DB: &str = r#"# pgha configuration for a database node (`pgha db`): a voting member of the
+# embedded Raft DCS that also supervises the local PostgreSQL.
+#
+# Precedence: command-line flags > environment > this file > defaults.
+# Any key can be set from the environment as PGHA_<SECTION>__<KEY>, e.g.
+# PGHA_NODE__NAME=db1 or PGHA_DCS__PEERS=db1=10.0.0.1:7400,db2=10.0.0.2:7400
+
+[cluster]
+# Cluster name: lowercase letters, digits, '_' and '-'; the same on every
+# node, edge and ctl of this cluster. Default: "pgha".
+name = "pgha"
+
+[node]
+# This node's name (letters, digits, '.', '_', '-'); must match its entry in
+# dcs.peers. Required, no default.
+name = "db1"
+# Directory for pgha's own state (Raft log and snapshots). This is not the
+# PostgreSQL data directory. Required, no default.
+data_dir = "/var/lib/pgha"
+
+[dcs]
+# host:port the gRPC server (Raft + client API) binds. Required, no default.
+listen = "0.0.0.0:7400"
+# host:port others use to reach this node.
+# Default: this node's address in `peers`.
+# advertise = "10.0.0.1:7400"
+# Initial voters as "name=host:port" (IPv6: "db1=[fd00::1]:7400"), this node
+# included. Used once to bootstrap the cluster; later changes go through
+# `pgha ctl`. Names and addresses must be unique. Required.
+peers = ["db1=10.0.0.1:7400", "db2=10.0.0.2:7400", "w1=10.0.0.3:7400"]
+# host:port of DCS members for clients (edge, ctl); db nodes do not use it.
+# Default: [] (the addresses in `peers`).
+# endpoints = []
+# Raft heartbeat interval in ms; at least 10. Default: 100.
+heartbeat_ms = 100
+# Election timeout range in ms: min at least 3 x heartbeat_ms, max > min.
+# Defaults: 400 and 800.
+election_timeout_min_ms = 400
+election_timeout_max_ms = 800
+# Raft log entries between snapshots; at least 100. Default: 5000.
+snapshot_logs = 5000
+# Timeout of client RPCs and of requests forwarded to the leader, in ms.
+# Default: 2000.
+request_timeout_ms = 2000
+
+[tls]
+# true disables TLS entirely (trusted networks and tests only); ca, cert and
+# key are then ignored. Default: false.
+plaintext = false
+# PEM CA certificate that signed every node's and client's certificate.
+# Required unless plaintext = true.
+ca = "/etc/pgha/tls/ca.crt"
+# This node's PEM certificate. Required unless plaintext = true.
+cert = "/etc/pgha/tls/db1.crt"
+# PEM private key for `cert`. Required unless plaintext = true.
+key = "/etc/pgha/tls/db1.key"
+
+[log]
+# "human" or "json". Default: "human".
+format = "human"
+# tracing EnvFilter directive, e.g. "info" or "info,pgha=debug".
+# Default: "info".
+level = "info"
+"#;
+
+const WITNESS: &str = r#"# pgha configuration for a witness (`pgha witness`): a voting member of the
+# embedded Raft DCS without PostgreSQL, so that two db nodes keep a quorum.
+#
+# Precedence: command-line flags > environment > this file > defaults.
+# Any key can be set from the environment as PGHA_<SECTION>__<KEY>, e.g.
+# PGHA_NODE__NAME=w1 or PGHA_DCS__PEERS=db1=10.0.0.1:7400,db2=10.0.0.2:7400
+
+[cluster]
+# Cluster name: lowercase letters, digits, '_' and '-'; the same on every
+# node, edge and ctl of this cluster. Default: "pgha".
+name = "pgha"
+
+[node]
+# This node's name (letters, digits, '.', '_', '-'); must match its entry in
+# dcs.peers. Required, no default.
+name = "w1"
+# Directory for pgha's own state (Raft log and snapshots). Required, no default.
+data_dir = "/var/lib/pgha"
+
+[dcs]
+# host:port the gRPC server (Raft + client API) binds. Required, no default.
+listen = "0.0.0.0:7400"
+# host:port others use to reach this node.
+# Default: this node's address in `peers`.
+# advertise = "10.0.0.3:7400"
+# Initial voters as "name=host:port" (IPv6: "w1=[fd00::3]:7400"), this node
+# included; the same list on every member. Used once to bootstrap the
+# cluster. Names and addresses must be unique. Required.
+peers = ["db1=10.0.0.1:7400", "db2=10.0.0.2:7400", "w1=10.0.0.3:7400"]
+# host:port of DCS members for clients (edge, ctl); witnesses do not use it.
+# Default: [] (the addresses in `peers`).
+# endpoints = []
+# Raft heartbeat interval in ms; at least 10. Default: 100.
+heartbeat_ms = 100
+# Election timeout range in ms: min at least 3 x heartbeat_ms, max > min.
+# Defaults: 400 and 800.
+election_timeout_min_ms = 400
+election_timeout_max_ms = 800
+# Raft log entries between snapshots; at least 100. Default: 5000.
+snapshot_logs = 5000
+# Timeout of client RPCs and of requests forwarded to the leader, in ms.
+# Default: 2000.
+request_timeout_ms = 2000
+
+[tls]
+# true disables TLS entirely (trusted networks and tests only); ca, cert and
+# key are then ignored. Default: false.
+plaintext = false
+# PEM CA certificate that signed every node's and client's certificate.
+# Required unless plaintext = true.
+ca = "/etc/pgha/tls/ca.crt"
+# This node's PEM certificate. Required unless plaintext = true.
+cert = "/etc/pgha/tls/w1.crt"
+# PEM private key for `cert`. Required unless plaintext = true.
+key = "/etc/pgha/tls/w1.key"
+
+[log]
+# "human" or "json". Default: "human".
+format = "human"
+# tracing EnvFilter directive, e.g. "info" or "info,pgha=debug".
+# Default: "info".
+level = "info"
+"#;
+
+const EDGE: &str = r#"# pgha configuration for an edge (`pgha edge`): TCP proxy and VIP holder.
+# An edge is a client of the DCS, not a member, so it has no data_dir,
+# listen or Raft timing keys.
+#
+# Precedence: command-line flags > environment > this file > defaults.
+# Any key can be set from the environment as PGHA_<SECTION>__<KEY>, e.g.
+# PGHA_NODE__NAME=edge1 or PGHA_DCS__ENDPOINTS=10.0.0.1:7400,10.0.0.2:7400
+
+[cluster]
+# Cluster name: lowercase letters, digits, '_' and '-'; the same on every
+# node, edge and ctl of this cluster. Default: "pgha".
+name = "pgha"
+
+[node]
+# This edge's name (letters, digits, '.', '_', '-'). Required, no default.
+name = "edge1"
+
+[dcs]
+# host:port of DCS members (db and witness nodes) to connect to; any one
+# that answers is enough. Default: [] (the addresses in `peers`).
+endpoints = ["10.0.0.1:7400", "10.0.0.2:7400", "10.0.0.3:7400"]
+# Alternatively, the members' "name=host:port" list as on the db nodes;
+# used only when `endpoints` is empty. Default: [].
+# peers = ["db1=10.0.0.1:7400", "db2=10.0.0.2:7400", "w1=10.0.0.3:7400"]
+# Timeout of DCS requests, in ms. Default: 2000.
+request_timeout_ms = 2000
+
+[tls]
+# true disables TLS entirely (trusted networks and tests only); ca, cert and
+# key are then ignored. Default: false.
+plaintext = false
+# PEM CA certificate that signed every node's and client's certificate.
+# Required unless plaintext = true.
+ca = "/etc/pgha/tls/ca.crt"
+# This edge's PEM client certificate. Required unless plaintext = true.
+cert = "/etc/pgha/tls/edge1.crt"
+# PEM private key for `cert`. Required unless plaintext = true.
+key = "/etc/pgha/tls/edge1.key"
+
+[log]
+# "human" or "json". Default: "human".
+format = "human"
+# tracing EnvFilter directive, e.g. "info" or "info,pgha=debug".
+# Default: "info".
+level = "info"
+"#;

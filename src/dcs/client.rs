@@ -1,0 +1,343 @@
+//! DCS client for processes that are not members (edge, ctl) and for tests: given every member address, it fails
+//! over between them on its own, and its watches resume on another member from the last delivered revision.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, ClientTlsConfig};
+use tonic::{Code, Status};
+
+use super::channel::{lazy_channel, lazy_stream_channel};
+use super::types::{Event, KeyValue, Op, Txn};
+use super::watch::PROGRESS_INTERVAL;
+use crate::proto;
+use crate::proto::admin_client::AdminClient;
+use crate::proto::dcs_client::DcsClient as RawDcs;
+
+/// A client-side failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("no DCS endpoint configured")]
+    NoEndpoints,
+    #[error("bad endpoint {addr:?}: {message}")]
+    BadEndpoint { addr: String, message: String },
+    #[error("no DCS member answered within {timeout:?} (last error from {addr}: {message})")]
+    Unavailable { timeout: Duration, addr: String, message: String },
+    #[error("{addr}: {code:?}: {message}")]
+    Rejected { addr: String, code: Code, message: String },
+}
+
+/// What a watch delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchMessage {
+    /// Events of one or more revisions, in order.
+    Events(Vec<Event>),
+    /// The requested revisions are gone: re-read with `get` and watch again from the read's revision + 1.
+    Compacted { revision: i64 },
+}
+
+/// Outcome of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnOutcome {
+    pub succeeded: bool,
+    pub revision: i64,
+}
+
+/// A failover-capable DCS client. Cheap to share behind an `Arc`.
+pub struct DcsClient {
+    endpoints: Vec<String>,
+    tls: Option<ClientTlsConfig>,
+    timeout: Duration,
+    current: AtomicUsize,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+fn retryable(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded)
+}
+
+impl DcsClient {
+    /// A client for the members at `endpoints` (`host:port`); `timeout` bounds each call including failovers.
+    pub fn new(endpoints: Vec<String>, tls: Option<ClientTlsConfig>, timeout: Duration) -> Result<DcsClient, ClientError> {
+        if endpoints.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        let client = DcsClient { endpoints, tls, timeout, current: AtomicUsize::new(0), channels: Mutex::new(HashMap::new()) };
+        for addr in &client.endpoints {
+            client.channel(addr)?;
+        }
+        Ok(client)
+    }
+
+    /// The configured member addresses.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// A channel to one member address (cached).
+    pub fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
+        let bad = |message: String| ClientError::BadEndpoint { addr: addr.to_string(), message };
+        let mut channels = self.channels.lock().map_err(|e| bad(e.to_string()))?;
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = lazy_channel(addr, self.tls.as_ref(), self.timeout).map_err(|e| bad(e.to_string()))?;
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Runs `f` against the current member, moving to the next one on transport errors, until the budget is spent.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut last = (String::new(), String::from("not tried"));
+        let mut attempt = 0usize;
+        while Instant::now() < deadline {
+            let index = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+            let addr = &self.endpoints[index];
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let outcome = tokio::time::timeout(remaining, f(self.channel(addr)?)).await;
+            match outcome {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(status)) if !retryable(&status) => {
+                    return Err(ClientError::Rejected {
+                        addr: addr.clone(),
+                        code: status.code(),
+                        message: status.message().to_string(),
+                    })
+                }
+                Ok(Err(status)) => last = (addr.clone(), status.message().to_string()),
+                Err(_) => last = (addr.clone(), "timed out".to_string()),
+            }
+            // Move on; once every member was tried, pause briefly (an election may be under way).
+            let _ = self.current.compare_exchange(index, index + 1, Ordering::Relaxed, Ordering::Relaxed);
+            attempt += 1;
+            if attempt % self.endpoints.len() == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Err(ClientError::Unavailable { timeout: self.timeout, addr: last.0, message: last.1 })
+    }
+
+    async fn range(&self, key: &[u8], prefix: bool, serializable: bool) -> Result<(Vec<KeyValue>, i64), ClientError> {
+        let resp = self
+            .call(|ch| async move {
+                let req = proto::RangeRequest { key: key.to_vec(), prefix, serializable };
+                RawDcs::new(ch).range(req).await
+            })
+            .await?
+            .into_inner();
+        Ok((resp.kvs.into_iter().map(Into::into).collect(), resp.revision))
+    }
+
+    /// Linearizable read of a key (or every key under a prefix), with the revision it reflects.
+    pub async fn get(&self, key: &[u8], prefix: bool) -> Result<(Vec<KeyValue>, i64), ClientError> {
+        self.range(key, prefix, false).await
+    }
+
+    /// Read of the answering member's local view (may lag; never use it to decide anything).
+    pub async fn get_local(&self, key: &[u8], prefix: bool) -> Result<(Vec<KeyValue>, i64), ClientError> {
+        self.range(key, prefix, true).await
+    }
+
+    /// Runs a transaction.
+    pub async fn txn(&self, txn: Txn) -> Result<TxnOutcome, ClientError> {
+        let req: proto::TxnRequest = txn.into();
+        let resp = self.call(|ch| {
+            let req = req.clone();
+            async move { RawDcs::new(ch).txn(req).await }
+        })
+        .await?.into_inner();
+        Ok(TxnOutcome { succeeded: resp.succeeded, revision: resp.revision })
+    }
+
+    /// Puts a key (bound to `lease` unless 0); returns the new revision.
+    pub async fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<i64, ClientError> {
+        let op = Op::Put { key: key.to_vec(), value: value.to_vec(), lease };
+        Ok(self.txn(Txn { success: vec![op], ..Txn::default() }).await?.revision)
+    }
+
+    /// Deletes a key or a prefix; returns how many keys went away.
+    pub async fn delete(&self, key: &[u8], prefix: bool) -> Result<u64, ClientError> {
+        let op = Op::Delete { key: key.to_vec(), prefix };
+        let req: proto::TxnRequest = Txn { success: vec![op], ..Txn::default() }.into();
+        Ok(self.call(|ch| {
+            let req = req.clone();
+            async move { RawDcs::new(ch).txn(req).await }
+        })
+        .await?.into_inner().deleted)
+    }
+
+    /// Grants a lease; returns (id, ttl actually granted).
+    pub async fn lease_grant(&self, ttl: Duration) -> Result<(i64, Duration), ClientError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let resp = self.call(|ch| {
+            let req = proto::LeaseGrantRequest { ttl_ms };
+            async move { RawDcs::new(ch).lease_grant(req).await }
+        })
+        .await?;
+        let resp = resp.into_inner();
+        Ok((resp.id, Duration::from_millis(u64::try_from(resp.ttl_ms).unwrap_or(0))))
+    }
+
+    /// Renews a lease; `None` when it no longer exists. The holder may count the TTL from when it SENT this call.
+    pub async fn lease_keepalive(&self, id: i64) -> Result<Option<Duration>, ClientError> {
+        let resp = self.call(|ch| {
+            let req = proto::LeaseKeepAliveRequest { id };
+            async move { RawDcs::new(ch).lease_keep_alive(req).await }
+        })
+        .await?;
+        let resp = resp.into_inner();
+        Ok(resp.found.then(|| Duration::from_millis(u64::try_from(resp.ttl_ms).unwrap_or(0))))
+    }
+
+    /// Revokes a lease and deletes its keys; false when it did not exist.
+    pub async fn lease_revoke(&self, id: i64) -> Result<bool, ClientError> {
+        let resp = self.call(|ch| {
+            let req = proto::LeaseRevokeRequest { id };
+            async move { RawDcs::new(ch).lease_revoke(req).await }
+        })
+        .await?;
+        Ok(resp.into_inner().found)
+    }
+
+    /// Status of the member at `addr` (not failed over: asks exactly that member).
+    pub async fn status_of(&self, addr: &str, timeout: Duration) -> Result<proto::StatusResponse, ClientError> {
+        let mut req = tonic::Request::new(proto::StatusRequest {});
+        req.set_timeout(timeout);
+        let mut client = AdminClient::new(self.channel(addr)?);
+        match tokio::time::timeout(timeout, client.status(req)).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Err(s)) => Err(ClientError::Unavailable { timeout, addr: addr.into(), message: s.message().into() }),
+            Err(_) => Err(ClientError::Unavailable { timeout, addr: addr.into(), message: "timed out".into() }),
+        }
+    }
+
+    /// Status of whichever member answers first.
+    pub async fn status(&self) -> Result<proto::StatusResponse, ClientError> {
+        Ok(self.call(|ch| {
+            let req = proto::StatusRequest {};
+            async move { AdminClient::new(ch).status(req).await }
+        })
+        .await?.into_inner())
+    }
+
+    /// Adds a member (learner first, then voter).
+    pub async fn add_member(&self, name: &str, addr: &str) -> Result<Vec<proto::Member>, ClientError> {
+        let req = proto::AddMemberRequest { name: name.into(), addr: addr.into() };
+        Ok(self.call(|ch| {
+            let req = req.clone();
+            async move { AdminClient::new(ch).add_member(req).await }
+        })
+        .await?.into_inner().members)
+    }
+
+    /// Removes a member.
+    pub async fn remove_member(&self, name: &str) -> Result<Vec<proto::Member>, ClientError> {
+        let req = proto::RemoveMemberRequest { name: name.into() };
+        Ok(self.call(|ch| {
+            let req = req.clone();
+            async move { AdminClient::new(ch).remove_member(req).await }
+        })
+        .await?.into_inner().members)
+    }
+
+    /// Watches a key or prefix from `start_revision` (0 = from now). Events arrive in revision order without gaps,
+    /// across member failures; the channel closes after a `Compacted` message or when the receiver is dropped.
+    pub fn watch(&self, key: &[u8], prefix: bool, start_revision: i64) -> mpsc::Receiver<WatchMessage> {
+        let (tx, rx) = mpsc::channel(256);
+        let task = WatchTask {
+            endpoints: self.endpoints.clone(),
+            tls: self.tls.clone(),
+            start: self.current.load(Ordering::Relaxed),
+            key: key.to_vec(),
+            prefix,
+            next: start_revision,
+        };
+        tokio::spawn(task.run(tx));
+        rx
+    }
+}
+
+struct WatchTask {
+    endpoints: Vec<String>,
+    tls: Option<ClientTlsConfig>,
+    start: usize,
+    key: Vec<u8>,
+    prefix: bool,
+    /// Next revision to deliver (0 until the first member told us where "now" is).
+    next: i64,
+}
+
+enum StreamEnd {
+    ReceiverGone,
+    Compacted,
+    Broken,
+}
+
+impl WatchTask {
+    async fn run(mut self, tx: mpsc::Sender<WatchMessage>) {
+        let mut index = self.start;
+        let mut failures = 0u32;
+        loop {
+            let addr = self.endpoints[index % self.endpoints.len()].clone();
+            match self.follow(&addr, &tx).await {
+                StreamEnd::ReceiverGone | StreamEnd::Compacted => return,
+                StreamEnd::Broken => {
+                    tracing::debug!(member = %addr, next = self.next, "watch stream lost; resuming on another member");
+                }
+            }
+            index += 1;
+            failures += 1;
+            if failures % self.endpoints.len() as u32 == 0 {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+
+    async fn follow(&mut self, addr: &str, tx: &mpsc::Sender<WatchMessage>) -> StreamEnd {
+        let Ok(channel) = lazy_stream_channel(addr, self.tls.as_ref()) else { return StreamEnd::Broken };
+        let req = proto::WatchRequest { key: self.key.clone(), prefix: self.prefix, start_revision: self.next };
+        let silence = PROGRESS_INTERVAL * 4;
+        let mut stream = match tokio::time::timeout(silence, RawDcs::new(channel).watch(req)).await {
+            Ok(Ok(resp)) => resp.into_inner(),
+            _ => return StreamEnd::Broken,
+        };
+        loop {
+            // Members send progress messages; silence means the member or the path to it is gone.
+            let msg = tokio::select! {
+                _ = tx.closed() => return StreamEnd::ReceiverGone,
+                msg = tokio::time::timeout(silence, stream.message()) => msg,
+            };
+            let resp = match msg {
+                Ok(Ok(Some(resp))) => resp,
+                _ => return StreamEnd::Broken,
+            };
+            if resp.compact_revision > 0 {
+                let _ = tx.send(WatchMessage::Compacted { revision: resp.compact_revision }).await;
+                return StreamEnd::Compacted;
+            }
+            if self.next <= 0 {
+                self.next = resp.revision + 1;
+            }
+            let events: Vec<Event> =
+                resp.events.into_iter().map(Event::from).filter(|e| e.revision() >= self.next).collect();
+            if let Some(last) = events.last() {
+                self.next = last.revision() + 1;
+                if tx.send(WatchMessage::Events(events)).await.is_err() {
+                    return StreamEnd::ReceiverGone;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The member's DCS core: writes go through Raft (forwarded to the leader from a follower) and linearizable reads
+//! wait for a read index confirmed by the leader. Shared by the gRPC services.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::ServerState;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, ClientTlsConfig};
+
+use super::channel::lazy_channel;
+use super::state_machine::StateMachineStore;
+use super::types::{Command, CommandResult, PghaNode, Raft};
+use crate::proto::raft_internal_client::RaftInternalClient;
+use crate::proto::RaftBytes;
+
+/// Pause between attempts while a leader is being elected or a forward target went away.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Why a DCS operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DcsError {
+    #[error("no Raft leader within {0:?} (is a majority of members up?)")]
+    NoLeader(Duration),
+    #[error("the member is shutting down: {0}")]
+    Stopped(String),
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl From<DcsError> for tonic::Status {
+    fn from(e: DcsError) -> tonic::Status {
+        let msg = e.to_string();
+        match e {
+            DcsError::NoLeader(_) => tonic::Status::unavailable(msg),
+            DcsError::Stopped(_) => tonic::Status::unavailable(msg),
+            DcsError::Rejected(_) => tonic::Status::failed_precondition(msg),
+            DcsError::NotFound(_) => tonic::Status::not_found(msg),
+            DcsError::Invalid(_) => tonic::Status::invalid_argument(msg),
+        }
+    }
+}
+
+/// Answer of the leader to a forwarded request.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Forwarded<T> {
+    Ok(T),
+    /// The receiver is not (or no longer) the leader: the sender retries.
+    NotLeader,
+    Failed(String),
+}
+
+/// One member's DCS: its Raft handle, state machine and the means to reach the leader.
+pub struct DcsCore {
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    pub node_id: u64,
+    pub node: PghaNode,
+    pub cluster: String,
+    /// Client TLS used to reach other members (None in explicit plaintext mode).
+    pub tls: Option<ClientTlsConfig>,
+    /// Budget of a client request, including leader elections in between.
+    pub timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl DcsCore {
+    /// Wires a core; `raft` and `sm` must belong together.
+    pub fn new(
+        raft: Raft,
+        sm: StateMachineStore,
+        node: PghaNode,
+        cluster: String,
+        tls: Option<ClientTlsConfig>,
+        timeout: Duration,
+    ) -> DcsCore {
+        let node_id = super::types::node_id(&node.name);
+        DcsCore { raft, sm, node_id, node, cluster, tls, timeout, channels: Mutex::new(HashMap::new()) }
+    }
+
+    /// A channel to another member, created once per address.
+    pub fn channel(&self, addr: &str) -> Result<Channel, DcsError> {
+        let mut channels = self.channels.lock().map_err(|e| DcsError::Stopped(e.to_string()))?;
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = lazy_channel(addr, self.tls.as_ref(), self.timeout).map_err(|e| DcsError::Invalid(e.to_string()))?;
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// The current leader as this member knows it.
+    pub fn leader(&self) -> Option<(u64, PghaNode)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    /// True when this member is the Raft leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Commits `cmd` through Raft, forwarding to the leader when needed, retrying across leader changes until the
+    /// request budget is spent.
+    pub async fn write(&self, cmd: Command) -> Result<CommandResult, DcsError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // A leader without a quorum never answers: bound the wait (the write may still commit later, as in etcd).
+            let Ok(outcome) = tokio::time::timeout(remaining, self.raft.client_write(cmd.clone())).await else {
+                return Err(DcsError::NoLeader(self.timeout));
+            };
+            match outcome {
+                Ok(resp) => return Ok(resp.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    if let Some(node) = f.leader_node {
+                        match self.forward::<_, CommandResult>(&node.addr, ForwardKind::Write, &cmd).await {
+                            Ok(Forwarded::Ok(result)) => return Ok(result),
+                            Ok(Forwarded::Failed(msg)) => return Err(DcsError::Rejected(msg)),
+                            Ok(Forwarded::NotLeader) | Err(_) => {}
+                        }
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                    return Err(DcsError::Rejected(e.to_string()))
+                }
+                Err(RaftError::Fatal(e)) => return Err(DcsError::Stopped(e.to_string())),
+            }
+            self.pause_until(deadline).await?;
+        }
+    }
+
+    /// Waits until this member's state machine reflects every write committed before the call (a linearizable read
+    /// point), asking the leader for its read index when this member is a follower.
+    pub async fn barrier(&self) -> Result<(), DcsError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Ok(outcome) = tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await else {
+                return Err(DcsError::NoLeader(self.timeout));
+            };
+            let index = match outcome {
+                Ok(log_id) => return self.wait_applied(log_id.map(|l| l.index), deadline).await,
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_node {
+                    Some(node) => match self.forward::<_, Option<u64>>(&node.addr, ForwardKind::ReadIndex, &()).await {
+                        Ok(Forwarded::Ok(index)) => Some(index),
+                        _ => None,
+                    },
+                    None => None,
+                },
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => None,
+                Err(RaftError::Fatal(e)) => return Err(DcsError::Stopped(e.to_string())),
+            };
+            if let Some(index) = index {
+                return self.wait_applied(index, deadline).await;
+            }
+            self.pause_until(deadline).await?;
+        }
+    }
+
+    async fn wait_applied(&self, index: Option<u64>, deadline: Instant) -> Result<(), DcsError> {
+        let Some(index) = index else { return Ok(()) };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|_| DcsError::NoLeader(self.timeout))
+    }
+
+    async fn pause_until(&self, deadline: Instant) -> Result<(), DcsError> {
+        if Instant::now() + RETRY_PAUSE >= deadline {
+            return Err(DcsError::NoLeader(self.timeout));
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+        Ok(())
+    }
+
+    async fn forward<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        kind: ForwardKind,
+        req: &Req,
+    ) -> Result<Forwarded<Resp>, DcsError> {
+        let data = serde_json::to_vec(req).map_err(|e| DcsError::Invalid(e.to_string()))?;
+        let mut client = RaftInternalClient::new(self.channel(addr)?);
+        let request = tonic::Request::new(RaftBytes { data });
+        let reply = match kind {
+            ForwardKind::Write => client.forward_write(request).await,
+            ForwardKind::ReadIndex => client.read_index(request).await,
+        };
+        let reply = reply.map_err(|s| DcsError::Stopped(s.message().to_string()))?;
+        serde_json::from_slice(&reply.into_inner().data).map_err(|e| DcsError::Invalid(e.to_string()))
+    }
+
+    /// Leader side of a forwarded write: apply locally, never forward again (no loops).
+    pub async fn write_here(&self, cmd: Command) -> Forwarded<CommandResult> {
+        let Ok(outcome) = tokio::time::timeout(self.timeout, self.raft.client_write(cmd)).await else {
+            return Forwarded::Failed(format!("no quorum within {:?}", self.timeout));
+        };
+        match outcome {
+            Ok(resp) => Forwarded::Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Forwarded::NotLeader,
+            Err(e) => Forwarded::Failed(e.to_string()),
+        }
+    }
+
+    /// Leader side of a read index request.
+    pub async fn read_index_here(&self) -> Forwarded<Option<u64>> {
+        let Ok(outcome) = tokio::time::timeout(self.timeout, self.raft.ensure_linearizable()).await else {
+            return Forwarded::NotLeader;
+        };
+        match outcome {
+            Ok(log_id) => Forwarded::Ok(log_id.map(|l| l.index)),
+            Err(RaftError::APIError(_)) => Forwarded::NotLeader,
+            Err(e) => Forwarded::Failed(e.to_string()),
+        }
+    }
+}
+
+enum ForwardKind {
+    Write,
+    ReadIndex,
+}

@@ -1,0 +1,43 @@
+//! On the Raft leader, turns lease deadlines that passed into `LeaseExpire` log entries.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::core::DcsCore;
+use super::types::{Command, CommandResult};
+
+/// How often the leader checks deadlines: expiry is at most this late.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Runs until `token` is cancelled.
+pub async fn run(core: Arc<DcsCore>, token: CancellationToken) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !core.is_leader() {
+            continue;
+        }
+        let leases = core.sm.expired_leases(Instant::now());
+        if leases.is_empty() {
+            continue;
+        }
+        let write = core.raft.client_write(Command::LeaseExpire { leases });
+        match tokio::time::timeout(core.timeout, write).await {
+            Ok(Ok(resp)) => {
+                if let CommandResult::Expired { expired } = resp.data {
+                    if !expired.is_empty() {
+                        tracing::info!(leases = ?expired, "leases expired: no keepalive within their TTL");
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::debug!("lease expiry not committed: {e}"),
+            Err(_) => tracing::warn!("lease expiry not committed within {:?}", core.timeout),
+        }
+    }
+}

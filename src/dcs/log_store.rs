@@ -1,0 +1,136 @@
+//! The Raft log and vote on a [`RaftDisk`]: every append and vote is durable (synced) before it is acknowledged.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{AnyError, Entry, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::disk::RaftDisk;
+use super::types::{LogId, TypeConfig};
+
+type StoreError = StorageError<u64>;
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+
+/// Raft log storage of one member. Cheap to clone (shares the disk).
+#[derive(Clone)]
+pub struct LogStore {
+    disk: Arc<dyn RaftDisk>,
+}
+
+impl LogStore {
+    /// A log store on `disk`.
+    pub fn new(disk: Arc<dyn RaftDisk>) -> LogStore {
+        LogStore { disk }
+    }
+
+    fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let Some(bytes) = self.disk.read_meta(key).map_err(|e| StorageIOError::read(&e))? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read(&e))?;
+        Ok(Some(value))
+    }
+
+    fn set_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StorageIOError::write(&e))?;
+        self.disk.write_meta(key, &bytes).map_err(|e| StorageIOError::write(&e))?;
+        self.disk.sync().map_err(|e| StorageIOError::write(&e))?;
+        Ok(())
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Entry<TypeConfig>, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StorageIOError::read_logs(&e).into())
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(x) => x.saturating_add(1),
+            Bound::Excluded(x) => *x,
+            Bound::Unbounded => u64::MAX,
+        };
+        let rows = self.disk.read_range(start, end).map_err(|e| StorageIOError::read_logs(&e))?;
+        rows.iter().map(|(_, bytes)| decode(bytes)).collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StoreError> {
+        let last_purged_log_id: Option<LogId> = self.meta(LAST_PURGED)?;
+        let last = self.disk.last_entry().map_err(|e| StorageIOError::read_logs(&e))?;
+        let last_log_id = match last {
+            Some((_, bytes)) => Some(decode(&bytes)?.log_id),
+            None => last_purged_log_id,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StoreError> {
+        self.set_meta(VOTE, vote).map_err(|e| StorageIOError::write_vote(&AnyError::new(&e)).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StoreError> {
+        self.meta(VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StoreError> {
+        // Saving `committed` lets a restarted member re-apply its log up to it before any leader exists.
+        self.set_meta(COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StoreError> {
+        Ok(self.meta::<Option<LogId>>(COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StoreError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut rows = Vec::new();
+        for entry in entries {
+            let bytes = serde_json::to_vec(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            rows.push((entry.log_id.index, bytes));
+        }
+        self.disk.append(&rows).map_err(|e| StorageIOError::write_logs(&e))?;
+        // Durable before acknowledging: an acknowledged entry counts toward a commit quorum.
+        let synced = self.disk.sync().map_err(|e| std::io::Error::other(e.to_string()));
+        callback.log_io_completed(synced);
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StoreError> {
+        self.disk.remove_from(log_id.index).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.disk.sync().map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StoreError> {
+        // Record the purge point first: a crash in between leaves extra entries, never a hole.
+        self.set_meta(LAST_PURGED, &log_id)?;
+        self.disk.remove_upto(log_id.index).map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+}

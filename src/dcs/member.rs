@@ -1,0 +1,176 @@
+//! A running DCS member, wired in one readable sequence: store, Raft, gRPC server, start-up plan, lease expiry.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{Config as RaftConfig, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{ClientTlsConfig, Server};
+
+use super::core::DcsCore;
+use super::disk::{RaftDisk, SledDisk};
+use super::log_store::LogStore;
+use super::network::Network;
+use super::service::{DcsService, RaftService};
+use super::state_machine::StateMachineStore;
+use super::types::{node_id, PghaNode, Raft};
+use super::{admin::AdminService, bootstrap, lease_expiry};
+use crate::proto::{admin_server::AdminServer, dcs_server::DcsServer, raft_internal_server::RaftInternalServer};
+
+/// Largest gRPC message (snapshots of a large DCS travel in chunks well below this).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// TLS material of a member: serves mutual TLS and dials peers with its certificate.
+#[derive(Clone)]
+pub struct MemberTls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: ClientTlsConfig,
+}
+
+/// Everything a member needs to start (built from the config at the binary's edge).
+#[derive(Clone)]
+pub struct MemberSettings {
+    pub cluster: String,
+    pub name: String,
+    /// Address peers and clients dial (`host:port`).
+    pub advertise: String,
+    /// Address the gRPC server binds.
+    pub listen: String,
+    /// The member keeps its Raft store under `data_dir/dcs`.
+    pub data_dir: PathBuf,
+    /// Initial voters (name, addr), used only when no cluster exists yet.
+    pub peers: Vec<(String, String)>,
+    pub heartbeat: Duration,
+    pub election_timeout: (Duration, Duration),
+    pub snapshot_logs: u64,
+    pub request_timeout: Duration,
+    /// None = plaintext (explicitly configured).
+    pub tls: Option<MemberTls>,
+}
+
+/// Why a member could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    #[error(transparent)]
+    Disk(#[from] super::disk::DiskError),
+    #[error("cannot open the DCS state: {0}")]
+    Storage(String),
+    #[error("invalid Raft settings: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("Raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// A running member.
+pub struct Member {
+    pub core: Arc<DcsCore>,
+    /// Address the server actually bound (useful with port 0).
+    pub local_addr: SocketAddr,
+    token: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Member {
+    /// Opens the store, starts Raft and the gRPC server, then runs the start-up plan in the background.
+    pub async fn start(s: MemberSettings) -> Result<Member, MemberError> {
+        let raft_config = RaftConfig {
+            cluster_name: s.cluster.clone(),
+            heartbeat_interval: millis(s.heartbeat),
+            election_timeout_min: millis(s.election_timeout.0),
+            election_timeout_max: millis(s.election_timeout.1),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(s.snapshot_logs),
+            max_in_snapshot_log_to_keep: (s.snapshot_logs / 5).max(100),
+            snapshot_max_chunk_size: 1 << 20,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| MemberError::Config(e.to_string()))?;
+
+        let disk: Arc<dyn RaftDisk> = Arc::new(SledDisk::open(&s.data_dir.join("dcs"))?);
+        let log_store = LogStore::new(disk.clone());
+        let sm = StateMachineStore::open(disk).map_err(|e| MemberError::Storage(e.to_string()))?;
+        let network = Network { tls: s.tls.as_ref().map(|t| t.client.clone()) };
+        let id = node_id(&s.name);
+        let raft = Raft::new(id, Arc::new(raft_config), network, log_store, sm.clone())
+            .await
+            .map_err(|e| MemberError::Raft(e.to_string()))?;
+
+        let node = PghaNode { name: s.name.clone(), addr: s.advertise.clone() };
+        let client_tls = s.tls.as_ref().map(|t| t.client.clone());
+        let core = Arc::new(DcsCore::new(raft, sm, node, s.cluster.clone(), client_tls, s.request_timeout));
+
+        let listener = TcpListener::bind(&s.listen)
+            .await
+            .map_err(|source| MemberError::Listen { addr: s.listen.clone(), source })?;
+        let local_addr = listener.local_addr().map_err(|source| MemberError::Listen { addr: s.listen.clone(), source })?;
+        let token = CancellationToken::new();
+        let mut tasks = vec![tokio::spawn(serve(core.clone(), listener, s.tls.clone(), token.clone()))];
+        tasks.push(tokio::spawn(bootstrap::run(core.clone(), s.peers.clone(), token.clone())));
+        tasks.push(tokio::spawn(lease_expiry::run(core.clone(), token.clone())));
+        tasks.push(tokio::spawn(log_leader_changes(core.raft.clone(), token.clone())));
+        tracing::info!(member = %core.node, id, listen = %local_addr, tls = s.tls.is_some(), "DCS member started");
+        Ok(Member { core, local_addr, token, tasks })
+    }
+
+    /// Stops serving and shuts Raft down.
+    pub async fn shutdown(self) {
+        self.token.cancel();
+        if let Err(e) = self.core.raft.shutdown().await {
+            tracing::warn!("Raft shutdown: {e}");
+        }
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn serve(core: Arc<DcsCore>, listener: TcpListener, tls: Option<MemberTls>, token: CancellationToken) {
+    let router = Server::builder()
+        .tcp_nodelay(true)
+        .add_service(RaftInternalServer::new(RaftService(core.clone())).max_decoding_message_size(MAX_MESSAGE))
+        .add_service(DcsServer::new(DcsService(core.clone())).max_decoding_message_size(MAX_MESSAGE))
+        .add_service(AdminServer::new(AdminService(core.clone())));
+    let shutdown = token.clone().cancelled_owned();
+    let result = match tls {
+        Some(tls) => router.serve_with_incoming_shutdown(crate::tls::tls_incoming(listener, tls.server), shutdown).await,
+        None => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            router.serve_with_incoming_shutdown(incoming, shutdown).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!("gRPC server stopped: {e}");
+    }
+}
+
+/// One log line per leadership change, with the term: the DCS's own state changes are visible to operators.
+async fn log_leader_changes(raft: Raft, token: CancellationToken) {
+    let mut metrics = raft.metrics();
+    let mut last = (None, 0);
+    loop {
+        let (leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term)
+        };
+        if (leader, term) != last && leader.is_some() {
+            let m = metrics.borrow().clone();
+            let name = leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.name.clone()));
+            tracing::info!(term, leader = name.as_deref().unwrap_or("?"), state = ?m.state, "Raft leader changed");
+            last = (leader, term);
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The embedded Raft DCS that replaces etcd: an etcd-like KV with leases and watches, replicated by openraft on
+//! sled, served over gRPC (mutual TLS), plus the client other roles use.
+
+pub mod admin;
+pub mod bootstrap;
+pub mod channel;
+pub mod client;
+pub mod convert;
+pub mod core;
+pub mod disk;
+pub mod kv;
+pub mod lease_clock;
+pub mod lease_expiry;
+pub mod log_store;
+pub mod member;
+pub mod network;
+pub mod service;
+pub mod state_machine;
+pub mod types;
+pub mod watch;
+
+#[cfg(test)]
+mod storage_suite;

@@ -1,0 +1,262 @@
+//! The Raft state machine of a member: the in-memory [`KvState`], persisted as snapshots on the [`RaftDisk`].
+//!
+//! Hazards handled here: the watch broadcast is sent while the state lock is held, so a watcher that reads history
+//! and subscribes under the same lock never misses or duplicates an event; a snapshot install replaces the history,
+//! so watchers are told to re-sync (`SmEvent::Reset`) instead of silently skipping revisions.
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::disk::RaftDisk;
+use super::kv::{Compacted, KvState};
+use super::lease_clock::LeaseClock;
+use super::types::{Command, CommandResult, Event, ExpiredLease, KeyValue, LogId, PghaNode, TypeConfig};
+
+type StoreError = StorageError<u64>;
+type Membership = StoredMembership<u64, PghaNode>;
+
+const SNAPSHOT_META: &str = "snapshot_meta";
+const SNAPSHOT_DATA: &str = "snapshot_data";
+/// Capacity of the broadcast to watchers; a slower watcher re-reads from history.
+const WATCH_CHANNEL: usize = 1024;
+
+/// What watchers receive from the state machine.
+#[derive(Clone, Debug)]
+pub enum SmEvent {
+    /// Events of one applied command, all at one revision.
+    Events(Arc<Vec<Event>>),
+    /// The state was replaced by a snapshot at this revision: history before it is gone.
+    Reset { revision: i64 },
+}
+
+struct SmData {
+    kv: KvState,
+    last_applied: Option<LogId>,
+    membership: Membership,
+}
+
+struct Shared {
+    data: RwLock<SmData>,
+    clock: Mutex<LeaseClock>,
+    events: broadcast::Sender<SmEvent>,
+    disk: Arc<dyn RaftDisk>,
+    snapshot_seq: std::sync::atomic::AtomicU64,
+}
+
+/// Handle on the state machine; cheap to clone.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    shared: Arc<Shared>,
+}
+
+/// A snapshot as persisted: openraft's metadata plus our serialized KvState.
+#[derive(Serialize, Deserialize)]
+struct StoredMeta {
+    meta: SnapshotMeta<u64, PghaNode>,
+}
+
+fn lock_poisoned<E: std::fmt::Display>(e: E) -> StoreError {
+    StorageIOError::read_state_machine(&std::io::Error::other(e.to_string())).into()
+}
+
+impl StateMachineStore {
+    /// Opens the state machine from the last persisted snapshot on `disk` (empty when there is none).
+    pub fn open(disk: Arc<dyn RaftDisk>) -> Result<StateMachineStore, StoreError> {
+        let (events, _) = broadcast::channel(WATCH_CHANNEL);
+        let shared = Shared {
+            data: RwLock::new(SmData { kv: KvState::default(), last_applied: None, membership: Membership::default() }),
+            clock: Mutex::new(LeaseClock::default()),
+            events,
+            disk,
+            snapshot_seq: std::sync::atomic::AtomicU64::new(0),
+        };
+        let store = StateMachineStore { shared: Arc::new(shared) };
+        if let Some((meta, data)) = store.read_snapshot()? {
+            store.restore(&meta, &data)?;
+        }
+        Ok(store)
+    }
+
+    fn read_snapshot(&self) -> Result<Option<(SnapshotMeta<u64, PghaNode>, Vec<u8>)>, StoreError> {
+        let disk = &self.shared.disk;
+        let meta = disk.read_meta(SNAPSHOT_META).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let data = disk.read_meta(SNAPSHOT_DATA).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let (Some(meta), Some(data)) = (meta, data) else { return Ok(None) };
+        let stored: StoredMeta = serde_json::from_slice(&meta).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Some((stored.meta, data)))
+    }
+
+    fn write_snapshot(&self, meta: &SnapshotMeta<u64, PghaNode>, data: &[u8]) -> Result<(), StoreError> {
+        let err = |e: &dyn std::fmt::Display| -> StoreError {
+            StorageIOError::write_snapshot(Some(meta.signature()), &std::io::Error::other(e.to_string())).into()
+        };
+        let stored = serde_json::to_vec(&StoredMeta { meta: meta.clone() }).map_err(|e| err(&e))?;
+        let disk = &self.shared.disk;
+        disk.write_meta(SNAPSHOT_DATA, data).map_err(|e| err(&e))?;
+        disk.write_meta(SNAPSHOT_META, &stored).map_err(|e| err(&e))?;
+        disk.sync().map_err(|e| err(&e))
+    }
+
+    /// Replaces the state with a snapshot's and tells watchers to re-sync.
+    fn restore(&self, meta: &SnapshotMeta<u64, PghaNode>, data: &[u8]) -> Result<(), StoreError> {
+        let mut kv: KvState =
+            serde_json::from_slice(data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        kv.reset_history();
+        let mut guard = self.shared.data.write().map_err(lock_poisoned)?;
+        let leases = kv.leases().map(|(id, l)| (id, ttl(l.ttl_ms), l.refreshed_index)).collect::<Vec<_>>();
+        self.shared.clock.lock().map_err(lock_poisoned)?.restart(leases.into_iter(), Instant::now());
+        let revision = kv.revision;
+        *guard = SmData { kv, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        let _ = self.shared.events.send(SmEvent::Reset { revision });
+        Ok(())
+    }
+
+    /// Keys matching `key` (or the prefix), with this member's current revision.
+    pub fn range(&self, key: &[u8], prefix: bool) -> (Vec<KeyValue>, i64) {
+        match self.shared.data.read() {
+            Ok(d) => (d.kv.range(key, prefix), d.kv.revision),
+            Err(poisoned) => {
+                let d = poisoned.into_inner();
+                (d.kv.range(key, prefix), d.kv.revision)
+            }
+        }
+    }
+
+    /// Current revision of this member.
+    pub fn revision(&self) -> i64 {
+        self.shared.data.read().map(|d| d.kv.revision).unwrap_or_default()
+    }
+
+    /// Starts a watch: retained events from `start` (0 = from now) and a receiver for everything after them.
+    pub fn watch_from(&self, start: i64) -> Result<(Vec<Event>, broadcast::Receiver<SmEvent>, i64), Compacted> {
+        let data = match self.shared.data.read() {
+            Ok(d) => d,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let start = if start <= 0 { data.kv.revision + 1 } else { start };
+        let history = data.kv.events_since(start)?;
+        // Subscribing under the read lock: no apply (which needs the write lock) can slip between the two.
+        let rx = self.shared.events.subscribe();
+        Ok((history, rx, data.kv.revision))
+    }
+
+    /// Leases whose deadline passed on this member's clock.
+    pub fn expired_leases(&self, now: Instant) -> Vec<ExpiredLease> {
+        self.shared.clock.lock().map(|c| c.expired(now)).unwrap_or_default()
+    }
+
+    /// Number of live leases.
+    pub fn lease_count(&self) -> usize {
+        self.shared.clock.lock().map(|c| c.len()).unwrap_or_default()
+    }
+
+    /// Bytes used by this member's store on disk.
+    pub fn disk_size(&self) -> u64 {
+        self.shared.disk.size_on_disk()
+    }
+
+    fn apply_entry(&self, data: &mut SmData, entry: &Entry<TypeConfig>, now: Instant) -> CommandResult {
+        data.last_applied = Some(entry.log_id);
+        match &entry.payload {
+            EntryPayload::Blank => CommandResult::None,
+            EntryPayload::Membership(m) => {
+                data.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                CommandResult::None
+            }
+            EntryPayload::Normal(cmd) => {
+                let index = entry.log_id.index;
+                let (result, events) = data.kv.apply(index, cmd);
+                self.track_leases(cmd, &result, index, now);
+                if !events.is_empty() {
+                    let _ = self.shared.events.send(SmEvent::Events(Arc::new(events)));
+                }
+                result
+            }
+        }
+    }
+
+    fn track_leases(&self, cmd: &Command, result: &CommandResult, index: u64, now: Instant) {
+        let Ok(mut clock) = self.shared.clock.lock() else { return };
+        match (cmd, result) {
+            (Command::LeaseGrant { .. } | Command::LeaseKeepAlive { .. }, CommandResult::Lease { id, ttl_ms, found: true }) => {
+                clock.refreshed(*id, ttl(*ttl_ms), index, now)
+            }
+            (Command::LeaseRevoke { id }, _) => clock.removed(*id),
+            (Command::LeaseExpire { .. }, CommandResult::Expired { expired }) => {
+                expired.iter().for_each(|id| clock.removed(*id))
+            }
+            _ => {}
+        }
+    }
+}
+
+fn ttl(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StoreError> {
+        let (data, last_log_id, last_membership) = {
+            let d = self.shared.data.read().map_err(lock_poisoned)?;
+            let data = serde_json::to_vec(&d.kv).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            (data, d.last_applied, d.membership.clone())
+        };
+        let seq = self.shared.snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let snapshot_id = match last_log_id {
+            Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
+            None => format!("none-{seq}"),
+        };
+        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+        self.write_snapshot(&meta, &data)?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StoreError> {
+        let d = self.shared.data.read().map_err(lock_poisoned)?;
+        Ok((d.last_applied, d.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StoreError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let now = Instant::now();
+        let mut data = self.shared.data.write().map_err(lock_poisoned)?;
+        Ok(entries.into_iter().map(|entry| self.apply_entry(&mut data, &entry, now)).collect())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StoreError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, PghaNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StoreError> {
+        let data = snapshot.into_inner();
+        self.restore(meta, &data)?;
+        self.write_snapshot(meta, &data)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
+        Ok(self.read_snapshot()?.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
