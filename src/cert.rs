@@ -313,7 +313,7 @@ mod tests {
         let names: Vec<String> = san.value.general_names.iter().map(|g| g.to_string()).collect();
         assert!(names.iter().any(|n| n.contains("node-1")), "{names:?}");
         assert!(names.iter().any(|n| n.contains("db1.example")), "{names:?}");
-        assert!(names.iter().any(|n| n.contains("10.0.0.1")), "{names:?}");
+        assert!(names.iter().any(|n| n.contains("0a:00:00:01")), "{names:?}");
 
         let ca_pem = fs::read(&ca.cert).unwrap();
         let (_, cp) = x509_parser::pem::parse_x509_pem(&ca_pem).unwrap();

@@ -1,1 +1,80 @@
-fn main(){}
+//! The `pgha` binary: parse the command line and hand over to the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use pgha::cli::{CertCommand, Cli, Command, ConfigCommand, LogArgs, LogFormatArg};
+use pgha::config::{Config, LogFormat, Overrides, Purpose, Role};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    pgha::tls::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config, flags: &LogArgs) {
+    let format = match flags.log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Human) => LogFormat::Human,
+        None => config.log.format,
+    };
+    pgha::logging::init(format, flags.log_level.as_deref().unwrap_or(&config.log.level));
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(args) => {
+            let role: Role = args.role.into();
+            let overrides = Overrides {
+                name: args.name,
+                data_dir: args.data_dir,
+                listen: args.listen,
+                advertise: args.advertise,
+                peers: args.peers,
+                endpoints: None,
+            };
+            let config = Config::load(args.config.as_deref(), Purpose::Run(role), &overrides)?;
+            init_logging(&config, &args.log);
+            pgha::run::run(config, role).await
+        }
+        Command::Cert(CertCommand::Init { dir, cluster, days, force }) => {
+            let paths = pgha::cert::init_ca(&dir, &cluster, days, force)?;
+            println!("CA certificate: {}\nCA key:         {} (mode 0600)", paths.cert.display(), paths.key.display());
+            Ok(())
+        }
+        Command::Cert(CertCommand::Issue { dir, name, ip, dns, days }) => {
+            let paths = pgha::cert::issue(&dir, &name, &ip, &dns, days)?;
+            println!("certificate: {}\nkey:         {} (mode 0600)", paths.cert.display(), paths.key.display());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Example { role }) => {
+            print!("{}", pgha::config::example(role.into()));
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Validate { file, role }) => {
+            let role: Role = role.into();
+            Config::load(Some(&file), Purpose::Run(role), &Overrides::default())
+                .with_context(|| format!("{} is not a valid {role} config", file.display()))?;
+            println!("{}: valid {role} config", file.display());
+            Ok(())
+        }
+        Command::Ctl(args) => pgha::ctl::run(args).await,
+        Command::Demo(args) => pgha::demo::run(args).await,
+        Command::Bench(cmd) => pgha::bench::run(cmd).await,
+    }
+}

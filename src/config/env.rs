@@ -131,7 +131,7 @@ fn convert(kind: Kind, raw: &str) -> Result<Option<Value>, String> {
                 format!(
                     "not a valid TOML array: {} (hint: use a comma-separated list like \
                      db1=10.0.0.1:7400,db2=10.0.0.2:7400 or an array of quoted strings)",
-                    e.message()
+                    e.message().trim_end().replace('\n', ": ")
                 )
             })?;
             Ok(parsed.get("v").cloned())

@@ -20,6 +20,9 @@ key = "/etc/pgha/db1.key"
 
 const DB: Purpose = Purpose::Run(Role::Db);
 
+/// Environment variables of a test case.
+type Env = &'static [(&'static str, &'static str)];
+
 fn env_of(env: &[(&str, &str)]) -> Vec<(String, String)> {
     env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
@@ -65,11 +68,12 @@ fn examples_validate_for_their_role() {
         assert_eq!(
             config.dcs,
             {
-                let mut d = DcsSection::default();
-                d.listen = config.dcs.listen.clone();
-                d.peers = config.dcs.peers.clone();
-                d.endpoints = config.dcs.endpoints.clone();
-                d
+                DcsSection {
+                    listen: config.dcs.listen.clone(),
+                    peers: config.dcs.peers.clone(),
+                    endpoints: config.dcs.endpoints.clone(),
+                    ..DcsSection::default()
+                }
             },
             "{role}: example values must be the defaults"
         );
@@ -230,7 +234,7 @@ fn precedence_flag_over_env_over_file() {
 
 #[test]
 fn parse_errors_name_the_culprit() {
-    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+    let cases: &[(&str, Env, &str, &str)] = &[
         ("[node]\nbogus = 1\n", &[], "test.toml", "bogus"),
         ("[bogus]\nx = 1\n", &[], "test.toml", "bogus"),
         ("[dcs]\nheartbeat_ms = \"fast\"\n", &[], "test.toml", "heartbeat_ms"),
@@ -269,7 +273,7 @@ fn parse_errors_name_the_culprit() {
 fn each_rule_reports_its_key() {
     let ctl = Purpose::Ctl;
     let edge = Purpose::Run(Role::Edge);
-    let cases: &[(&[(&str, &str)], Purpose, &[&str])] = &[
+    let cases: &[(Env, Purpose, &[&str])] = &[
         (&[], DB, &[]),
         (&[("PGHA_CLUSTER__NAME", "Prod")], DB, &["cluster.name"]),
         (&[("PGHA_CLUSTER__NAME", "")], DB, &["cluster.name"]),

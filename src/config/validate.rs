@@ -136,18 +136,16 @@ pub(super) fn problems(config: &Config, purpose: Purpose) -> Vec<Problem> {
     let voter = purpose.is_voter();
     let (cluster, node, dcs, tls, log) = (&config.cluster, &config.node, &config.dcs, &config.tls, &config.log);
 
-    if cluster.name.is_empty()
-        || !cluster
-            .name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+    if cluster.name.is_empty() {
+        r.add("cluster.name", "must not be empty", "the default is \"pgha\"");
+    } else if !cluster
+        .name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
     {
         r.add(
             "cluster.name",
-            format!(
-                "{:?} is empty or has characters other than a-z, 0-9, '_' and '-'",
-                cluster.name
-            ),
+            format!("{:?} has characters other than a-z, 0-9, '_' and '-'", cluster.name),
             "use lowercase letters, digits, '_' and '-', e.g. \"pgha\" or \"orders-prod\"",
         );
     }

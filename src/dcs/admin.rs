@@ -22,7 +22,11 @@ pub fn members(m: &RaftMetrics<u64, PghaNode>) -> Vec<proto::Member> {
         .nodes()
         .map(|(id, node)| {
             let matched = m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten());
-            let matched = if *id == m.id { m.last_log_index } else { matched.map(|l| l.index) };
+            let matched = if *id == m.id {
+                m.last_log_index
+            } else {
+                matched.map(|l| l.index)
+            };
             proto::Member {
                 id: *id,
                 name: node.name.clone(),
@@ -78,7 +82,9 @@ impl AdminService {
 
 fn validate_member(name: &str, addr: &str) -> Result<(), DcsError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-        return Err(DcsError::Invalid(format!("member name {name:?} must be non-empty [A-Za-z0-9._-]")));
+        return Err(DcsError::Invalid(format!(
+            "member name {name:?} must be non-empty [A-Za-z0-9._-]"
+        )));
     }
     match addr.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
@@ -112,13 +118,22 @@ impl proto::admin_server::Admin for AdminService {
             return Err(DcsError::Rejected(format!("{} is already a voter", req.name)).into());
         }
         if let Some((other, _)) = membership.nodes().find(|(i, n)| n.addr == req.addr && **i != id) {
-            return Err(DcsError::Rejected(format!("address {} is already used by member id {other}", req.addr)).into());
+            return Err(
+                DcsError::Rejected(format!("address {} is already used by member id {other}", req.addr)).into(),
+            );
         }
-        let node = PghaNode { name: req.name.clone(), addr: req.addr.clone() };
+        let node = PghaNode {
+            name: req.name.clone(),
+            addr: req.addr.clone(),
+        };
         // Learner first: it catches up without counting toward quorums, then becomes a voter.
         tracing::info!(member = %node, "adding member: as learner first, then as voter");
         self.0.raft.add_learner(id, node, true).await.map_err(change_error)?;
-        self.0.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(change_error)?;
+        self.0
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(change_error)?;
         tracing::info!(member = %req.name, "member added as voter");
         Ok(self.membership_response())
     }
@@ -143,11 +158,19 @@ impl proto::admin_server::Admin for AdminService {
                 return Err(DcsError::Rejected("cannot remove the last voter".into()).into());
             }
             tracing::info!(member = %req.name, "removing voter");
-            self.0.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await.map_err(change_error)?;
+            self.0
+                .raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(change_error)?;
         } else {
             tracing::info!(member = %req.name, "removing learner");
             let nodes: BTreeSet<u64> = BTreeSet::from([id]);
-            self.0.raft.change_membership(ChangeMembers::RemoveNodes(nodes), false).await.map_err(change_error)?;
+            self.0
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(nodes), false)
+                .await
+                .map_err(change_error)?;
         }
         Ok(self.membership_response())
     }

@@ -22,7 +22,9 @@ pub enum PeerProbe {
     Unreachable,
     Uninitialized,
     /// Member of a cluster whose membership holds these names.
-    Initialized { members: Vec<String> },
+    Initialized {
+        members: Vec<String>,
+    },
 }
 
 /// What this member does at start-up.
@@ -60,14 +62,16 @@ pub fn plan(has_local_state: bool, self_name: &str, probes: &[PeerProbe]) -> Pla
 }
 
 async fn probe(core: &DcsCore, addr: &str) -> PeerProbe {
-    let Ok(channel) = core.channel(addr) else { return PeerProbe::Unreachable };
+    let Ok(channel) = core.channel(addr) else {
+        return PeerProbe::Unreachable;
+    };
     let mut client = AdminClient::new(channel);
     let mut req = tonic::Request::new(StatusRequest {});
     req.set_timeout(Duration::from_millis(500));
     match client.status(req).await {
-        Ok(s) if s.get_ref().initialized => {
-            PeerProbe::Initialized { members: s.into_inner().members.into_iter().map(|m| m.name).collect() }
-        }
+        Ok(s) if s.get_ref().initialized => PeerProbe::Initialized {
+            members: s.into_inner().members.into_iter().map(|m| m.name).collect(),
+        },
         Ok(_) => PeerProbe::Uninitialized,
         Err(_) => PeerProbe::Unreachable,
     }
@@ -90,7 +94,15 @@ pub async fn run(core: Arc<DcsCore>, peers: Vec<(String, String)>, token: Cancel
         Plan::Initialize => {
             let members: BTreeMap<u64, PghaNode> = peers
                 .iter()
-                .map(|(name, addr)| (node_id(name), PghaNode { name: name.clone(), addr: addr.clone() }))
+                .map(|(name, addr)| {
+                    (
+                        node_id(name),
+                        PghaNode {
+                            name: name.clone(),
+                            addr: addr.clone(),
+                        },
+                    )
+                })
                 .collect();
             match core.raft.initialize(members).await {
                 Ok(()) => tracing::info!(voters = peers.len(), "initialized a new DCS cluster"),
@@ -107,7 +119,10 @@ async fn join(core: &DcsCore, others: &[&(String, String)], token: &Cancellation
     loop {
         for (_, addr) in others {
             let Ok(channel) = core.channel(addr) else { continue };
-            let req = AddMemberRequest { name: core.node.name.clone(), addr: core.node.addr.clone() };
+            let req = AddMemberRequest {
+                name: core.node.name.clone(),
+                addr: core.node.addr.clone(),
+            };
             match AdminClient::new(channel).add_member(req).await {
                 Ok(_) => {
                     tracing::info!(via = %addr, "joined the existing DCS cluster");
@@ -129,7 +144,9 @@ mod tests {
     use super::*;
 
     fn init(names: &[&str]) -> PeerProbe {
-        PeerProbe::Initialized { members: names.iter().map(|s| s.to_string()).collect() }
+        PeerProbe::Initialized {
+            members: names.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     #[test]
@@ -138,10 +155,30 @@ mod tests {
         let cases: Vec<(&str, bool, Vec<PeerProbe>, Plan)> = vec![
             ("restart resumes", true, vec![], Plan::Resume),
             ("restart ignores peers", true, vec![init(&["db2"])], Plan::Resume),
-            ("first start, nobody up", false, vec![Unreachable, Unreachable], Plan::Initialize),
-            ("first start together", false, vec![Uninitialized, Unreachable], Plan::Initialize),
-            ("wiped member of a live cluster", false, vec![init(&["db1", "db2"]), Unreachable], Plan::AwaitReplication),
-            ("new member", false, vec![Unreachable, init(&["db2", "db3"])], Plan::Join),
+            (
+                "first start, nobody up",
+                false,
+                vec![Unreachable, Unreachable],
+                Plan::Initialize,
+            ),
+            (
+                "first start together",
+                false,
+                vec![Uninitialized, Unreachable],
+                Plan::Initialize,
+            ),
+            (
+                "wiped member of a live cluster",
+                false,
+                vec![init(&["db1", "db2"]), Unreachable],
+                Plan::AwaitReplication,
+            ),
+            (
+                "new member",
+                false,
+                vec![Unreachable, init(&["db2", "db3"])],
+                Plan::Join,
+            ),
         ];
         for (name, has_state, probes, expected) in cases {
             assert_eq!(plan(has_state, "db1", &probes), expected, "{name}");

@@ -8,7 +8,11 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A lazily connected channel to `addr` (`host:port`), over TLS when `tls` is given.
-pub fn lazy_channel(addr: &str, tls: Option<&ClientTlsConfig>, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+pub fn lazy_channel(
+    addr: &str,
+    tls: Option<&ClientTlsConfig>,
+    timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
         .connect_timeout(CONNECT_TIMEOUT.min(timeout))

@@ -26,7 +26,11 @@ pub enum ClientError {
     #[error("bad endpoint {addr:?}: {message}")]
     BadEndpoint { addr: String, message: String },
     #[error("no DCS member answered within {timeout:?} (last error from {addr}: {message})")]
-    Unavailable { timeout: Duration, addr: String, message: String },
+    Unavailable {
+        timeout: Duration,
+        addr: String,
+        message: String,
+    },
     #[error("{addr}: {code:?}: {message}")]
     Rejected { addr: String, code: Code, message: String },
 }
@@ -57,16 +61,29 @@ pub struct DcsClient {
 }
 
 fn retryable(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded)
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+    )
 }
 
 impl DcsClient {
     /// A client for the members at `endpoints` (`host:port`); `timeout` bounds each call including failovers.
-    pub fn new(endpoints: Vec<String>, tls: Option<ClientTlsConfig>, timeout: Duration) -> Result<DcsClient, ClientError> {
+    pub fn new(
+        endpoints: Vec<String>,
+        tls: Option<ClientTlsConfig>,
+        timeout: Duration,
+    ) -> Result<DcsClient, ClientError> {
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
-        let client = DcsClient { endpoints, tls, timeout, current: AtomicUsize::new(0), channels: Mutex::new(HashMap::new()) };
+        let client = DcsClient {
+            endpoints,
+            tls,
+            timeout,
+            current: AtomicUsize::new(0),
+            channels: Mutex::new(HashMap::new()),
+        };
         for addr in &client.endpoints {
             client.channel(addr)?;
         }
@@ -80,7 +97,10 @@ impl DcsClient {
 
     /// A channel to one member address (cached).
     pub fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
-        let bad = |message: String| ClientError::BadEndpoint { addr: addr.to_string(), message };
+        let bad = |message: String| ClientError::BadEndpoint {
+            addr: addr.to_string(),
+            message,
+        };
         let mut channels = self.channels.lock().map_err(|e| bad(e.to_string()))?;
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
@@ -117,19 +137,29 @@ impl DcsClient {
                 Err(_) => last = (addr.clone(), "timed out".to_string()),
             }
             // Move on; once every member was tried, pause briefly (an election may be under way).
-            let _ = self.current.compare_exchange(index, index + 1, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self
+                .current
+                .compare_exchange(index, index + 1, Ordering::Relaxed, Ordering::Relaxed);
             attempt += 1;
             if attempt % self.endpoints.len() == 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        Err(ClientError::Unavailable { timeout: self.timeout, addr: last.0, message: last.1 })
+        Err(ClientError::Unavailable {
+            timeout: self.timeout,
+            addr: last.0,
+            message: last.1,
+        })
     }
 
     async fn range(&self, key: &[u8], prefix: bool, serializable: bool) -> Result<(Vec<KeyValue>, i64), ClientError> {
         let resp = self
             .call(|ch| async move {
-                let req = proto::RangeRequest { key: key.to_vec(), prefix, serializable };
+                let req = proto::RangeRequest {
+                    key: key.to_vec(),
+                    prefix,
+                    serializable,
+                };
                 RawDcs::new(ch).range(req).await
             })
             .await?
@@ -150,61 +180,91 @@ impl DcsClient {
     /// Runs a transaction.
     pub async fn txn(&self, txn: Txn) -> Result<TxnOutcome, ClientError> {
         let req: proto::TxnRequest = txn.into();
-        let resp = self.call(|ch| {
-            let req = req.clone();
-            async move { RawDcs::new(ch).txn(req).await }
+        let resp = self
+            .call(|ch| {
+                let req = req.clone();
+                async move { RawDcs::new(ch).txn(req).await }
+            })
+            .await?
+            .into_inner();
+        Ok(TxnOutcome {
+            succeeded: resp.succeeded,
+            revision: resp.revision,
         })
-        .await?.into_inner();
-        Ok(TxnOutcome { succeeded: resp.succeeded, revision: resp.revision })
     }
 
     /// Puts a key (bound to `lease` unless 0); returns the new revision.
     pub async fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<i64, ClientError> {
-        let op = Op::Put { key: key.to_vec(), value: value.to_vec(), lease };
-        Ok(self.txn(Txn { success: vec![op], ..Txn::default() }).await?.revision)
+        let op = Op::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            lease,
+        };
+        Ok(self
+            .txn(Txn {
+                success: vec![op],
+                ..Txn::default()
+            })
+            .await?
+            .revision)
     }
 
     /// Deletes a key or a prefix; returns how many keys went away.
     pub async fn delete(&self, key: &[u8], prefix: bool) -> Result<u64, ClientError> {
-        let op = Op::Delete { key: key.to_vec(), prefix };
-        let req: proto::TxnRequest = Txn { success: vec![op], ..Txn::default() }.into();
-        Ok(self.call(|ch| {
-            let req = req.clone();
-            async move { RawDcs::new(ch).txn(req).await }
-        })
-        .await?.into_inner().deleted)
+        let op = Op::Delete {
+            key: key.to_vec(),
+            prefix,
+        };
+        let req: proto::TxnRequest = Txn {
+            success: vec![op],
+            ..Txn::default()
+        }
+        .into();
+        Ok(self
+            .call(|ch| {
+                let req = req.clone();
+                async move { RawDcs::new(ch).txn(req).await }
+            })
+            .await?
+            .into_inner()
+            .deleted)
     }
 
     /// Grants a lease; returns (id, ttl actually granted).
     pub async fn lease_grant(&self, ttl: Duration) -> Result<(i64, Duration), ClientError> {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let resp = self.call(|ch| {
-            let req = proto::LeaseGrantRequest { ttl_ms };
-            async move { RawDcs::new(ch).lease_grant(req).await }
-        })
-        .await?;
+        let resp = self
+            .call(|ch| {
+                let req = proto::LeaseGrantRequest { ttl_ms };
+                async move { RawDcs::new(ch).lease_grant(req).await }
+            })
+            .await?;
         let resp = resp.into_inner();
         Ok((resp.id, Duration::from_millis(u64::try_from(resp.ttl_ms).unwrap_or(0))))
     }
 
     /// Renews a lease; `None` when it no longer exists. The holder may count the TTL from when it SENT this call.
     pub async fn lease_keepalive(&self, id: i64) -> Result<Option<Duration>, ClientError> {
-        let resp = self.call(|ch| {
-            let req = proto::LeaseKeepAliveRequest { id };
-            async move { RawDcs::new(ch).lease_keep_alive(req).await }
-        })
-        .await?;
+        let resp = self
+            .call(|ch| {
+                let req = proto::LeaseKeepAliveRequest { id };
+                async move { RawDcs::new(ch).lease_keep_alive(req).await }
+            })
+            .await?;
         let resp = resp.into_inner();
-        Ok(resp.found.then(|| Duration::from_millis(u64::try_from(resp.ttl_ms).unwrap_or(0))))
+        Ok(resp
+            .found
+            .then(|| Duration::from_millis(u64::try_from(resp.ttl_ms).unwrap_or(0))))
     }
 
     /// Revokes a lease and deletes its keys; false when it did not exist.
     pub async fn lease_revoke(&self, id: i64) -> Result<bool, ClientError> {
-        let resp = self.call(|ch| {
-            let req = proto::LeaseRevokeRequest { id };
-            async move { RawDcs::new(ch).lease_revoke(req).await }
-        })
-        .await?;
+        let resp = self
+            .call(|ch| {
+                let req = proto::LeaseRevokeRequest { id };
+                async move { RawDcs::new(ch).lease_revoke(req).await }
+            })
+            .await?;
         Ok(resp.into_inner().found)
     }
 
@@ -215,38 +275,57 @@ impl DcsClient {
         let mut client = AdminClient::new(self.channel(addr)?);
         match tokio::time::timeout(timeout, client.status(req)).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
-            Ok(Err(s)) => Err(ClientError::Unavailable { timeout, addr: addr.into(), message: s.message().into() }),
-            Err(_) => Err(ClientError::Unavailable { timeout, addr: addr.into(), message: "timed out".into() }),
+            Ok(Err(s)) => Err(ClientError::Unavailable {
+                timeout,
+                addr: addr.into(),
+                message: s.message().into(),
+            }),
+            Err(_) => Err(ClientError::Unavailable {
+                timeout,
+                addr: addr.into(),
+                message: "timed out".into(),
+            }),
         }
     }
 
     /// Status of whichever member answers first.
     pub async fn status(&self) -> Result<proto::StatusResponse, ClientError> {
-        Ok(self.call(|ch| {
-            let req = proto::StatusRequest {};
-            async move { AdminClient::new(ch).status(req).await }
-        })
-        .await?.into_inner())
+        Ok(self
+            .call(|ch| {
+                let req = proto::StatusRequest {};
+                async move { AdminClient::new(ch).status(req).await }
+            })
+            .await?
+            .into_inner())
     }
 
     /// Adds a member (learner first, then voter).
     pub async fn add_member(&self, name: &str, addr: &str) -> Result<Vec<proto::Member>, ClientError> {
-        let req = proto::AddMemberRequest { name: name.into(), addr: addr.into() };
-        Ok(self.call(|ch| {
-            let req = req.clone();
-            async move { AdminClient::new(ch).add_member(req).await }
-        })
-        .await?.into_inner().members)
+        let req = proto::AddMemberRequest {
+            name: name.into(),
+            addr: addr.into(),
+        };
+        Ok(self
+            .call(|ch| {
+                let req = req.clone();
+                async move { AdminClient::new(ch).add_member(req).await }
+            })
+            .await?
+            .into_inner()
+            .members)
     }
 
     /// Removes a member.
     pub async fn remove_member(&self, name: &str) -> Result<Vec<proto::Member>, ClientError> {
         let req = proto::RemoveMemberRequest { name: name.into() };
-        Ok(self.call(|ch| {
-            let req = req.clone();
-            async move { AdminClient::new(ch).remove_member(req).await }
-        })
-        .await?.into_inner().members)
+        Ok(self
+            .call(|ch| {
+                let req = req.clone();
+                async move { AdminClient::new(ch).remove_member(req).await }
+            })
+            .await?
+            .into_inner()
+            .members)
     }
 
     /// Watches a key or prefix from `start_revision` (0 = from now). Events arrive in revision order without gaps,
@@ -306,8 +385,14 @@ impl WatchTask {
     }
 
     async fn follow(&mut self, addr: &str, tx: &mpsc::Sender<WatchMessage>) -> StreamEnd {
-        let Ok(channel) = lazy_stream_channel(addr, self.tls.as_ref()) else { return StreamEnd::Broken };
-        let req = proto::WatchRequest { key: self.key.clone(), prefix: self.prefix, start_revision: self.next };
+        let Ok(channel) = lazy_stream_channel(addr, self.tls.as_ref()) else {
+            return StreamEnd::Broken;
+        };
+        let req = proto::WatchRequest {
+            key: self.key.clone(),
+            prefix: self.prefix,
+            start_revision: self.next,
+        };
         let silence = PROGRESS_INTERVAL * 4;
         let mut stream = match tokio::time::timeout(silence, RawDcs::new(channel).watch(req)).await {
             Ok(Ok(resp)) => resp.into_inner(),
@@ -324,14 +409,22 @@ impl WatchTask {
                 _ => return StreamEnd::Broken,
             };
             if resp.compact_revision > 0 {
-                let _ = tx.send(WatchMessage::Compacted { revision: resp.compact_revision }).await;
+                let _ = tx
+                    .send(WatchMessage::Compacted {
+                        revision: resp.compact_revision,
+                    })
+                    .await;
                 return StreamEnd::Compacted;
             }
             if self.next <= 0 {
                 self.next = resp.revision + 1;
             }
-            let events: Vec<Event> =
-                resp.events.into_iter().map(Event::from).filter(|e| e.revision() >= self.next).collect();
+            let events: Vec<Event> = resp
+                .events
+                .into_iter()
+                .map(Event::from)
+                .filter(|e| e.revision() >= self.next)
+                .collect();
             if let Some(last) = events.last() {
                 self.next = last.revision() + 1;
                 if tx.send(WatchMessage::Events(events)).await.is_err() {

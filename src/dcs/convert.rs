@@ -41,7 +41,10 @@ impl From<Event> for proto::Event {
             EventKind::Put => proto::event::Kind::Put,
             EventKind::Delete => proto::event::Kind::Delete,
         };
-        proto::Event { kind: kind as i32, kv: Some(e.kv.into()) }
+        proto::Event {
+            kind: kind as i32,
+            kv: Some(e.kv.into()),
+        }
     }
 }
 
@@ -51,7 +54,10 @@ impl From<proto::Event> for Event {
             Ok(proto::event::Kind::Delete) => EventKind::Delete,
             _ => EventKind::Put,
         };
-        Event { kind, kv: e.kv.map(KeyValue::from).unwrap_or_default() }
+        Event {
+            kind,
+            kv: e.kv.map(KeyValue::from).unwrap_or_default(),
+        }
     }
 }
 
@@ -60,7 +66,10 @@ fn check_key(key: &[u8], prefix: bool) -> Result<(), DcsError> {
         return Err(DcsError::Invalid("empty key".into()));
     }
     if key.len() > MAX_KEY {
-        return Err(DcsError::Invalid(format!("key of {} bytes exceeds {MAX_KEY}", key.len())));
+        return Err(DcsError::Invalid(format!(
+            "key of {} bytes exceeds {MAX_KEY}",
+            key.len()
+        )));
     }
     Ok(())
 }
@@ -70,16 +79,26 @@ fn op_from(op: proto::Op) -> Result<Op, DcsError> {
         Some(proto::op::Op::Put(p)) => {
             check_key(&p.key, false)?;
             if p.value.len() > MAX_VALUE {
-                return Err(DcsError::Invalid(format!("value of {} bytes exceeds {MAX_VALUE}", p.value.len())));
+                return Err(DcsError::Invalid(format!(
+                    "value of {} bytes exceeds {MAX_VALUE}",
+                    p.value.len()
+                )));
             }
             if p.lease < 0 {
                 return Err(DcsError::Invalid(format!("negative lease id {}", p.lease)));
             }
-            Ok(Op::Put { key: p.key, value: p.value, lease: p.lease })
+            Ok(Op::Put {
+                key: p.key,
+                value: p.value,
+                lease: p.lease,
+            })
         }
         Some(proto::op::Op::Delete(d)) => {
             check_key(&d.key, d.prefix)?;
-            Ok(Op::Delete { key: d.key, prefix: d.prefix })
+            Ok(Op::Delete {
+                key: d.key,
+                prefix: d.prefix,
+            })
         }
         None => Err(DcsError::Invalid("transaction op without put or delete".into())),
     }
@@ -92,7 +111,9 @@ fn compare_from(c: proto::Compare) -> Result<Compare, DcsError> {
         Some(proto::compare::Target::ModRevision(rev)) => CompareTarget::ModRevision(rev),
         Some(proto::compare::Target::Value(v)) => CompareTarget::Value(v),
         Some(proto::compare::Target::Absent(false)) | None => {
-            return Err(DcsError::Invalid("compare without a target (absent, mod_revision or value)".into()))
+            return Err(DcsError::Invalid(
+                "compare without a target (absent, mod_revision or value)".into(),
+            ))
         }
     };
     Ok(Compare { key: c.key, target })
@@ -119,7 +140,10 @@ impl From<Compare> for proto::Compare {
             CompareTarget::ModRevision(r) => proto::compare::Target::ModRevision(r),
             CompareTarget::Value(v) => proto::compare::Target::Value(v),
         };
-        proto::Compare { key: c.key, target: Some(target) }
+        proto::Compare {
+            key: c.key,
+            target: Some(target),
+        }
     }
 }
 

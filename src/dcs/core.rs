@@ -82,7 +82,16 @@ impl DcsCore {
         timeout: Duration,
     ) -> DcsCore {
         let node_id = super::types::node_id(&node.name);
-        DcsCore { raft, sm, node_id, node, cluster, tls, timeout, channels: Mutex::new(HashMap::new()) }
+        DcsCore {
+            raft,
+            sm,
+            node_id,
+            node,
+            cluster,
+            tls,
+            timeout,
+            channels: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A channel to another member, created once per address.
@@ -123,7 +132,10 @@ impl DcsCore {
                 Ok(resp) => return Ok(resp.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let Some(node) = f.leader_node {
-                        match self.forward::<_, CommandResult>(&node.addr, ForwardKind::Write, &cmd).await {
+                        match self
+                            .forward::<_, CommandResult>(&node.addr, ForwardKind::Write, &cmd)
+                            .await
+                        {
                             Ok(Forwarded::Ok(result)) => return Ok(result),
                             Ok(Forwarded::Failed(msg)) => return Err(DcsError::Rejected(msg)),
                             Ok(Forwarded::NotLeader) | Err(_) => {}
@@ -151,7 +163,10 @@ impl DcsCore {
             let index = match outcome {
                 Ok(log_id) => return self.wait_applied(log_id.map(|l| l.index), deadline).await,
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_node {
-                    Some(node) => match self.forward::<_, Option<u64>>(&node.addr, ForwardKind::ReadIndex, &()).await {
+                    Some(node) => match self
+                        .forward::<_, Option<u64>>(&node.addr, ForwardKind::ReadIndex, &())
+                        .await
+                    {
                         Ok(Forwarded::Ok(index)) => Some(index),
                         _ => None,
                     },

@@ -49,9 +49,16 @@ fn io(op: &'static str) -> impl FnOnce(sled::Error) -> DiskError {
 impl SledDisk {
     /// Opens (or creates) the store under `dir`.
     pub fn open(dir: &Path) -> Result<SledDisk, DiskError> {
-        let open_err = |source| DiskError::Open { path: dir.display().to_string(), source };
+        let open_err = |source| DiskError::Open {
+            path: dir.display().to_string(),
+            source,
+        };
         // A small cache: the DCS holds kilobytes of state; sled's 1 GiB default would dominate RSS.
-        let db = sled::Config::new().path(dir).cache_capacity(8 << 20).open().map_err(open_err)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(8 << 20)
+            .open()
+            .map_err(open_err)?;
         let logs = db.open_tree("logs").map_err(open_err)?;
         let meta = db.open_tree("meta").map_err(open_err)?;
         Ok(SledDisk { db, logs, meta })
@@ -89,7 +96,11 @@ impl RaftDisk for SledDisk {
     }
 
     fn last_entry(&self) -> Result<Option<(u64, Vec<u8>)>, DiskError> {
-        Ok(self.logs.last().map_err(io("read last log"))?.map(|(k, v)| (index_of(&k), v.to_vec())))
+        Ok(self
+            .logs
+            .last()
+            .map_err(io("read last log"))?
+            .map(|(k, v)| (index_of(&k), v.to_vec())))
     }
 
     fn remove_from(&self, start: u64) -> Result<(), DiskError> {

@@ -31,6 +31,7 @@ pub struct Lease {
 pub struct KvState {
     /// Cluster revision: bumped once by every command that changes at least one key.
     pub revision: i64,
+    #[serde(with = "kvs_as_list")]
     kvs: BTreeMap<Vec<u8>, KeyValue>,
     leases: BTreeMap<i64, Lease>,
     next_lease_id: i64,
@@ -60,20 +61,40 @@ impl KvState {
                 let ttl_ms = (*ttl_ms).clamp(MIN_TTL_MS, MAX_TTL_MS);
                 self.next_lease_id += 1;
                 let id = self.next_lease_id;
-                let lease = Lease { ttl_ms, keys: BTreeSet::new(), refreshed_index: index };
+                let lease = Lease {
+                    ttl_ms,
+                    keys: BTreeSet::new(),
+                    refreshed_index: index,
+                };
                 self.leases.insert(id, lease);
-                CommandResult::Lease { id, ttl_ms, found: true }
+                CommandResult::Lease {
+                    id,
+                    ttl_ms,
+                    found: true,
+                }
             }
             Command::LeaseKeepAlive { id } => match self.leases.get_mut(id) {
                 Some(lease) => {
                     lease.refreshed_index = index;
-                    CommandResult::Lease { id: *id, ttl_ms: lease.ttl_ms, found: true }
+                    CommandResult::Lease {
+                        id: *id,
+                        ttl_ms: lease.ttl_ms,
+                        found: true,
+                    }
                 }
-                None => CommandResult::Lease { id: *id, ttl_ms: 0, found: false },
+                None => CommandResult::Lease {
+                    id: *id,
+                    ttl_ms: 0,
+                    found: false,
+                },
             },
             Command::LeaseRevoke { id } => {
                 let found = self.remove_lease(*id, &mut events);
-                CommandResult::Lease { id: *id, ttl_ms: 0, found }
+                CommandResult::Lease {
+                    id: *id,
+                    ttl_ms: 0,
+                    found,
+                }
             }
             Command::LeaseExpire { leases } => {
                 let mut expired = Vec::new();
@@ -121,7 +142,11 @@ impl KvState {
         if !events.is_empty() {
             self.revision = revision;
         }
-        CommandResult::Txn { succeeded, revision: self.revision, deleted }
+        CommandResult::Txn {
+            succeeded,
+            revision: self.revision,
+            deleted,
+        }
     }
 
     fn holds(&self, compare: &Compare) -> bool {
@@ -156,7 +181,10 @@ impl KvState {
             lease,
         };
         self.kvs.insert(key.to_vec(), kv.clone());
-        Event { kind: EventKind::Put, kv }
+        Event {
+            kind: EventKind::Put,
+            kv,
+        }
     }
 
     fn delete(&mut self, revision: i64, key: &[u8]) -> Option<Event> {
@@ -166,8 +194,16 @@ impl KvState {
                 l.keys.remove(key);
             }
         }
-        let kv = KeyValue { key: old.key, mod_revision: revision, lease: old.lease, ..KeyValue::default() };
-        Some(Event { kind: EventKind::Delete, kv })
+        let kv = KeyValue {
+            key: old.key,
+            mod_revision: revision,
+            lease: old.lease,
+            ..KeyValue::default()
+        };
+        Some(Event {
+            kind: EventKind::Delete,
+            kv,
+        })
     }
 
     /// Removes a lease and its keys at one new revision; false when the lease did not exist.
@@ -187,7 +223,11 @@ impl KvState {
 
     fn matching_keys(&self, key: &[u8], prefix: bool) -> Vec<Vec<u8>> {
         if prefix {
-            self.kvs.range(key.to_vec()..).take_while(|(k, _)| k.starts_with(key)).map(|(k, _)| k.clone()).collect()
+            self.kvs
+                .range(key.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(key))
+                .map(|(k, _)| k.clone())
+                .collect()
         } else if self.kvs.contains_key(key) {
             vec![key.to_vec()]
         } else {
@@ -199,7 +239,9 @@ impl KvState {
         self.history.extend(events.iter().cloned());
         while self.history.len() > HISTORY_EVENTS {
             // Drop whole revisions so a watcher never receives half of a transaction.
-            let Some(oldest) = self.history.front().map(Event::revision) else { break };
+            let Some(oldest) = self.history.front().map(Event::revision) else {
+                break;
+            };
             while self.history.front().is_some_and(|e| e.revision() == oldest) {
                 self.history.pop_front();
             }
@@ -210,7 +252,11 @@ impl KvState {
     /// Keys equal to `key` (or starting with it when `prefix`), in key order.
     pub fn range(&self, key: &[u8], prefix: bool) -> Vec<KeyValue> {
         if prefix {
-            self.kvs.range(key.to_vec()..).take_while(|(k, _)| k.starts_with(key)).map(|(_, v)| v.clone()).collect()
+            self.kvs
+                .range(key.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(key))
+                .map(|(_, v)| v.clone())
+                .collect()
         } else {
             self.kvs.get(key).cloned().into_iter().collect()
         }
@@ -219,7 +265,10 @@ impl KvState {
     /// Retained events with revision >= `start`, or why they are gone.
     pub fn events_since(&self, start: i64) -> Result<Vec<Event>, Compacted> {
         if start <= self.compacted {
-            return Err(Compacted { requested: start, compacted: self.compacted });
+            return Err(Compacted {
+                requested: start,
+                compacted: self.compacted,
+            });
         }
         Ok(self.history.iter().filter(|e| e.revision() >= start).cloned().collect())
     }
@@ -238,6 +287,24 @@ impl KvState {
     /// Number of keys stored.
     pub fn key_count(&self) -> usize {
         self.kvs.len()
+    }
+}
+
+/// Snapshots store keys as a list: JSON object keys must be strings and ours are bytes.
+mod kvs_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::dcs::types::KeyValue;
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<Vec<u8>, KeyValue>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Vec<u8>, KeyValue>, D::Error> {
+        let list = Vec::<KeyValue>::deserialize(d)?;
+        Ok(list.into_iter().map(|kv| (kv.key.clone(), kv)).collect())
     }
 }
 

@@ -4,19 +4,37 @@ use super::*;
 use crate::dcs::types::ExpiredLease;
 
 fn put(key: &str, value: &str, lease: i64) -> Op {
-    Op::Put { key: key.into(), value: value.into(), lease }
+    Op::Put {
+        key: key.into(),
+        value: value.into(),
+        lease,
+    }
 }
 
 fn txn(ops: Vec<Op>) -> Command {
-    Command::Txn(Txn { compares: vec![], success: ops, failure: vec![] })
+    Command::Txn(Txn {
+        compares: vec![],
+        success: ops,
+        failure: vec![],
+    })
 }
 
 fn cas(key: &str, target: CompareTarget, then: Vec<Op>, otherwise: Vec<Op>) -> Command {
-    Command::Txn(Txn { compares: vec![Compare { key: key.into(), target }], success: then, failure: otherwise })
+    Command::Txn(Txn {
+        compares: vec![Compare {
+            key: key.into(),
+            target,
+        }],
+        success: then,
+        failure: otherwise,
+    })
 }
 
 fn value(state: &KvState, key: &str) -> Option<String> {
-    state.range(key.as_bytes(), false).first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+    state
+        .range(key.as_bytes(), false)
+        .first()
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
 }
 
 fn grant(state: &mut KvState, index: u64, ttl_ms: i64) -> i64 {
@@ -35,7 +53,13 @@ fn revisions_versions_and_create_revision() {
     assert_eq!((a.create_revision, a.mod_revision, a.version), (1, 2, 2));
     assert_eq!(s.revision, 2);
     // A delete of nothing does not bump the revision.
-    s.apply(3, &txn(vec![Op::Delete { key: b"zz".to_vec(), prefix: false }]));
+    s.apply(
+        3,
+        &txn(vec![Op::Delete {
+            key: b"zz".to_vec(),
+            prefix: false,
+        }]),
+    );
     assert_eq!(s.revision, 2);
 }
 
@@ -47,17 +71,39 @@ fn compare_and_swap_table() {
         expect_success: bool,
     }
     let cases = [
-        Case { name: "absent on existing key", target: CompareTarget::Absent, expect_success: false },
-        Case { name: "mod_revision matches", target: CompareTarget::ModRevision(1), expect_success: true },
-        Case { name: "mod_revision stale", target: CompareTarget::ModRevision(7), expect_success: false },
-        Case { name: "value matches", target: CompareTarget::Value(b"db1".to_vec()), expect_success: true },
-        Case { name: "value differs", target: CompareTarget::Value(b"db2".to_vec()), expect_success: false },
+        Case {
+            name: "absent on existing key",
+            target: CompareTarget::Absent,
+            expect_success: false,
+        },
+        Case {
+            name: "mod_revision matches",
+            target: CompareTarget::ModRevision(1),
+            expect_success: true,
+        },
+        Case {
+            name: "mod_revision stale",
+            target: CompareTarget::ModRevision(7),
+            expect_success: false,
+        },
+        Case {
+            name: "value matches",
+            target: CompareTarget::Value(b"db1".to_vec()),
+            expect_success: true,
+        },
+        Case {
+            name: "value differs",
+            target: CompareTarget::Value(b"db2".to_vec()),
+            expect_success: false,
+        },
     ];
     for case in cases {
         let mut s = KvState::default();
         s.apply(1, &txn(vec![put("leader", "db1", 0)]));
         let (result, _) = s.apply(2, &cas("leader", case.target, vec![put("leader", "new", 0)], vec![]));
-        let CommandResult::Txn { succeeded, .. } = result else { panic!("{}", case.name) };
+        let CommandResult::Txn { succeeded, .. } = result else {
+            panic!("{}", case.name)
+        };
         assert_eq!(succeeded, case.expect_success, "{}", case.name);
         let expected = if case.expect_success { "new" } else { "db1" };
         assert_eq!(value(&s, "leader").as_deref(), Some(expected), "{}", case.name);
@@ -67,9 +113,15 @@ fn compare_and_swap_table() {
 #[test]
 fn absent_compare_on_missing_key_runs_success_branch() {
     let mut s = KvState::default();
-    let (r, _) = s.apply(1, &cas("init", CompareTarget::Absent, vec![put("init", "sys1", 0)], vec![]));
+    let (r, _) = s.apply(
+        1,
+        &cas("init", CompareTarget::Absent, vec![put("init", "sys1", 0)], vec![]),
+    );
     assert!(matches!(r, CommandResult::Txn { succeeded: true, .. }));
-    let (r, _) = s.apply(2, &cas("init", CompareTarget::Absent, vec![put("init", "sys2", 0)], vec![]));
+    let (r, _) = s.apply(
+        2,
+        &cas("init", CompareTarget::Absent, vec![put("init", "sys2", 0)], vec![]),
+    );
     assert!(matches!(r, CommandResult::Txn { succeeded: false, .. }));
     assert_eq!(value(&s, "init").as_deref(), Some("sys1"));
 }
@@ -77,9 +129,18 @@ fn absent_compare_on_missing_key_runs_success_branch() {
 #[test]
 fn prefix_range_and_delete() {
     let mut s = KvState::default();
-    s.apply(1, &txn(vec![put("/m/a", "1", 0), put("/m/b", "2", 0), put("/n", "3", 0)]));
+    s.apply(
+        1,
+        &txn(vec![put("/m/a", "1", 0), put("/m/b", "2", 0), put("/n", "3", 0)]),
+    );
     assert_eq!(s.range(b"/m/", true).len(), 2);
-    let (r, events) = s.apply(2, &txn(vec![Op::Delete { key: b"/m/".to_vec(), prefix: true }]));
+    let (r, events) = s.apply(
+        2,
+        &txn(vec![Op::Delete {
+            key: b"/m/".to_vec(),
+            prefix: true,
+        }]),
+    );
     assert!(matches!(r, CommandResult::Txn { deleted: 2, .. }));
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.kind == EventKind::Delete && e.revision() == 2));
@@ -99,11 +160,18 @@ fn put_with_unknown_lease_is_rejected_atomically() {
 fn lease_revoke_deletes_bound_keys_in_one_revision() {
     let mut s = KvState::default();
     let id = grant(&mut s, 1, 1000);
-    s.apply(2, &txn(vec![put("leader", "db1", id), put("member", "x", id), put("plain", "y", 0)]));
+    s.apply(
+        2,
+        &txn(vec![
+            put("leader", "db1", id),
+            put("member", "x", id),
+            put("plain", "y", 0),
+        ]),
+    );
     let (r, events) = s.apply(3, &Command::LeaseRevoke { id });
     assert!(matches!(r, CommandResult::Lease { found: true, .. }));
     assert_eq!(events.len(), 2);
-    assert_eq!(s.revision, 2 + 1);
+    assert_eq!(s.revision, 2, "grant does not bump the revision; put = 1, revoke = 2");
     assert_eq!(s.key_count(), 1);
     let (r, _) = s.apply(4, &Command::LeaseRevoke { id });
     assert!(matches!(r, CommandResult::Lease { found: false, .. }));
@@ -116,11 +184,15 @@ fn expire_is_skipped_when_a_keepalive_came_in_between() {
     s.apply(2, &txn(vec![put("leader", "db1", id)]));
     // The leader decided at refreshed_index 1, but a keepalive was applied at index 3 first.
     s.apply(3, &Command::LeaseKeepAlive { id });
-    let stale = Command::LeaseExpire { leases: vec![ExpiredLease { id, refreshed_index: 1 }] };
+    let stale = Command::LeaseExpire {
+        leases: vec![ExpiredLease { id, refreshed_index: 1 }],
+    };
     let (r, _) = s.apply(4, &stale);
     assert_eq!(r, CommandResult::Expired { expired: vec![] });
     assert_eq!(value(&s, "leader").as_deref(), Some("db1"));
-    let current = Command::LeaseExpire { leases: vec![ExpiredLease { id, refreshed_index: 3 }] };
+    let current = Command::LeaseExpire {
+        leases: vec![ExpiredLease { id, refreshed_index: 3 }],
+    };
     let (r, _) = s.apply(5, &current);
     assert_eq!(r, CommandResult::Expired { expired: vec![id] });
     assert_eq!(value(&s, "leader"), None);

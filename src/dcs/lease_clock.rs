@@ -27,7 +27,13 @@ pub struct LeaseClock {
 impl LeaseClock {
     /// A grant or keepalive for `id` was applied at log `index` at local time `now`.
     pub fn refreshed(&mut self, id: i64, ttl: Duration, index: u64, now: Instant) {
-        self.deadlines.insert(id, Deadline { at: now + ttl, refreshed_index: index });
+        self.deadlines.insert(
+            id,
+            Deadline {
+                at: now + ttl,
+                refreshed_index: index,
+            },
+        );
     }
 
     /// The lease is gone (revoked or expired through the log).
@@ -50,7 +56,10 @@ impl LeaseClock {
             .deadlines
             .iter()
             .filter(|(_, d)| d.at <= now)
-            .map(|(id, d)| ExpiredLease { id: *id, refreshed_index: d.refreshed_index })
+            .map(|(id, d)| ExpiredLease {
+                id: *id,
+                refreshed_index: d.refreshed_index,
+            })
             .collect();
         out.sort_by_key(|l| l.id);
         out
@@ -88,10 +97,30 @@ mod tests {
             expect: Option<u64>, // refreshed_index reported as expired
         }
         let cases = [
-            Case { name: "not yet", refreshes: vec![(0, 1)], at_ms: 999, expect: None },
-            Case { name: "exactly at deadline", refreshes: vec![(0, 1)], at_ms: 1000, expect: Some(1) },
-            Case { name: "keepalive extends", refreshes: vec![(0, 1), (600, 5)], at_ms: 1500, expect: None },
-            Case { name: "after extended deadline", refreshes: vec![(0, 1), (600, 5)], at_ms: 1600, expect: Some(5) },
+            Case {
+                name: "not yet",
+                refreshes: vec![(0, 1)],
+                at_ms: 999,
+                expect: None,
+            },
+            Case {
+                name: "exactly at deadline",
+                refreshes: vec![(0, 1)],
+                at_ms: 1000,
+                expect: Some(1),
+            },
+            Case {
+                name: "keepalive extends",
+                refreshes: vec![(0, 1), (600, 5)],
+                at_ms: 1500,
+                expect: None,
+            },
+            Case {
+                name: "after extended deadline",
+                refreshes: vec![(0, 1), (600, 5)],
+                at_ms: 1600,
+                expect: Some(5),
+            },
         ];
         for case in cases {
             let mut clock = LeaseClock::default();

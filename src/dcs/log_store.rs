@@ -40,7 +40,9 @@ impl LogStore {
 
     fn set_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).map_err(|e| StorageIOError::write(&e))?;
-        self.disk.write_meta(key, &bytes).map_err(|e| StorageIOError::write(&e))?;
+        self.disk
+            .write_meta(key, &bytes)
+            .map_err(|e| StorageIOError::write(&e))?;
         self.disk.sync().map_err(|e| StorageIOError::write(&e))?;
         Ok(())
     }
@@ -65,7 +67,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => *x,
             Bound::Unbounded => u64::MAX,
         };
-        let rows = self.disk.read_range(start, end).map_err(|e| StorageIOError::read_logs(&e))?;
+        let rows = self
+            .disk
+            .read_range(start, end)
+            .map_err(|e| StorageIOError::read_logs(&e))?;
         rows.iter().map(|(_, bytes)| decode(bytes)).collect()
     }
 }
@@ -80,7 +85,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some((_, bytes)) => Some(decode(&bytes)?.log_id),
             None => last_purged_log_id,
         };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -88,7 +96,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StoreError> {
-        self.set_meta(VOTE, vote).map_err(|e| StorageIOError::write_vote(&AnyError::new(&e)).into())
+        self.set_meta(VOTE, vote)
+            .map_err(|e| StorageIOError::write_vote(&AnyError::new(&e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StoreError> {
@@ -122,7 +131,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StoreError> {
-        self.disk.remove_from(log_id.index).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.disk
+            .remove_from(log_id.index)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         self.disk.sync().map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
@@ -130,7 +141,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StoreError> {
         // Record the purge point first: a crash in between leaves extra entries, never a hole.
         self.set_meta(LAST_PURGED, &log_id)?;
-        self.disk.remove_upto(log_id.index).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.disk
+            .remove_upto(log_id.index)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 }

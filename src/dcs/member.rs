@@ -95,27 +95,59 @@ impl Member {
         let disk: Arc<dyn RaftDisk> = Arc::new(SledDisk::open(&s.data_dir.join("dcs"))?);
         let log_store = LogStore::new(disk.clone());
         let sm = StateMachineStore::open(disk).map_err(|e| MemberError::Storage(e.to_string()))?;
-        let network = Network { tls: s.tls.as_ref().map(|t| t.client.clone()) };
+        let network = Network {
+            tls: s.tls.as_ref().map(|t| t.client.clone()),
+        };
         let id = node_id(&s.name);
         let raft = Raft::new(id, Arc::new(raft_config), network, log_store, sm.clone())
             .await
             .map_err(|e| MemberError::Raft(e.to_string()))?;
 
-        let node = PghaNode { name: s.name.clone(), addr: s.advertise.clone() };
+        let node = PghaNode {
+            name: s.name.clone(),
+            addr: s.advertise.clone(),
+        };
         let client_tls = s.tls.as_ref().map(|t| t.client.clone());
-        let core = Arc::new(DcsCore::new(raft, sm, node, s.cluster.clone(), client_tls, s.request_timeout));
+        let core = Arc::new(DcsCore::new(
+            raft,
+            sm,
+            node,
+            s.cluster.clone(),
+            client_tls,
+            s.request_timeout,
+        ));
 
         let listener = TcpListener::bind(&s.listen)
             .await
-            .map_err(|source| MemberError::Listen { addr: s.listen.clone(), source })?;
-        let local_addr = listener.local_addr().map_err(|source| MemberError::Listen { addr: s.listen.clone(), source })?;
+            .map_err(|source| MemberError::Listen {
+                addr: s.listen.clone(),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| MemberError::Listen {
+            addr: s.listen.clone(),
+            source,
+        })?;
         let token = CancellationToken::new();
-        let mut tasks = vec![tokio::spawn(serve(core.clone(), listener, s.tls.clone(), token.clone()))];
-        tasks.push(tokio::spawn(bootstrap::run(core.clone(), s.peers.clone(), token.clone())));
+        let mut tasks = vec![tokio::spawn(serve(
+            core.clone(),
+            listener,
+            s.tls.clone(),
+            token.clone(),
+        ))];
+        tasks.push(tokio::spawn(bootstrap::run(
+            core.clone(),
+            s.peers.clone(),
+            token.clone(),
+        )));
         tasks.push(tokio::spawn(lease_expiry::run(core.clone(), token.clone())));
         tasks.push(tokio::spawn(log_leader_changes(core.raft.clone(), token.clone())));
         tracing::info!(member = %core.node, id, listen = %local_addr, tls = s.tls.is_some(), "DCS member started");
-        Ok(Member { core, local_addr, token, tasks })
+        Ok(Member {
+            core,
+            local_addr,
+            token,
+            tasks,
+        })
     }
 
     /// Stops serving and shuts Raft down.
@@ -142,7 +174,11 @@ async fn serve(core: Arc<DcsCore>, listener: TcpListener, tls: Option<MemberTls>
         .add_service(AdminServer::new(AdminService(core.clone())));
     let shutdown = token.clone().cancelled_owned();
     let result = match tls {
-        Some(tls) => router.serve_with_incoming_shutdown(crate::tls::tls_incoming(listener, tls.server), shutdown).await,
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::tls_incoming(listener, tls.server), shutdown)
+                .await
+        }
         None => {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             router.serve_with_incoming_shutdown(incoming, shutdown).await

@@ -42,7 +42,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &PghaNode) -> PeerConnection {
-        PeerConnection { target, node: node.clone(), channel: None, tls: self.tls.clone() }
+        PeerConnection {
+            target,
+            node: node.clone(),
+            channel: None,
+            tls: self.tls.clone(),
+        }
     }
 }
 
@@ -81,10 +86,14 @@ impl PeerConnection {
             tonic::Code::Unavailable | tonic::Code::Cancelled => {
                 RPCError::Unreachable(Unreachable::new(&WireError(status.message().to_string())))
             }
-            _ => RPCError::Network(NetworkError::new(&WireError(format!("{}: {}", status.code(), status.message())))),
+            _ => RPCError::Network(NetworkError::new(&WireError(format!(
+                "{}: {}",
+                status.code(),
+                status.message()
+            )))),
         })?;
-        let decoded: Result<Resp, RaftError<u64, E>> = serde_json::from_slice(&reply.into_inner().data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let decoded: Result<Resp, RaftError<u64, E>> =
+            serde_json::from_slice(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         decoded.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
     }
 }

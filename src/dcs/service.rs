@@ -86,15 +86,24 @@ impl proto::dcs_server::Dcs for DcsService {
             self.0.barrier().await?;
         }
         let (kvs, revision) = self.0.sm.range(&req.key, req.prefix);
-        Ok(Response::new(proto::RangeResponse { kvs: kvs.into_iter().map(Into::into).collect(), revision }))
+        Ok(Response::new(proto::RangeResponse {
+            kvs: kvs.into_iter().map(Into::into).collect(),
+            revision,
+        }))
     }
 
     async fn txn(&self, req: Request<proto::TxnRequest>) -> Result<Response<proto::TxnResponse>, Status> {
         let txn: Txn = convert::txn_from(req.into_inner())?;
         match self.0.write(Command::Txn(txn)).await? {
-            CommandResult::Txn { succeeded, revision, deleted } => {
-                Ok(Response::new(proto::TxnResponse { succeeded, revision, deleted }))
-            }
+            CommandResult::Txn {
+                succeeded,
+                revision,
+                deleted,
+            } => Ok(Response::new(proto::TxnResponse {
+                succeeded,
+                revision,
+                deleted,
+            })),
             other => Err(unexpected(other)),
         }
     }
@@ -140,7 +149,10 @@ impl proto::dcs_server::Dcs for DcsService {
     async fn watch(&self, req: Request<proto::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let req = req.into_inner();
         convert::range_key(&req.key, req.prefix)?;
-        let filter = WatchFilter { key: req.key, prefix: req.prefix };
+        let filter = WatchFilter {
+            key: req.key,
+            prefix: req.prefix,
+        };
         let stream = watch::start(self.0.sm.clone(), filter, req.start_revision);
         Ok(Response::new(Box::pin(stream)))
     }

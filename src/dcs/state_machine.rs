@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    Entry, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    Entry, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -72,13 +73,19 @@ impl StateMachineStore {
     pub fn open(disk: Arc<dyn RaftDisk>) -> Result<StateMachineStore, StoreError> {
         let (events, _) = broadcast::channel(WATCH_CHANNEL);
         let shared = Shared {
-            data: RwLock::new(SmData { kv: KvState::default(), last_applied: None, membership: Membership::default() }),
+            data: RwLock::new(SmData {
+                kv: KvState::default(),
+                last_applied: None,
+                membership: Membership::default(),
+            }),
             clock: Mutex::new(LeaseClock::default()),
             events,
             disk,
             snapshot_seq: std::sync::atomic::AtomicU64::new(0),
         };
-        let store = StateMachineStore { shared: Arc::new(shared) };
+        let store = StateMachineStore {
+            shared: Arc::new(shared),
+        };
         if let Some((meta, data)) = store.read_snapshot()? {
             store.restore(&meta, &data)?;
         }
@@ -87,9 +94,15 @@ impl StateMachineStore {
 
     fn read_snapshot(&self) -> Result<Option<(SnapshotMeta<u64, PghaNode>, Vec<u8>)>, StoreError> {
         let disk = &self.shared.disk;
-        let meta = disk.read_meta(SNAPSHOT_META).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        let data = disk.read_meta(SNAPSHOT_DATA).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        let (Some(meta), Some(data)) = (meta, data) else { return Ok(None) };
+        let meta = disk
+            .read_meta(SNAPSHOT_META)
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let data = disk
+            .read_meta(SNAPSHOT_DATA)
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let (Some(meta), Some(data)) = (meta, data) else {
+            return Ok(None);
+        };
         let stored: StoredMeta = serde_json::from_slice(&meta).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(Some((stored.meta, data)))
     }
@@ -111,10 +124,21 @@ impl StateMachineStore {
             serde_json::from_slice(data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         kv.reset_history();
         let mut guard = self.shared.data.write().map_err(lock_poisoned)?;
-        let leases = kv.leases().map(|(id, l)| (id, ttl(l.ttl_ms), l.refreshed_index)).collect::<Vec<_>>();
-        self.shared.clock.lock().map_err(lock_poisoned)?.restart(leases.into_iter(), Instant::now());
+        let leases = kv
+            .leases()
+            .map(|(id, l)| (id, ttl(l.ttl_ms), l.refreshed_index))
+            .collect::<Vec<_>>();
+        self.shared
+            .clock
+            .lock()
+            .map_err(lock_poisoned)?
+            .restart(leases.into_iter(), Instant::now());
         let revision = kv.revision;
-        *guard = SmData { kv, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        *guard = SmData {
+            kv,
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
         let _ = self.shared.events.send(SmEvent::Reset { revision });
         Ok(())
     }
@@ -184,11 +208,18 @@ impl StateMachineStore {
     }
 
     fn track_leases(&self, cmd: &Command, result: &CommandResult, index: u64, now: Instant) {
-        let Ok(mut clock) = self.shared.clock.lock() else { return };
+        let Ok(mut clock) = self.shared.clock.lock() else {
+            return;
+        };
         match (cmd, result) {
-            (Command::LeaseGrant { .. } | Command::LeaseKeepAlive { .. }, CommandResult::Lease { id, ttl_ms, found: true }) => {
-                clock.refreshed(*id, ttl(*ttl_ms), index, now)
-            }
+            (
+                Command::LeaseGrant { .. } | Command::LeaseKeepAlive { .. },
+                CommandResult::Lease {
+                    id,
+                    ttl_ms,
+                    found: true,
+                },
+            ) => clock.refreshed(*id, ttl(*ttl_ms), index, now),
             (Command::LeaseRevoke { id }, _) => clock.removed(*id),
             (Command::LeaseExpire { .. }, CommandResult::Expired { expired }) => {
                 expired.iter().for_each(|id| clock.removed(*id))
@@ -209,14 +240,24 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             let data = serde_json::to_vec(&d.kv).map_err(|e| StorageIOError::write_state_machine(&e))?;
             (data, d.last_applied, d.membership.clone())
         };
-        let seq = self.shared.snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let seq = self
+            .shared
+            .snapshot_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let snapshot_id = match last_log_id {
             Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
             None => format!("none-{seq}"),
         };
-        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
         self.write_snapshot(&meta, &data)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -235,7 +276,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let now = Instant::now();
         let mut data = self.shared.data.write().map_err(lock_poisoned)?;
-        Ok(entries.into_iter().map(|entry| self.apply_entry(&mut data, &entry, now)).collect())
+        Ok(entries
+            .into_iter()
+            .map(|entry| self.apply_entry(&mut data, &entry, now))
+            .collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -257,6 +301,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
-        Ok(self.read_snapshot()?.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        Ok(self.read_snapshot()?.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
     }
 }

@@ -100,12 +100,20 @@ pub struct Txn {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     Txn(Txn),
-    LeaseGrant { ttl_ms: i64 },
-    LeaseKeepAlive { id: i64 },
-    LeaseRevoke { id: i64 },
+    LeaseGrant {
+        ttl_ms: i64,
+    },
+    LeaseKeepAlive {
+        id: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
     /// Proposed by the Raft leader when its lease clock ran out. Each lease is expired only if it has not been
     /// refreshed since the log index the leader saw (`refreshed_index`): a keepalive committed in between wins.
-    LeaseExpire { leases: Vec<ExpiredLease> },
+    LeaseExpire {
+        leases: Vec<ExpiredLease>,
+    },
 }
 
 /// One lease the leader believes expired, with the refresh it based that on.

@@ -42,11 +42,19 @@ pub fn start(sm: StateMachineStore, filter: WatchFilter, start_revision: i64) ->
 }
 
 fn response(events: Vec<Event>, revision: i64) -> Item {
-    Ok(proto::WatchResponse { events: events.into_iter().map(Into::into).collect(), compact_revision: 0, revision })
+    Ok(proto::WatchResponse {
+        events: events.into_iter().map(Into::into).collect(),
+        compact_revision: 0,
+        revision,
+    })
 }
 
 fn compacted(compact_revision: i64, revision: i64) -> Item {
-    Ok(proto::WatchResponse { events: Vec::new(), compact_revision: compact_revision.max(1), revision })
+    Ok(proto::WatchResponse {
+        events: Vec::new(),
+        compact_revision: compact_revision.max(1),
+        revision,
+    })
 }
 
 async fn run(sm: StateMachineStore, filter: WatchFilter, start_revision: i64, tx: mpsc::Sender<Item>) {
@@ -73,7 +81,10 @@ async fn run(sm: StateMachineStore, filter: WatchFilter, start_revision: i64, tx
         // Send the backlog per revision so a transaction is never split across responses.
         while !backlog.is_empty() {
             let rev = backlog[0].revision();
-            let split = backlog.iter().position(|e| e.revision() != rev).unwrap_or(backlog.len());
+            let split = backlog
+                .iter()
+                .position(|e| e.revision() != rev)
+                .unwrap_or(backlog.len());
             let rest = backlog.split_off(split);
             if tx.send(response(backlog, revision)).await.is_err() {
                 return;

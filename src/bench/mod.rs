@@ -1,0 +1,13 @@
+//! `pgha bench`: benchmarks users run themselves.
+
+pub mod dcs;
+pub mod stats;
+
+use crate::cli::BenchCommand;
+
+/// Runs one benchmark.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Dcs(args) => dcs::run(args).await,
+    }
+}

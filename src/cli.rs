@@ -1,0 +1,259 @@
+//! Command-line definitions (clap) and nothing else.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Role;
+
+/// pgha: PostgreSQL high availability in one binary (embedded Raft DCS, supervisor, edge proxy, ctl).
+#[derive(Debug, Parser)]
+#[command(name = "pgha", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: `--role db` (DCS voter + PostgreSQL supervisor), `witness` (DCS voter only) or `edge`.
+    Run(RunArgs),
+    /// Cluster CA and node certificates (replaces the openssl steps).
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Example configs and validation.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Inspect and operate a cluster.
+    Ctl(CtlArgs),
+    /// Start a local cluster on 127.0.0.1 for a first look (runs until Ctrl-C).
+    Demo(DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Db,
+    Witness,
+    Edge,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Db => Role::Db,
+            RoleArg::Witness => Role::Witness,
+            RoleArg::Edge => Role::Edge,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum LogFormatArg {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Logging flags shared by long-running commands.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log format (overrides `log.format`).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// Log filter, e.g. `info` or `pgha=debug` (overrides `log.level`; RUST_LOG wins over both).
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Role of this node.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// Config file (TOML). Optional: every key can come from PGHA_<SECTION>__<KEY> variables and flags.
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Node name (`node.name`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// State directory (`node.data_dir`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address (`dcs.listen`).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Address other members dial (`dcs.advertise`).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Initial voters, comma-separated `name=host:port` (`dcs.peers`).
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create the cluster CA (ca.pem, ca-key.pem) in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Cluster name written into the CA's subject.
+        #[arg(long, default_value = "pgha")]
+        cluster: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// Overwrite an existing CA (every node certificate must then be re-issued).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a node (or client) certificate signed by the CA in DIR: NAME.pem and NAME-key.pem.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// IP address SANs (repeatable).
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+        /// DNS name SANs (repeatable); NAME is always included.
+        #[arg(long)]
+        dns: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a complete, commented config for a role.
+    Example {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Check a config file (and the environment overrides); prints every problem, exit 1 if any.
+    Validate {
+        file: PathBuf,
+        /// Role the file is for.
+        #[arg(long, value_enum, default_value = "db")]
+        role: RoleArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Config file with `[dcs] endpoints` (or peers) and `[tls]`.
+    #[arg(short = 'c', long = "config", global = true)]
+    pub config: Option<PathBuf>,
+    /// DCS members to talk to, comma-separated host:port (overrides `dcs.endpoints`).
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub endpoints: Option<Vec<String>>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// DCS members: voters and learners, Raft leader, term, log/applied index, reachability and round trip.
+    Members,
+    /// Change DCS membership.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Read and repair DCS keys (like etcdctl).
+    #[command(subcommand)]
+    Dcs(DcsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Add a member: it joins as a learner, catches up, then becomes a voter.
+    Add { name: String, addr: String },
+    /// Remove a member.
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DcsCommand {
+    /// Linearizable read of a key or prefix.
+    Get {
+        key: String,
+        #[arg(long)]
+        prefix: bool,
+    },
+    /// Write a key.
+    Put { key: String, value: String },
+    /// Delete a key or prefix.
+    Del {
+        key: String,
+        #[arg(long)]
+        prefix: bool,
+    },
+    /// Stream changes of a key or prefix.
+    Watch {
+        key: String,
+        #[arg(long)]
+        prefix: bool,
+        /// Start from this revision (default: changes from now on).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        /// Stop after this many events (default: run until interrupted).
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for configs, certificates, data and logs (default: a new temporary directory, removed at exit).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Number of DCS members.
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    /// Run without TLS (default: a CA and certificates are made and every connection is mutual TLS).
+    #[arg(long)]
+    pub plaintext: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// DCS latency, throughput, leader-loss recovery and keepalive footprint on a local 3-member cluster.
+    Dcs(BenchDcsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDcsArgs {
+    /// Puts per measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub ops: usize,
+    /// Lease keepalives for the footprint measurement.
+    #[arg(long, default_value_t = 100_000)]
+    pub keepalives: usize,
+    /// Leader kills to measure recovery over.
+    #[arg(long, default_value_t = 5)]
+    pub kills: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Use mutual TLS between members and clients (default: plaintext, to measure Raft itself).
+    #[arg(long)]
+    pub tls: bool,
+}

@@ -1,0 +1,35 @@
+//! `pgha ctl`: client commands against any DCS member, table output by default, JSON with `-o json`.
+
+mod dcs_cmd;
+mod members;
+pub mod output;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cli::{CtlArgs, CtlCommand, MemberCommand};
+use crate::config::{Config, Overrides, Purpose};
+use crate::dcs::client::DcsClient;
+
+/// Builds a DCS client from a ctl/edge config (endpoints + TLS).
+pub fn client_from_config(config: &Config) -> anyhow::Result<Arc<DcsClient>> {
+    let tls = if config.tls.plaintext { None } else { Some(crate::run::load_node_tls(config)?.client_config()) };
+    let timeout = Duration::from_millis(config.dcs.request_timeout_ms);
+    Ok(Arc::new(DcsClient::new(config.client_endpoints(), tls, timeout)?))
+}
+
+/// Runs one ctl command.
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let overrides = Overrides { endpoints: args.endpoints.clone(), ..Overrides::default() };
+    let config = Config::load(args.config.as_deref(), Purpose::Ctl, &overrides).context("loading the ctl config")?;
+    crate::logging::init(config.log.format, "warn");
+    let client = client_from_config(&config)?;
+    match args.command {
+        CtlCommand::Members => members::list(&client, args.output).await,
+        CtlCommand::Member(MemberCommand::Add { name, addr }) => members::add(&client, &name, &addr, args.output).await,
+        CtlCommand::Member(MemberCommand::Remove { name }) => members::remove(&client, &name, args.output).await,
+        CtlCommand::Dcs(cmd) => dcs_cmd::run(&client, cmd, args.output).await,
+    }
+}

@@ -1,0 +1,291 @@
+//! A cluster of `pgha` processes on 127.0.0.1 (configs, certificates, ports, logs), used by `pgha demo`,
+//! `pgha bench` and the integration tests. Every child is ended by PID when the cluster is dropped.
+
+use std::fs::{self, File, OpenOptions};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Role;
+use crate::dcs::client::DcsClient;
+use crate::tls::{NodeTls, TlsFiles};
+
+/// What can go wrong while setting up or driving a local cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Cert(#[from] crate::cert::CertError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Client(#[from] crate::dcs::client::ClientError),
+    #[error("no Raft leader within {0:?}")]
+    NoLeader(Duration),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalError {
+    let what = what.into();
+    move |source| LocalError::Io { what, source }
+}
+
+/// One node of the local cluster.
+#[derive(Debug, Serialize)]
+pub struct LocalNode {
+    pub name: String,
+    pub role: Role,
+    /// gRPC address (DCS members).
+    pub dcs_addr: String,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    /// The exact command line that (re)starts this node.
+    pub argv: Vec<String>,
+    pub pid: Option<u32>,
+    #[serde(skip)]
+    child: Option<Child>,
+}
+
+/// A local cluster; dropping it kills every node it started.
+pub struct LocalCluster {
+    pub dir: PathBuf,
+    pub nodes: Vec<LocalNode>,
+    pub tls: bool,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Reserves `n` distinct free ports on 127.0.0.1 (held together so they differ, then released for the children).
+pub fn free_ports(n: usize) -> Result<Vec<u16>, LocalError> {
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>().map_err(io("reserving ports"))?;
+    listeners.iter().map(|l| Ok(l.local_addr().map_err(io("reading a reserved port"))?.port())).collect()
+}
+
+impl LocalCluster {
+    /// Lays out `members` voter nodes under `dir` (a temporary directory when None). `extra_dcs` is appended to
+    /// every node's `[dcs]` section (tests use it for timing).
+    pub fn create(
+        exe: &Path,
+        dir: Option<&Path>,
+        members: usize,
+        role: Role,
+        tls: bool,
+        extra_dcs: &str,
+    ) -> Result<LocalCluster, LocalError> {
+        let temp = match dir {
+            Some(_) => None,
+            None => Some(tempfile::Builder::new().prefix("pgha-").tempdir().map_err(io("creating a temp dir"))?),
+        };
+        let dir = match (&temp, dir) {
+            (Some(t), _) => t.path().to_path_buf(),
+            (None, Some(d)) => d.to_path_buf(),
+            (None, None) => unreachable!("one of the two is set above"),
+        };
+        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let dir = dir.canonicalize().map_err(io(format!("resolving {}", dir.display())))?;
+        let ports = free_ports(members)?;
+        let names: Vec<String> = (1..=members).map(|i| format!("node{i}")).collect();
+        let peers: Vec<String> = names.iter().zip(&ports).map(|(n, p)| format!("{n}=127.0.0.1:{p}")).collect();
+        let certs = dir.join("certs");
+        if tls {
+            crate::cert::init_ca(&certs, "demo", 30, true)?;
+            let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
+            for name in names.iter().chain(std::iter::once(&"ctl".to_string())) {
+                crate::cert::issue(&certs, name, &localhost, &["localhost".into()], 30)?;
+            }
+        }
+        let mut nodes = Vec::new();
+        for (name, port) in names.iter().zip(&ports) {
+            let node_dir = dir.join(name);
+            fs::create_dir_all(&node_dir).map_err(io(format!("creating {}", node_dir.display())))?;
+            let config = node_dir.join("pgha.toml");
+            let text = format!(
+                "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\n\n[dcs]\nlisten = \"127.0.0.1:{port}\"\npeers = {peers:?}\n{extra_dcs}\n\n{tls}",
+                data = node_dir.join("data").display(),
+                tls = tls_section(tls, &certs, name),
+            );
+            fs::write(&config, text).map_err(io(format!("writing {}", config.display())))?;
+            let argv = vec![
+                exe.display().to_string(),
+                "run".into(),
+                "--role".into(),
+                role.as_str().into(),
+                "-c".into(),
+                config.display().to_string(),
+            ];
+            nodes.push(LocalNode {
+                name: name.clone(),
+                role,
+                dcs_addr: format!("127.0.0.1:{port}"),
+                data_dir: node_dir.join("data"),
+                config,
+                log: node_dir.join("pgha.log"),
+                argv,
+                pid: None,
+                child: None,
+            });
+        }
+        Ok(LocalCluster { dir, nodes, tls, _temp: temp })
+    }
+
+    /// Starts node `i` (appending its output to its log file).
+    pub fn start(&mut self, i: usize) -> Result<(), LocalError> {
+        let node = &mut self.nodes[i];
+        let log = OpenOptions::new().create(true).append(true).open(&node.log).map_err(io("opening the node log"))?;
+        let err_log = log.try_clone().map_err(io("opening the node log"))?;
+        let child = Command::new(&node.argv[0])
+            .args(&node.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .spawn()
+            .map_err(io(format!("starting {}", node.argv[0])))?;
+        node.pid = Some(child.id());
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) -> Result<(), LocalError> {
+        (0..self.nodes.len()).try_for_each(|i| self.start(i))
+    }
+
+    /// True while node `i` runs.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.nodes[i].child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sends `signal` to node `i` by PID.
+    pub fn signal(&self, i: usize, signal: libc::c_int) {
+        if let Some(pid) = self.nodes[i].child.as_ref().map(Child::id) {
+            // SAFETY: kill(2) on the PID of a child we spawned and have not yet reaped.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
+    }
+
+    /// SIGKILLs node `i` and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        self.signal(i, libc::SIGKILL);
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.wait();
+        }
+        self.nodes[i].pid = None;
+    }
+
+    /// SIGTERMs node `i`, waits up to `grace`, then SIGKILLs it.
+    pub fn stop(&mut self, i: usize, grace: Duration) {
+        self.signal(i, libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline && self.is_running(i) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill(i);
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL after `grace`).
+    pub fn stop_all(&mut self, grace: Duration) {
+        for i in 0..self.nodes.len() {
+            self.signal(i, libc::SIGTERM);
+        }
+        for i in 0..self.nodes.len() {
+            self.stop(i, grace);
+        }
+    }
+
+    /// TLS client settings for ctl-like clients of this cluster.
+    pub fn client_tls(&self) -> Result<Option<tonic::transport::ClientTlsConfig>, LocalError> {
+        if !self.tls {
+            return Ok(None);
+        }
+        let certs = self.dir.join("certs");
+        let files =
+            TlsFiles { ca: certs.join("ca.pem"), cert: certs.join("ctl.pem"), key: certs.join("ctl-key.pem") };
+        Ok(Some(NodeTls::load(&files)?.client_config()))
+    }
+
+    /// A client of the given nodes (all when `only` is None).
+    pub fn client_of(&self, only: Option<&[usize]>, timeout: Duration) -> Result<DcsClient, LocalError> {
+        let endpoints = match only {
+            Some(list) => list.iter().map(|i| self.nodes[*i].dcs_addr.clone()).collect(),
+            None => self.nodes.iter().map(|n| n.dcs_addr.clone()).collect(),
+        };
+        Ok(DcsClient::new(endpoints, self.client_tls()?, timeout)?)
+    }
+
+    /// A client of every node.
+    pub fn client(&self, timeout: Duration) -> Result<DcsClient, LocalError> {
+        self.client_of(None, timeout)
+    }
+
+    /// Polls until a node reports itself Raft leader; returns its index.
+    pub async fn wait_leader(&self, timeout: Duration) -> Result<usize, LocalError> {
+        let client = self.client(Duration::from_millis(500))?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            for (i, node) in self.nodes.iter().enumerate() {
+                if node.child.is_none() {
+                    continue;
+                }
+                if let Ok(s) = client.status_of(&node.dcs_addr, Duration::from_millis(300)).await {
+                    if s.state == "Leader" && s.has_leader && s.leader_id == s.id {
+                        return Ok(i);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(LocalError::NoLeader(timeout))
+    }
+
+    /// Writes `ctl.toml` (endpoints + TLS) into the cluster directory.
+    pub fn write_ctl_config(&self) -> Result<PathBuf, LocalError> {
+        let endpoints: Vec<&str> = self.nodes.iter().map(|n| n.dcs_addr.as_str()).collect();
+        let text = format!(
+            "[cluster]\nname = \"demo\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n{}",
+            tls_section(self.tls, &self.dir.join("certs"), "ctl")
+        );
+        let path = self.dir.join("ctl.toml");
+        fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
+        Ok(path)
+    }
+
+    /// Writes `demo.json`: every node's name, role, pid, addresses, data dir and restart argv.
+    pub fn write_manifest(&self) -> Result<PathBuf, LocalError> {
+        let path = self.dir.join("demo.json");
+        let manifest = serde_json::json!({ "dir": self.dir, "tls": self.tls, "nodes": self.nodes });
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| io("encoding demo.json")(e.into()))?;
+        let mut file = File::create(&path).map_err(io(format!("writing {}", path.display())))?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(format!("writing {}", path.display())))?;
+        Ok(path)
+    }
+}
+
+fn tls_section(tls: bool, certs: &Path, name: &str) -> String {
+    if tls {
+        format!(
+            "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            certs.join("ca.pem").display(),
+            certs.join(format!("{name}.pem")).display(),
+            certs.join(format!("{name}-key.pem")).display()
+        )
+    } else {
+        "[tls]\nplaintext = true\n".to_string()
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `pgha run`: turns a validated config into a running node and keeps it up until SIGTERM/SIGINT.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::config::{Config, Role};
+use crate::dcs::member::{Member, MemberSettings, MemberTls};
+use crate::tls::{NodeTls, TlsFiles};
+
+/// Loads the node's TLS identity, or warns loudly when the config asks for plaintext.
+pub fn member_tls(config: &Config) -> anyhow::Result<Option<MemberTls>> {
+    if config.tls.plaintext {
+        tracing::warn!("tls.plaintext = true: DCS traffic is neither encrypted nor authenticated (demo/test use only)");
+        return Ok(None);
+    }
+    let tls = load_node_tls(config)?;
+    let server = tls.server_config().context("building the TLS server configuration")?;
+    Ok(Some(MemberTls { server, client: tls.client_config() }))
+}
+
+/// Loads and checks the certificate files named in `[tls]`.
+pub fn load_node_tls(config: &Config) -> anyhow::Result<NodeTls> {
+    let (Some(ca), Some(cert), Some(key)) = (&config.tls.ca, &config.tls.cert, &config.tls.key) else {
+        bail!("tls.ca, tls.cert and tls.key are required unless tls.plaintext = true");
+    };
+    let files = TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() };
+    let tls = NodeTls::load(&files)?;
+    tracing::info!(cert = %cert.display(), not_after = %tls.not_after(), "TLS identity loaded");
+    Ok(tls)
+}
+
+/// Member settings from a config validated for a voter role.
+pub fn member_settings(config: &Config) -> anyhow::Result<MemberSettings> {
+    let d = &config.dcs;
+    Ok(MemberSettings {
+        cluster: config.cluster.name.clone(),
+        name: config.node.name.clone(),
+        advertise: config.advertise_addr(),
+        listen: d.listen.clone(),
+        data_dir: config.node.data_dir.clone(),
+        peers: config.peers().into_iter().map(|p| (p.name, p.addr)).collect(),
+        heartbeat: Duration::from_millis(d.heartbeat_ms),
+        election_timeout: (Duration::from_millis(d.election_timeout_min_ms), Duration::from_millis(d.election_timeout_max_ms)),
+        snapshot_logs: d.snapshot_logs,
+        request_timeout: Duration::from_millis(d.request_timeout_ms),
+        tls: member_tls(config)?,
+    })
+}
+
+/// Runs a node in `role` until SIGTERM or SIGINT.
+pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
+    match role {
+        Role::Db | Role::Witness => {}
+        Role::Edge => bail!("the edge role (proxy + VIP) is not part of this build yet; run db or witness nodes"),
+    }
+    std::fs::create_dir_all(&config.node.data_dir)
+        .with_context(|| format!("creating node.data_dir {}", config.node.data_dir.display()))?;
+    let settings = member_settings(&config)?;
+    let member = Member::start(settings).await?;
+    tracing::info!(role = %role, name = %config.node.name, "node running");
+    wait_for_stop_signal().await?;
+    tracing::info!("stop requested: leaving cleanly");
+    member.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
