@@ -15,15 +15,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         anyhow::bail!("--members must be between 1 and 9 (got {})", args.members);
     }
     let exe = std::env::current_exe().context("locating the pgha binary")?;
-    let mut cluster = LocalCluster::create(&exe, args.dir.as_deref(), args.members, Role::Witness, !args.plaintext, "")?;
-    println!("pgha demo: {} DCS members under {}", args.members, cluster.dir.display());
+    let mut cluster = LocalCluster::create(
+        &exe,
+        args.dir.as_deref(),
+        args.members,
+        Role::Witness,
+        !args.plaintext,
+        "",
+    )?;
+    println!(
+        "pgha demo: {} DCS members under {}",
+        args.members,
+        cluster.dir.display()
+    );
     cluster.start_all()?;
-    let leader = cluster.wait_leader(Duration::from_secs(30)).await.context("waiting for the DCS to elect a leader")?;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .context("waiting for the DCS to elect a leader")?;
     let ctl = cluster.write_ctl_config()?;
     let manifest = cluster.write_manifest()?;
-    println!("ready: Raft leader is {} ({})", cluster.nodes[leader].name, cluster.nodes[leader].dcs_addr);
+    println!(
+        "ready: Raft leader is {} ({})",
+        cluster.nodes[leader].name, cluster.nodes[leader].dcs_addr
+    );
     for node in &cluster.nodes {
-        println!("  {:<6} pid {:<8} grpc {}  log {}", node.name, node.pid.unwrap_or(0), node.dcs_addr, node.log.display());
+        println!(
+            "  {:<6} pid {:<8} grpc {}  log {}",
+            node.name,
+            node.pid.unwrap_or(0),
+            node.dcs_addr,
+            node.log.display()
+        );
     }
     println!("try:   {} ctl -c {} members", exe.display(), ctl.display());
     println!("       {} ctl -c {} dcs put /hello world", exe.display(), ctl.display());

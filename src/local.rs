@@ -60,9 +60,14 @@ pub struct LocalCluster {
 
 /// Reserves `n` distinct free ports on 127.0.0.1 (held together so they differ, then released for the children).
 pub fn free_ports(n: usize) -> Result<Vec<u16>, LocalError> {
-    let listeners: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>().map_err(io("reserving ports"))?;
-    listeners.iter().map(|l| Ok(l.local_addr().map_err(io("reading a reserved port"))?.port())).collect()
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(io("reserving ports"))?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr().map_err(io("reading a reserved port"))?.port()))
+        .collect()
 }
 
 impl LocalCluster {
@@ -78,7 +83,12 @@ impl LocalCluster {
     ) -> Result<LocalCluster, LocalError> {
         let temp = match dir {
             Some(_) => None,
-            None => Some(tempfile::Builder::new().prefix("pgha-").tempdir().map_err(io("creating a temp dir"))?),
+            None => Some(
+                tempfile::Builder::new()
+                    .prefix("pgha-")
+                    .tempdir()
+                    .map_err(io("creating a temp dir"))?,
+            ),
         };
         let dir = match (&temp, dir) {
             (Some(t), _) => t.path().to_path_buf(),
@@ -89,7 +99,11 @@ impl LocalCluster {
         let dir = dir.canonicalize().map_err(io(format!("resolving {}", dir.display())))?;
         let ports = free_ports(members)?;
         let names: Vec<String> = (1..=members).map(|i| format!("node{i}")).collect();
-        let peers: Vec<String> = names.iter().zip(&ports).map(|(n, p)| format!("{n}=127.0.0.1:{p}")).collect();
+        let peers: Vec<String> = names
+            .iter()
+            .zip(&ports)
+            .map(|(n, p)| format!("{n}=127.0.0.1:{p}"))
+            .collect();
         let certs = dir.join("certs");
         if tls {
             crate::cert::init_ca(&certs, "demo", 30, true)?;
@@ -129,13 +143,22 @@ impl LocalCluster {
                 child: None,
             });
         }
-        Ok(LocalCluster { dir, nodes, tls, _temp: temp })
+        Ok(LocalCluster {
+            dir,
+            nodes,
+            tls,
+            _temp: temp,
+        })
     }
 
     /// Starts node `i` (appending its output to its log file).
     pub fn start(&mut self, i: usize) -> Result<(), LocalError> {
         let node = &mut self.nodes[i];
-        let log = OpenOptions::new().create(true).append(true).open(&node.log).map_err(io("opening the node log"))?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .map_err(io("opening the node log"))?;
         let err_log = log.try_clone().map_err(io("opening the node log"))?;
         let child = Command::new(&node.argv[0])
             .args(&node.argv[1..])
@@ -207,8 +230,11 @@ impl LocalCluster {
             return Ok(None);
         }
         let certs = self.dir.join("certs");
-        let files =
-            TlsFiles { ca: certs.join("ca.pem"), cert: certs.join("ctl.pem"), key: certs.join("ctl-key.pem") };
+        let files = TlsFiles {
+            ca: certs.join("ca.pem"),
+            cert: certs.join("ctl.pem"),
+            key: certs.join("ctl-key.pem"),
+        };
         Ok(Some(NodeTls::load(&files)?.client_config()))
     }
 

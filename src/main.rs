@@ -52,14 +52,33 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             init_logging(&config, &args.log);
             pgha::run::run(config, role).await
         }
-        Command::Cert(CertCommand::Init { dir, cluster, days, force }) => {
+        Command::Cert(CertCommand::Init {
+            dir,
+            cluster,
+            days,
+            force,
+        }) => {
             let paths = pgha::cert::init_ca(&dir, &cluster, days, force)?;
-            println!("CA certificate: {}\nCA key:         {} (mode 0600)", paths.cert.display(), paths.key.display());
+            println!(
+                "CA certificate: {}\nCA key:         {} (mode 0600)",
+                paths.cert.display(),
+                paths.key.display()
+            );
             Ok(())
         }
-        Command::Cert(CertCommand::Issue { dir, name, ip, dns, days }) => {
+        Command::Cert(CertCommand::Issue {
+            dir,
+            name,
+            ip,
+            dns,
+            days,
+        }) => {
             let paths = pgha::cert::issue(&dir, &name, &ip, &dns, days)?;
-            println!("certificate: {}\nkey:         {} (mode 0600)", paths.cert.display(), paths.key.display());
+            println!(
+                "certificate: {}\nkey:         {} (mode 0600)",
+                paths.cert.display(),
+                paths.key.display()
+            );
             Ok(())
         }
         Command::Config(ConfigCommand::Example { role }) => {

@@ -16,7 +16,10 @@ pub fn member_tls(config: &Config) -> anyhow::Result<Option<MemberTls>> {
     }
     let tls = load_node_tls(config)?;
     let server = tls.server_config().context("building the TLS server configuration")?;
-    Ok(Some(MemberTls { server, client: tls.client_config() }))
+    Ok(Some(MemberTls {
+        server,
+        client: tls.client_config(),
+    }))
 }
 
 /// Loads and checks the certificate files named in `[tls]`.
@@ -24,7 +27,11 @@ pub fn load_node_tls(config: &Config) -> anyhow::Result<NodeTls> {
     let (Some(ca), Some(cert), Some(key)) = (&config.tls.ca, &config.tls.cert, &config.tls.key) else {
         bail!("tls.ca, tls.cert and tls.key are required unless tls.plaintext = true");
     };
-    let files = TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() };
+    let files = TlsFiles {
+        ca: ca.clone(),
+        cert: cert.clone(),
+        key: key.clone(),
+    };
     let tls = NodeTls::load(&files)?;
     tracing::info!(cert = %cert.display(), not_after = %tls.not_after(), "TLS identity loaded");
     Ok(tls)
@@ -41,7 +48,10 @@ pub fn member_settings(config: &Config) -> anyhow::Result<MemberSettings> {
         data_dir: config.node.data_dir.clone(),
         peers: config.peers().into_iter().map(|p| (p.name, p.addr)).collect(),
         heartbeat: Duration::from_millis(d.heartbeat_ms),
-        election_timeout: (Duration::from_millis(d.election_timeout_min_ms), Duration::from_millis(d.election_timeout_max_ms)),
+        election_timeout: (
+            Duration::from_millis(d.election_timeout_min_ms),
+            Duration::from_millis(d.election_timeout_max_ms),
+        ),
         snapshot_logs: d.snapshot_logs,
         request_timeout: Duration::from_millis(d.request_timeout_ms),
         tls: member_tls(config)?,

@@ -45,8 +45,9 @@ async fn timed_puts(client: Arc<DcsClient>, tag: usize, ops: usize) -> anyhow::R
 
 async fn concurrent_puts(client: &Arc<DcsClient>, clients: usize, ops: usize) -> anyhow::Result<(Summary, f64)> {
     let started = Instant::now();
-    let tasks: Vec<_> =
-        (0..clients).map(|c| tokio::spawn(timed_puts(client.clone(), c, ops / clients))).collect();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| tokio::spawn(timed_puts(client.clone(), c, ops / clients)))
+        .collect();
     let mut samples = Vec::new();
     for t in tasks {
         samples.extend(t.await??);
@@ -57,7 +58,11 @@ async fn concurrent_puts(client: &Arc<DcsClient>, clients: usize, ops: usize) ->
 
 fn footprint(cluster: &LocalCluster) -> (Vec<u64>, Vec<u64>) {
     let disk = cluster.nodes.iter().map(|n| dir_bytes(&n.data_dir)).collect();
-    let rss = cluster.nodes.iter().map(|n| n.pid.and_then(rss_bytes).unwrap_or(0)).collect();
+    let rss = cluster
+        .nodes
+        .iter()
+        .map(|n| n.pid.and_then(rss_bytes).unwrap_or(0))
+        .collect();
     (disk, rss)
 }
 
@@ -71,11 +76,18 @@ async fn leader_kills(cluster: &mut LocalCluster, client: &DcsClient, kills: usi
         cluster.kill(leader);
         let deadline = started + Duration::from_secs(30);
         loop {
-            if client.put(b"/bench/kill", format!("after-{k}").as_bytes(), 0).await.is_ok() {
+            if client
+                .put(b"/bench/kill", format!("after-{k}").as_bytes(), 0)
+                .await
+                .is_ok()
+            {
                 samples.push(started.elapsed());
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "no write accepted within 30 s of the leader kill");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no write accepted within 30 s of the leader kill"
+            );
         }
         cluster.start(leader)?;
         // Let the restarted member catch up before the next round.
@@ -159,7 +171,8 @@ pub async fn run(args: BenchDcsArgs) -> anyhow::Result<()> {
     };
     print_report(&report);
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     cluster.stop_all(Duration::from_secs(5));
     Ok(())
@@ -177,14 +190,38 @@ fn print_report(r: &DcsReport) {
         ]
     };
     let rows = vec![
-        row("put, 1 client", &r.put_1_client, format!("{:.0} ops/s", r.put_1_client_ops_per_s)),
-        row("put, 16 clients", &r.put_16_clients, format!("{:.0} ops/s", r.put_16_clients_ops_per_s)),
+        row(
+            "put, 1 client",
+            &r.put_1_client,
+            format!("{:.0} ops/s", r.put_1_client_ops_per_s),
+        ),
+        row(
+            "put, 16 clients",
+            &r.put_16_clients,
+            format!("{:.0} ops/s", r.put_16_clients_ops_per_s),
+        ),
         row("linearizable get", &r.linearizable_get, String::new()),
         row("leader SIGKILL -> next write", &r.leader_kill_recovery, String::new()),
     ];
-    println!("{}", crate::ctl::output::table(&["measure", "n", "p50 ms", "p99 ms", "max ms", "throughput"], &rows));
-    let mb = |v: &[u64]| v.iter().map(|b| format!("{:.1}", *b as f64 / 1_048_576.0)).collect::<Vec<_>>().join(" / ");
+    println!(
+        "{}",
+        crate::ctl::output::table(&["measure", "n", "p50 ms", "p99 ms", "max ms", "throughput"], &rows)
+    );
+    let mb = |v: &[u64]| {
+        v.iter()
+            .map(|b| format!("{:.1}", *b as f64 / 1_048_576.0))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
     println!("{} keepalives at {:.0}/s", r.keepalives, r.keepalive_ops_per_s);
-    println!("disk MB per member: before {}  after {}", mb(&r.disk_bytes_before), mb(&r.disk_bytes_after));
-    println!("RSS MB per member:  before {}  after {}", mb(&r.rss_bytes_before), mb(&r.rss_bytes_after));
+    println!(
+        "disk MB per member: before {}  after {}",
+        mb(&r.disk_bytes_before),
+        mb(&r.disk_bytes_after)
+    );
+    println!(
+        "RSS MB per member:  before {}  after {}",
+        mb(&r.rss_bytes_before),
+        mb(&r.rss_bytes_after)
+    );
 }

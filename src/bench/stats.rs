@@ -23,7 +23,13 @@ pub fn summarize(samples: &[Duration]) -> Option<Summary> {
     let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
     let rank = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
-    Some(Summary { count: ms.len(), p50_ms: rank(0.50), p95_ms: rank(0.95), p99_ms: rank(0.99), max_ms: rank(1.0) })
+    Some(Summary {
+        count: ms.len(),
+        p50_ms: rank(0.50),
+        p95_ms: rank(0.95),
+        p99_ms: rank(0.99),
+        max_ms: rank(1.0),
+    })
 }
 
 /// Resident set size of a process in bytes (Linux /proc), None if unavailable.

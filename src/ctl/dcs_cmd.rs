@@ -43,7 +43,10 @@ fn event_json(e: &Event) -> EventJson {
         EventKind::Put => "PUT",
         EventKind::Delete => "DELETE",
     };
-    EventJson { kind, kv: KvJson::from(&e.kv) }
+    EventJson {
+        kind,
+        kv: KvJson::from(&e.kv),
+    }
 }
 
 /// Runs one `ctl dcs` command.
@@ -61,11 +64,24 @@ pub async fn run(client: &DcsClient, cmd: DcsCommand, out: Output) -> anyhow::Re
             let rows: Vec<Vec<String>> = list
                 .iter()
                 .map(|k| {
-                    let lease = if k.lease == 0 { "-".to_string() } else { k.lease.to_string() };
-                    vec![k.key.clone(), k.value.clone(), k.mod_revision.to_string(), k.version.to_string(), lease]
+                    let lease = if k.lease == 0 {
+                        "-".to_string()
+                    } else {
+                        k.lease.to_string()
+                    };
+                    vec![
+                        k.key.clone(),
+                        k.value.clone(),
+                        k.mod_revision.to_string(),
+                        k.version.to_string(),
+                        lease,
+                    ]
                 })
                 .collect();
-            println!("{}", output::table(&["KEY", "VALUE", "MOD REV", "VERSION", "LEASE"], &rows));
+            println!(
+                "{}",
+                output::table(&["KEY", "VALUE", "MOD REV", "VERSION", "LEASE"], &rows)
+            );
         }
         DcsCommand::Put { key, value } => {
             let revision = client.put(key.as_bytes(), value.as_bytes(), 0).await?;
@@ -81,7 +97,12 @@ pub async fn run(client: &DcsClient, cmd: DcsCommand, out: Output) -> anyhow::Re
                 Output::Table => println!("deleted {deleted}"),
             }
         }
-        DcsCommand::Watch { key, prefix, rev, count } => watch(client, &key, prefix, rev, count, out).await?,
+        DcsCommand::Watch {
+            key,
+            prefix,
+            rev,
+            count,
+        } => watch(client, &key, prefix, rev, count, out).await?,
     }
     Ok(())
 }
@@ -103,7 +124,10 @@ async fn watch(
                     let j = event_json(e);
                     match out {
                         Output::Json => println!("{}", serde_json::to_string(&j)?),
-                        Output::Table => println!("{} {} {} (revision {})", j.kind, j.kv.key, j.kv.value, j.kv.mod_revision),
+                        Output::Table => println!(
+                            "{} {} {} (revision {})",
+                            j.kind, j.kv.key, j.kv.value, j.kv.mod_revision
+                        ),
                     }
                     seen += 1;
                     if count.is_some_and(|c| seen >= c) {

@@ -45,7 +45,9 @@ pub async fn list(client: &DcsClient, out: Output) -> anyhow::Result<()> {
     if out == Output::Json {
         return output::json(&rows);
     }
-    let headers = ["NAME", "ADDRESS", "TYPE", "STATE", "TERM", "LAST LOG", "APPLIED", "REVISION", "DB SIZE", "RTT"];
+    let headers = [
+        "NAME", "ADDRESS", "TYPE", "STATE", "TERM", "LAST LOG", "APPLIED", "REVISION", "DB SIZE", "RTT",
+    ];
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -53,7 +55,11 @@ pub async fn list(client: &DcsClient, out: Output) -> anyhow::Result<()> {
                 r.name.clone(),
                 r.addr.clone(),
                 if r.voter { "voter" } else { "learner" }.into(),
-                if r.reachable { r.raft_state.clone() } else { format!("unreachable: {}", r.error.as_deref().unwrap_or("")) },
+                if r.reachable {
+                    r.raft_state.clone()
+                } else {
+                    format!("unreachable: {}", r.error.as_deref().unwrap_or(""))
+                },
                 r.term.to_string(),
                 r.last_log_index.to_string(),
                 r.applied_index.to_string(),
@@ -108,13 +114,26 @@ fn print_membership(members: &[proto::Member], out: Output) -> anyhow::Result<()
         addr: &'a str,
         voter: bool,
     }
-    let list: Vec<M> = members.iter().map(|m| M { name: &m.name, addr: &m.addr, voter: m.voter }).collect();
+    let list: Vec<M> = members
+        .iter()
+        .map(|m| M {
+            name: &m.name,
+            addr: &m.addr,
+            voter: m.voter,
+        })
+        .collect();
     if out == Output::Json {
         return output::json(&list);
     }
     let rows: Vec<Vec<String>> = list
         .iter()
-        .map(|m| vec![m.name.to_string(), m.addr.to_string(), if m.voter { "voter" } else { "learner" }.into()])
+        .map(|m| {
+            vec![
+                m.name.to_string(),
+                m.addr.to_string(),
+                if m.voter { "voter" } else { "learner" }.into(),
+            ]
+        })
         .collect();
     println!("{}", output::table(&["NAME", "ADDRESS", "TYPE"], &rows));
     Ok(())

@@ -15,14 +15,21 @@ use crate::dcs::client::DcsClient;
 
 /// Builds a DCS client from a ctl/edge config (endpoints + TLS).
 pub fn client_from_config(config: &Config) -> anyhow::Result<Arc<DcsClient>> {
-    let tls = if config.tls.plaintext { None } else { Some(crate::run::load_node_tls(config)?.client_config()) };
+    let tls = if config.tls.plaintext {
+        None
+    } else {
+        Some(crate::run::load_node_tls(config)?.client_config())
+    };
     let timeout = Duration::from_millis(config.dcs.request_timeout_ms);
     Ok(Arc::new(DcsClient::new(config.client_endpoints(), tls, timeout)?))
 }
 
 /// Runs one ctl command.
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
-    let overrides = Overrides { endpoints: args.endpoints.clone(), ..Overrides::default() };
+    let overrides = Overrides {
+        endpoints: args.endpoints.clone(),
+        ..Overrides::default()
+    };
     let config = Config::load(args.config.as_deref(), Purpose::Ctl, &overrides).context("loading the ctl config")?;
     crate::logging::init(config.log.format, "warn");
     let client = client_from_config(&config)?;

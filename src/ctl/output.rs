@@ -16,7 +16,10 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         format!("| {} |", padded.join(" | "))
     };
-    let rule = format!("+{}+", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
+    let rule = format!(
+        "+{}+",
+        widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+")
+    );
     let mut out = vec![rule.clone(), line(headers.to_vec()), rule.clone()];
     for row in rows {
         out.push(line(row.iter().map(String::as_str).collect()));

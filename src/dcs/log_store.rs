@@ -1,4 +1,6 @@
 //! The Raft log and vote on a [`RaftDisk`]: every append and vote is durable (synced) before it is acknowledged.
+// openraft's trait methods return its large StorageError; our helpers share that type on purpose.
+#![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -97,7 +99,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StoreError> {
         self.set_meta(VOTE, vote)
-            .map_err(|e| StorageIOError::write_vote(&AnyError::new(&e)).into())
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StoreError> {

@@ -3,6 +3,8 @@
 //! Hazards handled here: the watch broadcast is sent while the state lock is held, so a watcher that reads history
 //! and subscribes under the same lock never misses or duplicates an event; a snapshot install replaces the history,
 //! so watchers are told to re-sync (`SmEvent::Reset`) instead of silently skipping revisions.
+// openraft's trait methods return its large StorageError; our helpers share that type on purpose.
+#![allow(clippy::result_large_err)]
 
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,6 +25,7 @@ use super::types::{Command, CommandResult, Event, ExpiredLease, KeyValue, LogId,
 
 type StoreError = StorageError<u64>;
 type Membership = StoredMembership<u64, PghaNode>;
+type Meta = SnapshotMeta<u64, PghaNode>;
 
 const SNAPSHOT_META: &str = "snapshot_meta";
 const SNAPSHOT_DATA: &str = "snapshot_data";
@@ -92,7 +95,7 @@ impl StateMachineStore {
         Ok(store)
     }
 
-    fn read_snapshot(&self) -> Result<Option<(SnapshotMeta<u64, PghaNode>, Vec<u8>)>, StoreError> {
+    fn read_snapshot(&self) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
         let disk = &self.shared.disk;
         let meta = disk
             .read_meta(SNAPSHOT_META)

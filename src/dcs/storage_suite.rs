@@ -1,4 +1,6 @@
 //! openraft's storage conformance suite, run against our sled-backed log store and state machine.
+// openraft's trait methods return its large StorageError; our helpers share that type on purpose.
+#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 
