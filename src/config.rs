@@ -159,15 +159,17 @@ pub struct DcsSection {
     /// `dcs.peers`; one of the two must be set for edge and ctl.
     pub endpoints: Vec<String>,
     /// `dcs.heartbeat_ms` (`PGHA_DCS__HEARTBEAT_MS`): Raft leader heartbeat
-    /// interval in milliseconds; at least 10. Default: 100.
+    /// interval in milliseconds; at least 10. Default: 50.
     pub heartbeat_ms: u64,
     /// `dcs.election_timeout_min_ms` (`PGHA_DCS__ELECTION_TIMEOUT_MIN_MS`):
     /// lower bound of the randomized Raft election timeout in milliseconds; at
-    /// least 3 × `heartbeat_ms`. Default: 400.
+    /// least 3 × `heartbeat_ms`. Default: 250.
     pub election_timeout_min_ms: u64,
     /// `dcs.election_timeout_max_ms` (`PGHA_DCS__ELECTION_TIMEOUT_MAX_MS`):
     /// upper bound of the election timeout in milliseconds; greater than
-    /// `election_timeout_min_ms`. Default: 800.
+    /// `election_timeout_min_ms`. Default: 400. openraft waits this long (its leader lease)
+    /// plus a random election timeout before campaigning, so a dead leader is replaced after
+    /// about max + [min, max] ms: 650-800 ms with the defaults.
     pub election_timeout_max_ms: u64,
     /// `dcs.snapshot_logs` (`PGHA_DCS__SNAPSHOT_LOGS`): number of Raft log
     /// entries between snapshots; at least 100. Default: 5000.
@@ -185,9 +187,9 @@ impl Default for DcsSection {
             advertise: None,
             peers: Vec::new(),
             endpoints: Vec::new(),
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 400,
             snapshot_logs: 5000,
             request_timeout_ms: 2000,
         }

@@ -46,12 +46,13 @@ peers = ["db1=10.0.0.1:7400", "db2=10.0.0.2:7400", "w1=10.0.0.3:7400"]
 # host:port of DCS members for clients (edge, ctl); db nodes do not use it.
 # Default: [] (the addresses in `peers`).
 # endpoints = []
-# Raft heartbeat interval in ms; at least 10. Default: 100.
-heartbeat_ms = 100
+# Raft heartbeat interval in ms; at least 10. Default: 50.
+heartbeat_ms = 50
 # Election timeout range in ms: min at least 3 x heartbeat_ms, max > min.
-# Defaults: 400 and 800.
-election_timeout_min_ms = 400
-election_timeout_max_ms = 800
+# A dead Raft leader is replaced after about max + [min, max] ms.
+# Defaults: 250 and 400.
+election_timeout_min_ms = 250
+election_timeout_max_ms = 400
 # Raft log entries between snapshots; at least 100. Default: 5000.
 snapshot_logs = 5000
 # Timeout of client RPCs and of requests forwarded to the leader, in ms.
@@ -110,12 +111,13 @@ peers = ["db1=10.0.0.1:7400", "db2=10.0.0.2:7400", "w1=10.0.0.3:7400"]
 # host:port of DCS members for clients (edge, ctl); witnesses do not use it.
 # Default: [] (the addresses in `peers`).
 # endpoints = []
-# Raft heartbeat interval in ms; at least 10. Default: 100.
-heartbeat_ms = 100
+# Raft heartbeat interval in ms; at least 10. Default: 50.
+heartbeat_ms = 50
 # Election timeout range in ms: min at least 3 x heartbeat_ms, max > min.
-# Defaults: 400 and 800.
-election_timeout_min_ms = 400
-election_timeout_max_ms = 800
+# A dead Raft leader is replaced after about max + [min, max] ms.
+# Defaults: 250 and 400.
+election_timeout_min_ms = 250
+election_timeout_max_ms = 400
 # Raft log entries between snapshots; at least 100. Default: 5000.
 snapshot_logs = 5000
 # Timeout of client RPCs and of requests forwarded to the leader, in ms.

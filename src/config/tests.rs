@@ -145,9 +145,9 @@ fn defaults_without_file() {
         Purpose::Ctl,
     );
     assert_eq!(config.cluster.name, "pgha");
-    assert_eq!(config.dcs.heartbeat_ms, 100);
-    assert_eq!(config.dcs.election_timeout_min_ms, 400);
-    assert_eq!(config.dcs.election_timeout_max_ms, 800);
+    assert_eq!(config.dcs.heartbeat_ms, 50);
+    assert_eq!(config.dcs.election_timeout_min_ms, 250);
+    assert_eq!(config.dcs.election_timeout_max_ms, 400);
     assert_eq!(config.dcs.snapshot_logs, 5000);
     assert_eq!(config.dcs.request_timeout_ms, 2000);
     assert_eq!(config.log.format, LogFormat::Human);
@@ -320,13 +320,13 @@ fn each_rule_reports_its_key() {
         (&[("PGHA_DCS__PEERS", ""), ("PGHA_DCS__ENDPOINTS", "h:1")], edge, &[]),
         (&[("PGHA_DCS__HEARTBEAT_MS", "9")], DB, &["dcs.heartbeat_ms"]),
         (
-            &[("PGHA_DCS__ELECTION_TIMEOUT_MIN_MS", "299")],
+            &[("PGHA_DCS__ELECTION_TIMEOUT_MIN_MS", "149")],
             DB,
             &["dcs.election_timeout_min_ms"],
         ),
-        (&[("PGHA_DCS__ELECTION_TIMEOUT_MIN_MS", "300")], DB, &[]),
+        (&[("PGHA_DCS__ELECTION_TIMEOUT_MIN_MS", "150")], DB, &[]),
         (
-            &[("PGHA_DCS__ELECTION_TIMEOUT_MAX_MS", "400")],
+            &[("PGHA_DCS__ELECTION_TIMEOUT_MAX_MS", "250")],
             DB,
             &["dcs.election_timeout_max_ms"],
         ),
