@@ -256,4 +256,7 @@ pub struct BenchDcsArgs {
     /// Use mutual TLS between members and clients (default: plaintext, to measure Raft itself).
     #[arg(long)]
     pub tls: bool,
+    /// Keep the cluster's configs, data and logs in this directory (default: a temporary one, removed at exit).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }

@@ -55,6 +55,8 @@ pub struct LocalCluster {
     pub dir: PathBuf,
     pub nodes: Vec<LocalNode>,
     pub tls: bool,
+    /// Appended to every node's `[dcs]` section (kept for nodes added later).
+    extra_dcs: String,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -114,39 +116,13 @@ impl LocalCluster {
         }
         let mut nodes = Vec::new();
         for (name, port) in names.iter().zip(&ports) {
-            let node_dir = dir.join(name);
-            fs::create_dir_all(&node_dir).map_err(io(format!("creating {}", node_dir.display())))?;
-            let config = node_dir.join("pgha.toml");
-            let text = format!(
-                "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\n\n[dcs]\nlisten = \"127.0.0.1:{port}\"\npeers = {peers:?}\n{extra_dcs}\n\n{tls}",
-                data = node_dir.join("data").display(),
-                tls = tls_section(tls, &certs, name),
-            );
-            fs::write(&config, text).map_err(io(format!("writing {}", config.display())))?;
-            let argv = vec![
-                exe.display().to_string(),
-                "run".into(),
-                "--role".into(),
-                role.as_str().into(),
-                "-c".into(),
-                config.display().to_string(),
-            ];
-            nodes.push(LocalNode {
-                name: name.clone(),
-                role,
-                dcs_addr: format!("127.0.0.1:{port}"),
-                data_dir: node_dir.join("data"),
-                config,
-                log: node_dir.join("pgha.log"),
-                argv,
-                pid: None,
-                child: None,
-            });
+            nodes.push(layout_node(exe, &dir, name, *port, &peers, role, tls, extra_dcs)?);
         }
         Ok(LocalCluster {
             dir,
             nodes,
             tls,
+            extra_dcs: extra_dcs.to_string(),
             _temp: temp,
         })
     }
@@ -175,6 +151,33 @@ impl LocalCluster {
     /// Starts every node.
     pub fn start_all(&mut self) -> Result<(), LocalError> {
         (0..self.nodes.len()).try_for_each(|i| self.start(i))
+    }
+
+    /// Lays out one more node (`node<N+1>`, same role, binary and `[dcs]` extras as node 0, plus a certificate when
+    /// TLS is on) whose `dcs.peers` are the existing nodes plus itself; it is not started. Started with empty storage,
+    /// it joins the running cluster on its own (see `dcs::bootstrap`). Returns its index.
+    pub fn add_node(&mut self) -> Result<usize, LocalError> {
+        let Some(first) = self.nodes.first() else {
+            return Err(io("adding a node")(std::io::Error::other(
+                "the cluster has no node to copy settings from",
+            )));
+        };
+        let (exe, role) = (PathBuf::from(&first.argv[0]), first.role);
+        let name = format!("node{}", self.nodes.len() + 1);
+        let port = free_ports(1)?[0];
+        let mut peers: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}={}", n.name, n.dcs_addr))
+            .collect();
+        peers.push(format!("{name}=127.0.0.1:{port}"));
+        if self.tls {
+            let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
+            crate::cert::issue(&self.dir.join("certs"), &name, &localhost, &["localhost".into()], 30)?;
+        }
+        let node = layout_node(&exe, &self.dir, &name, port, &peers, role, self.tls, &self.extra_dcs)?;
+        self.nodes.push(node);
+        Ok(self.nodes.len() - 1)
     }
 
     /// True while node `i` runs.
@@ -293,6 +296,49 @@ impl LocalCluster {
         std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(format!("writing {}", path.display())))?;
         Ok(path)
     }
+}
+
+/// Writes the config of one node under `dir/<name>` and returns it (not started).
+#[allow(clippy::too_many_arguments)]
+fn layout_node(
+    exe: &Path,
+    dir: &Path,
+    name: &str,
+    port: u16,
+    peers: &[String],
+    role: Role,
+    tls: bool,
+    extra_dcs: &str,
+) -> Result<LocalNode, LocalError> {
+    let certs = dir.join("certs");
+    let node_dir = dir.join(name);
+    fs::create_dir_all(&node_dir).map_err(io(format!("creating {}", node_dir.display())))?;
+    let config = node_dir.join("pgha.toml");
+    let text = format!(
+        "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\n\n[dcs]\nlisten = \"127.0.0.1:{port}\"\npeers = {peers:?}\n{extra_dcs}\n\n{tls}",
+        data = node_dir.join("data").display(),
+        tls = tls_section(tls, &certs, name),
+    );
+    fs::write(&config, text).map_err(io(format!("writing {}", config.display())))?;
+    let argv = vec![
+        exe.display().to_string(),
+        "run".into(),
+        "--role".into(),
+        role.as_str().into(),
+        "-c".into(),
+        config.display().to_string(),
+    ];
+    Ok(LocalNode {
+        name: name.to_string(),
+        role,
+        dcs_addr: format!("127.0.0.1:{port}"),
+        data_dir: node_dir.join("data"),
+        config,
+        log: node_dir.join("pgha.log"),
+        argv,
+        pid: None,
+        child: None,
+    })
 }
 
 fn tls_section(tls: bool, certs: &Path, name: &str) -> String {

@@ -130,7 +130,7 @@ async fn keepalive_storm(client: &Arc<DcsClient>, total: usize) -> anyhow::Resul
 pub async fn run(args: BenchDcsArgs) -> anyhow::Result<()> {
     crate::logging::init(LogFormat::Human, "warn");
     let exe = std::env::current_exe().context("locating the pgha binary")?;
-    let mut cluster = LocalCluster::create(&exe, None, 3, Role::Witness, args.tls, "")?;
+    let mut cluster = LocalCluster::create(&exe, args.dir.as_deref(), 3, Role::Witness, args.tls, "")?;
     cluster.start_all()?;
     cluster.wait_leader(Duration::from_secs(30)).await?;
     let client = Arc::new(cluster.client(Duration::from_secs(5))?);
