@@ -9,6 +9,7 @@ use pgha::cli::{CertCommand, Cli, Command, ConfigCommand, LogArgs, LogFormatArg}
 use pgha::config::{Config, LogFormat, Overrides, Purpose, Role};
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     pgha::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -24,6 +25,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc gives every thread its own malloc arena; with tokio's workers and Raft's steady churn of small buffers an
+/// idle member's RSS grew by ~15 MB of fragmentation (measured with `pgha bench dcs`). Two arenas keep it small.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

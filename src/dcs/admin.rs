@@ -3,6 +3,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics};
 use tonic::{Request, Response, Status};
 
@@ -18,7 +21,7 @@ pub struct AdminService(pub Arc<DcsCore>);
 pub fn members(m: &RaftMetrics<u64, PghaNode>) -> Vec<proto::Member> {
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    membership
+    let mut list = membership
         .nodes()
         .map(|(id, node)| {
             let matched = m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten());
@@ -36,7 +39,10 @@ pub fn members(m: &RaftMetrics<u64, PghaNode>) -> Vec<proto::Member> {
                 matched_known: matched.is_some(),
             }
         })
-        .collect()
+        .collect::<Vec<_>>();
+    // Name order, as every listing shows them.
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    list
 }
 
 impl AdminService {
@@ -96,6 +102,26 @@ fn change_error(e: impl std::fmt::Display) -> Status {
     DcsError::Rejected(e.to_string()).into()
 }
 
+impl AdminService {
+    /// Applies a membership change, waiting (within the request budget) while a previous change is still being
+    /// committed: openraft refuses overlapping changes, and an operator's second command should simply follow.
+    async fn change(&self, changes: ChangeMembers<u64, PghaNode>) -> Result<(), Status> {
+        let deadline = Instant::now() + self.0.timeout;
+        loop {
+            match self.0.raft.change_membership(changes.clone(), false).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(e),
+                ))) if Instant::now() < deadline => {
+                    tracing::debug!("membership change waits for the previous one: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(change_error(e)),
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl proto::admin_server::Admin for AdminService {
     async fn status(&self, _req: Request<proto::StatusRequest>) -> Result<Response<proto::StatusResponse>, Status> {
@@ -129,11 +155,7 @@ impl proto::admin_server::Admin for AdminService {
         // Learner first: it catches up without counting toward quorums, then becomes a voter.
         tracing::info!(member = %node, "adding member: as learner first, then as voter");
         self.0.raft.add_learner(id, node, true).await.map_err(change_error)?;
-        self.0
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(change_error)?;
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await?;
         tracing::info!(member = %req.name, "member added as voter");
         Ok(self.membership_response())
     }
@@ -158,19 +180,10 @@ impl proto::admin_server::Admin for AdminService {
                 return Err(DcsError::Rejected("cannot remove the last voter".into()).into());
             }
             tracing::info!(member = %req.name, "removing voter");
-            self.0
-                .raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await
-                .map_err(change_error)?;
+            self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await?;
         } else {
             tracing::info!(member = %req.name, "removing learner");
-            let nodes: BTreeSet<u64> = BTreeSet::from([id]);
-            self.0
-                .raft
-                .change_membership(ChangeMembers::RemoveNodes(nodes), false)
-                .await
-                .map_err(change_error)?;
+            self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await?;
         }
         Ok(self.membership_response())
     }

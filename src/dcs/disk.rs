@@ -56,7 +56,7 @@ impl SledDisk {
         // A small cache: the DCS holds kilobytes of state; sled's 1 GiB default would dominate RSS.
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(8 << 20)
+            .cache_capacity(4 << 20)
             .open()
             .map_err(open_err)?;
         let logs = db.open_tree("logs").map_err(open_err)?;

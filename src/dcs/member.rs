@@ -86,7 +86,10 @@ impl Member {
             election_timeout_max: millis(s.election_timeout.1),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(s.snapshot_logs),
             max_in_snapshot_log_to_keep: (s.snapshot_logs / 5).max(100),
-            snapshot_max_chunk_size: 1 << 20,
+            // Small chunks and a generous per-chunk timeout: openraft's 200 ms default can starve a lagging member of
+            // its snapshot on a loaded machine, and without it a 2-of-3 quorum that includes that member stalls.
+            snapshot_max_chunk_size: 256 << 10,
+            install_snapshot_timeout: millis(s.request_timeout).max(1000),
             ..Default::default()
         }
         .validate()
@@ -189,24 +192,42 @@ async fn serve(core: Arc<DcsCore>, listener: TcpListener, tls: Option<MemberTls>
     }
 }
 
-/// One log line per leadership change, with the term: the DCS's own state changes are visible to operators.
+/// How long a member may go without a known leader before it warns (repeatedly, at this interval).
+const LEADERLESS_WARNING: Duration = Duration::from_secs(10);
+
+/// One log line per leadership change, with the term: the DCS's own state changes are visible to operators. Also
+/// warns while no leader is known, the symptom of a lost quorum or of a member that was removed but keeps running.
 async fn log_leader_changes(raft: Raft, token: CancellationToken) {
     let mut metrics = raft.metrics();
     let mut last = (None, 0);
+    let mut leaderless_since = Some(std::time::Instant::now());
+    let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let (leader, term) = {
-            let m = metrics.borrow_and_update();
-            (m.current_leader, m.current_term)
-        };
+        let m = metrics.borrow_and_update().clone();
+        let (leader, term) = (m.current_leader, m.current_term);
         if (leader, term) != last && leader.is_some() {
-            let m = metrics.borrow().clone();
             let name = leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.name.clone()));
             tracing::info!(term, leader = name.as_deref().unwrap_or("?"), state = ?m.state, "Raft leader changed");
             last = (leader, term);
         }
+        match (leader, leaderless_since) {
+            (Some(_), _) => leaderless_since = None,
+            (None, None) => leaderless_since = Some(std::time::Instant::now()),
+            (None, Some(since)) if since.elapsed() >= LEADERLESS_WARNING => {
+                tracing::warn!(
+                    term,
+                    seconds = since.elapsed().as_secs(),
+                    "no Raft leader known: is a majority of members up and reachable? (a member removed with \
+                     `pgha ctl member remove` keeps campaigning until it is stopped)"
+                );
+                leaderless_since = Some(std::time::Instant::now());
+            }
+            (None, Some(_)) => {}
+        }
         tokio::select! {
             _ = token.cancelled() => return,
             changed = metrics.changed() => if changed.is_err() { return },
+            _ = check.tick() => {}
         }
     }
 }
