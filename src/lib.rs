@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod dcs;
+pub mod ha;
 pub mod demo;
 pub mod local;
 pub mod logging;

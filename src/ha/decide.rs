@@ -1,0 +1,199 @@
+//! The HA brain: a pure function from (cluster view, local state) to the one next action and its reason.
+//!
+//! One action per loop keeps every transition visible in the log; the loop runs again at once after an action.
+//! Safety rules encoded here: a primary without a valid leader lease demotes; only the holder of the leader key
+//! promotes; a data directory of another cluster is never touched; nothing races or demotes while paused (except a
+//! primary whose own lease ran out, which always steps down: invariant 1 outranks maintenance mode).
+
+use super::model::ClusterView;
+
+/// What the local data directory holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalData {
+    Missing,
+    Present { system_identifier: u64, standby: bool },
+}
+
+/// What the local PostgreSQL is doing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalPg {
+    Stopped,
+    Running { in_recovery: bool, following: Option<(String, u16)> },
+    /// It was running under this pgha and died; `for_ms` since it was noticed.
+    Crashed { for_ms: u64 },
+}
+
+/// Everything the decision needs about this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalState {
+    pub name: String,
+    pub data: LocalData,
+    pub pg: LocalPg,
+    /// Our session lease (member key and leader key are bound to it), when we have one.
+    pub lease: Option<i64>,
+    /// Our lease is still valid by our own clock (last successful keepalive send + ttl - margin).
+    pub lease_valid: bool,
+    pub nofailover: bool,
+}
+
+/// The next step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Race for the `initialize` key; the winner runs initdb and becomes the first primary.
+    Initialize,
+    /// Clone the leader with pg_basebackup.
+    Clone { host: String, port: u16 },
+    /// Refuse to touch a data directory that belongs to another cluster.
+    RefuseForeignData { expected: u64, found: u64 },
+    /// Start PostgreSQL as a standby (following `upstream` when known).
+    StartReplica { upstream: Option<(String, u16)> },
+    /// Start PostgreSQL as the primary (we hold the leader key).
+    StartPrimary,
+    /// Re-point a running replica at the leader.
+    Follow { host: String, port: u16 },
+    /// A former primary rejoins: pg_rewind from the leader, then start as its replica.
+    Rewind { host: String, port: u16 },
+    /// No leader: ask the peers for their WAL positions and take the key if we are the best candidate.
+    Race,
+    /// A running primary without a leader key (e.g. pgha restarted): take the key.
+    TakeLeader,
+    /// Keep leading: renew the lease, manage slots.
+    Lead,
+    /// We hold the leader key while PostgreSQL is a standby: promote it.
+    Promote,
+    /// Stop being writable at once, then rejoin as a replica.
+    Demote,
+    /// Give up the leader key so another member can be promoted now.
+    ReleaseLeader,
+    /// The leader key names us but belongs to a previous session of ours: delete it (CAS on its revision).
+    DeleteStaleLeader { mod_revision: i64 },
+    /// The leader key names us from a previous session and our data is the primary's: rebind it to our current
+    /// lease in one CAS, so no one can promote in between.
+    ReclaimLeader { mod_revision: i64 },
+    /// Nothing to do now.
+    Wait,
+}
+
+/// An action with the reason that will be logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    pub reason: String,
+}
+
+fn d(action: Action, reason: impl Into<String>) -> Decision {
+    Decision { action, reason: reason.into() }
+}
+
+/// Decides the next action.
+pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
+    let paused = view.config.paused;
+    let leader = view.leader.as_ref();
+    let ours = leader.is_some_and(|l| l.name == local.name && Some(l.lease) == local.lease);
+    let stale_ours = leader.filter(|l| l.name == local.name && Some(l.lease) != local.lease);
+    let leader_pg = view.leader_member().filter(|_| !ours).map(|m| (m.pg_host.clone(), m.pg_port));
+
+    let standby = match &local.data {
+        LocalData::Missing => return decide_without_data(view, local),
+        LocalData::Present { system_identifier, standby } => {
+            if let Some(expected) = view.system_identifier() {
+                if expected != *system_identifier {
+                    let reason = format!(
+                        "data directory belongs to system {system_identifier}, the cluster is system {expected}"
+                    );
+                    return d(Action::RefuseForeignData { expected, found: *system_identifier }, reason);
+                }
+            }
+            *standby
+        }
+    };
+    if let Some(stale) = stale_ours {
+        if local.lease.is_none() {
+            return d(Action::Wait, "the leader key is ours from a previous session: waiting for a DCS session");
+        }
+        let primary_data = match &local.pg {
+            LocalPg::Running { in_recovery, .. } => !in_recovery,
+            LocalPg::Stopped | LocalPg::Crashed { .. } => !standby,
+        };
+        let mod_revision = stale.mod_revision;
+        return if primary_data {
+            d(Action::ReclaimLeader { mod_revision }, "the leader key is ours from a previous session: reclaiming it")
+        } else {
+            d(Action::DeleteStaleLeader { mod_revision }, "stale leader key of ours on a standby: releasing it")
+        };
+    }
+
+    match &local.pg {
+        LocalPg::Running { in_recovery: false, .. } => {
+            if ours && local.lease_valid {
+                return d(Action::Lead, "holding the leader lease");
+            }
+            if ours {
+                return d(Action::Demote, "leader lease not renewed in time: stepping down before anyone can promote");
+            }
+            match leader {
+                None if local.lease.is_some() => d(Action::TakeLeader, "running primary without a leader key"),
+                None => d(Action::Wait, "running primary: waiting for a DCS session"),
+                Some(l) if paused => d(Action::Wait, format!("paused: {} holds the leader key, not demoting", l.name)),
+                Some(l) => d(Action::Demote, format!("{} holds the leader key", l.name)),
+            }
+        }
+        LocalPg::Running { in_recovery: true, following } => {
+            if ours {
+                return d(Action::Promote, "won the leader key");
+            }
+            match (leader, leader_pg) {
+                (None, _) if paused => d(Action::Wait, "paused: no leader, not racing"),
+                (None, _) if local.nofailover => d(Action::Wait, "no leader, but this member is nofailover"),
+                (None, _) if local.lease.is_none() => d(Action::Wait, "no leader: waiting for a DCS session to race"),
+                (None, _) => d(Action::Race, "no leader"),
+                (Some(l), Some((host, port))) => {
+                    if following.as_ref() == Some(&(host.clone(), port)) {
+                        d(Action::Wait, format!("replicating from {}", l.name))
+                    } else {
+                        d(Action::Follow { host, port }, format!("{} is the leader", l.name))
+                    }
+                }
+                (Some(l), None) => d(Action::Wait, format!("{} holds the leader key but has not published its address", l.name)),
+            }
+        }
+        LocalPg::Crashed { for_ms } if ours => {
+            if *for_ms < view.config.primary_start_timeout_ms {
+                d(Action::StartPrimary, "PostgreSQL crashed on the primary: restarting in place")
+            } else {
+                d(Action::ReleaseLeader, "PostgreSQL did not restart within primary_start_timeout: handing over")
+            }
+        }
+        LocalPg::Stopped | LocalPg::Crashed { .. } => {
+            if ours {
+                return d(Action::StartPrimary, "holding the leader key with PostgreSQL stopped");
+            }
+            match leader_pg {
+                Some((host, port)) if !standby => d(Action::Rewind { host, port }, "former primary rejoins the leader"),
+                Some((host, port)) => d(Action::StartReplica { upstream: Some((host, port)) }, "starting as replica"),
+                None if leader.is_some() => d(Action::Wait, "the leader has not published its address yet"),
+                None => d(Action::StartReplica { upstream: None }, "no leader: starting as a standby to race"),
+            }
+        }
+    }
+}
+
+fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
+    match view.initialize.as_deref() {
+        None => d(Action::Initialize, "no cluster yet: racing to initialize it"),
+        Some(init) if init == format!("pending:{}", local.name) => d(Action::Initialize, "resuming our bootstrap"),
+        Some(init) if init.starts_with("pending:") => {
+            d(Action::Wait, format!("{} is bootstrapping the cluster", &init["pending:".len()..]))
+        }
+        Some(_) => match view.leader_member() {
+            Some(m) if m.name != local.name && m.role == super::model::PgRole::Primary => {
+                d(Action::Clone { host: m.pg_host.clone(), port: m.pg_port }, format!("cloning the leader {}", m.name))
+            }
+            _ => d(Action::Wait, "no running leader to clone from"),
+        },
+    }
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,68 @@
+//! The DCS key schema of one cluster: everything lives under `/pgha/<cluster>/`.
+
+/// Key names for one cluster.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    root: String,
+}
+
+impl Keys {
+    /// Keys of cluster `cluster`.
+    pub fn new(cluster: &str) -> Keys {
+        Keys { root: format!("/pgha/{cluster}/") }
+    }
+
+    /// Prefix of every key of the cluster.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// Lease-bound: name of the current primary.
+    pub fn leader(&self) -> String {
+        format!("{}leader", self.root)
+    }
+
+    /// Bootstrap race, then the cluster's system identifier.
+    pub fn initialize(&self) -> String {
+        format!("{}initialize", self.root)
+    }
+
+    /// Dynamic cluster configuration (JSON).
+    pub fn config(&self) -> String {
+        format!("{}config", self.root)
+    }
+
+    /// Timeline history (JSON list).
+    pub fn history(&self) -> String {
+        format!("{}history", self.root)
+    }
+
+    /// Prefix of the lease-bound member status keys.
+    pub fn members(&self) -> String {
+        format!("{}members/", self.root)
+    }
+
+    /// Lease-bound status of one member.
+    pub fn member(&self, name: &str) -> String {
+        format!("{}members/{name}", self.root)
+    }
+
+    /// The member name of a member key, if `key` is one.
+    pub fn member_name<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.root.as_str())?.strip_prefix("members/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+
+    #[test]
+    fn schema() {
+        let k = Keys::new("main");
+        assert_eq!(k.leader(), "/pgha/main/leader");
+        assert_eq!(k.member("db1"), "/pgha/main/members/db1");
+        assert_eq!(k.member_name("/pgha/main/members/db1"), Some("db1"));
+        assert_eq!(k.member_name("/pgha/other/members/db1"), None);
+    }
+}

@@ -1,0 +1,138 @@
+//! What the HA loop reads and writes in the DCS (member status, leader, dynamic config, history) and what it knows
+//! about the local PostgreSQL. Plain data, serialized as JSON in the DCS.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Role of a member's PostgreSQL as published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PgRole {
+    Primary,
+    Replica,
+    Unknown,
+}
+
+/// State of a member's PostgreSQL as published (the words of `patronictl list`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PgState {
+    Running,
+    Streaming,
+    Starting,
+    Stopped,
+    StartFailed,
+    CreatingReplica,
+    Crashed,
+    Initializing,
+}
+
+impl PgState {
+    /// Text shown in `ctl list`.
+    pub fn label(self) -> &'static str {
+        match self {
+            PgState::Running => "running",
+            PgState::Streaming => "streaming",
+            PgState::Starting => "starting",
+            PgState::Stopped => "stopped",
+            PgState::StartFailed => "start failed",
+            PgState::CreatingReplica => "creating replica",
+            PgState::Crashed => "crashed",
+            PgState::Initializing => "initializing",
+        }
+    }
+}
+
+/// A member's status, refreshed every loop under its session lease (`members/<name>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub name: String,
+    /// gRPC address of the member (DCS + HA service).
+    pub api_addr: String,
+    pub pg_host: String,
+    pub pg_port: u16,
+    pub role: PgRole,
+    pub state: PgState,
+    pub timeline: u32,
+    /// Received (replica) or current (primary) WAL position.
+    pub receive_lsn: u64,
+    pub replay_lsn: u64,
+    pub pending_restart: bool,
+    pub nofailover: bool,
+    pub failover_priority: i32,
+    pub noloadbalance: bool,
+    pub tags: BTreeMap<String, String>,
+    pub system_identifier: u64,
+}
+
+/// Dynamic cluster configuration (`config` key), shared by every member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DynamicConfig {
+    /// Leader lease TTL.
+    pub ttl_ms: u64,
+    /// Period of the HA loop (and of lease renewals).
+    pub loop_wait_ms: u64,
+    /// A replica further behind the last known primary position than this many bytes does not race.
+    pub maximum_lag_on_failover: u64,
+    /// How long a crashed primary may take to restart in place before it gives up the lease.
+    pub primary_start_timeout_ms: u64,
+    /// Maintenance mode: no automatic promotion or demotion.
+    pub paused: bool,
+}
+
+impl Default for DynamicConfig {
+    fn default() -> Self {
+        DynamicConfig {
+            ttl_ms: 2000,
+            loop_wait_ms: 250,
+            maximum_lag_on_failover: 1 << 20,
+            primary_start_timeout_ms: 10_000,
+            paused: false,
+        }
+    }
+}
+
+/// One promotion, appended to the `history` key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Timeline the new primary started.
+    pub timeline: u32,
+    /// WAL position at the switch (end of the old timeline as seen by the new primary).
+    pub lsn: u64,
+    pub reason: String,
+    pub unix_ms: u64,
+    pub new_leader: String,
+}
+
+/// The leader key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderKey {
+    pub name: String,
+    pub lease: i64,
+    pub mod_revision: i64,
+}
+
+/// The cluster as read from the DCS in one linearizable read.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ClusterView {
+    /// `None`: nobody initialized yet; `Some("pending:<name>")` while a member bootstraps; else the system id.
+    pub initialize: Option<String>,
+    pub leader: Option<LeaderKey>,
+    pub members: BTreeMap<String, MemberInfo>,
+    pub config: DynamicConfig,
+    pub revision: i64,
+}
+
+impl ClusterView {
+    /// The system identifier the cluster was initialized with, once known.
+    pub fn system_identifier(&self) -> Option<u64> {
+        self.initialize.as_deref().and_then(|s| s.parse().ok())
+    }
+
+    /// The published status of the current leader.
+    pub fn leader_member(&self) -> Option<&MemberInfo> {
+        self.leader.as_ref().and_then(|l| self.members.get(&l.name))
+    }
+}
