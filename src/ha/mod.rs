@@ -5,3 +5,5 @@ pub mod decide;
 pub mod keys;
 pub mod model;
 pub mod race;
+pub mod fence;
+pub mod lease;
