@@ -10,9 +10,13 @@
 //! `PGHA_NODE__NAME=db1`, `PGHA_TLS__PLAINTEXT=true`, `PGHA_DCS__HEARTBEAT_MS=50`.
 //! List keys take either a TOML array (`["db1=10.0.0.1:7400","db2=10.0.0.2:7400"]`)
 //! or a comma-separated list (`db1=10.0.0.1:7400,db2=10.0.0.2:7400`). Booleans
-//! accept `true/false`, `yes/no`, `on/off`, `1/0`. An empty value unsets an
-//! optional key (`dcs.advertise`, `tls.ca`, `tls.cert`, `tls.key`) and empties a
-//! list. Variables starting with `PGHA_` but without `__` (such as `PGHA_LOG`)
+//! accept `true/false`, `yes/no`, `on/off`, `1/0`. Table keys
+//! (`postgresql.parameters`, `ha.tags`) take a TOML inline table
+//! (`{max_connections = 200, shared_buffers = "256MB"}`) or a comma-separated
+//! `key=value` list (`max_connections=200,shared_buffers=256MB`, values kept as
+//! text) and replace the whole table of the file. An empty value unsets an
+//! optional key (`dcs.advertise`, `tls.ca`, `postgresql.data_dir`, ...) and empties a
+//! list or table. Variables starting with `PGHA_` but without `__` (such as `PGHA_LOG`)
 //! are not configuration and are ignored; a `PGHA_X__Y` naming no known key is
 //! an error.
 
@@ -24,12 +28,23 @@ use serde::{Deserialize, Serialize};
 mod env;
 mod error;
 mod examples;
+mod overrides;
+mod postgresql;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_examples;
+#[cfg(test)]
+mod tests_pg;
+#[cfg(test)]
+mod tests_secret;
 mod validate;
+mod validate_pg;
 
 pub use error::{ConfigError, Peer, Problem, SyntaxError};
 pub use examples::example;
+pub use overrides::Overrides;
+pub use postgresql::{HaSection, PostgresqlSection};
 pub use validate::check_addr;
 
 /// The role a `pgha` process runs as.
@@ -96,6 +111,10 @@ pub struct Config {
     pub node: NodeSection,
     /// `[dcs]`: the embedded Raft DCS and how to reach it.
     pub dcs: DcsSection,
+    /// `[postgresql]`: the local PostgreSQL a db node supervises (ignored by other roles).
+    pub postgresql: PostgresqlSection,
+    /// `[ha]`: failover behaviour of this node and the initial dynamic settings (ignored by other roles).
+    pub ha: HaSection,
     /// `[tls]`: certificates for all gRPC traffic (mutual TLS).
     pub tls: TlsSection,
     /// `[log]`: log output.
@@ -248,57 +267,6 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line.
     Json,
-}
-
-/// Values given as command-line flags; each `Some` replaces the corresponding
-/// key after the file and the environment have been applied (flags win).
-#[derive(Clone, Debug, Default)]
-pub struct Overrides {
-    /// Replaces `node.name`.
-    pub name: Option<String>,
-    /// Replaces `node.data_dir`.
-    pub data_dir: Option<PathBuf>,
-    /// Replaces `dcs.listen`.
-    pub listen: Option<String>,
-    /// Replaces `dcs.advertise` (an empty string unsets it).
-    pub advertise: Option<String>,
-    /// Replaces `dcs.peers`.
-    pub peers: Option<Vec<String>>,
-    /// Replaces `dcs.endpoints`.
-    pub endpoints: Option<Vec<String>>,
-}
-
-impl Overrides {
-    /// Applies the flags to `config`; returns whether any flag was set.
-    fn apply(&self, config: &mut Config) -> bool {
-        let mut any = false;
-        if let Some(name) = &self.name {
-            config.node.name = name.clone();
-            any = true;
-        }
-        if let Some(dir) = &self.data_dir {
-            config.node.data_dir = dir.clone();
-            any = true;
-        }
-        if let Some(listen) = &self.listen {
-            config.dcs.listen = listen.clone();
-            any = true;
-        }
-        if let Some(advertise) = &self.advertise {
-            // Same rule as the environment: empty means "not set".
-            config.dcs.advertise = Some(advertise.clone()).filter(|a| !a.is_empty());
-            any = true;
-        }
-        if let Some(peers) = &self.peers {
-            config.dcs.peers = peers.clone();
-            any = true;
-        }
-        if let Some(endpoints) = &self.endpoints {
-            config.dcs.endpoints = endpoints.clone();
-            any = true;
-        }
-        any
-    }
 }
 
 impl Config {

@@ -46,6 +46,10 @@ pub struct LocalNode {
     /// The exact command line that (re)starts this node.
     pub argv: Vec<String>,
     pub pid: Option<u32>,
+    /// PostgreSQL port (db nodes).
+    pub pg_port: Option<u16>,
+    /// PostgreSQL data directory (db nodes).
+    pub pg_data: Option<PathBuf>,
     #[serde(skip)]
     child: Option<Child>,
 }
@@ -55,9 +59,18 @@ pub struct LocalCluster {
     pub dir: PathBuf,
     pub nodes: Vec<LocalNode>,
     pub tls: bool,
-    /// Appended to every node's `[dcs]` section (kept for nodes added later).
-    extra_dcs: String,
+    /// How nodes are laid out (kept for nodes added later).
+    layout: Layout,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// What every node's config gets besides its identity.
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    /// Appended to the `[dcs]` section (tests use it for timing).
+    pub extra_dcs: String,
+    /// Appended at the end of the config (e.g. `[ha]` timing or `[postgresql.parameters]` for db nodes).
+    pub extra_toml: String,
 }
 
 /// Reserves `n` distinct free ports on 127.0.0.1 (held together so they differ, then released for the children).
@@ -83,6 +96,20 @@ impl LocalCluster {
         tls: bool,
         extra_dcs: &str,
     ) -> Result<LocalCluster, LocalError> {
+        let layout = Layout { extra_dcs: extra_dcs.to_string(), extra_toml: String::new() };
+        LocalCluster::create_with(exe, dir, members, role, tls, layout)
+    }
+
+    /// Like [`LocalCluster::create`] with a full [`Layout`]. Db nodes also get a PostgreSQL port, data directory
+    /// and password files (generated once per cluster under `dir/secrets`).
+    pub fn create_with(
+        exe: &Path,
+        dir: Option<&Path>,
+        members: usize,
+        role: Role,
+        tls: bool,
+        layout: Layout,
+    ) -> Result<LocalCluster, LocalError> {
         let temp = match dir {
             Some(_) => None,
             None => Some(
@@ -99,6 +126,14 @@ impl LocalCluster {
         };
         fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let dir = dir.canonicalize().map_err(io(format!("resolving {}", dir.display())))?;
+        // PostgreSQL runs as its own OS user when we are root: it must be able to traverse to its data directory.
+        if is_root() {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(io("opening the cluster dir"))?;
+        }
+        if role == Role::Db {
+            write_secrets(&dir)?;
+        }
         let ports = free_ports(members)?;
         let names: Vec<String> = (1..=members).map(|i| format!("node{i}")).collect();
         let peers: Vec<String> = names
@@ -116,15 +151,9 @@ impl LocalCluster {
         }
         let mut nodes = Vec::new();
         for (name, port) in names.iter().zip(&ports) {
-            nodes.push(layout_node(exe, &dir, name, *port, &peers, role, tls, extra_dcs)?);
+            nodes.push(layout_node(exe, &dir, name, *port, &peers, role, tls, &layout)?);
         }
-        Ok(LocalCluster {
-            dir,
-            nodes,
-            tls,
-            extra_dcs: extra_dcs.to_string(),
-            _temp: temp,
-        })
+        Ok(LocalCluster { dir, nodes, tls, layout, _temp: temp })
     }
 
     /// Starts node `i` (appending its output to its log file).
@@ -175,7 +204,7 @@ impl LocalCluster {
             let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
             crate::cert::issue(&self.dir.join("certs"), &name, &localhost, &["localhost".into()], 30)?;
         }
-        let node = layout_node(&exe, &self.dir, &name, port, &peers, role, self.tls, &self.extra_dcs)?;
+        let node = layout_node(&exe, &self.dir, &name, port, &peers, role, self.tls, &self.layout)?;
         self.nodes.push(node);
         Ok(self.nodes.len() - 1)
     }
@@ -275,6 +304,28 @@ impl LocalCluster {
         Err(LocalError::NoLeader(timeout))
     }
 
+    /// Polls until the PostgreSQL cluster has a leader running as primary and `replicas` streaming replicas;
+    /// returns the leader's name.
+    pub async fn wait_pg_cluster(&self, replicas: usize, timeout: Duration) -> Result<String, LocalError> {
+        use crate::ha::model::{PgRole, PgState};
+        let client = self.client(Duration::from_secs(2))?;
+        let keys = crate::ha::keys::Keys::new("demo");
+        let store = crate::ha::store::Store { dcs: &client, keys: &keys };
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(view) = store.view().await {
+                let streaming = view.members.values().filter(|m| m.state == PgState::Streaming).count();
+                if let Some(leader) = view.leader_member() {
+                    if leader.role == PgRole::Primary && streaming >= replicas {
+                        return Ok(leader.name.clone());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(LocalError::NoLeader(timeout))
+    }
+
     /// Writes `ctl.toml` (endpoints + TLS) into the cluster directory.
     pub fn write_ctl_config(&self) -> Result<PathBuf, LocalError> {
         let endpoints: Vec<&str> = self.nodes.iter().map(|n| n.dcs_addr.as_str()).collect();
@@ -308,16 +359,30 @@ fn layout_node(
     peers: &[String],
     role: Role,
     tls: bool,
-    extra_dcs: &str,
+    layout: &Layout,
 ) -> Result<LocalNode, LocalError> {
     let certs = dir.join("certs");
     let node_dir = dir.join(name);
     fs::create_dir_all(&node_dir).map_err(io(format!("creating {}", node_dir.display())))?;
     let config = node_dir.join("pgha.toml");
+    let pg_port = match role {
+        Role::Db => Some(free_ports(1)?[0]),
+        _ => None,
+    };
+    let postgresql = match pg_port {
+        Some(p) => format!(
+            "[postgresql]\nlisten = \"127.0.0.1:{p}\"\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n\n",
+            su = dir.join("secrets/superuser").display(),
+            rep = dir.join("secrets/replication").display(),
+        ),
+        None => String::new(),
+    };
     let text = format!(
-        "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\n\n[dcs]\nlisten = \"127.0.0.1:{port}\"\npeers = {peers:?}\n{extra_dcs}\n\n{tls}",
+        "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\n\n[dcs]\nlisten = \"127.0.0.1:{port}\"\npeers = {peers:?}\n{extra_dcs}\n\n{tls}\n{postgresql}{extra}\n",
         data = node_dir.join("data").display(),
         tls = tls_section(tls, &certs, name),
+        extra_dcs = layout.extra_dcs,
+        extra = layout.extra_toml,
     );
     fs::write(&config, text).map_err(io(format!("writing {}", config.display())))?;
     let argv = vec![
@@ -337,8 +402,46 @@ fn layout_node(
         log: node_dir.join("pgha.log"),
         argv,
         pid: None,
+        pg_port,
+        pg_data: pg_port.map(|_| node_dir.join("data").join("pgdata")),
         child: None,
     })
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Random superuser and replication passwords for a local cluster, in 0600 files.
+fn write_secrets(dir: &Path) -> Result<(), LocalError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let secrets = dir.join("secrets");
+    fs::create_dir_all(&secrets).map_err(io("creating the secrets dir"))?;
+    for name in ["superuser", "replication"] {
+        let path = secrets.join(name);
+        if path.exists() {
+            continue;
+        }
+        let password: String = (0..24).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect();
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(format!("writing {}", path.display())))?;
+        writeln!(file, "{password}").map_err(io(format!("writing {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// PID of the postmaster of a db node's data directory, if it runs.
+pub fn postmaster_pid(pg_data: &Path) -> Option<i32> {
+    let text = fs::read_to_string(pg_data.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    (pid > 0 && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
 }
 
 fn tls_section(tls: bool, certs: &Path, name: &str) -> String {
@@ -354,10 +457,41 @@ fn tls_section(tls: bool, certs: &Path, name: &str) -> String {
     }
 }
 
+impl LocalCluster {
+    /// PID of node `i`'s postmaster, if it runs.
+    pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
+        self.nodes[i].pg_data.as_deref().and_then(postmaster_pid)
+    }
+
+    /// Sends `signal` to node `i`'s postmaster (started by its pgha, so ours to end).
+    pub fn signal_postgres(&self, i: usize, signal: libc::c_int) -> bool {
+        match self.postmaster_pid(i) {
+            // SAFETY: kill(2) on the postmaster of a data directory this cluster owns.
+            Some(pid) => unsafe { libc::kill(pid, signal) == 0 },
+            None => false,
+        }
+    }
+
+    /// Immediate shutdown of node `i`'s PostgreSQL (SIGQUIT), then SIGKILL if it lingers.
+    pub fn stop_postgres(&self, i: usize) {
+        let Some(pid) = self.postmaster_pid(i) else { return };
+        self.signal_postgres(i, libc::SIGQUIT);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // SAFETY: signal 0 only checks that the process exists.
+        while Instant::now() < deadline && unsafe { libc::kill(pid, 0) } == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.signal_postgres(i, libc::SIGKILL);
+    }
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill(i);
+        }
+        for i in 0..self.nodes.len() {
+            self.stop_postgres(i);
         }
     }
 }

@@ -17,8 +17,12 @@ pub(super) enum Kind {
     List,
     /// Non-negative integer.
     Int,
+    /// Integer that may be negative.
+    SignedInt,
     /// true/false, yes/no, on/off, 1/0.
     Bool,
+    /// TOML inline table or comma-separated `key=value` list; empty is an empty table.
+    Table,
 }
 
 /// Every configuration key as (section, key, kind). A unit test checks this
@@ -36,6 +40,29 @@ pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("dcs", "election_timeout_max_ms", Kind::Int),
     ("dcs", "snapshot_logs", Kind::Int),
     ("dcs", "request_timeout_ms", Kind::Int),
+    ("postgresql", "bin_dir", Kind::OptStr),
+    ("postgresql", "data_dir", Kind::OptStr),
+    ("postgresql", "listen", Kind::Str),
+    ("postgresql", "connect_address", Kind::OptStr),
+    ("postgresql", "os_user", Kind::Str),
+    ("postgresql", "superuser", Kind::Str),
+    ("postgresql", "superuser_password_file", Kind::OptStr),
+    ("postgresql", "replication_user", Kind::Str),
+    ("postgresql", "replication_password_file", Kind::OptStr),
+    ("postgresql", "pg_hba", Kind::List),
+    ("postgresql", "rewind_fallback_reinit", Kind::Bool),
+    ("postgresql", "allow_wipe_foreign_data", Kind::Bool),
+    ("postgresql", "start_timeout_ms", Kind::Int),
+    ("postgresql", "tls", Kind::Bool),
+    ("postgresql", "parameters", Kind::Table),
+    ("ha", "nofailover", Kind::Bool),
+    ("ha", "failover_priority", Kind::SignedInt),
+    ("ha", "noloadbalance", Kind::Bool),
+    ("ha", "ttl_ms", Kind::Int),
+    ("ha", "loop_wait_ms", Kind::Int),
+    ("ha", "maximum_lag_on_failover", Kind::Int),
+    ("ha", "primary_start_timeout_ms", Kind::Int),
+    ("ha", "tags", Kind::Table),
     ("tls", "plaintext", Kind::Bool),
     ("tls", "ca", Kind::OptStr),
     ("tls", "cert", Kind::OptStr),
@@ -101,6 +128,13 @@ fn unknown_key_message(segs: &[String]) -> String {
             "unknown configuration section `{section}` (sections: {})",
             sections.join(", ")
         ),
+        [section, key, entry, ..] if KEYS.iter().any(|k| k.0 == section && k.1 == key && k.2 == Kind::Table) => {
+            let var = format!("PGHA_{}__{}", section.to_ascii_uppercase(), key.to_ascii_uppercase());
+            format!(
+                "`{section}.{key}.{entry}` cannot be set on its own (hint: set the whole table, \
+                 e.g. {var}={entry}=value or {var}='{{{entry} = \"value\"}}')"
+            )
+        }
         _ => format!(
             "`{}` is not a configuration key (expected PGHA_<SECTION>__<KEY>, e.g. PGHA_NODE__NAME)",
             segs.join(".")
@@ -121,6 +155,10 @@ fn convert(kind: Kind, raw: &str) -> Result<Option<Value>, String> {
             .filter(|n| *n >= 0)
             .map(|n| Some(Value::Integer(n)))
             .ok_or_else(|| format!("expected a non-negative whole number, got {raw:?}")),
+        Kind::SignedInt => trimmed
+            .parse::<i64>()
+            .map(|n| Some(Value::Integer(n)))
+            .map_err(|_| format!("expected a whole number, got {raw:?}")),
         Kind::Bool => match trimmed.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" => Ok(Some(Value::Boolean(true))),
             "false" | "no" | "off" | "0" => Ok(Some(Value::Boolean(false))),
@@ -135,6 +173,31 @@ fn convert(kind: Kind, raw: &str) -> Result<Option<Value>, String> {
                 )
             })?;
             Ok(parsed.get("v").cloned())
+        }
+        Kind::Table if trimmed.starts_with('{') => {
+            let parsed = format!("v = {trimmed}").parse::<Table>().map_err(|e| {
+                format!(
+                    "not a valid TOML inline table: {} (hint: write {{max_connections = 200, \
+                     shared_buffers = \"256MB\"}} or a comma-separated list like \
+                     max_connections=200,shared_buffers=256MB)",
+                    e.message().trim_end().replace('\n', ": ")
+                )
+            })?;
+            Ok(parsed.get("v").cloned())
+        }
+        Kind::Table => {
+            let mut table = Table::new();
+            // Tolerate a trailing comma; an empty value yields an empty table.
+            for item in trimmed.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+                let Some((key, value)) = item.split_once('=') else {
+                    return Err(format!(
+                        "{item:?} is not key=value (hint: write a comma-separated list like a=1,b=x \
+                         or a TOML inline table like {{a = 1, b = \"x\"}})"
+                    ));
+                };
+                table.insert(key.trim().to_string(), Value::String(value.trim().to_string()));
+            }
+            Ok(Some(Value::Table(table)))
         }
         Kind::List => Ok(Some(Value::Array(
             trimmed
@@ -251,5 +314,25 @@ mod tests {
         assert_eq!(convert(Kind::List, r#"["a=h:1","b=h:2"]"#), list(&["a=h:1", "b=h:2"]));
         assert_eq!(convert(Kind::List, ""), list(&[]));
         assert!(convert(Kind::List, "[a=h:1]").is_err());
+
+        assert_eq!(convert(Kind::SignedInt, " -3 "), Ok(Some(Value::Integer(-3))));
+        assert!(convert(Kind::SignedInt, "high").is_err());
+        let table = |items: &[(&str, Value)]| {
+            Ok(Some(Value::Table(
+                items.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            )))
+        };
+        let s = |v: &str| Value::String(v.to_string());
+        assert_eq!(
+            convert(Kind::Table, "a=1, b = x=y ,"),
+            table(&[("a", s("1")), ("b", s("x=y"))])
+        );
+        assert_eq!(
+            convert(Kind::Table, r#"{a = 1, "b.c" = "x,y"}"#),
+            table(&[("a", Value::Integer(1)), ("b.c", s("x,y"))])
+        );
+        assert_eq!(convert(Kind::Table, " "), table(&[]));
+        assert!(convert(Kind::Table, "a=1,b").is_err());
+        assert!(convert(Kind::Table, "{a = }").is_err());
     }
 }

@@ -89,6 +89,17 @@ pub enum ConfigError {
         /// Every problem found, in key order of the file.
         problems: Vec<Problem>,
     },
+    /// A secret file (e.g. `postgresql.superuser_password_file`) could not be
+    /// used. The message never contains the file's content.
+    #[error("{key} ({}): {message}", path.display())]
+    Secret {
+        /// The key that names the file, e.g. `postgresql.replication_password_file`.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (missing, unreadable, empty).
+        message: String,
+    },
 }
 
 /// Renders problems one per line, indented, for [`ConfigError::Invalid`].

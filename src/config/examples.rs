@@ -59,6 +59,87 @@ snapshot_logs = 5000
 # Default: 2000.
 request_timeout_ms = 2000
 
+[postgresql]
+# Directory with postgres, initdb, pg_ctl, ...
+# Default: discovered (pg_config --bindir, /usr/lib/postgresql/<version>/bin).
+# bin_dir = "/usr/lib/postgresql/17/bin"
+# The PostgreSQL data directory (PGDATA); not node.data_dir itself.
+# Default: <node.data_dir>/pgdata.
+# data_dir = "/var/lib/pgha/pgdata"
+# host:port for listen_addresses and port; may bind all ("0.0.0.0:5432",
+# "[::]:5432"). Default: "0.0.0.0:5432".
+listen = "0.0.0.0:5432"
+# host:port other nodes and clients use to reach this PostgreSQL.
+# Default: the host of dcs.advertise (or of this node in dcs.peers) with
+# the port of `listen`.
+# connect_address = "10.0.0.1:5432"
+# OS user that owns the data directory and runs PostgreSQL when pgha runs as
+# root (letters, digits, '_'). Default: "postgres".
+os_user = "postgres"
+# Database superuser created by initdb (letters, digits, '_'; not "pg_...").
+# Default: "postgres".
+superuser = "postgres"
+# File whose first line is the superuser's password; keep it mode 0600.
+# Required, no default.
+superuser_password_file = "/etc/pgha/secrets/superuser"
+# Role for replication, pg_basebackup and pg_rewind; not the superuser.
+# Default: "replicator".
+replication_user = "replicator"
+# File whose first line is the replication user's password; keep it mode
+# 0600. Required, no default.
+replication_password_file = "/etc/pgha/secrets/replication"
+# pg_hba.conf lines, one per entry. Default: [] (pgha's safe default rules).
+# pg_hba = ["hostssl all all 10.0.0.0/24 scram-sha-256"]
+# When pg_rewind fails, clone the data directory again from the leader.
+# Default: true.
+rewind_fallback_reinit = true
+# Allow wiping a data directory that belongs to another cluster; with false
+# it is refused, never wiped. Default: false.
+allow_wipe_foreign_data = false
+# How long PostgreSQL may take to start, in ms; at least 1000. Default: 60000.
+start_timeout_ms = 60000
+# Serve TLS from PostgreSQL with the [tls] cert and key (unless
+# tls.plaintext = true). Default: true.
+tls = true
+
+# PostgreSQL settings (names a-z, 0-9, '_', '.'): strings, integers, floats
+# or booleans (written as on/off). Settings pgha manages itself
+# (listen_addresses, port, primary_conninfo, ssl, ...) are refused.
+# Default: none. From the environment:
+# PGHA_POSTGRESQL__PARAMETERS='{max_connections = 200}' or
+# PGHA_POSTGRESQL__PARAMETERS=max_connections=200,shared_buffers=256MB
+[postgresql.parameters]
+max_connections = 200
+shared_buffers = "256MB"
+# "pg_stat_statements.track" = "all"
+
+[ha]
+# Never promote this node. Default: false.
+nofailover = false
+# Among equally suitable replicas the higher priority wins; may be negative.
+# Default: 0.
+failover_priority = 0
+# Keep this node out of read-only load balancing. Default: false.
+noloadbalance = false
+# The following four are written to the DCS by the first node and later
+# changed with `pgha ctl`.
+# Leader lease TTL in ms; at least 500. Default: 2000.
+ttl_ms = 2000
+# Period of the HA loop and of lease renewals in ms; at least 50 and at most
+# ttl_ms / 2. Default: 250.
+loop_wait_ms = 250
+# A replica more than this many bytes of WAL behind is not promoted.
+# Default: 1048576 (1 MiB).
+maximum_lag_on_failover = 1048576
+# How long a crashed primary may take to restart in place before it gives up
+# the leader lease, in ms. Default: 10000.
+primary_start_timeout_ms = 10000
+
+# Free-form labels of this node, shown by `pgha ctl list`. Default: none.
+# From the environment: PGHA_HA__TAGS=datacenter=dc1,rack=r1
+[ha.tags]
+# datacenter = "dc1"
+
 [tls]
 # true disables TLS entirely (trusted networks and tests only); ca, cert and
 # key are then ignored. Default: false.
@@ -66,7 +147,8 @@ plaintext = false
 # PEM CA certificate that signed every node's and client's certificate.
 # Required unless plaintext = true.
 ca = "/etc/pgha/tls/ca.crt"
-# This node's PEM certificate. Required unless plaintext = true.
+# This node's PEM certificate (PostgreSQL serves it too, see
+# postgresql.tls). Required unless plaintext = true.
 cert = "/etc/pgha/tls/db1.crt"
 # PEM private key for `cert`. Required unless plaintext = true.
 key = "/etc/pgha/tls/db1.key"

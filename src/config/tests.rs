@@ -1,11 +1,10 @@
 //! Tests for loading, overriding and validating configuration.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::*;
 
-const DB_CONF: &str = r#"
+pub(super) const DB_CONF: &str = r#"
 [node]
 name = "db1"
 data_dir = "/var/lib/pgha"
@@ -16,18 +15,21 @@ peers = ["db1=10.0.0.1:7400", "db2=10.0.0.2:7400", "w1=10.0.0.3:7400"]
 ca = "/etc/pgha/ca.crt"
 cert = "/etc/pgha/db1.crt"
 key = "/etc/pgha/db1.key"
+[postgresql]
+superuser_password_file = "/etc/pgha/secrets/superuser"
+replication_password_file = "/etc/pgha/secrets/replication"
 "#;
 
-const DB: Purpose = Purpose::Run(Role::Db);
+pub(super) const DB: Purpose = Purpose::Run(Role::Db);
 
 /// Environment variables of a test case.
-type Env = &'static [(&'static str, &'static str)];
+pub(super) type Env = &'static [(&'static str, &'static str)];
 
-fn env_of(env: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) fn env_of(env: &[(&str, &str)]) -> Vec<(String, String)> {
     env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn load(
+pub(super) fn load(
     file: Option<&str>,
     env: &[(&str, &str)],
     purpose: Purpose,
@@ -36,102 +38,25 @@ fn load(
     Config::from_sources(file.map(|text| ("test.toml", text)), env_of(env), purpose, overrides)
 }
 
-fn ok(file: Option<&str>, env: &[(&str, &str)], purpose: Purpose) -> Config {
+pub(super) fn ok(file: Option<&str>, env: &[(&str, &str)], purpose: Purpose) -> Config {
     match load(file, env, purpose, &Overrides::default()) {
         Ok(config) => config,
         Err(e) => panic!("expected a valid config, got: {e}"),
     }
 }
 
-fn problem_keys(result: Result<Config, ConfigError>) -> Vec<String> {
+pub(super) fn problem_keys(result: Result<Config, ConfigError>) -> Vec<String> {
     match result {
         Err(ConfigError::Invalid { problems, .. }) => problems.into_iter().map(|p| p.key).collect(),
         other => panic!("expected Invalid, got {other:?}"),
     }
 }
 
-fn parse_error(result: Result<Config, ConfigError>) -> (String, String) {
+pub(super) fn parse_error(result: Result<Config, ConfigError>) -> (String, String) {
     match result {
         Err(ConfigError::Parse { origin, message }) => (origin, message),
         other => panic!("expected Parse, got {other:?}"),
     }
-}
-
-#[test]
-fn examples_validate_for_their_role() {
-    for role in Role::ALL {
-        let config = ok(Some(example(role)), &[], Purpose::Run(role));
-        assert!(!config.tls.plaintext, "{role}");
-        assert!(config.tls.ca.is_some(), "{role}");
-        // The files do not exist here: existence is checked at start-up.
-        assert!(!config.tls.ca.as_ref().is_some_and(|p| p.exists()));
-        assert_eq!(
-            config.dcs,
-            {
-                DcsSection {
-                    listen: config.dcs.listen.clone(),
-                    peers: config.dcs.peers.clone(),
-                    endpoints: config.dcs.endpoints.clone(),
-                    ..DcsSection::default()
-                }
-            },
-            "{role}: example values must be the defaults"
-        );
-    }
-    ok(Some(example(Role::Edge)), &[], Purpose::Ctl);
-}
-
-#[test]
-fn examples_document_every_key() {
-    let edge_keys = [
-        "cluster.name",
-        "node.name",
-        "dcs.endpoints",
-        "dcs.peers",
-        "dcs.request_timeout_ms",
-        "tls.plaintext",
-        "tls.ca",
-        "tls.cert",
-        "tls.key",
-        "log.format",
-        "log.level",
-    ];
-    for role in Role::ALL {
-        let text = example(role);
-        for (section, key, _) in env::KEYS {
-            if role == Role::Edge && !edge_keys.contains(&format!("{section}.{key}").as_str()) {
-                continue;
-            }
-            let start = text
-                .find(&format!("[{section}]"))
-                .unwrap_or_else(|| panic!("{role}: no [{section}]"));
-            let body = &text[start..];
-            let body = &body[..body[1..].find("\n[").map_or(body.len(), |i| i + 1)];
-            assert!(
-                body.lines()
-                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
-                "{role}: {section}.{key} missing from the example"
-            );
-        }
-    }
-}
-
-#[test]
-fn key_table_matches_struct() {
-    let mut full = Config::default();
-    full.dcs.advertise = Some("h:1".into());
-    full.tls.ca = Some("a".into());
-    full.tls.cert = Some("b".into());
-    full.tls.key = Some("c".into());
-    let value = toml::Value::try_from(&full).expect("serializable");
-    let mut from_struct = BTreeSet::new();
-    for (section, table) in value.as_table().expect("table") {
-        for key in table.as_table().expect("section table").keys() {
-            from_struct.insert(format!("{section}.{key}"));
-        }
-    }
-    let from_table: BTreeSet<String> = env::KEYS.iter().map(|(s, k, _)| format!("{s}.{k}")).collect();
-    assert_eq!(from_struct, from_table);
 }
 
 #[test]
@@ -400,13 +325,15 @@ level = ""
             "dcs.election_timeout_min_ms",
             "dcs.election_timeout_max_ms",
             "dcs.snapshot_logs",
+            "postgresql.superuser_password_file",
+            "postgresql.replication_password_file",
             "tls.ca",
             "tls.cert",
             "tls.key",
             "log.level",
         ]
     );
-    assert_eq!(text.lines().count(), 16, "one line per problem:\n{text}");
+    assert_eq!(text.lines().count(), 18, "one line per problem:\n{text}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
-use super::{Config, Peer, Problem, Purpose, SyntaxError};
+use super::{validate_pg, Config, Peer, Problem, Purpose, Role, SyntaxError};
 
 const ADDR_EXAMPLE: &str = "write host:port, e.g. 10.0.0.1:7400, db1.example.com:7400 or [fd00::1]:7400";
 
@@ -15,7 +15,7 @@ fn syntax(message: String, hint: &str) -> SyntaxError {
 }
 
 /// Splits `host:port`, checking its syntax; `host` is returned without brackets.
-fn parse_addr(addr: &str) -> Result<(&str, u16), SyntaxError> {
+pub(super) fn parse_addr(addr: &str) -> Result<(&str, u16), SyntaxError> {
     if addr.is_empty() {
         return Err(syntax("address is empty".to_string(), ADDR_EXAMPLE));
     }
@@ -115,10 +115,10 @@ pub(super) fn parse_peer(s: &str) -> Result<Peer, SyntaxError> {
 }
 
 /// Collects problems in file order, so the report reads top to bottom.
-struct Report(Vec<Problem>);
+pub(super) struct Report(pub(super) Vec<Problem>);
 
 impl Report {
-    fn add(&mut self, key: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+    pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
         self.0.push(Problem {
             key: key.into(),
             message: message.into(),
@@ -126,7 +126,7 @@ impl Report {
         });
     }
 
-    fn syntax(&mut self, key: impl Into<String>, err: SyntaxError) {
+    pub(super) fn syntax(&mut self, key: impl Into<String>, err: SyntaxError) {
         self.add(key, err.message, err.hint);
     }
 }
@@ -301,6 +301,11 @@ pub(super) fn problems(config: &Config, purpose: Purpose) -> Vec<Problem> {
             "must be greater than 0",
             "the default is 2000",
         );
+    }
+
+    if purpose == Purpose::Run(Role::Db) {
+        validate_pg::postgresql(config, &mut r);
+        validate_pg::ha(&config.ha, &mut r);
     }
 
     if !tls.plaintext {

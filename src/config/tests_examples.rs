@@ -1,0 +1,150 @@
+//! Tests that the example files and the environment key table match the config structs.
+
+use std::collections::BTreeSet;
+
+use super::env::Kind;
+use super::tests::ok;
+use super::*;
+
+#[test]
+fn examples_validate_for_their_role() {
+    for role in Role::ALL {
+        let config = ok(Some(example(role)), &[], Purpose::Run(role));
+        assert!(!config.tls.plaintext, "{role}");
+        assert!(config.tls.ca.is_some(), "{role}");
+        // The files do not exist here: existence is checked at start-up.
+        assert!(!config.tls.ca.as_ref().is_some_and(|p| p.exists()));
+        assert_eq!(
+            config.dcs,
+            {
+                DcsSection {
+                    listen: config.dcs.listen.clone(),
+                    peers: config.dcs.peers.clone(),
+                    endpoints: config.dcs.endpoints.clone(),
+                    ..DcsSection::default()
+                }
+            },
+            "{role}: example values must be the defaults"
+        );
+        assert_eq!(
+            config.ha,
+            HaSection::default(),
+            "{role}: example values must be the defaults"
+        );
+        let pg = &config.postgresql;
+        assert_eq!(
+            *pg,
+            PostgresqlSection {
+                superuser_password_file: pg.superuser_password_file.clone(),
+                replication_password_file: pg.replication_password_file.clone(),
+                parameters: pg.parameters.clone(),
+                ..PostgresqlSection::default()
+            },
+            "{role}: example values must be the defaults"
+        );
+        if role == Role::Db {
+            assert!(pg.superuser_password_file.as_ref().is_some_and(|p| !p.exists()));
+            assert!(pg.replication_password_file.is_some());
+            assert_eq!(pg.parameters.get("max_connections").map(String::as_str), Some("200"));
+            assert_eq!(pg.parameters.get("shared_buffers").map(String::as_str), Some("256MB"));
+        }
+    }
+    ok(Some(example(Role::Edge)), &[], Purpose::Ctl);
+}
+
+#[test]
+fn examples_document_every_key() {
+    let edge_keys = [
+        "cluster.name",
+        "node.name",
+        "dcs.endpoints",
+        "dcs.peers",
+        "dcs.request_timeout_ms",
+        "tls.plaintext",
+        "tls.ca",
+        "tls.cert",
+        "tls.key",
+        "log.format",
+        "log.level",
+    ];
+    let db_only = ["postgresql", "ha"];
+    for role in Role::ALL {
+        let text = example(role);
+        for (section, key, kind) in env::KEYS {
+            let path = format!("{section}.{key}");
+            if role == Role::Edge && !edge_keys.contains(&path.as_str())
+                || role != Role::Db && db_only.contains(section)
+            {
+                continue;
+            }
+            if *kind == Kind::Table {
+                // Tables are documented as their own `[section.key]`.
+                assert!(
+                    text.lines().any(|l| l.trim_start_matches("# ") == format!("[{path}]")),
+                    "{role}: [{path}] missing from the example"
+                );
+                continue;
+            }
+            let start = text
+                .find(&format!("\n[{section}]\n"))
+                .unwrap_or_else(|| panic!("{role}: no [{section}]"));
+            let body = &text[start + 1..];
+            let body = &body[..body[1..].find("\n[").map_or(body.len(), |i| i + 1)];
+            assert!(
+                body.lines()
+                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
+                "{role}: {path} missing from the example"
+            );
+        }
+    }
+    for role in [Role::Witness, Role::Edge] {
+        for section in db_only {
+            assert!(
+                !example(role).contains(&format!("[{section}")),
+                "{role}: has [{section}]"
+            );
+        }
+    }
+}
+
+#[test]
+fn key_table_matches_struct() {
+    let mut full = Config::default();
+    full.dcs.advertise = Some("h:1".into());
+    full.tls.ca = Some("a".into());
+    full.tls.cert = Some("b".into());
+    full.tls.key = Some("c".into());
+    let pg = &mut full.postgresql;
+    pg.bin_dir = Some("d".into());
+    pg.data_dir = Some("e".into());
+    pg.connect_address = Some("h:2".into());
+    pg.superuser_password_file = Some("f".into());
+    pg.replication_password_file = Some("g".into());
+    let value = toml::Value::try_from(&full).expect("serializable");
+    let mut from_struct = BTreeSet::new();
+    for (section, table) in value.as_table().expect("table") {
+        for key in table.as_table().expect("section table").keys() {
+            from_struct.insert(format!("{section}.{key}"));
+        }
+    }
+    let from_table: BTreeSet<String> = env::KEYS.iter().map(|(s, k, _)| format!("{s}.{k}")).collect();
+    assert_eq!(from_struct, from_table);
+    // Every table key is a map in the struct, and only those.
+    for (section, key, kind) in env::KEYS {
+        let is_table = value[section][key].is_table();
+        assert_eq!(is_table, *kind == Kind::Table, "{section}.{key}");
+    }
+}
+
+#[test]
+fn config_round_trips_through_toml_text() {
+    let mut config = ok(Some(example(Role::Db)), &[], Purpose::Run(Role::Db));
+    config.ha.tags.insert("datacenter".into(), "dc1".into());
+    config
+        .postgresql
+        .parameters
+        .insert("pg_stat_statements.max".into(), "10000".into());
+    let text = toml::to_string(&config).expect("serializable");
+    let back: Config = toml::from_str(&text).expect("parses");
+    assert_eq!(back, config, "{text}");
+}
