@@ -32,6 +32,15 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Internal: the fencing process a db node starts beside its primary (stops PostgreSQL when the lease deadline
+    /// in DEADLINE_FILE passes).
+    #[command(hide = true)]
+    Fence {
+        #[arg(long)]
+        deadline_file: PathBuf,
+        #[arg(long)]
+        pgdata: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -168,8 +177,23 @@ pub struct CtlArgs {
     pub command: CtlCommand,
 }
 
+/// Which members a connection string targets.
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum DsnRole {
+    #[default]
+    Primary,
+    Replica,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
+    /// The PostgreSQL cluster: members, roles, states, timelines, LSNs and lag (what `patronictl list` shows).
+    List,
+    /// A libpq connection string (multi-host, target_session_attrs) for the primary or the replicas.
+    Dsn {
+        #[arg(long, value_enum, default_value = "primary")]
+        role: DsnRole,
+    },
     /// DCS members: voters and learners, Raft leader, term, log/applied index, reachability and round trip.
     Members,
     /// Change DCS membership.

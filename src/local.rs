@@ -96,7 +96,10 @@ impl LocalCluster {
         tls: bool,
         extra_dcs: &str,
     ) -> Result<LocalCluster, LocalError> {
-        let layout = Layout { extra_dcs: extra_dcs.to_string(), extra_toml: String::new() };
+        let layout = Layout {
+            extra_dcs: extra_dcs.to_string(),
+            extra_toml: String::new(),
+        };
         LocalCluster::create_with(exe, dir, members, role, tls, layout)
     }
 
@@ -153,7 +156,13 @@ impl LocalCluster {
         for (name, port) in names.iter().zip(&ports) {
             nodes.push(layout_node(exe, &dir, name, *port, &peers, role, tls, &layout)?);
         }
-        Ok(LocalCluster { dir, nodes, tls, layout, _temp: temp })
+        Ok(LocalCluster {
+            dir,
+            nodes,
+            tls,
+            layout,
+            _temp: temp,
+        })
     }
 
     /// Starts node `i` (appending its output to its log file).
@@ -310,7 +319,10 @@ impl LocalCluster {
         use crate::ha::model::{PgRole, PgState};
         let client = self.client(Duration::from_secs(2))?;
         let keys = crate::ha::keys::Keys::new("demo");
-        let store = crate::ha::store::Store { dcs: &client, keys: &keys };
+        let store = crate::ha::store::Store {
+            dcs: &client,
+            keys: &keys,
+        };
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(view) = store.view().await {

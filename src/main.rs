@@ -11,6 +11,11 @@ use pgha::config::{Config, LogFormat, Overrides, Purpose, Role};
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
+    if let Command::Fence { deadline_file, pgdata } = &cli.command {
+        // No runtime, no threads: the fencer must stay tiny and independent.
+        pgha::ha::fence::run(deadline_file, pgdata);
+        return ExitCode::SUCCESS;
+    }
     pgha::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -106,5 +111,6 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Ctl(args) => pgha::ctl::run(args).await,
         Command::Demo(args) => pgha::demo::run(args).await,
         Command::Bench(cmd) => pgha::bench::run(cmd).await,
+        Command::Fence { .. } => Ok(()), // handled before the runtime starts
     }
 }

@@ -55,6 +55,7 @@ pub fn member_settings(config: &Config) -> anyhow::Result<MemberSettings> {
         snapshot_logs: d.snapshot_logs,
         request_timeout: Duration::from_millis(d.request_timeout_ms),
         tls: member_tls(config)?,
+        ha: None,
     })
 }
 
@@ -66,11 +67,23 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("creating node.data_dir {}", config.node.data_dir.display()))?;
-    let settings = member_settings(&config)?;
+    let mut settings = member_settings(&config)?;
+    let db = match role {
+        Role::Db => {
+            let db = crate::run_db::prepare(&config, &settings)?;
+            settings.ha = Some(db.ha_service());
+            Some(db)
+        }
+        _ => None,
+    };
     let member = Member::start(settings).await?;
     tracing::info!(role = %role, name = %config.node.name, "node running");
+    let ha = db.map(|db| db.spawn());
     wait_for_stop_signal().await?;
     tracing::info!("stop requested: leaving cleanly");
+    if let Some(ha) = ha {
+        ha.stop().await;
+    }
     member.shutdown().await;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `pgha ctl`: client commands against any DCS member, table output by default, JSON with `-o json`.
 
 mod dcs_cmd;
+pub mod list;
 mod members;
 pub mod output;
 
@@ -35,6 +36,8 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     let client = client_from_config(&config)?;
     match args.command {
         CtlCommand::Members => members::list(&client, args.output).await,
+        CtlCommand::List => list::list(&client, &config.cluster.name, args.output).await,
+        CtlCommand::Dsn { role } => list::print_dsn(&client, &config.cluster.name, role).await,
         CtlCommand::Member(MemberCommand::Add { name, addr }) => members::add(&client, &name, &addr, args.output).await,
         CtlCommand::Member(MemberCommand::Remove { name }) => members::remove(&client, &name, args.output).await,
         CtlCommand::Dcs(cmd) => dcs_cmd::run(&client, cmd, args.output).await,

@@ -50,6 +50,8 @@ pub struct MemberSettings {
     pub request_timeout: Duration,
     /// None = plaintext (explicitly configured).
     pub tls: Option<MemberTls>,
+    /// The db role's `Ha` service (WAL positions for the leader race); None for witnesses.
+    pub ha: Option<crate::ha::wal_service::HaService>,
 }
 
 /// Why a member could not start.
@@ -135,6 +137,7 @@ impl Member {
             core.clone(),
             listener,
             s.tls.clone(),
+            s.ha.clone(),
             token.clone(),
         ))];
         tasks.push(tokio::spawn(bootstrap::run(
@@ -169,12 +172,19 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn serve(core: Arc<DcsCore>, listener: TcpListener, tls: Option<MemberTls>, token: CancellationToken) {
+async fn serve(
+    core: Arc<DcsCore>,
+    listener: TcpListener,
+    tls: Option<MemberTls>,
+    ha: Option<crate::ha::wal_service::HaService>,
+    token: CancellationToken,
+) {
     let router = Server::builder()
         .tcp_nodelay(true)
         .add_service(RaftInternalServer::new(RaftService(core.clone())).max_decoding_message_size(MAX_MESSAGE))
         .add_service(DcsServer::new(DcsService(core.clone())).max_decoding_message_size(MAX_MESSAGE))
-        .add_service(AdminServer::new(AdminService(core.clone())));
+        .add_service(AdminServer::new(AdminService(core.clone())))
+        .add_optional_service(ha.map(crate::proto::ha_server::HaServer::new));
     let shutdown = token.clone().cancelled_owned();
     let result = match tls {
         Some(tls) => {

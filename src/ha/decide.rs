@@ -18,9 +18,14 @@ pub enum LocalData {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LocalPg {
     Stopped,
-    Running { in_recovery: bool, following: Option<(String, u16)> },
+    Running {
+        in_recovery: bool,
+        following: Option<(String, u16)>,
+    },
     /// It was running under this pgha and died; `for_ms` since it was noticed.
-    Crashed { for_ms: u64 },
+    Crashed {
+        for_ms: u64,
+    },
 }
 
 /// Everything the decision needs about this node.
@@ -82,7 +87,10 @@ pub struct Decision {
 }
 
 fn d(action: Action, reason: impl Into<String>) -> Decision {
-    Decision { action, reason: reason.into() }
+    Decision {
+        action,
+        reason: reason.into(),
+    }
 }
 
 /// Decides the next action.
@@ -91,17 +99,29 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
     let leader = view.leader.as_ref();
     let ours = leader.is_some_and(|l| l.name == local.name && Some(l.lease) == local.lease);
     let stale_ours = leader.filter(|l| l.name == local.name && Some(l.lease) != local.lease);
-    let leader_pg = view.leader_member().filter(|_| !ours).map(|m| (m.pg_host.clone(), m.pg_port));
+    let leader_pg = view
+        .leader_member()
+        .filter(|_| !ours)
+        .map(|m| (m.pg_host.clone(), m.pg_port));
 
     let standby = match &local.data {
         LocalData::Missing => return decide_without_data(view, local),
-        LocalData::Present { system_identifier, standby } => {
+        LocalData::Present {
+            system_identifier,
+            standby,
+        } => {
             if let Some(expected) = view.system_identifier() {
                 if expected != *system_identifier {
                     let reason = format!(
                         "data directory belongs to system {system_identifier}, the cluster is system {expected}"
                     );
-                    return d(Action::RefuseForeignData { expected, found: *system_identifier }, reason);
+                    return d(
+                        Action::RefuseForeignData {
+                            expected,
+                            found: *system_identifier,
+                        },
+                        reason,
+                    );
                 }
             }
             *standby
@@ -109,7 +129,10 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
     };
     if let Some(stale) = stale_ours {
         if local.lease.is_none() {
-            return d(Action::Wait, "the leader key is ours from a previous session: waiting for a DCS session");
+            return d(
+                Action::Wait,
+                "the leader key is ours from a previous session: waiting for a DCS session",
+            );
         }
         let primary_data = match &local.pg {
             LocalPg::Running { in_recovery, .. } => !in_recovery,
@@ -117,9 +140,15 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
         };
         let mod_revision = stale.mod_revision;
         return if primary_data {
-            d(Action::ReclaimLeader { mod_revision }, "the leader key is ours from a previous session: reclaiming it")
+            d(
+                Action::ReclaimLeader { mod_revision },
+                "the leader key is ours from a previous session: reclaiming it",
+            )
         } else {
-            d(Action::DeleteStaleLeader { mod_revision }, "stale leader key of ours on a standby: releasing it")
+            d(
+                Action::DeleteStaleLeader { mod_revision },
+                "stale leader key of ours on a standby: releasing it",
+            )
         };
     }
 
@@ -129,16 +158,25 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                 return d(Action::Lead, "holding the leader lease");
             }
             if ours {
-                return d(Action::Demote, "leader lease not renewed in time: stepping down before anyone can promote");
+                return d(
+                    Action::Demote,
+                    "leader lease not renewed in time: stepping down before anyone can promote",
+                );
             }
             match leader {
                 None if local.lease.is_some() => d(Action::TakeLeader, "running primary without a leader key"),
                 None => d(Action::Wait, "running primary: waiting for a DCS session"),
-                Some(l) if paused => d(Action::Wait, format!("paused: {} holds the leader key, not demoting", l.name)),
+                Some(l) if paused => d(
+                    Action::Wait,
+                    format!("paused: {} holds the leader key, not demoting", l.name),
+                ),
                 Some(l) => d(Action::Demote, format!("{} holds the leader key", l.name)),
             }
         }
-        LocalPg::Running { in_recovery: true, following } => {
+        LocalPg::Running {
+            in_recovery: true,
+            following,
+        } => {
             if ours {
                 return d(Action::Promote, "won the leader key");
             }
@@ -154,14 +192,23 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                         d(Action::Follow { host, port }, format!("{} is the leader", l.name))
                     }
                 }
-                (Some(l), None) => d(Action::Wait, format!("{} holds the leader key but has not published its address", l.name)),
+                (Some(l), None) => d(
+                    Action::Wait,
+                    format!("{} holds the leader key but has not published its address", l.name),
+                ),
             }
         }
         LocalPg::Crashed { for_ms } if ours => {
             if *for_ms < view.config.primary_start_timeout_ms {
-                d(Action::StartPrimary, "PostgreSQL crashed on the primary: restarting in place")
+                d(
+                    Action::StartPrimary,
+                    "PostgreSQL crashed on the primary: restarting in place",
+                )
             } else {
-                d(Action::ReleaseLeader, "PostgreSQL did not restart within primary_start_timeout: handing over")
+                d(
+                    Action::ReleaseLeader,
+                    "PostgreSQL did not restart within primary_start_timeout: handing over",
+                )
             }
         }
         LocalPg::Stopped | LocalPg::Crashed { .. } => {
@@ -170,9 +217,17 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
             }
             match leader_pg {
                 Some((host, port)) if !standby => d(Action::Rewind { host, port }, "former primary rejoins the leader"),
-                Some((host, port)) => d(Action::StartReplica { upstream: Some((host, port)) }, "starting as replica"),
+                Some((host, port)) => d(
+                    Action::StartReplica {
+                        upstream: Some((host, port)),
+                    },
+                    "starting as replica",
+                ),
                 None if leader.is_some() => d(Action::Wait, "the leader has not published its address yet"),
-                None => d(Action::StartReplica { upstream: None }, "no leader: starting as a standby to race"),
+                None => d(
+                    Action::StartReplica { upstream: None },
+                    "no leader: starting as a standby to race",
+                ),
             }
         }
     }
@@ -182,13 +237,18 @@ fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
     match view.initialize.as_deref() {
         None => d(Action::Initialize, "no cluster yet: racing to initialize it"),
         Some(init) if init == format!("pending:{}", local.name) => d(Action::Initialize, "resuming our bootstrap"),
-        Some(init) if init.starts_with("pending:") => {
-            d(Action::Wait, format!("{} is bootstrapping the cluster", &init["pending:".len()..]))
-        }
+        Some(init) if init.starts_with("pending:") => d(
+            Action::Wait,
+            format!("{} is bootstrapping the cluster", &init["pending:".len()..]),
+        ),
         Some(_) => match view.leader_member() {
-            Some(m) if m.name != local.name && m.role == super::model::PgRole::Primary => {
-                d(Action::Clone { host: m.pg_host.clone(), port: m.pg_port }, format!("cloning the leader {}", m.name))
-            }
+            Some(m) if m.name != local.name && m.role == super::model::PgRole::Primary => d(
+                Action::Clone {
+                    host: m.pg_host.clone(),
+                    port: m.pg_port,
+                },
+                format!("cloning the leader {}", m.name),
+            ),
             _ => d(Action::Wait, "no running leader to clone from"),
         },
     }

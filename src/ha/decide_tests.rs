@@ -35,7 +35,11 @@ fn view(leader: Option<&str>) -> ClusterView {
     }
     ClusterView {
         initialize: Some(SYSID.to_string()),
-        leader: leader.map(|l| LeaderKey { name: l.into(), lease: 7, mod_revision: 42 }),
+        leader: leader.map(|l| LeaderKey {
+            name: l.into(),
+            lease: 7,
+            mod_revision: 42,
+        }),
         members,
         config: DynamicConfig::default(),
         revision: 50,
@@ -45,7 +49,10 @@ fn view(leader: Option<&str>) -> ClusterView {
 fn local(pg: LocalPg) -> LocalState {
     LocalState {
         name: "db1".into(),
-        data: LocalData::Present { system_identifier: SYSID, standby: true },
+        data: LocalData::Present {
+            system_identifier: SYSID,
+            standby: true,
+        },
         pg,
         lease: Some(9),
         lease_valid: true,
@@ -54,15 +61,24 @@ fn local(pg: LocalPg) -> LocalState {
 }
 
 fn primary() -> LocalPg {
-    LocalPg::Running { in_recovery: false, following: None }
+    LocalPg::Running {
+        in_recovery: false,
+        following: None,
+    }
 }
 
 fn replica_of(host: Option<&str>) -> LocalPg {
-    LocalPg::Running { in_recovery: true, following: host.map(|h| (h.to_string(), 5432)) }
+    LocalPg::Running {
+        in_recovery: true,
+        following: host.map(|h| (h.to_string(), 5432)),
+    }
 }
 
 fn clone_to(host: &str) -> Action {
-    Action::Clone { host: host.into(), port: 5432 }
+    Action::Clone {
+        host: host.into(),
+        port: 5432,
+    }
 }
 
 #[test]
@@ -75,87 +91,230 @@ fn decide_table() {
     }
     let mut cases = Vec::new();
     let mut c = |name: &'static str, view: ClusterView, local: LocalState, expect: Action| {
-        cases.push(Case { name, view, local, expect })
+        cases.push(Case {
+            name,
+            view,
+            local,
+            expect,
+        })
     };
 
     // Bootstrap.
     let empty = ClusterView::default();
     let mut fresh = local(LocalPg::Stopped);
     fresh.data = LocalData::Missing;
-    c("empty cluster, no data: race to initialize", empty.clone(), fresh.clone(), Action::Initialize);
+    c(
+        "empty cluster, no data: race to initialize",
+        empty.clone(),
+        fresh.clone(),
+        Action::Initialize,
+    );
     let mut pending_other = empty.clone();
     pending_other.initialize = Some("pending:db2".into());
     c("someone else bootstraps", pending_other, fresh.clone(), Action::Wait);
     let mut pending_me = empty.clone();
     pending_me.initialize = Some("pending:db1".into());
-    c("resume our own bootstrap", pending_me, fresh.clone(), Action::Initialize);
-    c("initialized cluster with a leader: clone", view(Some("db2")), fresh.clone(), clone_to("db2-host"));
-    c("initialized cluster without leader: wait", view(None), fresh.clone(), Action::Wait);
+    c(
+        "resume our own bootstrap",
+        pending_me,
+        fresh.clone(),
+        Action::Initialize,
+    );
+    c(
+        "initialized cluster with a leader: clone",
+        view(Some("db2")),
+        fresh.clone(),
+        clone_to("db2-host"),
+    );
+    c(
+        "initialized cluster without leader: wait",
+        view(None),
+        fresh.clone(),
+        Action::Wait,
+    );
 
     // Foreign data is never touched.
     let mut foreign = local(LocalPg::Stopped);
-    foreign.data = LocalData::Present { system_identifier: 1, standby: true };
-    c("foreign data dir", view(Some("db2")), foreign, Action::RefuseForeignData { expected: SYSID, found: 1 });
+    foreign.data = LocalData::Present {
+        system_identifier: 1,
+        standby: true,
+    };
+    c(
+        "foreign data dir",
+        view(Some("db2")),
+        foreign,
+        Action::RefuseForeignData {
+            expected: SYSID,
+            found: 1,
+        },
+    );
 
     // Primary side (invariant 1).
     let mut me_leader = view(Some("db1"));
-    me_leader.leader = Some(LeaderKey { name: "db1".into(), lease: 9, mod_revision: 42 });
-    c("holding the lease: lead", me_leader.clone(), local(primary()), Action::Lead);
+    me_leader.leader = Some(LeaderKey {
+        name: "db1".into(),
+        lease: 9,
+        mod_revision: 42,
+    });
+    c(
+        "holding the lease: lead",
+        me_leader.clone(),
+        local(primary()),
+        Action::Lead,
+    );
     let mut expired = local(primary());
     expired.lease_valid = false;
-    c("lease not renewed in time: demote", me_leader.clone(), expired.clone(), Action::Demote);
+    c(
+        "lease not renewed in time: demote",
+        me_leader.clone(),
+        expired.clone(),
+        Action::Demote,
+    );
     let mut expired_paused = me_leader.clone();
     expired_paused.config.paused = true;
-    c("lease expired demotes even when paused", expired_paused, expired, Action::Demote);
-    c("another member holds the key: demote", view(Some("db2")), local(primary()), Action::Demote);
+    c(
+        "lease expired demotes even when paused",
+        expired_paused,
+        expired,
+        Action::Demote,
+    );
+    c(
+        "another member holds the key: demote",
+        view(Some("db2")),
+        local(primary()),
+        Action::Demote,
+    );
     let mut paused = view(Some("db2"));
     paused.config.paused = true;
     c("paused: no demotion", paused.clone(), local(primary()), Action::Wait);
-    c("primary without leader key: take it", view(None), local(primary()), Action::TakeLeader);
+    c(
+        "primary without leader key: take it",
+        view(None),
+        local(primary()),
+        Action::TakeLeader,
+    );
     let mut no_session = local(primary());
     no_session.lease = None;
     c("primary without session: wait", view(None), no_session, Action::Wait);
-    c("stale key of ours on a running primary: reclaim", view(Some("db1")), local(primary()), Action::ReclaimLeader {
-        mod_revision: 42,
-    });
+    c(
+        "stale key of ours on a running primary: reclaim",
+        view(Some("db1")),
+        local(primary()),
+        Action::ReclaimLeader { mod_revision: 42 },
+    );
     let mut stopped_primary_data = local(LocalPg::Stopped);
-    stopped_primary_data.data = LocalData::Present { system_identifier: SYSID, standby: false };
-    c("stale key of ours, primary data stopped: reclaim", view(Some("db1")), stopped_primary_data, Action::ReclaimLeader {
-        mod_revision: 42,
-    });
-    c("stale key of ours on a replica: delete", view(Some("db1")), local(replica_of(None)), Action::DeleteStaleLeader {
-        mod_revision: 42,
-    });
+    stopped_primary_data.data = LocalData::Present {
+        system_identifier: SYSID,
+        standby: false,
+    };
+    c(
+        "stale key of ours, primary data stopped: reclaim",
+        view(Some("db1")),
+        stopped_primary_data,
+        Action::ReclaimLeader { mod_revision: 42 },
+    );
+    c(
+        "stale key of ours on a replica: delete",
+        view(Some("db1")),
+        local(replica_of(None)),
+        Action::DeleteStaleLeader { mod_revision: 42 },
+    );
 
     // Crash of postgres on the primary.
-    c("crashed primary within timeout: restart", me_leader.clone(), local(LocalPg::Crashed { for_ms: 500 }), Action::StartPrimary);
-    c("crashed primary beyond timeout: release", me_leader.clone(), local(LocalPg::Crashed { for_ms: 60_000 }), Action::ReleaseLeader);
-    c("stopped with the key: start primary", me_leader.clone(), local(LocalPg::Stopped), Action::StartPrimary);
+    c(
+        "crashed primary within timeout: restart",
+        me_leader.clone(),
+        local(LocalPg::Crashed { for_ms: 500 }),
+        Action::StartPrimary,
+    );
+    c(
+        "crashed primary beyond timeout: release",
+        me_leader.clone(),
+        local(LocalPg::Crashed { for_ms: 60_000 }),
+        Action::ReleaseLeader,
+    );
+    c(
+        "stopped with the key: start primary",
+        me_leader.clone(),
+        local(LocalPg::Stopped),
+        Action::StartPrimary,
+    );
 
     // Replica side.
-    c("replica following the leader: wait", view(Some("db2")), local(replica_of(Some("db2-host"))), Action::Wait);
-    c("replica following the wrong node: follow", view(Some("db2")), local(replica_of(Some("db3-host"))), Action::Follow {
-        host: "db2-host".into(),
-        port: 5432,
-    });
-    c("no leader: race", view(None), local(replica_of(Some("db2-host"))), Action::Race);
-    c("no leader, paused: no race", paused_view(), local(replica_of(None)), Action::Wait);
+    c(
+        "replica following the leader: wait",
+        view(Some("db2")),
+        local(replica_of(Some("db2-host"))),
+        Action::Wait,
+    );
+    c(
+        "replica following the wrong node: follow",
+        view(Some("db2")),
+        local(replica_of(Some("db3-host"))),
+        Action::Follow {
+            host: "db2-host".into(),
+            port: 5432,
+        },
+    );
+    c(
+        "no leader: race",
+        view(None),
+        local(replica_of(Some("db2-host"))),
+        Action::Race,
+    );
+    c(
+        "no leader, paused: no race",
+        paused_view(),
+        local(replica_of(None)),
+        Action::Wait,
+    );
     let mut nofailover = local(replica_of(None));
     nofailover.nofailover = true;
     c("no leader, nofailover: no race", view(None), nofailover, Action::Wait);
-    c("won the key: promote", me_leader.clone(), local(replica_of(None)), Action::Promote);
+    c(
+        "won the key: promote",
+        me_leader.clone(),
+        local(replica_of(None)),
+        Action::Promote,
+    );
 
     // Restarts.
-    c("stopped standby data: start as replica", view(Some("db2")), local(LocalPg::Stopped), Action::StartReplica {
-        upstream: Some(("db2-host".into(), 5432)),
-    });
+    c(
+        "stopped standby data: start as replica",
+        view(Some("db2")),
+        local(LocalPg::Stopped),
+        Action::StartReplica {
+            upstream: Some(("db2-host".into(), 5432)),
+        },
+    );
     let mut old_primary = local(LocalPg::Stopped);
-    old_primary.data = LocalData::Present { system_identifier: SYSID, standby: false };
-    c("former primary rejoins: rewind", view(Some("db2")), old_primary, Action::Rewind { host: "db2-host".into(), port: 5432 });
-    c("stopped, no leader: start standby to race", view(None), local(LocalPg::Stopped), Action::StartReplica { upstream: None });
-    c("crashed replica restarts as replica", view(Some("db2")), local(LocalPg::Crashed { for_ms: 10 }), Action::StartReplica {
-        upstream: Some(("db2-host".into(), 5432)),
-    });
+    old_primary.data = LocalData::Present {
+        system_identifier: SYSID,
+        standby: false,
+    };
+    c(
+        "former primary rejoins: rewind",
+        view(Some("db2")),
+        old_primary,
+        Action::Rewind {
+            host: "db2-host".into(),
+            port: 5432,
+        },
+    );
+    c(
+        "stopped, no leader: start standby to race",
+        view(None),
+        local(LocalPg::Stopped),
+        Action::StartReplica { upstream: None },
+    );
+    c(
+        "crashed replica restarts as replica",
+        view(Some("db2")),
+        local(LocalPg::Crashed { for_ms: 10 }),
+        Action::StartReplica {
+            upstream: Some(("db2-host".into(), 5432)),
+        },
+    );
 
     for case in cases {
         let got = decide(&case.view, &case.local);

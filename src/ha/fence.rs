@@ -26,7 +26,9 @@ pub fn monotonic_ns() -> u64 {
     unsafe {
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
     }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 /// Monotonic nanoseconds of a future instant `in_` from now.
@@ -37,7 +39,10 @@ pub fn monotonic_ns_in(in_: Duration) -> u64 {
 /// Arms (or moves) the fence: PostgreSQL is stopped at `deadline_ns` unless moved again.
 pub fn arm(file: &Path, deadline_ns: u64) -> Result<(), FenceError> {
     let tmp = file.with_extension("tmp");
-    let io = |source| FenceError::Io { path: file.to_path_buf(), source };
+    let io = |source| FenceError::Io {
+        path: file.to_path_buf(),
+        source,
+    };
     std::fs::write(&tmp, deadline_ns.to_string()).map_err(io)?;
     std::fs::rename(&tmp, file).map_err(io)
 }
@@ -47,7 +52,10 @@ pub fn disarm(file: &Path) -> Result<(), FenceError> {
     match std::fs::remove_file(file) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(FenceError::Io { path: file.to_path_buf(), source }),
+        Err(source) => Err(FenceError::Io {
+            path: file.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -94,7 +102,9 @@ pub fn run(deadline_file: &Path, pgdata: &Path) {
             }
             FenceStep::Fence => {
                 if let Some(pid) = pid {
-                    eprintln!("pgha fence: lease deadline passed without renewal: immediate shutdown of postmaster {pid}");
+                    eprintln!(
+                        "pgha fence: lease deadline passed without renewal: immediate shutdown of postmaster {pid}"
+                    );
                     // SAFETY: SIGQUIT to the postmaster of this data directory = immediate shutdown of every backend.
                     unsafe {
                         libc::kill(pid, libc::SIGQUIT);

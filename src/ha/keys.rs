@@ -9,7 +9,9 @@ pub struct Keys {
 impl Keys {
     /// Keys of cluster `cluster`.
     pub fn new(cluster: &str) -> Keys {
-        Keys { root: format!("/pgha/{cluster}/") }
+        Keys {
+            root: format!("/pgha/{cluster}/"),
+        }
     }
 
     /// Prefix of every key of the cluster.

@@ -16,7 +16,10 @@ pub struct LeaseClock {
 impl LeaseClock {
     /// A clock for a lease of `ttl`; not valid until the first successful keepalive.
     pub fn new(ttl: Duration) -> LeaseClock {
-        LeaseClock { ttl, last_ok_send: None }
+        LeaseClock {
+            ttl,
+            last_ok_send: None,
+        }
     }
 
     /// The TTL changed (dynamic config); takes effect from the next keepalive.

@@ -1,9 +1,14 @@
 //! The db role's HA brain: a pure decision (`decide`, `race`) fed by a loop that reads the DCS and PostgreSQL and
 //! applies one action at a time; the leader lease clock; the fencing process that stops a primary whose pgha froze.
 
+pub mod actions;
 pub mod decide;
+pub mod fence;
 pub mod keys;
+pub mod lease;
 pub mod model;
 pub mod race;
-pub mod fence;
-pub mod lease;
+pub mod runner;
+pub mod session;
+pub mod store;
+pub mod wal_service;

@@ -11,7 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Superuser password of a local cluster.
 pub fn password(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("secrets/superuser")).expect("reading the superuser password").trim().to_string()
+    std::fs::read_to_string(dir.join("secrets/superuser"))
+        .expect("reading the superuser password")
+        .trim()
+        .to_string()
 }
 
 /// Connects to one node as the superuser (short timeouts: probes must not hang on a dead node).
@@ -24,7 +27,10 @@ pub async fn connect(port: u16, password: &str) -> Option<Client> {
         .password(password)
         .dbname("postgres")
         .connect_timeout(Duration::from_millis(500));
-    let (client, conn) = tokio::time::timeout(Duration::from_secs(2), config.connect(NoTls)).await.ok()?.ok()?;
+    let (client, conn) = tokio::time::timeout(Duration::from_secs(2), config.connect(NoTls))
+        .await
+        .ok()?
+        .ok()?;
     tokio::spawn(conn);
     Some(client)
 }
@@ -32,26 +38,35 @@ pub async fn connect(port: u16, password: &str) -> Option<Client> {
 /// Runs one statement on a node; None on any failure.
 pub async fn exec(port: u16, password: &str, sql: &str) -> Option<u64> {
     let client = connect(port, password).await?;
-    tokio::time::timeout(Duration::from_secs(2), client.execute(sql, &[])).await.ok()?.ok()
+    tokio::time::timeout(Duration::from_secs(2), client.execute(sql, &[]))
+        .await
+        .ok()?
+        .ok()
 }
 
 /// `pg_is_in_recovery()` of a node; None when it does not answer.
 pub async fn in_recovery(port: u16, password: &str) -> Option<bool> {
     let client = connect(port, password).await?;
-    let row = tokio::time::timeout(Duration::from_secs(2), client.query_one("SELECT pg_is_in_recovery()", &[]))
-        .await
-        .ok()?
-        .ok()?;
+    let row = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.query_one("SELECT pg_is_in_recovery()", &[]),
+    )
+    .await
+    .ok()?
+    .ok()?;
     Some(row.get(0))
 }
 
 /// Count of rows in `probe` on a node.
 pub async fn probe_ids(port: u16, password: &str) -> Option<Vec<i64>> {
     let client = connect(port, password).await?;
-    let rows = tokio::time::timeout(Duration::from_secs(5), client.query("SELECT id FROM probe ORDER BY id", &[]))
-        .await
-        .ok()?
-        .ok()?;
+    let rows = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.query("SELECT id FROM probe ORDER BY id", &[]),
+    )
+    .await
+    .ok()?
+    .ok()?;
     Some(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -88,7 +103,9 @@ impl Writer {
                 };
                 tokio::spawn(conn);
                 while !t.is_cancelled() {
-                    let insert = client.execute("INSERT INTO probe (id) VALUES ($1)", &[&next]);
+                    let id = next;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+                    let insert = client.execute("INSERT INTO probe (id) VALUES ($1)", &params);
                     match tokio::time::timeout(Duration::from_secs(2), insert).await {
                         Ok(Ok(_)) => {
                             a.lock().expect("acked").push((next, Instant::now()));
@@ -123,5 +140,9 @@ impl Writer {
 
 /// Longest pause between two consecutive acknowledged writes.
 pub fn max_gap(acked: &[(i64, Instant)]) -> Duration {
-    acked.windows(2).map(|w| w[1].1.duration_since(w[0].1)).max().unwrap_or_default()
+    acked
+        .windows(2)
+        .map(|w| w[1].1.duration_since(w[0].1))
+        .max()
+        .unwrap_or_default()
 }

@@ -1,0 +1,175 @@
+//! `ctl list` (what `patronictl list` shows) and `ctl dsn` (libpq connection strings).
+
+use serde::Serialize;
+
+use super::output;
+use crate::cli::{DsnRole, Output};
+use crate::dcs::client::DcsClient;
+use crate::ha::keys::Keys;
+use crate::ha::model::{ClusterView, PgRole};
+use crate::ha::store::Store;
+use crate::postgres::lsn_to_string;
+
+/// One row of `ctl list`.
+#[derive(Debug, Serialize)]
+pub struct ListRow {
+    pub member: String,
+    pub host: String,
+    pub role: String,
+    pub state: String,
+    pub timeline: u32,
+    pub receive_lsn: String,
+    pub receive_lag_bytes: Option<u64>,
+    pub replay_lsn: String,
+    pub replay_lag_bytes: Option<u64>,
+    pub pending_restart: bool,
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+/// Rows of `ctl list` from a cluster view (pure).
+pub fn rows(view: &ClusterView) -> Vec<ListRow> {
+    let leader_name = view.leader.as_ref().map(|l| l.name.as_str());
+    let leader_lsn = view
+        .leader_member()
+        .filter(|m| m.role == PgRole::Primary)
+        .map(|m| m.receive_lsn);
+    view.members
+        .values()
+        .map(|m| {
+            let is_leader = Some(m.name.as_str()) == leader_name;
+            let lag = |lsn: u64| {
+                if is_leader {
+                    None
+                } else {
+                    leader_lsn.map(|l| l.saturating_sub(lsn))
+                }
+            };
+            let mut tags = m.tags.clone();
+            if m.nofailover {
+                tags.insert("nofailover".into(), "true".into());
+            }
+            if m.noloadbalance {
+                tags.insert("noloadbalance".into(), "true".into());
+            }
+            ListRow {
+                member: m.name.clone(),
+                host: format!("{}:{}", m.pg_host, m.pg_port),
+                role: if is_leader { "Leader" } else { "Replica" }.to_string(),
+                state: m.state.label().to_string(),
+                timeline: m.timeline,
+                receive_lsn: lsn_to_string(m.receive_lsn),
+                receive_lag_bytes: lag(m.receive_lsn),
+                replay_lsn: lsn_to_string(m.replay_lsn),
+                replay_lag_bytes: lag(m.replay_lsn),
+                pending_restart: m.pending_restart,
+                tags,
+            }
+        })
+        .collect()
+}
+
+/// Prints the cluster table.
+pub async fn list(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result<()> {
+    let keys = Keys::new(cluster);
+    let view = Store { dcs, keys: &keys }.view().await?;
+    let rows = rows(&view);
+    if out == Output::Json {
+        return output::json(&serde_json::json!({
+            "cluster": cluster,
+            "system_identifier": view.system_identifier(),
+            "leader": view.leader.as_ref().map(|l| l.name.clone()),
+            "paused": view.config.paused,
+            "members": rows,
+        }));
+    }
+    let sysid = view
+        .system_identifier()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "not initialized".into());
+    println!("Cluster: {cluster} ({sysid})");
+    let lag = |l: Option<u64>| l.map(|b| b.to_string()).unwrap_or_default();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let tags = r
+                .tags
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                r.member.clone(),
+                r.host.clone(),
+                r.role.clone(),
+                r.state.clone(),
+                r.timeline.to_string(),
+                r.receive_lsn.clone(),
+                lag(r.receive_lag_bytes),
+                r.replay_lsn.clone(),
+                lag(r.replay_lag_bytes),
+                if r.pending_restart { "*".into() } else { String::new() },
+                tags,
+            ]
+        })
+        .collect();
+    let headers = [
+        "Member",
+        "Host",
+        "Role",
+        "State",
+        "TL",
+        "Receive LSN",
+        "Lag",
+        "Replay LSN",
+        "Lag",
+        "Pending restart",
+        "Tags",
+    ];
+    println!("{}", output::table(&headers, &cells));
+    if view.config.paused {
+        println!(" Maintenance mode: on");
+    }
+    Ok(())
+}
+
+/// A libpq multi-host connection string for the role (pure): the leader first for writes, replicas for reads.
+pub fn dsn(view: &ClusterView, role: DsnRole) -> Option<String> {
+    let leader = view.leader.as_ref().map(|l| l.name.clone());
+    let mut members: Vec<_> = view.members.values().collect();
+    members.sort_by_key(|m| (Some(&m.name) != leader.as_ref(), m.name.clone()));
+    let (members, attrs): (Vec<_>, &str) = match role {
+        DsnRole::Primary => (members, "read-write"),
+        DsnRole::Replica => (
+            members
+                .into_iter()
+                .filter(|m| Some(&m.name) != leader.as_ref())
+                .collect(),
+            "standby",
+        ),
+    };
+    if members.is_empty() {
+        return None;
+    }
+    let hosts = members.iter().map(|m| m.pg_host.clone()).collect::<Vec<_>>().join(",");
+    let ports = members
+        .iter()
+        .map(|m| m.pg_port.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    Some(format!(
+        "host={hosts} port={ports} dbname=postgres target_session_attrs={attrs}"
+    ))
+}
+
+/// Prints a connection string.
+pub async fn print_dsn(dcs: &DcsClient, cluster: &str, role: DsnRole) -> anyhow::Result<()> {
+    let keys = Keys::new(cluster);
+    let view = Store { dcs, keys: &keys }.view().await?;
+    match dsn(&view, role) {
+        Some(s) => {
+            println!("{s}");
+            Ok(())
+        }
+        None => anyhow::bail!("no member with that role is published in cluster {cluster}"),
+    }
+}

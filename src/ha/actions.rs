@@ -1,0 +1,342 @@
+//! Applying the HA decisions to PostgreSQL and the DCS: one method per action, each logging what it changed.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::decide::Action;
+use super::model::{ClusterView, HistoryEntry, PgState};
+use super::race::{should_take_leader, Candidate};
+use super::runner::{wal_position, DbNode};
+use super::store::unix_ms;
+use crate::postgres::{slot_name, ConfRole, StopMode};
+use crate::proto::ha_client::HaClient;
+use crate::proto::WalPositionRequest;
+
+/// Budget of one peer's answer in the leader race.
+const RACE_RPC_TIMEOUT: Duration = Duration::from_millis(500);
+/// Budget of a clone (pg_basebackup).
+const CLONE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl DbNode {
+    /// Applies one action.
+    pub(super) async fn apply(&mut self, action: Action, view: &ClusterView) -> anyhow::Result<()> {
+        match action {
+            Action::Wait => Ok(()),
+            Action::RefuseForeignData { expected, found } => {
+                if !self.s.allow_wipe_foreign_data {
+                    anyhow::bail!(
+                        "refusing to use {}: it holds system {found}, the cluster is system {expected} \
+                         (set postgresql.allow_wipe_foreign_data = true to replace it with a clone)",
+                        self.pg.data_dir().display()
+                    );
+                }
+                tracing::warn!("wiping a data directory of another cluster (postgresql.allow_wipe_foreign_data)");
+                self.pg
+                    .wipe_data_dir()
+                    .await
+                    .context("wiping the foreign data directory")
+            }
+            Action::Initialize => self.initialize().await,
+            Action::Clone { host, port } => self.clone_from(&host, port).await,
+            Action::StartReplica { upstream } => self.start_replica(upstream).await,
+            Action::StartPrimary => self.start_primary().await,
+            Action::Follow { host, port } => self.follow(&host, port).await,
+            Action::Rewind { host, port } => self.rewind(&host, port).await,
+            Action::Race => self.race(view).await,
+            Action::TakeLeader => {
+                let lease = self.session.lease().context("no session")?;
+                if self.store().take_leader(&self.s.name, lease).await? {
+                    tracing::info!("took the leader key for the running primary");
+                    self.guard_primary().await?;
+                }
+                Ok(())
+            }
+            Action::ReclaimLeader { mod_revision } => {
+                let lease = self.session.lease().context("no session")?;
+                if self.store().reclaim_leader(&self.s.name, lease, mod_revision).await? {
+                    tracing::info!("reclaimed our leader key for this session");
+                }
+                Ok(())
+            }
+            Action::Lead => self.lead(view).await,
+            Action::Promote => self.promote("won the leader race").await,
+            Action::Demote => self.demote().await,
+            Action::ReleaseLeader => {
+                self.store().delete_leader(&self.s.name, None).await?;
+                self.session.disarm_fence()?;
+                self.expect_running = false;
+                tracing::warn!("released the leader key: another member may be promoted now");
+                Ok(())
+            }
+            Action::DeleteStaleLeader { mod_revision } => {
+                self.store().delete_leader(&self.s.name, Some(mod_revision)).await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn initialize(&mut self) -> anyhow::Result<()> {
+        if !self.store().claim_initialize(&self.s.name).await? {
+            return Ok(()); // another member won the race
+        }
+        self.activity = Some(PgState::Initializing);
+        tracing::info!("won the initialize race: running initdb");
+        self.pg.initdb().await.context("initdb")?;
+        self.pg
+            .write_config(&ConfRole::Primary)
+            .await
+            .context("writing the primary configuration")?;
+        self.start(false).await?;
+        self.pg.create_roles().await.context("creating the replication role")?;
+        let lease = self.session.lease().context("no DCS session")?;
+        if !self.store().take_leader(&self.s.name, lease).await? {
+            anyhow::bail!("the leader key was taken during bootstrap");
+        }
+        self.guard_primary().await?;
+        let status = self.pg.status().await?;
+        self.store()
+            .complete_initialize(status.system_identifier, &self.s.bootstrap_config)
+            .await?;
+        tracing::info!(
+            system_identifier = status.system_identifier,
+            "cluster initialized: this node is the primary"
+        );
+        Ok(())
+    }
+
+    async fn clone_from(&mut self, host: &str, port: u16) -> anyhow::Result<()> {
+        self.activity = Some(PgState::CreatingReplica);
+        tracing::info!(source = %format!("{host}:{port}"), "cloning the leader with pg_basebackup");
+        self.pg
+            .basebackup(host, port, CLONE_TIMEOUT)
+            .await
+            .context("pg_basebackup")?;
+        self.start_replica(Some((host.to_string(), port))).await
+    }
+
+    fn replica_role(&self, upstream: &Option<(String, u16)>) -> ConfRole {
+        match upstream {
+            Some((host, port)) => ConfRole::Replica {
+                primary_host: host.clone(),
+                primary_port: *port,
+                slot: Some(slot_name(&self.s.name)),
+            },
+            None => ConfRole::Standby,
+        }
+    }
+
+    async fn start(&mut self, _replica: bool) -> anyhow::Result<()> {
+        self.activity = Some(PgState::Starting);
+        let result = self.pg.start(self.s.start_timeout).await;
+        if let Err(e) = &result {
+            self.activity = Some(PgState::StartFailed);
+            tracing::error!("PostgreSQL failed to start: {e}");
+        }
+        result.context("starting PostgreSQL")?;
+        self.expect_running = true;
+        self.crashed_since = None;
+        Ok(())
+    }
+
+    async fn start_replica(&mut self, upstream: Option<(String, u16)>) -> anyhow::Result<()> {
+        self.pg
+            .write_config(&self.replica_role(&upstream))
+            .await
+            .context("writing the replica configuration")?;
+        self.start(true).await?;
+        tracing::info!(upstream = ?upstream, "PostgreSQL started as a replica");
+        self.following = upstream;
+        Ok(())
+    }
+
+    async fn start_primary(&mut self) -> anyhow::Result<()> {
+        self.pg
+            .write_config(&ConfRole::Primary)
+            .await
+            .context("writing the primary configuration")?;
+        self.start(false).await?;
+        self.following = None;
+        self.guard_primary().await?;
+        tracing::info!("PostgreSQL started as the primary");
+        Ok(())
+    }
+
+    async fn follow(&mut self, host: &str, port: u16) -> anyhow::Result<()> {
+        let upstream = Some((host.to_string(), port));
+        if self.pg.write_config(&self.replica_role(&upstream)).await? {
+            // primary_conninfo is reloadable since PostgreSQL 13: no restart.
+            self.pg.reload().await.context("reloading PostgreSQL")?;
+        }
+        tracing::info!(upstream = %format!("{host}:{port}"), "replica now follows the leader");
+        self.following = upstream;
+        Ok(())
+    }
+
+    async fn rewind(&mut self, host: &str, port: u16) -> anyhow::Result<()> {
+        if self.pg.postmaster_pid().is_some() {
+            self.pg.stop(StopMode::Fast, self.s.start_timeout).await?;
+        }
+        self.expect_running = false;
+        tracing::info!(source = %format!("{host}:{port}"), "rewinding the former primary");
+        match self.pg.rewind(host, port, self.s.start_timeout).await {
+            Ok(()) => self.start_replica(Some((host.to_string(), port))).await,
+            Err(e) if self.s.rewind_fallback_reinit => {
+                tracing::warn!(
+                    "pg_rewind failed ({e}): re-cloning from the leader (postgresql.rewind_fallback_reinit)"
+                );
+                self.pg
+                    .wipe_data_dir()
+                    .await
+                    .context("wiping the data directory for a re-clone")?;
+                Ok(())
+            }
+            Err(e) => Err(e).context("pg_rewind (no fallback configured)"),
+        }
+    }
+
+    async fn race(&mut self, view: &ClusterView) -> anyhow::Result<()> {
+        let lease = self.session.lease().context("no DCS session")?;
+        let own = self.pg.status().await.context("reading our WAL position")?;
+        let me = Candidate {
+            name: self.s.name.clone(),
+            lsn: wal_position(&own),
+            failover_priority: self.s.failover_priority,
+            nofailover: self.s.nofailover,
+        };
+        let mut peers = Vec::new();
+        for m in view.members.values().filter(|m| m.name != self.s.name) {
+            let Ok(channel) = self.dcs.channel(&m.api_addr) else {
+                continue;
+            };
+            let mut req = tonic::Request::new(WalPositionRequest {});
+            req.set_timeout(RACE_RPC_TIMEOUT);
+            match tokio::time::timeout(RACE_RPC_TIMEOUT, HaClient::new(channel).wal_position(req)).await {
+                Ok(Ok(resp)) => {
+                    let r = resp.into_inner();
+                    if r.running {
+                        peers.push(Candidate {
+                            name: r.name,
+                            lsn: r.lsn,
+                            failover_priority: r.failover_priority,
+                            nofailover: r.nofailover,
+                        });
+                    }
+                }
+                _ => tracing::debug!(peer = %m.name, "no WAL position from peer: it does not take part in the race"),
+            }
+        }
+        if let Err(why) = should_take_leader(&me, &peers, self.last_leader_lsn, self.config.maximum_lag_on_failover) {
+            tracing::info!("not taking the leader key: {why}");
+            return Ok(());
+        }
+        if self.store().take_leader(&self.s.name, lease).await? {
+            tracing::info!(lsn = %crate::postgres::lsn_to_string(me.lsn), "won the leader race");
+            self.promote("won the leader race after the leader key expired").await?;
+        }
+        Ok(())
+    }
+
+    async fn promote(&mut self, reason: &str) -> anyhow::Result<()> {
+        let before = self.pg.status().await.ok();
+        self.pg
+            .promote(self.s.start_timeout)
+            .await
+            .context("promoting PostgreSQL")?;
+        self.following = None;
+        self.guard_primary().await?;
+        let after = self.pg.status().await?;
+        tracing::info!(timeline = after.timeline, "promoted to primary: {reason}");
+        let entry = HistoryEntry {
+            timeline: after.timeline,
+            lsn: before.as_ref().map(wal_position).unwrap_or(0),
+            reason: reason.to_string(),
+            unix_ms: unix_ms(),
+            new_leader: self.s.name.clone(),
+        };
+        if let Err(e) = self.store().append_history(entry).await {
+            tracing::warn!("recording the promotion in the history failed: {e}");
+        }
+        Ok(())
+    }
+
+    /// Makes sure the fencing process guards this primary and the fence deadline follows our lease.
+    async fn guard_primary(&mut self) -> anyhow::Result<()> {
+        self.session.arm_fence()?;
+        let running = match self.fencer.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        };
+        if !running {
+            let child = tokio::process::Command::new(&self.s.exe)
+                .arg("fence")
+                .arg("--deadline-file")
+                .arg(&self.s.fence_file)
+                .arg("--pgdata")
+                .arg(self.pg.data_dir())
+                .process_group(0) // not stopped or killed together with pgha
+                .kill_on_drop(false)
+                .spawn()
+                .context("starting the fencing process")?;
+            tracing::info!(pid = child.id(), "fencing process started");
+            self.fencer = Some(child);
+        }
+        Ok(())
+    }
+
+    async fn lead(&mut self, view: &ClusterView) -> anyhow::Result<()> {
+        self.guard_primary().await?;
+        let wanted: Vec<String> = view
+            .members
+            .keys()
+            .filter(|n| **n != self.s.name)
+            .map(|n| slot_name(n))
+            .collect();
+        self.pg
+            .ensure_slots(&wanted)
+            .await
+            .context("managing replication slots")?;
+        Ok(())
+    }
+
+    async fn demote(&mut self) -> anyhow::Result<()> {
+        tracing::warn!("demoting: immediate stop (client sessions are terminated), then rejoin as a replica");
+        self.pg
+            .stop(StopMode::Immediate, Duration::from_secs(10))
+            .await
+            .context("stopping PostgreSQL")?;
+        self.session.disarm_fence()?;
+        self.expect_running = false;
+        self.following = None;
+        if let Err(e) = self.store().delete_leader(&self.s.name, None).await {
+            tracing::debug!("leader key not released (it expires with the lease): {e}");
+        }
+        Ok(())
+    }
+
+    /// Clean stop (SIGTERM): a primary checkpoints, stops fast (replicas receive everything), and releases the
+    /// leader key at once so a replica takes over without waiting for the TTL.
+    pub(super) async fn shutdown(&mut self) {
+        let leading = self.session.fence_armed();
+        if self.pg.postmaster_pid().is_some() {
+            if leading {
+                if let Err(e) = self.pg.checkpoint().await {
+                    tracing::warn!("checkpoint before stopping failed: {e}");
+                }
+            }
+            match self.pg.stop(StopMode::Fast, self.s.start_timeout).await {
+                Ok(()) => tracing::info!("PostgreSQL stopped (pgha is shutting down)"),
+                Err(e) => tracing::error!("stopping PostgreSQL failed: {e}"),
+            }
+        }
+        if leading {
+            if let Err(e) = self.store().delete_leader(&self.s.name, None).await {
+                tracing::warn!("releasing the leader key failed (it expires with the lease): {e}");
+            } else {
+                tracing::info!("leader key released: a replica takes over now");
+            }
+        }
+        let _ = self.session.disarm_fence();
+        self.session.revoke(&self.dcs).await;
+    }
+}

@@ -1,0 +1,269 @@
+//! The db role's HA loop: every `loop_wait` (and at once on any DCS change) it reads the cluster, looks at the local
+//! PostgreSQL, asks `decide` for one action, applies it, and publishes this member's status.
+//!
+//! Hazards: actions can be slow (basebackup, restart), so the lease is renewed by `session::keep`, not here; the
+//! loop also wakes at the lease's step-down instant so a leader that cannot renew demotes on time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::decide::{decide, Action, LocalData, LocalPg, LocalState};
+use super::keys::Keys;
+use super::model::{ClusterView, DynamicConfig, MemberInfo, PgRole, PgState};
+use super::session::{self, Session};
+use super::store::Store;
+use crate::dcs::client::{DcsClient, WatchMessage};
+use crate::postgres::{DataState, PgStatus, Postgres};
+
+/// Settings of a db node's HA loop (from the config, at the binary's edge).
+#[derive(Clone, Debug)]
+pub struct DbSettings {
+    pub cluster: String,
+    pub name: String,
+    /// gRPC address of this node (DCS member + Ha service).
+    pub api_addr: String,
+    /// Address other nodes use to reach this PostgreSQL.
+    pub pg_host: String,
+    pub pg_port: u16,
+    pub nofailover: bool,
+    pub failover_priority: i32,
+    pub noloadbalance: bool,
+    pub tags: BTreeMap<String, String>,
+    /// Written to the DCS by the node that initializes the cluster.
+    pub bootstrap_config: DynamicConfig,
+    pub rewind_fallback_reinit: bool,
+    pub allow_wipe_foreign_data: bool,
+    pub start_timeout: Duration,
+    /// Deadline file of the fencing process.
+    pub fence_file: PathBuf,
+    /// The pgha binary (to start `pgha fence`).
+    pub exe: PathBuf,
+}
+
+/// The highest WAL position a node has: received (or replayed) on a replica, current on a primary.
+pub fn wal_position(s: &PgStatus) -> u64 {
+    if s.in_recovery {
+        s.receive_lsn.unwrap_or(0).max(s.replay_lsn.unwrap_or(0))
+    } else {
+        s.current_lsn.unwrap_or(0)
+    }
+}
+
+/// A db node's HA state.
+pub struct DbNode {
+    pub(super) s: DbSettings,
+    pub(super) keys: Keys,
+    pub(super) dcs: Arc<DcsClient>,
+    pub(super) pg: Arc<Postgres>,
+    pub(super) session: Arc<Session>,
+    pub(super) timing: Arc<Mutex<(Duration, Duration)>>,
+    pub(super) config: DynamicConfig,
+    /// Last WAL position the leader published while alive (for maximum_lag_on_failover).
+    pub(super) last_leader_lsn: Option<u64>,
+    /// Where our replica currently streams from, as configured by us.
+    pub(super) following: Option<(String, u16)>,
+    /// PostgreSQL was running under this pgha (so "not running" now means crashed).
+    pub(super) expect_running: bool,
+    pub(super) crashed_since: Option<Instant>,
+    /// Set while a long action runs, for the published state.
+    pub(super) activity: Option<PgState>,
+    pub(super) last_status: Option<PgStatus>,
+    pub(super) fencer: Option<tokio::process::Child>,
+    last_reason: String,
+}
+
+impl DbNode {
+    /// A node; call [`DbNode::run`].
+    pub fn new(s: DbSettings, dcs: Arc<DcsClient>, pg: Arc<Postgres>) -> DbNode {
+        let config = s.bootstrap_config.clone();
+        let ttl = Duration::from_millis(config.ttl_ms);
+        let session = Session::new(ttl, s.fence_file.clone());
+        let timing = Arc::new(Mutex::new((ttl, Duration::from_millis(config.loop_wait_ms))));
+        DbNode {
+            keys: Keys::new(&s.cluster),
+            s,
+            dcs,
+            pg,
+            session,
+            timing,
+            config,
+            last_leader_lsn: None,
+            following: None,
+            expect_running: false,
+            crashed_since: None,
+            activity: None,
+            last_status: None,
+            fencer: None,
+            last_reason: String::new(),
+        }
+    }
+
+    pub(super) fn store(&self) -> Store<'_> {
+        Store {
+            dcs: &self.dcs,
+            keys: &self.keys,
+        }
+    }
+
+    /// Runs the loop until `token` is cancelled, then hands over cleanly.
+    pub async fn run(mut self, token: CancellationToken) {
+        let keeper = tokio::spawn(session::keep(
+            self.session.clone(),
+            self.dcs.clone(),
+            self.timing.clone(),
+            token.clone(),
+        ));
+        let mut watch = self.dcs.watch(self.keys.root().as_bytes(), true, 0);
+        loop {
+            if let Err(e) = self.iteration().await {
+                tracing::warn!("HA loop: {e:#}");
+            }
+            let loop_wait = Duration::from_millis(self.config.loop_wait_ms);
+            let mut wake = Instant::now() + loop_wait;
+            if self.session.fence_armed() {
+                if let Some(at) = self.session.step_down_at() {
+                    wake = wake.min(at);
+                }
+            }
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = self.session.changed() => {}
+                msg = watch.recv() => match msg {
+                    Some(WatchMessage::Events(_)) => {}
+                    Some(WatchMessage::Compacted { .. }) | None => {
+                        watch = self.dcs.watch(self.keys.root().as_bytes(), true, 0);
+                    }
+                },
+            }
+        }
+        self.shutdown().await;
+        keeper.abort();
+    }
+
+    async fn iteration(&mut self) -> anyhow::Result<()> {
+        let view = self.store().view().await?;
+        if view.config != self.config {
+            tracing::info!(config = ?view.config, "dynamic configuration changed");
+            self.config = view.config.clone();
+        }
+        if let Ok(mut t) = self.timing.lock() {
+            *t = (
+                Duration::from_millis(self.config.ttl_ms),
+                Duration::from_millis(self.config.loop_wait_ms),
+            );
+        }
+        if let Some(leader) = view.leader_member() {
+            if leader.role == PgRole::Primary {
+                self.last_leader_lsn = Some(leader.receive_lsn);
+            }
+        }
+        let local = self.local_state().await?;
+        let decision = decide(&view, &local);
+        if decision.action != Action::Wait && decision.action != Action::Lead || decision.reason != self.last_reason {
+            tracing::info!(action = ?decision.action, "{}", decision.reason);
+            self.last_reason = decision.reason.clone();
+        }
+        let applied = self.apply(decision.action, &view).await;
+        self.activity = None;
+        self.publish(&view).await;
+        applied
+    }
+
+    async fn local_state(&mut self) -> anyhow::Result<LocalState> {
+        let data = match self.pg.data_state().await? {
+            DataState::Missing => LocalData::Missing,
+            DataState::Initialized {
+                system_identifier,
+                standby_signal,
+                ..
+            } => LocalData::Present {
+                system_identifier,
+                standby: standby_signal,
+            },
+        };
+        let pg = if self.pg.postmaster_pid().is_some() {
+            self.crashed_since = None;
+            match self.pg.status().await {
+                Ok(s) => {
+                    let in_recovery = s.in_recovery;
+                    self.last_status = Some(s);
+                    LocalPg::Running {
+                        in_recovery,
+                        following: self.following.clone(),
+                    }
+                }
+                Err(e) => anyhow::bail!("PostgreSQL runs but does not answer yet: {e}"),
+            }
+        } else {
+            self.last_status = None;
+            if self.expect_running {
+                let since = *self.crashed_since.get_or_insert_with(Instant::now);
+                LocalPg::Crashed {
+                    for_ms: since.elapsed().as_millis() as u64,
+                }
+            } else {
+                LocalPg::Stopped
+            }
+        };
+        Ok(LocalState {
+            name: self.s.name.clone(),
+            data,
+            pg,
+            lease: self.session.lease(),
+            lease_valid: self.session.valid(Instant::now()),
+            nofailover: self.s.nofailover,
+        })
+    }
+
+    async fn publish(&self, view: &ClusterView) {
+        let Some(lease) = self.session.lease() else { return };
+        let status = self.last_status.as_ref();
+        let role = match status {
+            Some(s) if !s.in_recovery => PgRole::Primary,
+            Some(_) => PgRole::Replica,
+            None => PgRole::Unknown,
+        };
+        let state = match (self.activity, status) {
+            (Some(a), _) => a,
+            (None, Some(s)) if s.in_recovery && s.wal_receiver.as_ref().is_some_and(|w| w.status == "streaming") => {
+                PgState::Streaming
+            }
+            (None, Some(_)) => PgState::Running,
+            (None, None) if self.crashed_since.is_some() => PgState::Crashed,
+            (None, None) => PgState::Stopped,
+        };
+        let info = MemberInfo {
+            name: self.s.name.clone(),
+            api_addr: self.s.api_addr.clone(),
+            pg_host: self.s.pg_host.clone(),
+            pg_port: self.s.pg_port,
+            role,
+            state,
+            timeline: status.map(|s| s.timeline).unwrap_or(0),
+            receive_lsn: status.map(wal_position).unwrap_or(0),
+            replay_lsn: status
+                .and_then(|s| if s.in_recovery { s.replay_lsn } else { s.current_lsn })
+                .unwrap_or(0),
+            pending_restart: status.is_some_and(|s| s.pending_restart),
+            nofailover: self.s.nofailover,
+            failover_priority: self.s.failover_priority,
+            noloadbalance: self.s.noloadbalance,
+            tags: self.s.tags.clone(),
+            system_identifier: status
+                .map(|s| s.system_identifier)
+                .or(view.system_identifier())
+                .unwrap_or(0),
+        };
+        if view.members.get(&self.s.name) == Some(&info) {
+            return; // unchanged: the lease keeps the key alive
+        }
+        if let Err(e) = self.store().publish(&info, lease).await {
+            tracing::debug!("publishing member status failed: {e}");
+        }
+    }
+}

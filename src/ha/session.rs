@@ -1,0 +1,172 @@
+//! The DCS session of a db node: one lease that binds its member key (and the leader key while it leads), renewed
+//! by its own task every `loop_wait`, independent of slow HA actions (a basebackup or a restart in place must not
+//! cost the lease). While this node is the leading primary, every renewal also moves the fence deadline.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::fence;
+use super::lease::LeaseClock;
+use crate::dcs::client::DcsClient;
+
+/// Shared state of the session, read by the HA loop.
+pub struct Session {
+    lease: Mutex<Option<i64>>,
+    clock: Mutex<LeaseClock>,
+    /// Set by the HA loop while this node is the leading primary: renewals then move the fence deadline.
+    fence_armed: AtomicBool,
+    fence_file: PathBuf,
+    /// Wakes the HA loop when the session is lost or regained.
+    changed: tokio::sync::Notify,
+}
+
+impl Session {
+    /// A session with no lease yet.
+    pub fn new(ttl: Duration, fence_file: PathBuf) -> Arc<Session> {
+        Arc::new(Session {
+            lease: Mutex::new(None),
+            clock: Mutex::new(LeaseClock::new(ttl)),
+            fence_armed: AtomicBool::new(false),
+            fence_file,
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The current lease id, if the session is established.
+    pub fn lease(&self) -> Option<i64> {
+        self.lease.lock().map(|l| *l).unwrap_or(None)
+    }
+
+    /// True while the lease is safely ours by our own clock.
+    pub fn valid(&self, now: Instant) -> bool {
+        self.clock.lock().map(|c| c.valid(now)).unwrap_or(false)
+    }
+
+    /// When this node must have stepped down if no renewal succeeds.
+    pub fn step_down_at(&self) -> Option<Instant> {
+        self.clock.lock().ok().and_then(|c| c.step_down_at())
+    }
+
+    /// Starts guarding PostgreSQL with the fence (the caller made sure the fencer process runs).
+    pub fn arm_fence(&self) -> Result<(), fence::FenceError> {
+        self.fence_armed.store(true, Ordering::SeqCst);
+        self.write_fence()
+    }
+
+    /// Stops guarding (after a demotion or a clean stop).
+    pub fn disarm_fence(&self) -> Result<(), fence::FenceError> {
+        self.fence_armed.store(false, Ordering::SeqCst);
+        fence::disarm(&self.fence_file)
+    }
+
+    /// Whether the fence is armed.
+    pub fn fence_armed(&self) -> bool {
+        self.fence_armed.load(Ordering::SeqCst)
+    }
+
+    fn write_fence(&self) -> Result<(), fence::FenceError> {
+        let fence_at = self.clock.lock().ok().and_then(|c| c.fence_at());
+        // No valid lease: fence immediately (deadline now) rather than leave PostgreSQL unguarded.
+        let remaining = fence_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+            .unwrap_or_default();
+        fence::arm(&self.fence_file, fence::monotonic_ns_in(remaining))
+    }
+
+    /// Waits until the session changes (lost or regained).
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// Revokes the lease (clean shutdown): member and leader keys vanish at once.
+    pub async fn revoke(&self, dcs: &DcsClient) {
+        let lease = self.lease.lock().ok().and_then(|mut l| l.take());
+        if let Some(id) = lease {
+            if let Err(e) = dcs.lease_revoke(id).await {
+                tracing::warn!("revoking the session lease failed (it will expire): {e}");
+            }
+        }
+        if let Ok(mut c) = self.clock.lock() {
+            c.reset();
+        }
+    }
+
+    fn set_lease(&self, lease: Option<i64>) {
+        if let Ok(mut l) = self.lease.lock() {
+            if *l != lease {
+                *l = lease;
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// One renewal (grant when there is no lease); returns whether the lease is held afterwards.
+    pub async fn renew(&self, dcs: &DcsClient, ttl: Duration) -> bool {
+        let sent_at = Instant::now();
+        // Never wait longer than the lease can last: a late success is useless and a failure must surface.
+        let budget = (ttl / 2).max(Duration::from_millis(100));
+        let result = match self.lease() {
+            None => tokio::time::timeout(budget, dcs.lease_grant(ttl))
+                .await
+                .map(|r| r.map(|(id, _)| Some(id))),
+            Some(id) => tokio::time::timeout(budget, dcs.lease_keepalive(id))
+                .await
+                .map(|r| r.map(|f| f.map(|_| id))),
+        };
+        match result {
+            Ok(Ok(Some(id))) => {
+                if let Ok(mut c) = self.clock.lock() {
+                    c.set_ttl(ttl);
+                    c.renewed(sent_at);
+                }
+                self.set_lease(Some(id));
+                if self.fence_armed() {
+                    if let Err(e) = self.write_fence() {
+                        tracing::error!("cannot move the fence deadline: {e}");
+                    }
+                }
+                true
+            }
+            Ok(Ok(None)) => {
+                tracing::warn!("the DCS session lease is gone (expired): starting a new session");
+                if let Ok(mut c) = self.clock.lock() {
+                    c.reset();
+                }
+                self.set_lease(None);
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("lease renewal failed: {e}");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("lease renewal timed out");
+                false
+            }
+        }
+    }
+}
+
+/// Renews the session every `loop_wait` until cancelled.
+pub async fn keep(
+    session: Arc<Session>,
+    dcs: Arc<DcsClient>,
+    timing: Arc<Mutex<(Duration, Duration)>>,
+    token: CancellationToken,
+) {
+    loop {
+        let (ttl, loop_wait) = timing
+            .lock()
+            .map(|t| *t)
+            .unwrap_or((Duration::from_secs(2), Duration::from_millis(250)));
+        session.renew(&dcs, ttl).await;
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(loop_wait) => {}
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The HA loop's reads and writes in the DCS: one linearizable read of the whole cluster, member publication, and
+//! the compare-and-swap operations on the leader and initialize keys.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::keys::Keys;
+use super::model::{ClusterView, DynamicConfig, HistoryEntry, LeaderKey, MemberInfo};
+use crate::dcs::client::{ClientError, DcsClient};
+use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
+
+/// Reads and writes the cluster's keys.
+pub struct Store<'a> {
+    pub dcs: &'a DcsClient,
+    pub keys: &'a Keys,
+}
+
+fn absent(key: String) -> Compare {
+    Compare {
+        key: key.into_bytes(),
+        target: CompareTarget::Absent,
+    }
+}
+
+fn put(key: String, value: impl Into<Vec<u8>>, lease: i64) -> Op {
+    Op::Put {
+        key: key.into_bytes(),
+        value: value.into(),
+        lease,
+    }
+}
+
+/// Milliseconds since the epoch (for history entries).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Store<'_> {
+    /// The whole cluster state in one linearizable read.
+    pub async fn view(&self) -> Result<ClusterView, ClientError> {
+        let (kvs, revision) = self.dcs.get(self.keys.root().as_bytes(), true).await?;
+        let mut view = ClusterView {
+            revision,
+            ..ClusterView::default()
+        };
+        for kv in kvs {
+            let key = String::from_utf8_lossy(&kv.key).into_owned();
+            let value = String::from_utf8_lossy(&kv.value).into_owned();
+            if key == self.keys.leader() {
+                view.leader = Some(LeaderKey {
+                    name: value,
+                    lease: kv.lease,
+                    mod_revision: kv.mod_revision,
+                });
+            } else if key == self.keys.initialize() {
+                view.initialize = Some(value);
+            } else if key == self.keys.config() {
+                match serde_json::from_str::<DynamicConfig>(&value) {
+                    Ok(c) => view.config = c,
+                    Err(e) => tracing::warn!("ignoring an unreadable dynamic config in the DCS: {e}"),
+                }
+            } else if let Some(name) = self.keys.member_name(&key) {
+                if let Ok(info) = serde_json::from_str::<MemberInfo>(&value) {
+                    view.members.insert(name.to_string(), info);
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    /// Publishes our status under the session lease.
+    pub async fn publish(&self, info: &MemberInfo, lease: i64) -> Result<(), ClientError> {
+        let value = serde_json::to_vec(info).unwrap_or_default();
+        self.dcs
+            .put(self.keys.member(&info.name).as_bytes(), &value, lease)
+            .await
+            .map(|_| ())
+    }
+
+    /// Takes the free leader key; true when we got it.
+    pub async fn take_leader(&self, name: &str, lease: i64) -> Result<bool, ClientError> {
+        let txn = Txn {
+            compares: vec![absent(self.keys.leader())],
+            success: vec![put(self.keys.leader(), name, lease)],
+            failure: vec![],
+        };
+        Ok(self.dcs.txn(txn).await?.succeeded)
+    }
+
+    /// Rebinds a leader key still at `mod_revision` (ours, from a previous session) to `lease`.
+    pub async fn reclaim_leader(&self, name: &str, lease: i64, mod_revision: i64) -> Result<bool, ClientError> {
+        let txn = Txn {
+            compares: vec![Compare {
+                key: self.keys.leader().into_bytes(),
+                target: CompareTarget::ModRevision(mod_revision),
+            }],
+            success: vec![put(self.keys.leader(), name, lease)],
+            failure: vec![],
+        };
+        Ok(self.dcs.txn(txn).await?.succeeded)
+    }
+
+    /// Deletes the leader key if it still is at `mod_revision` (None: if it still names `name`).
+    pub async fn delete_leader(&self, name: &str, mod_revision: Option<i64>) -> Result<bool, ClientError> {
+        let target = match mod_revision {
+            Some(rev) => CompareTarget::ModRevision(rev),
+            None => CompareTarget::Value(name.as_bytes().to_vec()),
+        };
+        let txn = Txn {
+            compares: vec![Compare {
+                key: self.keys.leader().into_bytes(),
+                target,
+            }],
+            success: vec![Op::Delete {
+                key: self.keys.leader().into_bytes(),
+                prefix: false,
+            }],
+            failure: vec![],
+        };
+        Ok(self.dcs.txn(txn).await?.succeeded)
+    }
+
+    /// Claims the bootstrap; true when this member may (or already did) initialize the cluster.
+    pub async fn claim_initialize(&self, name: &str) -> Result<bool, ClientError> {
+        let mine = format!("pending:{name}");
+        let txn = Txn {
+            compares: vec![absent(self.keys.initialize())],
+            success: vec![put(self.keys.initialize(), mine.clone(), 0)],
+            failure: vec![],
+        };
+        if self.dcs.txn(txn).await?.succeeded {
+            return Ok(true);
+        }
+        let (kvs, _) = self.dcs.get(self.keys.initialize().as_bytes(), false).await?;
+        Ok(kvs.first().is_some_and(|kv| kv.value == mine.as_bytes()))
+    }
+
+    /// Records the system identifier once the first primary runs, and the initial dynamic config if none exists.
+    pub async fn complete_initialize(&self, system_identifier: u64, config: &DynamicConfig) -> Result<(), ClientError> {
+        self.dcs
+            .put(
+                self.keys.initialize().as_bytes(),
+                system_identifier.to_string().as_bytes(),
+                0,
+            )
+            .await?;
+        let txn = Txn {
+            compares: vec![absent(self.keys.config())],
+            success: vec![put(
+                self.keys.config(),
+                serde_json::to_vec(config).unwrap_or_default(),
+                0,
+            )],
+            failure: vec![],
+        };
+        self.dcs.txn(txn).await.map(|_| ())
+    }
+
+    /// Appends a promotion to the history (best effort: a lost race is retried once).
+    pub async fn append_history(&self, entry: HistoryEntry) -> Result<(), ClientError> {
+        for _ in 0..2 {
+            let (kvs, _) = self.dcs.get(self.keys.history().as_bytes(), false).await?;
+            let (mut list, compare) = match kvs.first() {
+                Some(kv) => (
+                    serde_json::from_slice::<Vec<HistoryEntry>>(&kv.value).unwrap_or_default(),
+                    Compare {
+                        key: self.keys.history().into_bytes(),
+                        target: CompareTarget::ModRevision(kv.mod_revision),
+                    },
+                ),
+                None => (Vec::new(), absent(self.keys.history())),
+            };
+            list.push(entry.clone());
+            let txn = Txn {
+                compares: vec![compare],
+                success: vec![put(
+                    self.keys.history(),
+                    serde_json::to_vec(&list).unwrap_or_default(),
+                    0,
+                )],
+                failure: vec![],
+            };
+            if self.dcs.txn(txn).await?.succeeded {
+                return Ok(());
+            }
+        }
+        tracing::warn!("history entry not recorded: concurrent updates");
+        Ok(())
+    }
+}

@@ -1,0 +1,42 @@
+//! The `Ha` gRPC service of a db node: its WAL position read from PostgreSQL at the moment of the question, so a
+//! replica racing for leadership compares fresh positions, not ones published a loop ago.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::postgres::Postgres;
+use crate::proto;
+
+/// Answers `WalPosition` for this node.
+#[derive(Clone)]
+pub struct HaService {
+    pub pg: Arc<Postgres>,
+    pub name: String,
+    pub nofailover: bool,
+    pub failover_priority: i32,
+}
+
+#[tonic::async_trait]
+impl proto::ha_server::Ha for HaService {
+    async fn wal_position(
+        &self,
+        _req: Request<proto::WalPositionRequest>,
+    ) -> Result<Response<proto::WalPositionResponse>, Status> {
+        let mut resp = proto::WalPositionResponse {
+            name: self.name.clone(),
+            nofailover: self.nofailover,
+            failover_priority: self.failover_priority,
+            ..Default::default()
+        };
+        if self.pg.postmaster_pid().is_some() {
+            if let Ok(s) = self.pg.status().await {
+                resp.running = true;
+                resp.in_recovery = s.in_recovery;
+                resp.timeline = s.timeline;
+                resp.lsn = super::runner::wal_position(&s);
+            }
+        }
+        Ok(Response::new(resp))
+    }
+}

@@ -1,0 +1,278 @@
+//! The [`Postgres`] controller: data-directory state, initdb, start/stop/promote/reload and wiping.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::controldata::parse_controldata;
+use super::files;
+use super::os::{self, RunAs};
+use super::validate::validate_settings;
+use super::{DataState, PgError, PgSettings, StopMode};
+
+/// Bound on initdb.
+pub const INITDB_TIMEOUT: Duration = Duration::from_secs(300);
+/// Bound on quick programs (pg_controldata, pg_ctl reload).
+pub const QUICK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Extra time given to a `pg_ctl -t` before pgha kills it.
+const PG_CTL_MARGIN: Duration = Duration::from_secs(5);
+
+/// Controls one PostgreSQL instance (see the module docs of [`crate::postgres`] for the auth model).
+#[derive(Debug)]
+pub struct Postgres {
+    pub(crate) settings: PgSettings,
+    pub(crate) run_as: RunAs,
+}
+
+/// Removes a (secret) file when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = files::remove_file(&self.0) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// `pg_ctl -t` seconds for a timeout (at least 1).
+fn secs(timeout: Duration) -> String {
+    timeout.as_secs_f64().ceil().max(1.0).to_string()
+}
+
+impl Postgres {
+    /// Validates the settings and resolves the OS user (when running as root: `os_user`, which must exist).
+    pub fn new(settings: PgSettings) -> Result<Postgres, PgError> {
+        validate_settings(&settings)?;
+        let run_as = os::resolve_run_as(&settings.os_user)?;
+        Ok(Postgres { settings, run_as })
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &PgSettings {
+        &self.settings
+    }
+
+    /// Who PostgreSQL programs run as.
+    pub fn run_as(&self) -> &RunAs {
+        &self.run_as
+    }
+
+    pub(crate) fn bin(&self, program: &str) -> PathBuf {
+        self.settings.bin_dir.join(program)
+    }
+
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.settings.data_dir
+    }
+
+    /// A `pg_ctl <action> -D <PGDATA>` command.
+    fn pg_ctl(&self, action: &str) -> tokio::process::Command {
+        let mut cmd = self.run_as.command(&self.bin("pg_ctl"));
+        cmd.arg(action).arg("-D").arg(self.data_dir()).arg("-s");
+        cmd
+    }
+
+    /// What is on disk: Missing (no or empty directory) or the `pg_controldata` view of the cluster.
+    pub async fn data_state(&self) -> Result<DataState, PgError> {
+        let dir = self.data_dir().to_path_buf();
+        if files::dir_is_empty(&dir)? {
+            return Ok(DataState::Missing);
+        }
+        let mut cmd = self.run_as.command(&self.bin("pg_controldata"));
+        cmd.arg("-D").arg(&dir);
+        let out = os::run("reading pg_controldata", cmd, QUICK_TIMEOUT, None).await?;
+        let cd = parse_controldata(&String::from_utf8_lossy(&out.stdout))?;
+        Ok(DataState::Initialized {
+            system_identifier: cd.system_identifier,
+            timeline: cd.timeline,
+            cluster_state: cd.cluster_state,
+            checkpoint_lsn: cd.checkpoint_lsn,
+            standby_signal: dir.join("standby.signal").exists(),
+        })
+    }
+
+    /// Creates the data directory (0700, owned by the OS user) and runs initdb into it: UTF8, C locale, data
+    /// checksums, `--username=<superuser>`, the superuser password (if any) through a 0600 `--pwfile` that is
+    /// removed right after. Refuses a non-empty directory. The replication role is created later by
+    /// [`Postgres::create_roles`] on the running server.
+    pub async fn initdb(&self) -> Result<(), PgError> {
+        let dir = self.data_dir().to_path_buf();
+        let owner = self.run_as.owner();
+        let d = dir.clone();
+        files::blocking(move || {
+            if !files::dir_is_empty(&d)? {
+                return Err(PgError::DataDir {
+                    step: "initdb",
+                    path: d,
+                    reason: "not empty".into(),
+                });
+            }
+            files::ensure_dir(&d, 0o700, owner, true).map(|_| ())
+        })
+        .await?;
+        let mut cmd = self.run_as.command(&self.bin("initdb"));
+        cmd.arg("-D")
+            .arg(&dir)
+            .args(["--encoding=UTF8", "--locale=C", "--data-checksums"]);
+        cmd.arg(format!("--username={}", self.settings.superuser));
+        cmd.args(["--auth-local=peer", "--auth-host=scram-sha-256"]);
+        let _pwfile = match &self.settings.superuser_password {
+            Some(pw) => {
+                let parent = dir.parent().unwrap_or_else(|| Path::new("/"));
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let path = parent.join(format!(".{name}.pgha-pwfile"));
+                let guard = RemoveOnDrop(path.clone());
+                let contents = format!("{pw}\n").into_bytes();
+                let p = path.clone();
+                files::blocking(move || files::write_atomic(&p, &contents, 0o600, owner)).await?;
+                cmd.arg(format!("--pwfile={}", path.display()));
+                Some(guard)
+            }
+            None => None,
+        };
+        os::run("initdb", cmd, INITDB_TIMEOUT, None).await?;
+        tracing::info!(member = %self.settings.name, data_dir = %dir.display(), "initialized a new data directory");
+        Ok(())
+    }
+
+    /// The postmaster's pid from `postmaster.pid`, only if that process is alive.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        let pid = text.lines().next()?.trim().parse::<u32>().ok()?;
+        os::pid_alive(pid).then_some(pid)
+    }
+
+    /// Creates the socket directory (0755, owned by the OS user, when missing), the log file (0600) and
+    /// enforces PGDATA's mode 0700 and owner.
+    async fn prepare_start(&self) -> Result<(), PgError> {
+        let (socket_dir, data_dir, log) = (
+            self.settings.socket_dir.clone(),
+            self.data_dir().to_path_buf(),
+            self.log(),
+        );
+        let owner = self.run_as.owner();
+        files::blocking(move || {
+            files::ensure_dir(&socket_dir, 0o755, owner, false)?;
+            files::ensure_dir(&data_dir, 0o700, owner, true)?;
+            if let Some(parent) = log.parent() {
+                std::fs::create_dir_all(parent).map_err(PgError::io("creating the log directory", parent))?;
+            }
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&log)
+                .map_err(PgError::io("opening the server log", &log))?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                    .map_err(PgError::io("changing the server log's owner", &log))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn log(&self) -> PathBuf {
+        self.settings.log_file()
+    }
+
+    /// `pg_ctl start -w` within `timeout`; a no-op when already running. A failure carries the tail of the server
+    /// log. On a timeout pg_ctl is killed but a postmaster may remain: the caller should `stop` it.
+    pub async fn start(&self, timeout: Duration) -> Result<(), PgError> {
+        if let Some(pid) = self.postmaster_pid() {
+            tracing::debug!(member = %self.settings.name, pid, "PostgreSQL already running");
+            return Ok(());
+        }
+        self.prepare_start().await?;
+        let log = self.log();
+        let mut cmd = self.pg_ctl("start");
+        cmd.arg("-w").arg("-t").arg(secs(timeout)).arg("-l").arg(&log);
+        os::run("starting PostgreSQL", cmd, timeout + PG_CTL_MARGIN, Some(&log)).await?;
+        let pid = self.postmaster_pid().unwrap_or(0);
+        tracing::info!(member = %self.settings.name, pid, "PostgreSQL started");
+        Ok(())
+    }
+
+    /// `pg_ctl stop -m <mode> -w` within `timeout`; a no-op when not running.
+    pub async fn stop(&self, mode: StopMode, timeout: Duration) -> Result<(), PgError> {
+        if self.postmaster_pid().is_none() {
+            tracing::debug!(member = %self.settings.name, "PostgreSQL not running: nothing to stop");
+            return Ok(());
+        }
+        let mut cmd = self.pg_ctl("stop");
+        cmd.arg("-m").arg(mode.as_arg()).arg("-w").arg("-t").arg(secs(timeout));
+        match os::run("stopping PostgreSQL", cmd, timeout + PG_CTL_MARGIN, None).await {
+            Err(PgError::Command { .. }) if self.postmaster_pid().is_none() => {}
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        tracing::info!(member = %self.settings.name, mode = mode.as_arg(), "PostgreSQL stopped");
+        Ok(())
+    }
+
+    /// `pg_ctl promote -w` within `timeout`, then a CHECKPOINT so the new timeline reaches pg_control at once
+    /// (PostgreSQL 15's pg_rewind reads the source's timeline from there).
+    pub async fn promote(&self, timeout: Duration) -> Result<(), PgError> {
+        let deadline = Instant::now() + timeout;
+        let mut cmd = self.pg_ctl("promote");
+        cmd.arg("-w").arg("-t").arg(secs(timeout));
+        os::run("promoting PostgreSQL", cmd, timeout + PG_CTL_MARGIN, None).await?;
+        tracing::info!(member = %self.settings.name, "PostgreSQL promoted");
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(5));
+        self.checkpoint_within(left).await
+    }
+
+    /// `pg_ctl reload` (SIGHUP): applies configuration changes that need no restart.
+    pub async fn reload(&self) -> Result<(), PgError> {
+        os::run("reloading PostgreSQL", self.pg_ctl("reload"), QUICK_TIMEOUT, None).await?;
+        tracing::info!(member = %self.settings.name, "PostgreSQL configuration reloaded");
+        Ok(())
+    }
+
+    /// Removes everything inside the data directory (symlinks such as tablespaces or pg_wal are removed, not
+    /// followed). Refuses while PostgreSQL runs.
+    pub async fn wipe_data_dir(&self) -> Result<(), PgError> {
+        let dir = self.data_dir().to_path_buf();
+        if let Some(pid) = self.postmaster_pid() {
+            let reason = format!("PostgreSQL is running (pid {pid})");
+            return Err(PgError::DataDir {
+                step: "wiping the data directory",
+                path: dir,
+                reason,
+            });
+        }
+        tracing::warn!(member = %self.settings.name, data_dir = %dir.display(), "wiping the data directory");
+        files::blocking(move || {
+            const STEP: &str = "wiping the data directory";
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => {
+                    return Err(PgError::Io {
+                        step: STEP,
+                        path: dir,
+                        source: e,
+                    })
+                }
+            };
+            for entry in entries {
+                let path = entry.map_err(PgError::io(STEP, &dir))?.path();
+                let meta = std::fs::symlink_metadata(&path).map_err(PgError::io(STEP, &path))?;
+                let removed = if meta.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(PgError::io(STEP, &path))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

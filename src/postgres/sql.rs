@@ -1,0 +1,250 @@
+//! SQL on the local instance: the superuser connection over the unix socket, roles, slots and checkpoints.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use super::names::is_valid_slot_name;
+use super::{PgError, Postgres};
+
+/// Bound on connecting to the local socket.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on one SQL step.
+pub const SQL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on [`Postgres::checkpoint`].
+pub const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `fut` within `timeout`, mapping driver errors and expiry to [`PgError`] for `step`.
+pub async fn timed<T>(
+    step: &'static str,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, PgError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(result) => result.map_err(PgError::sql(step)),
+        Err(_) => Err(PgError::Timeout {
+            step,
+            command: step.to_string(),
+            timeout,
+            log: String::new(),
+        }),
+    }
+}
+
+/// Session settings that keep the next statements (which carry a password) out of the server log and
+/// pg_stat_statements, even when they fail.
+const QUIET: &str = "SET LOCAL log_statement = 'none'; SET LOCAL log_min_duration_statement = -1; \
+                     SET LOCAL log_min_error_statement = 'panic'; SET LOCAL pg_stat_statements.track_utility = off";
+
+/// Functions pg_rewind needs on its source (PostgreSQL 11+ allows a non-superuser with these grants).
+const REWIND_GRANTS: &str = "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean), \
+     pg_catalog.pg_stat_file(text, boolean), pg_catalog.pg_read_binary_file(text), \
+     pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO %I";
+
+/// What [`Postgres::ensure_slots`] does with the existing physical slots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlotPlan {
+    /// Wanted slots that do not exist.
+    pub create: Vec<String>,
+    /// Unwanted, inactive, persistent slots.
+    pub drop: Vec<String>,
+    /// Unwanted slots still in use (left for a later round).
+    pub busy: Vec<String>,
+}
+
+/// One existing physical slot: name, active, temporary.
+pub type SlotRow = (String, bool, bool);
+
+/// Pure slot reconciliation: temporary slots (pg_basebackup's) are never touched.
+pub fn plan_slots(existing: &[SlotRow], wanted: &[String]) -> SlotPlan {
+    let mut plan = SlotPlan::default();
+    for w in wanted {
+        if !existing.iter().any(|(name, _, _)| name == w) && !plan.create.contains(w) {
+            plan.create.push(w.clone());
+        }
+    }
+    for (name, active, temporary) in existing {
+        if *temporary || wanted.contains(name) {
+            continue;
+        }
+        if *active { &mut plan.busy } else { &mut plan.drop }.push(name.clone());
+    }
+    plan
+}
+
+impl Postgres {
+    /// Connects as the superuser over the unix socket (`peer` auth through the `pgha` ident map: no password;
+    /// see the module docs). The connection task runs on the current runtime until the client is dropped.
+    pub async fn connect(&self) -> Result<Client, PgError> {
+        let s = &self.settings;
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host_path(&s.socket_dir)
+            .port(s.port)
+            .user(&s.superuser)
+            .dbname("postgres")
+            .application_name("pgha")
+            .connect_timeout(CONNECT_TIMEOUT);
+        let (client, connection) = timed("connecting to PostgreSQL", CONNECT_TIMEOUT, cfg.connect(NoTls)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("PostgreSQL connection ended: {e}");
+            }
+        });
+        Ok(client)
+    }
+
+    async fn require_primary(&self, client: &Client, step: &'static str) -> Result<(), PgError> {
+        let row = timed(step, SQL_TIMEOUT, client.query_one("SELECT pg_is_in_recovery()", &[])).await?;
+        if row.get::<_, bool>(0) {
+            return Err(PgError::WrongRole {
+                step,
+                reason: "the server is a standby (in recovery)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// On a running primary: creates or alters `replication_user` WITH REPLICATION LOGIN and its password
+    /// (identifier and literal quoted server-side with `format('%I', '%L')`, statements kept out of the logs),
+    /// and grants it the functions pg_rewind needs. Idempotent.
+    pub async fn create_roles(&self) -> Result<(), PgError> {
+        const STEP: &str = "creating the replication role";
+        let mut client = self.connect().await?;
+        self.require_primary(&client, STEP).await?;
+        let user = self.settings.replication_user.clone();
+        let password = self.settings.replication_password.clone();
+        let work = async {
+            let tx = client.transaction().await?;
+            tx.batch_execute(QUIET).await?;
+            let exists: bool = tx
+                .query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[&user])
+                .await?
+                .get(0);
+            let verb = if exists { "ALTER" } else { "CREATE" };
+            let statement: String = match &password {
+                Some(pw) => {
+                    let sql =
+                        "SELECT format('%s ROLE %I WITH REPLICATION LOGIN PASSWORD %L', $1::text, $2::text, $3::text)";
+                    tx.query_one(sql, &[&verb, &user, pw]).await?.get(0)
+                }
+                None => {
+                    let sql = "SELECT format('%s ROLE %I WITH REPLICATION LOGIN', $1::text, $2::text)";
+                    tx.query_one(sql, &[&verb, &user]).await?.get(0)
+                }
+            };
+            tx.batch_execute(&statement).await?;
+            let grants: String = tx
+                .query_one("SELECT format($1::text, $2::text)", &[&REWIND_GRANTS, &user])
+                .await?
+                .get(0);
+            tx.batch_execute(&grants).await?;
+            tx.commit().await.map(|()| exists)
+        };
+        let existed = timed(STEP, SQL_TIMEOUT, work).await?;
+        let what = if existed {
+            "replication role updated"
+        } else {
+            "replication role created"
+        };
+        tracing::info!(member = %self.settings.name, role = %user, "{what}");
+        Ok(())
+    }
+
+    /// On a running primary: creates the wanted physical slots (reserving WAL at once) and drops every other
+    /// persistent, inactive physical slot. Naming rule: pgha owns all physical slots of the primary (PostgreSQL
+    /// restricts slot names to `[a-z0-9_]`, the same alphabet as [`super::slot_name`]), so a physical slot kept
+    /// for another tool must be listed in `wanted`. Logical and temporary slots are never touched; an active
+    /// unwanted slot is left for a later call.
+    pub async fn ensure_slots(&self, wanted: &[String]) -> Result<(), PgError> {
+        const STEP: &str = "reconciling replication slots";
+        if let Some(bad) = wanted.iter().find(|w| !is_valid_slot_name(w)) {
+            return Err(PgError::Settings(format!(
+                "replication slot name {bad:?} is not [a-z0-9_]{{1,63}}"
+            )));
+        }
+        let client = self.connect().await?;
+        self.require_primary(&client, STEP).await?;
+        let sql = "SELECT slot_name::text, active, temporary FROM pg_replication_slots WHERE slot_type = 'physical'";
+        let rows = timed(STEP, SQL_TIMEOUT, client.query(sql, &[])).await?;
+        let existing: Vec<SlotRow> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        let plan = plan_slots(&existing, wanted);
+        for slot in &plan.create {
+            let sql = "SELECT pg_create_physical_replication_slot($1, true)";
+            match timed(STEP, SQL_TIMEOUT, client.execute(sql, &[slot])).await {
+                Ok(_) => tracing::info!(member = %self.settings.name, slot, "replication slot created"),
+                Err(PgError::Sql { error, .. })
+                    if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for slot in &plan.drop {
+            let dropped = timed(
+                STEP,
+                SQL_TIMEOUT,
+                client.execute("SELECT pg_drop_replication_slot($1)", &[slot]),
+            )
+            .await;
+            match dropped {
+                Ok(_) => tracing::info!(member = %self.settings.name, slot, "replication slot dropped"),
+                Err(e) => tracing::debug!(slot, "replication slot not dropped: {e}"),
+            }
+        }
+        for slot in &plan.busy {
+            tracing::debug!(slot, "unwanted replication slot still active: dropped later");
+        }
+        Ok(())
+    }
+
+    /// `CHECKPOINT` within [`CHECKPOINT_TIMEOUT`].
+    pub async fn checkpoint(&self) -> Result<(), PgError> {
+        self.checkpoint_within(CHECKPOINT_TIMEOUT).await
+    }
+
+    /// `CHECKPOINT` within `timeout`.
+    pub async fn checkpoint_within(&self, timeout: Duration) -> Result<(), PgError> {
+        let client = self.connect().await?;
+        timed("checkpoint", timeout, client.batch_execute("CHECKPOINT")).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn slot_plans() {
+        let existing: Vec<SlotRow> = vec![
+            ("db2".into(), true, false),
+            ("old".into(), false, false),
+            ("busy_old".into(), true, false),
+            ("pg_basebackup_123".into(), true, true),
+        ];
+        let cases = [
+            (
+                names(&["db2", "db3"]),
+                SlotPlan {
+                    create: names(&["db3"]),
+                    drop: names(&["old"]),
+                    busy: names(&["busy_old"]),
+                },
+            ),
+            (
+                names(&["db3", "db3"]),
+                SlotPlan {
+                    create: names(&["db3"]),
+                    drop: names(&["old"]),
+                    busy: names(&["db2", "busy_old"]),
+                },
+            ),
+            (names(&["db2", "old", "busy_old"]), SlotPlan::default()),
+        ];
+        for (wanted, want) in cases {
+            assert_eq!(plan_slots(&existing, &wanted), want, "{wanted:?}");
+        }
+    }
+}

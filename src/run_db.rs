@@ -1,0 +1,135 @@
+//! The db role's wiring: PostgreSQL settings and the HA loop from the config (secrets read from their files here).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dcs::client::DcsClient;
+use crate::dcs::member::MemberSettings;
+use crate::ha::model::DynamicConfig;
+use crate::ha::runner::{DbNode, DbSettings};
+use crate::ha::wal_service::HaService;
+use crate::postgres::{discover_bin_dir, PgSettings, PgTls, Postgres};
+
+/// A db node ready to start once its DCS member runs.
+pub struct PreparedDb {
+    node: DbNode,
+    ha: HaService,
+}
+
+/// The running HA loop.
+pub struct RunningDb {
+    token: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Builds PostgreSQL settings and the HA loop from a db config.
+pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<PreparedDb> {
+    let pgc = &config.postgresql;
+    let bin_dir = discover_bin_dir(pgc.bin_dir.as_deref())?;
+    let (listen_host, port) = config.pg_listen();
+    let (pg_host, pg_port) = config.pg_connect_address();
+    let mut ps = PgSettings::new(
+        &config.node.name,
+        &bin_dir,
+        &config.pg_data_dir(),
+        &config.node.data_dir.join("run"),
+        port,
+    );
+    ps.listen_host = listen_host;
+    ps.os_user = pgc.os_user.clone();
+    ps.superuser = pgc.superuser.clone();
+    ps.replication_user = pgc.replication_user.clone();
+    if let Some(path) = &pgc.superuser_password_file {
+        ps.superuser_password = Some(Config::read_secret("postgresql.superuser_password_file", path)?);
+    }
+    if let Some(path) = &pgc.replication_password_file {
+        ps.replication_password = Some(Config::read_secret("postgresql.replication_password_file", path)?);
+    }
+    ps.parameters = pgc.parameters.clone();
+    ps.hba = pgc.pg_hba.clone();
+    if pgc.tls && !config.tls.plaintext {
+        if let (Some(ca), Some(cert), Some(key)) = (&config.tls.ca, &config.tls.cert, &config.tls.key) {
+            ps.tls = Some(PgTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            });
+        }
+    }
+    let pg = Arc::new(Postgres::new(ps).context("preparing PostgreSQL")?);
+    let h = &config.ha;
+    let settings = DbSettings {
+        cluster: config.cluster.name.clone(),
+        name: config.node.name.clone(),
+        api_addr: member.advertise.clone(),
+        pg_host,
+        pg_port,
+        nofailover: h.nofailover,
+        failover_priority: h.failover_priority,
+        noloadbalance: h.noloadbalance,
+        tags: h.tags.clone(),
+        bootstrap_config: DynamicConfig {
+            ttl_ms: h.ttl_ms,
+            loop_wait_ms: h.loop_wait_ms,
+            maximum_lag_on_failover: h.maximum_lag_on_failover,
+            primary_start_timeout_ms: h.primary_start_timeout_ms,
+            paused: false,
+        },
+        rewind_fallback_reinit: pgc.rewind_fallback_reinit,
+        allow_wipe_foreign_data: pgc.allow_wipe_foreign_data,
+        start_timeout: Duration::from_millis(pgc.start_timeout_ms),
+        fence_file: config.node.data_dir.join("fence.deadline"),
+        exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("pgha")),
+    };
+    // Our own member first: it answers even when a peer is slow; the others are the failover path.
+    let mut endpoints = vec![member.advertise.clone()];
+    endpoints.extend(
+        member
+            .peers
+            .iter()
+            .filter(|(n, _)| *n != member.name)
+            .map(|(_, a)| a.clone()),
+    );
+    let tls = member.tls.as_ref().map(|t| t.client.clone());
+    let dcs = Arc::new(DcsClient::new(endpoints, tls, member.request_timeout)?);
+    let ha = HaService {
+        pg: pg.clone(),
+        name: settings.name.clone(),
+        nofailover: settings.nofailover,
+        failover_priority: settings.failover_priority,
+    };
+    Ok(PreparedDb {
+        node: DbNode::new(settings, dcs, pg),
+        ha,
+    })
+}
+
+impl PreparedDb {
+    /// The gRPC `Ha` service to serve beside the DCS member.
+    pub fn ha_service(&self) -> HaService {
+        self.ha.clone()
+    }
+
+    /// Starts the HA loop.
+    pub fn spawn(self) -> RunningDb {
+        let token = CancellationToken::new();
+        let task = tokio::spawn(self.node.run(token.clone()));
+        RunningDb { token, task }
+    }
+}
+
+impl RunningDb {
+    /// Stops the loop with a clean handover (primary: checkpoint, stop, release the leader key).
+    pub async fn stop(self) {
+        self.token.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!("HA loop ended abnormally: {e}");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The db role on real PostgreSQL 15 processes: bootstrap, failover, rejoin, fencing, crash restart, handover.
+
+mod common;
+#[path = "common/probe.rs"]
+mod probe;
+
+use std::time::{Duration, Instant};
+
+use pgha::config::Role;
+use pgha::local::{Layout, LocalCluster};
+
+/// Fast HA timing for tests (the defaults are already a 2 s TTL).
+const HA: &str = "[ha]\nttl_ms = 2000\nloop_wait_ms = 250\n";
+const READY: Duration = Duration::from_secs(120);
+
+fn pg_available() -> bool {
+    pgha::postgres::discover_bin_dir(None).is_ok()
+}
+
+fn start(members: usize, extra: &str) -> LocalCluster {
+    pgha::tls::install_crypto_provider();
+    let layout = Layout {
+        extra_dcs: String::new(),
+        extra_toml: format!("{HA}{extra}"),
+    };
+    let mut cluster =
+        LocalCluster::create_with(&common::exe(), None, members, Role::Db, false, layout).expect("laying out");
+    cluster.start_all().expect("starting");
+    cluster
+}
+
+fn index_of(cluster: &LocalCluster, name: &str) -> usize {
+    cluster
+        .nodes
+        .iter()
+        .position(|n| n.name == name)
+        .expect("a node of that name")
+}
+
+fn port(cluster: &LocalCluster, i: usize) -> u16 {
+    cluster.nodes[i].pg_port.expect("db nodes have a PostgreSQL port")
+}
+
+async fn wait_row_everywhere(cluster: &LocalCluster, password: &str, id: i64) {
+    for i in 0..cluster.nodes.len() {
+        let p = port(cluster, i);
+        common::wait_for(Duration::from_secs(30), "the row to replicate", || async {
+            probe::probe_ids(p, password).await.filter(|ids| ids.contains(&id))
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_failover_and_rejoin() {
+    if !pg_available() {
+        eprintln!("skipped: PostgreSQL binaries not found");
+        return;
+    }
+    let mut cluster = start(3, "");
+    let leader = cluster
+        .wait_pg_cluster(2, READY)
+        .await
+        .expect("a primary and two streaming replicas");
+    let pw = probe::password(&cluster.dir);
+    let li = index_of(&cluster, &leader);
+    probe::exec(port(&cluster, li), &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
+        .await
+        .expect("create table");
+    probe::exec(port(&cluster, li), &pw, "INSERT INTO probe VALUES (0)")
+        .await
+        .expect("insert");
+    wait_row_everywhere(&cluster, &pw, 0).await;
+
+    // SIGKILL the primary's pgha and its postgres under a continuous writer.
+    let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
+    let writer = probe::Writer::start(ports.clone(), pw.clone());
+    common::wait_for(Duration::from_secs(20), "writes before the fault", || async {
+        (writer.count() >= 20).then_some(())
+    })
+    .await;
+    let old_timeline = probe_timeline(port(&cluster, li), &pw).await;
+    cluster.kill(li);
+    cluster.signal_postgres(li, libc::SIGKILL);
+    let before = writer.count();
+    common::wait_for(Duration::from_secs(60), "writes after the failover", || async {
+        (writer.count() >= before + 20).then_some(())
+    })
+    .await;
+    let new_leader = cluster.wait_pg_cluster(1, READY).await.expect("a new primary");
+    assert_ne!(new_leader, leader, "a replica was promoted");
+    let ni = index_of(&cluster, &new_leader);
+    assert!(
+        probe_timeline(port(&cluster, ni), &pw).await > old_timeline,
+        "the new primary is on a new timeline"
+    );
+
+    // The old node comes back as a streaming replica on the new timeline.
+    cluster.stop_postgres(li);
+    cluster.start(li).expect("restarting the old primary's pgha");
+    cluster
+        .wait_pg_cluster(2, READY)
+        .await
+        .expect("the old primary rejoined as a streaming replica");
+    let acked = writer.stop().await;
+    let gap = probe::max_gap(&acked);
+    eprintln!("write gap across the failover: {gap:?}");
+    assert!(gap < Duration::from_secs(30), "bounded write gap, was {gap:?}");
+    assert_eq!(
+        probe::in_recovery(port(&cluster, li), &pw).await,
+        Some(true),
+        "old primary is a replica now"
+    );
+    let last = acked.last().expect("acks").0;
+    wait_row_everywhere(&cluster, &pw, last).await;
+}
+
+async fn probe_timeline(port: u16, password: &str) -> u32 {
+    let client = probe::connect(port, password).await.expect("connect");
+    let row = client
+        .query_one(
+            "SELECT ('x'||substr(pg_walfile_name(pg_current_wal_lsn()),1,8))::bit(32)::int",
+            &[],
+        )
+        .await
+        .expect("timeline");
+    row.get::<_, i32>(0) as u32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_restarts_in_place() {
+    if !pg_available() {
+        eprintln!("skipped: PostgreSQL binaries not found");
+        return;
+    }
+    let cluster = start(3, "");
+    let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
+    let li = index_of(&cluster, &leader);
+    let pw = probe::password(&cluster.dir);
+    let old_pid = cluster.postmaster_pid(li).expect("postmaster pid");
+    cluster.signal_postgres(li, libc::SIGKILL);
+    common::wait_for(Duration::from_secs(60), "postgres restarted in place", || async {
+        cluster.postmaster_pid(li).filter(|p| *p != old_pid)
+    })
+    .await;
+    let still = cluster.wait_pg_cluster(0, READY).await.expect("a leader");
+    assert_eq!(still, leader, "no failover for a postgres crash that restarts in place");
+    assert_eq!(
+        probe::in_recovery(port(&cluster, li), &pw).await,
+        Some(false),
+        "still the primary"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_primary_is_fenced_and_never_overlaps() {
+    if !pg_available() {
+        eprintln!("skipped: PostgreSQL binaries not found");
+        return;
+    }
+    let cluster = start(3, "");
+    let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
+    let li = index_of(&cluster, &leader);
+    let pw = probe::password(&cluster.dir);
+    probe::exec(port(&cluster, li), &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
+        .await
+        .expect("table");
+    let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
+
+    cluster.signal(li, libc::SIGSTOP);
+    let frozen_at = Instant::now();
+    let mut max_writable = 0usize;
+    let mut seen_other_primary = false;
+    let mut id = 1_000_000i64;
+    // Poll every node for writability throughout: ttl (2 s) + promotion, then a while more.
+    while frozen_at.elapsed() < Duration::from_secs(12) {
+        let mut writable = 0;
+        for (i, p) in ports.iter().enumerate() {
+            id += 1;
+            if probe::exec(*p, &pw, &format!("INSERT INTO probe VALUES ({id})"))
+                .await
+                .is_some()
+            {
+                writable += 1;
+                if i != li {
+                    seen_other_primary = true;
+                }
+            }
+        }
+        max_writable = max_writable.max(writable);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.signal(li, libc::SIGCONT);
+    assert!(max_writable <= 1, "two writable primaries at once ({max_writable})");
+    assert!(
+        seen_other_primary,
+        "a replica was promoted while the primary's pgha was frozen"
+    );
+    common::wait_for(
+        Duration::from_secs(90),
+        "the frozen node to rejoin as a replica",
+        || async { (probe::in_recovery(ports[li], &pw).await == Some(true)).then_some(()) },
+    )
+    .await;
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_over_and_nofailover_is_respected() {
+    if !pg_available() {
+        eprintln!("skipped: PostgreSQL binaries not found");
+        return;
+    }
+    let mut cluster = start(3, "");
+    let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
+    let li = index_of(&cluster, &leader);
+    let started = Instant::now();
+    cluster.stop(li, Duration::from_secs(30));
+    let next = cluster
+        .wait_pg_cluster(1, READY)
+        .await
+        .expect("a new leader after SIGTERM");
+    eprintln!("handover after SIGTERM: {:?}", started.elapsed());
+    assert_ne!(next, leader);
+    drop(cluster);
+}
