@@ -253,6 +253,9 @@ pub struct DemoArgs {
     /// Run without TLS (default: a CA and certificates are made and every connection is mutual TLS).
     #[arg(long)]
     pub plaintext: bool,
+    /// Only DCS members (witness role), no PostgreSQL.
+    #[arg(long)]
+    pub witness: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::cli::DemoArgs;
 use crate::config::{LogFormat, Role};
-use crate::local::LocalCluster;
+use crate::local::{Layout, LocalCluster};
 
 /// Runs the demo until SIGINT/SIGTERM, then stops every node and returns.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -15,44 +15,70 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         anyhow::bail!("--members must be between 1 and 9 (got {})", args.members);
     }
     let exe = std::env::current_exe().context("locating the pgha binary")?;
-    let mut cluster = LocalCluster::create(
-        &exe,
-        args.dir.as_deref(),
-        args.members,
-        Role::Witness,
-        !args.plaintext,
-        "",
-    )?;
+    let role = if args.witness { Role::Witness } else { Role::Db };
+    let dir = args.dir.as_deref();
+    let mut cluster = LocalCluster::create_with(&exe, dir, args.members, role, !args.plaintext, Layout::default())?;
     println!(
-        "pgha demo: {} DCS members under {}",
+        "pgha demo: {} {role} nodes under {}",
         args.members,
         cluster.dir.display()
     );
     cluster.start_all()?;
-    let leader = cluster
-        .wait_leader(Duration::from_secs(30))
-        .await
-        .context("waiting for the DCS to elect a leader")?;
+    let leader = match role {
+        Role::Db => {
+            println!("bootstrapping PostgreSQL (initdb on one node, pg_basebackup on the others)...");
+            let name = cluster
+                .wait_pg_cluster(args.members - 1, Duration::from_secs(180))
+                .await
+                .context("waiting for a primary and streaming replicas")?;
+            cluster.nodes.iter().position(|n| n.name == name).unwrap_or(0)
+        }
+        _ => cluster
+            .wait_leader(Duration::from_secs(30))
+            .await
+            .context("waiting for the DCS to elect a leader")?,
+    };
     let ctl = cluster.write_ctl_config()?;
     let manifest = cluster.write_manifest()?;
     println!(
-        "ready: Raft leader is {} ({})",
+        "ready: leader is {} ({})",
         cluster.nodes[leader].name, cluster.nodes[leader].dcs_addr
     );
     for node in &cluster.nodes {
+        let pg = node
+            .pg_port
+            .map(|p| format!("  postgres 127.0.0.1:{p}"))
+            .unwrap_or_default();
+        let pid = node.pid.unwrap_or(0);
         println!(
-            "  {:<6} pid {:<8} grpc {}  log {}",
+            "  {:<6} pid {pid:<8} grpc {}{pg}  log {}",
             node.name,
-            node.pid.unwrap_or(0),
             node.dcs_addr,
             node.log.display()
         );
     }
-    println!("try:   {} ctl -c {} members", exe.display(), ctl.display());
-    println!("       {} ctl -c {} dcs put /hello world", exe.display(), ctl.display());
+    if role == Role::Db {
+        let hosts = vec!["127.0.0.1"; cluster.nodes.len()].join(",");
+        let ports: Vec<String> = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| n.pg_port.map(|p| p.to_string()))
+            .collect();
+        let ports = ports.join(",");
+        let password = cluster.dir.join("secrets/superuser");
+        for (what, attrs) in [("primary", "read-write"), ("replicas", "standby")] {
+            println!(
+                "psql ({what}): PGPASSWORD=$(cat {}) psql \"host={hosts} port={ports} user=postgres dbname=postgres \
+                 target_session_attrs={attrs}\"",
+                password.display()
+            );
+        }
+        println!("try:   {} ctl -c {} list", exe.display(), ctl.display());
+    }
+    println!("       {} ctl -c {} members", exe.display(), ctl.display());
     println!("nodes: {}   (Ctrl-C stops everything)", manifest.display());
     crate::run::wait_for_stop_signal().await?;
     println!("stopping the demo cluster");
-    cluster.stop_all(Duration::from_secs(5));
+    cluster.stop_all(Duration::from_secs(10));
     Ok(())
 }

@@ -235,6 +235,10 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
 
 fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
     match view.initialize.as_deref() {
+        None if local.nofailover => d(
+            Action::Wait,
+            "no cluster yet, and a nofailover member never bootstraps it",
+        ),
         None => d(Action::Initialize, "no cluster yet: racing to initialize it"),
         Some(init) if init == format!("pending:{}", local.name) => d(Action::Initialize, "resuming our bootstrap"),
         Some(init) if init.starts_with("pending:") => d(

@@ -109,6 +109,14 @@ fn decide_table() {
         fresh.clone(),
         Action::Initialize,
     );
+    let mut fresh_nofailover = fresh.clone();
+    fresh_nofailover.nofailover = true;
+    c(
+        "nofailover member never bootstraps",
+        empty.clone(),
+        fresh_nofailover,
+        Action::Wait,
+    );
     let mut pending_other = empty.clone();
     pending_other.initialize = Some("pending:db2".into());
     c("someone else bootstraps", pending_other, fresh.clone(), Action::Wait);
