@@ -264,6 +264,36 @@ pub struct DemoArgs {
 pub enum BenchCommand {
     /// DCS latency, throughput, leader-loss recovery and keepalive footprint on a local 3-member cluster.
     Dcs(BenchDcsArgs),
+    /// Failover write gap and lost acknowledged writes on a local 3-node PostgreSQL cluster.
+    Failover(BenchFailoverArgs),
+}
+
+/// A fault injected by `bench failover`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// SIGKILL the primary's pgha and PostgreSQL.
+    PrimaryCrash,
+    /// SIGKILL only PostgreSQL on the primary (pgha restarts it in place).
+    PostgresCrash,
+    /// SIGTERM the primary's pgha (clean handover).
+    Sigterm,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFailoverArgs {
+    /// Scenarios to run (repeatable; default: all).
+    #[arg(long, value_enum)]
+    pub scenario: Vec<Scenario>,
+    /// Runs per scenario.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Keep the cluster's files in this directory (default: a temporary one).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -74,7 +74,7 @@ async fn bootstrap_failover_and_rejoin() {
 
     // SIGKILL the primary's pgha and its postgres under a continuous writer.
     let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
-    let writer = probe::Writer::start(ports.clone(), pw.clone());
+    let writer = probe::writer(&ports, &pw);
     common::wait_for(Duration::from_secs(20), "writes before the fault", || async {
         (writer.count() >= 20).then_some(())
     })
@@ -222,7 +222,7 @@ async fn sigterm_hands_over_without_waiting_for_the_ttl() {
         .await
         .expect("table");
     let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
-    let writer = probe::Writer::start(ports.clone(), pw.clone());
+    let writer = probe::writer(&ports, &pw);
     common::wait_for(Duration::from_secs(20), "writes before the stop", || async {
         (writer.count() >= 20).then_some(())
     })

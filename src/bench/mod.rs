@@ -1,6 +1,8 @@
 //! `pgha bench`: benchmarks users run themselves.
 
 pub mod dcs;
+pub mod failover;
+pub mod probe;
 pub mod stats;
 
 use crate::cli::BenchCommand;
@@ -9,5 +11,6 @@ use crate::cli::BenchCommand;
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Dcs(args) => dcs::run(args).await,
+        BenchCommand::Failover(args) => failover::run(args).await,
     }
 }

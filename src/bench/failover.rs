@@ -1,0 +1,177 @@
+//! `pgha bench failover`: write gap, leader change and lost acknowledged writes across faults on a local
+//! three-node cluster of real pgha + PostgreSQL processes (loopback; the six-host network version is separate).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::probe::{lost, max_gap, Target, Writer};
+use super::stats::{rss_bytes, summarize, Summary};
+use crate::cli::{BenchFailoverArgs, Scenario};
+use crate::config::{LogFormat, Role};
+use crate::local::{Layout, LocalCluster};
+
+const READY: Duration = Duration::from_secs(180);
+const TABLE: &str = "pgha_bench_probe";
+
+/// One fault and what the writer saw.
+#[derive(Debug, Serialize)]
+pub struct RunResult {
+    pub scenario: Scenario,
+    pub write_gap_ms: f64,
+    pub old_leader: String,
+    pub new_leader: String,
+    pub acknowledged: usize,
+    pub lost_acknowledged: usize,
+}
+
+/// Per-scenario summary.
+#[derive(Debug, Serialize)]
+pub struct ScenarioSummary {
+    pub scenario: Scenario,
+    pub write_gap: Summary,
+    pub lost_acknowledged: usize,
+    pub leader_changes: usize,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct FailoverReport {
+    pub runs: Vec<RunResult>,
+    pub summary: Vec<ScenarioSummary>,
+    pub idle_rss_bytes: Vec<u64>,
+}
+
+fn index_of(cluster: &LocalCluster, name: &str) -> usize {
+    cluster.nodes.iter().position(|n| n.name == name).unwrap_or(0)
+}
+
+async fn wait_writes(writer: &Writer, at_least: usize, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while writer.count() < at_least {
+        anyhow::ensure!(Instant::now() < deadline, "no {what} within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn one_run(cluster: &mut LocalCluster, target: &Target, scenario: Scenario, first_id: i64) -> anyhow::Result<RunResult> {
+    let old_leader = cluster.wait_pg_cluster(2, READY).await?;
+    let li = index_of(cluster, &old_leader);
+    let writer = Writer::start(target.clone(), TABLE, first_id);
+    wait_writes(&writer, 25, "writes before the fault").await?;
+    match scenario {
+        Scenario::PrimaryCrash => {
+            cluster.kill(li);
+            cluster.signal_postgres(li, libc::SIGKILL);
+        }
+        Scenario::PostgresCrash => {
+            cluster.signal_postgres(li, libc::SIGKILL);
+        }
+        Scenario::Sigterm => cluster.signal(li, libc::SIGTERM),
+    }
+    let before = writer.count();
+    wait_writes(&writer, before + 25, "writes after the fault").await?;
+    let acked = writer.stop().await;
+    let new_leader = cluster.wait_pg_cluster(0, READY).await?;
+    let primary = target.primary().await.context("connecting to the new primary")?;
+    let rows = primary.query(&format!("SELECT id FROM {TABLE} ORDER BY id"), &[]).await?;
+    let present: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    // Bring the faulted node back for the next run.
+    match scenario {
+        Scenario::PrimaryCrash => {
+            cluster.stop_postgres(li);
+            cluster.start(li)?;
+        }
+        Scenario::Sigterm => {
+            cluster.stop(li, Duration::from_secs(30));
+            cluster.start(li)?;
+        }
+        Scenario::PostgresCrash => {}
+    }
+    Ok(RunResult {
+        scenario,
+        write_gap_ms: max_gap(&acked).as_secs_f64() * 1000.0,
+        old_leader,
+        new_leader,
+        acknowledged: acked.len(),
+        lost_acknowledged: lost(&acked, &present).len(),
+    })
+}
+
+/// Runs the benchmark and prints a table (and JSON when asked).
+pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
+    crate::logging::init(LogFormat::Human, "warn");
+    let exe = std::env::current_exe().context("locating the pgha binary")?;
+    let mut cluster = LocalCluster::create_with(&exe, args.dir.as_deref(), 3, Role::Db, false, Layout::default())?;
+    cluster.start_all()?;
+    cluster.wait_pg_cluster(2, READY).await.context("bootstrapping the cluster")?;
+    let password = std::fs::read_to_string(cluster.dir.join("secrets/superuser"))?.trim().to_string();
+    let nodes = cluster.nodes.iter().filter_map(|n| n.pg_port.map(|p| ("127.0.0.1".to_string(), p))).collect();
+    let target = Target { nodes, user: "postgres".into(), password };
+    let primary = target.primary().await.context("connecting to the primary")?;
+    primary.execute(&format!("CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY)"), &[]).await?;
+    // Idle footprint, after a few quiet loops.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_rss_bytes = cluster.nodes.iter().map(|n| n.pid.and_then(rss_bytes).unwrap_or(0)).collect();
+
+    let scenarios = if args.scenario.is_empty() {
+        vec![Scenario::PrimaryCrash, Scenario::Sigterm, Scenario::PostgresCrash]
+    } else {
+        args.scenario.clone()
+    };
+    let mut runs = Vec::new();
+    let mut next_id = 1;
+    for scenario in &scenarios {
+        for i in 0..args.runs {
+            eprintln!("{scenario:?} run {}/{}...", i + 1, args.runs);
+            let result = one_run(&mut cluster, &target, *scenario, next_id).await?;
+            next_id += 1_000_000;
+            eprintln!("  gap {:.0} ms, {} -> {}, lost {}", result.write_gap_ms, result.old_leader, result.new_leader, result.lost_acknowledged);
+            runs.push(result);
+        }
+    }
+    let summary = scenarios
+        .iter()
+        .filter_map(|s| {
+            let of: Vec<&RunResult> = runs.iter().filter(|r| r.scenario == *s).collect();
+            let gaps: Vec<Duration> = of.iter().map(|r| Duration::from_secs_f64(r.write_gap_ms / 1000.0)).collect();
+            Some(ScenarioSummary {
+                scenario: *s,
+                write_gap: summarize(&gaps)?,
+                lost_acknowledged: of.iter().map(|r| r.lost_acknowledged).sum(),
+                leader_changes: of.iter().filter(|r| r.old_leader != r.new_leader).count(),
+            })
+        })
+        .collect();
+    let report = FailoverReport { runs, summary, idle_rss_bytes };
+    print_report(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    cluster.stop_all(Duration::from_secs(10));
+    Ok(())
+}
+
+fn print_report(r: &FailoverReport) {
+    let rows: Vec<Vec<String>> = r
+        .summary
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{:?}", s.scenario),
+                s.write_gap.count.to_string(),
+                format!("{:.0}", s.write_gap.p50_ms),
+                format!("{:.0}", s.write_gap.p95_ms),
+                format!("{:.0}", s.write_gap.max_ms),
+                s.leader_changes.to_string(),
+                s.lost_acknowledged.to_string(),
+            ]
+        })
+        .collect();
+    let headers = ["scenario", "runs", "gap p50 ms", "gap p95 ms", "gap max ms", "leader changes", "lost acked"];
+    println!("{}", crate::ctl::output::table(&headers, &rows));
+    let mb: Vec<String> = r.idle_rss_bytes.iter().map(|b| format!("{:.1}", *b as f64 / 1_048_576.0)).collect();
+    println!("idle RSS of each db-role pgha (MB): {}", mb.join(" / "));
+}
