@@ -71,6 +71,8 @@ pub struct Layout {
     pub extra_dcs: String,
     /// Appended at the end of the config (e.g. `[ha]` timing or `[postgresql.parameters]` for db nodes).
     pub extra_toml: String,
+    /// Start nodes with `PGHA_FAULT_INJECTION=1` so tests can partition them ([`LocalCluster::partition`]).
+    pub fault_injection: bool,
 }
 
 /// Reserves `n` distinct free ports on 127.0.0.1 (held together so they differ, then released for the children).
@@ -98,7 +100,7 @@ impl LocalCluster {
     ) -> Result<LocalCluster, LocalError> {
         let layout = Layout {
             extra_dcs: extra_dcs.to_string(),
-            extra_toml: String::new(),
+            ..Layout::default()
         };
         LocalCluster::create_with(exe, dir, members, role, tls, layout)
     }
@@ -174,7 +176,11 @@ impl LocalCluster {
             .open(&node.log)
             .map_err(io("opening the node log"))?;
         let err_log = log.try_clone().map_err(io("opening the node log"))?;
-        let child = Command::new(&node.argv[0])
+        let mut command = Command::new(&node.argv[0]);
+        if self.layout.fault_injection {
+            command.env("PGHA_FAULT_INJECTION", "1");
+        }
+        let child = command
             .args(&node.argv[1..])
             .stdin(Stdio::null())
             .stdout(log)
@@ -470,6 +476,18 @@ fn tls_section(tls: bool, certs: &Path, name: &str) -> String {
 }
 
 impl LocalCluster {
+    /// Cuts node `i` off from its peers (needs [`Layout::fault_injection`]).
+    pub fn partition(&self, i: usize) -> Result<(), LocalError> {
+        let file = self.nodes[i].data_dir.join("fault.partition");
+        fs::write(&file, b"partitioned by a test\n").map_err(io(format!("writing {}", file.display())))
+    }
+
+    /// Ends the partition of node `i`.
+    pub fn heal(&self, i: usize) -> Result<(), LocalError> {
+        let file = self.nodes[i].data_dir.join("fault.partition");
+        fs::remove_file(&file).map_err(io(format!("removing {}", file.display())))
+    }
+
     /// PID of node `i`'s postmaster, if it runs.
     pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
         self.nodes[i].pg_data.as_deref().and_then(postmaster_pid)

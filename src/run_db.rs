@@ -97,12 +97,15 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
             .map(|(_, a)| a.clone()),
     );
     let tls = member.tls.as_ref().map(|t| t.client.clone());
-    let dcs = Arc::new(DcsClient::new(endpoints, tls, member.request_timeout)?);
+    let fault = crate::dcs::fault::FaultSwitch::from_env(&member.data_dir);
+    let client = DcsClient::new(endpoints, tls, member.request_timeout)?;
+    let dcs = Arc::new(client.with_fault(fault.clone(), member.advertise.clone()));
     let ha = HaService {
         pg: pg.clone(),
         name: settings.name.clone(),
         nofailover: settings.nofailover,
         failover_priority: settings.failover_priority,
+        fault,
     };
     Ok(PreparedDb {
         node: DbNode::new(settings, dcs, pg),

@@ -1,6 +1,8 @@
 //! The db role on real PostgreSQL 15 processes: bootstrap, failover, rejoin, fencing, crash restart, handover.
 
 mod common;
+#[path = "common/db.rs"]
+mod db;
 #[path = "common/probe.rs"]
 mod probe;
 
@@ -9,37 +11,7 @@ use std::time::{Duration, Instant};
 use pgha::config::Role;
 use pgha::local::{Layout, LocalCluster};
 
-/// Fast HA timing for tests (the defaults are already a 2 s TTL).
-const HA: &str = "[ha]\nttl_ms = 2000\nloop_wait_ms = 250\n";
-const READY: Duration = Duration::from_secs(120);
-
-fn pg_available() -> bool {
-    pgha::postgres::discover_bin_dir(None).is_ok()
-}
-
-fn start(members: usize, extra: &str) -> LocalCluster {
-    pgha::tls::install_crypto_provider();
-    let layout = Layout {
-        extra_dcs: String::new(),
-        extra_toml: format!("{HA}{extra}"),
-    };
-    let mut cluster =
-        LocalCluster::create_with(&common::exe(), None, members, Role::Db, false, layout).expect("laying out");
-    cluster.start_all().expect("starting");
-    cluster
-}
-
-fn index_of(cluster: &LocalCluster, name: &str) -> usize {
-    cluster
-        .nodes
-        .iter()
-        .position(|n| n.name == name)
-        .expect("a node of that name")
-}
-
-fn port(cluster: &LocalCluster, i: usize) -> u16 {
-    cluster.nodes[i].pg_port.expect("db nodes have a PostgreSQL port")
-}
+use db::{index_of, pg_available, port, start, HA, READY};
 
 async fn wait_row_everywhere(cluster: &LocalCluster, password: &str, id: i64) {
     for i in 0..cluster.nodes.len() {
@@ -266,8 +238,8 @@ async fn nofailover_members_are_never_promoted() {
     }
     pgha::tls::install_crypto_provider();
     let layout = Layout {
-        extra_dcs: String::new(),
         extra_toml: HA.to_string(),
+        ..Layout::default()
     };
     let mut cluster = LocalCluster::create_with(&common::exe(), None, 3, Role::Db, false, layout).expect("layout");
     // node2 and node3 may never be promoted (nor bootstrap): node1 is the only candidate.

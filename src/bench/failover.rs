@@ -56,7 +56,12 @@ async fn wait_writes(writer: &Writer, at_least: usize, what: &str) -> anyhow::Re
     Ok(())
 }
 
-async fn one_run(cluster: &mut LocalCluster, target: &Target, scenario: Scenario, first_id: i64) -> anyhow::Result<RunResult> {
+async fn one_run(
+    cluster: &mut LocalCluster,
+    target: &Target,
+    scenario: Scenario,
+    first_id: i64,
+) -> anyhow::Result<RunResult> {
     let old_leader = cluster.wait_pg_cluster(2, READY).await?;
     let li = index_of(cluster, &old_leader);
     let writer = Writer::start(target.clone(), TABLE, first_id);
@@ -76,7 +81,9 @@ async fn one_run(cluster: &mut LocalCluster, target: &Target, scenario: Scenario
     let acked = writer.stop().await;
     let new_leader = cluster.wait_pg_cluster(0, READY).await?;
     let primary = target.primary().await.context("connecting to the new primary")?;
-    let rows = primary.query(&format!("SELECT id FROM {TABLE} ORDER BY id"), &[]).await?;
+    let rows = primary
+        .query(&format!("SELECT id FROM {TABLE} ORDER BY id"), &[])
+        .await?;
     let present: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     // Bring the faulted node back for the next run.
     match scenario {
@@ -106,15 +113,37 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the pgha binary")?;
     let mut cluster = LocalCluster::create_with(&exe, args.dir.as_deref(), 3, Role::Db, false, Layout::default())?;
     cluster.start_all()?;
-    cluster.wait_pg_cluster(2, READY).await.context("bootstrapping the cluster")?;
-    let password = std::fs::read_to_string(cluster.dir.join("secrets/superuser"))?.trim().to_string();
-    let nodes = cluster.nodes.iter().filter_map(|n| n.pg_port.map(|p| ("127.0.0.1".to_string(), p))).collect();
-    let target = Target { nodes, user: "postgres".into(), password };
+    cluster
+        .wait_pg_cluster(2, READY)
+        .await
+        .context("bootstrapping the cluster")?;
+    let password = std::fs::read_to_string(cluster.dir.join("secrets/superuser"))?
+        .trim()
+        .to_string();
+    let nodes = cluster
+        .nodes
+        .iter()
+        .filter_map(|n| n.pg_port.map(|p| ("127.0.0.1".to_string(), p)))
+        .collect();
+    let target = Target {
+        nodes,
+        user: "postgres".into(),
+        password,
+    };
     let primary = target.primary().await.context("connecting to the primary")?;
-    primary.execute(&format!("CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY)"), &[]).await?;
+    primary
+        .execute(
+            &format!("CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY)"),
+            &[],
+        )
+        .await?;
     // Idle footprint, after a few quiet loops.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle_rss_bytes = cluster.nodes.iter().map(|n| n.pid.and_then(rss_bytes).unwrap_or(0)).collect();
+    let idle_rss_bytes = cluster
+        .nodes
+        .iter()
+        .map(|n| n.pid.and_then(rss_bytes).unwrap_or(0))
+        .collect();
 
     let scenarios = if args.scenario.is_empty() {
         vec![Scenario::PrimaryCrash, Scenario::Sigterm, Scenario::PostgresCrash]
@@ -128,7 +157,10 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
             eprintln!("{scenario:?} run {}/{}...", i + 1, args.runs);
             let result = one_run(&mut cluster, &target, *scenario, next_id).await?;
             next_id += 1_000_000;
-            eprintln!("  gap {:.0} ms, {} -> {}, lost {}", result.write_gap_ms, result.old_leader, result.new_leader, result.lost_acknowledged);
+            eprintln!(
+                "  gap {:.0} ms, {} -> {}, lost {}",
+                result.write_gap_ms, result.old_leader, result.new_leader, result.lost_acknowledged
+            );
             runs.push(result);
         }
     }
@@ -136,7 +168,10 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
         .iter()
         .filter_map(|s| {
             let of: Vec<&RunResult> = runs.iter().filter(|r| r.scenario == *s).collect();
-            let gaps: Vec<Duration> = of.iter().map(|r| Duration::from_secs_f64(r.write_gap_ms / 1000.0)).collect();
+            let gaps: Vec<Duration> = of
+                .iter()
+                .map(|r| Duration::from_secs_f64(r.write_gap_ms / 1000.0))
+                .collect();
             Some(ScenarioSummary {
                 scenario: *s,
                 write_gap: summarize(&gaps)?,
@@ -145,10 +180,15 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let report = FailoverReport { runs, summary, idle_rss_bytes };
+    let report = FailoverReport {
+        runs,
+        summary,
+        idle_rss_bytes,
+    };
     print_report(&report);
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     cluster.stop_all(Duration::from_secs(10));
     Ok(())
@@ -170,8 +210,20 @@ fn print_report(r: &FailoverReport) {
             ]
         })
         .collect();
-    let headers = ["scenario", "runs", "gap p50 ms", "gap p95 ms", "gap max ms", "leader changes", "lost acked"];
+    let headers = [
+        "scenario",
+        "runs",
+        "gap p50 ms",
+        "gap p95 ms",
+        "gap max ms",
+        "leader changes",
+        "lost acked",
+    ];
     println!("{}", crate::ctl::output::table(&headers, &rows));
-    let mb: Vec<String> = r.idle_rss_bytes.iter().map(|b| format!("{:.1}", *b as f64 / 1_048_576.0)).collect();
+    let mb: Vec<String> = r
+        .idle_rss_bytes
+        .iter()
+        .map(|b| format!("{:.1}", *b as f64 / 1_048_576.0))
+        .collect();
     println!("idle RSS of each db-role pgha (MB): {}", mb.join(" / "));
 }

@@ -22,7 +22,10 @@ impl Target {
         for (host, port) in &self.nodes {
             config.host(host).port(*port);
         }
-        config.user(&self.user).password(self.password.as_str()).dbname("postgres");
+        config
+            .user(&self.user)
+            .password(self.password.as_str())
+            .dbname("postgres");
         config.connect_timeout(Duration::from_millis(300));
         if read_write {
             config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
@@ -32,7 +35,10 @@ impl Target {
 
     /// A connection to the current primary (None if none answers within 2 s).
     pub async fn primary(&self) -> Option<tokio_postgres::Client> {
-        let (client, conn) = tokio::time::timeout(Duration::from_secs(2), self.config(true).connect(NoTls)).await.ok()?.ok()?;
+        let (client, conn) = tokio::time::timeout(Duration::from_secs(2), self.config(true).connect(NoTls))
+            .await
+            .ok()?
+            .ok()?;
         tokio::spawn(conn);
         Some(client)
     }
@@ -94,12 +100,20 @@ impl Writer {
 
 /// Longest pause between two consecutive acknowledged writes.
 pub fn max_gap(acked: &[(i64, Instant)]) -> Duration {
-    acked.windows(2).map(|w| w[1].1.duration_since(w[0].1)).max().unwrap_or_default()
+    acked
+        .windows(2)
+        .map(|w| w[1].1.duration_since(w[0].1))
+        .max()
+        .unwrap_or_default()
 }
 
 /// Acknowledged ids missing from `present` (sorted).
 pub fn lost(acked: &[(i64, Instant)], present: &[i64]) -> Vec<i64> {
-    acked.iter().map(|(id, _)| *id).filter(|id| present.binary_search(id).is_err()).collect()
+    acked
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| present.binary_search(id).is_err())
+        .collect()
 }
 
 #[cfg(test)]
@@ -109,7 +123,11 @@ mod tests {
     #[test]
     fn gap_and_loss() {
         let t0 = Instant::now();
-        let acked = vec![(1, t0), (2, t0 + Duration::from_millis(20)), (4, t0 + Duration::from_millis(1500))];
+        let acked = vec![
+            (1, t0),
+            (2, t0 + Duration::from_millis(20)),
+            (4, t0 + Duration::from_millis(1500)),
+        ];
         assert_eq!(max_gap(&acked), Duration::from_millis(1480));
         assert_eq!(lost(&acked, &[1, 2, 3]), vec![4]);
         assert!(lost(&acked, &[1, 2, 4]).is_empty());

@@ -58,6 +58,8 @@ pub struct DcsClient {
     timeout: Duration,
     current: AtomicUsize,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Test-only partition: while on, only `local` is reachable.
+    fault: Option<(super::fault::FaultSwitch, String)>,
 }
 
 fn retryable(status: &Status) -> bool {
@@ -83,11 +85,24 @@ impl DcsClient {
             timeout,
             current: AtomicUsize::new(0),
             channels: Mutex::new(HashMap::new()),
+            fault: None,
         };
         for addr in &client.endpoints {
             client.channel(addr)?;
         }
         Ok(client)
+    }
+
+    /// Makes the client honour a node's partition switch: while on, only the `local` endpoint answers.
+    pub fn with_fault(mut self, fault: super::fault::FaultSwitch, local: String) -> DcsClient {
+        self.fault = Some((fault, local));
+        self
+    }
+
+    fn cut_off(&self, addr: &str) -> bool {
+        self.fault
+            .as_ref()
+            .is_some_and(|(f, local)| addr != local && f.partitioned())
     }
 
     /// The configured member addresses.
@@ -123,7 +138,11 @@ impl DcsClient {
             let index = self.current.load(Ordering::Relaxed) % self.endpoints.len();
             let addr = &self.endpoints[index];
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let outcome = tokio::time::timeout(remaining, f(self.channel(addr)?)).await;
+            let outcome = if self.cut_off(addr) {
+                Ok(Err(super::fault::partitioned_status()))
+            } else {
+                tokio::time::timeout(remaining, f(self.channel(addr)?)).await
+            };
             match outcome {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(status)) if !retryable(&status) => {

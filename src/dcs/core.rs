@@ -68,6 +68,8 @@ pub struct DcsCore {
     pub tls: Option<ClientTlsConfig>,
     /// Budget of a client request, including leader elections in between.
     pub timeout: Duration,
+    /// Test-only partition switch.
+    pub fault: super::fault::FaultSwitch,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -80,6 +82,7 @@ impl DcsCore {
         cluster: String,
         tls: Option<ClientTlsConfig>,
         timeout: Duration,
+        fault: super::fault::FaultSwitch,
     ) -> DcsCore {
         let node_id = super::types::node_id(&node.name);
         DcsCore {
@@ -90,6 +93,7 @@ impl DcsCore {
             cluster,
             tls,
             timeout,
+            fault,
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -207,6 +211,9 @@ impl DcsCore {
         kind: ForwardKind,
         req: &Req,
     ) -> Result<Forwarded<Resp>, DcsError> {
+        if self.fault.partitioned() {
+            return Err(DcsError::Stopped("fault injection: partitioned".into()));
+        }
         let data = serde_json::to_vec(req).map_err(|e| DcsError::Invalid(e.to_string()))?;
         let mut client = RaftInternalClient::new(self.channel(addr)?);
         let request = tonic::Request::new(RaftBytes { data });

@@ -100,8 +100,10 @@ impl Member {
         let disk: Arc<dyn RaftDisk> = Arc::new(SledDisk::open(&s.data_dir.join("dcs"))?);
         let log_store = LogStore::new(disk.clone());
         let sm = StateMachineStore::open(disk).map_err(|e| MemberError::Storage(e.to_string()))?;
+        let fault = super::fault::FaultSwitch::from_env(&s.data_dir);
         let network = Network {
             tls: s.tls.as_ref().map(|t| t.client.clone()),
+            fault: fault.clone(),
         };
         let id = node_id(&s.name);
         let raft = Raft::new(id, Arc::new(raft_config), network, log_store, sm.clone())
@@ -120,6 +122,7 @@ impl Member {
             s.cluster.clone(),
             client_tls,
             s.request_timeout,
+            fault,
         ));
 
         let listener = TcpListener::bind(&s.listen)

@@ -8,6 +8,7 @@ pub mod client;
 pub mod convert;
 pub mod core;
 pub mod disk;
+pub mod fault;
 pub mod kv;
 pub mod lease_clock;
 pub mod lease_expiry;

@@ -22,6 +22,8 @@ use crate::proto::RaftBytes;
 pub struct Network {
     /// Client TLS for peer connections; None only in explicit plaintext mode.
     pub tls: Option<ClientTlsConfig>,
+    /// Test-only partition switch.
+    pub fault: super::fault::FaultSwitch,
 }
 
 /// A connection to one peer.
@@ -30,6 +32,7 @@ pub struct PeerConnection {
     node: PghaNode,
     channel: Option<Channel>,
     tls: Option<ClientTlsConfig>,
+    fault: super::fault::FaultSwitch,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             node: node.clone(),
             channel: None,
             tls: self.tls.clone(),
+            fault: self.fault.clone(),
         }
     }
 }
@@ -64,6 +68,11 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        if self.fault.partitioned() {
+            return Err(RPCError::Unreachable(Unreachable::new(&WireError(
+                "fault injection: partitioned".into(),
+            ))));
+        }
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let channel = match &self.channel {
             Some(c) => c.clone(),

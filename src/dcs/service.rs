@@ -30,26 +30,41 @@ pub struct RaftService(pub Arc<DcsCore>);
 #[tonic::async_trait]
 impl proto::raft_internal_server::RaftInternal for RaftService {
     async fn append_entries(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
+        if self.0.fault.partitioned() {
+            return Err(super::fault::partitioned_status());
+        }
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req)?;
         encode(&self.0.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
+        if self.0.fault.partitioned() {
+            return Err(super::fault::partitioned_status());
+        }
         let rpc: VoteRequest<u64> = decode(req)?;
         encode(&self.0.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
+        if self.0.fault.partitioned() {
+            return Err(super::fault::partitioned_status());
+        }
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req)?;
         encode(&self.0.raft.install_snapshot(rpc).await)
     }
 
     async fn forward_write(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
+        if self.0.fault.partitioned() {
+            return Err(super::fault::partitioned_status());
+        }
         let cmd: Command = decode(req)?;
         encode(&self.0.write_here(cmd).await)
     }
 
     async fn read_index(&self, _req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
+        if self.0.fault.partitioned() {
+            return Err(super::fault::partitioned_status());
+        }
         encode(&self.0.read_index_here().await)
     }
 }

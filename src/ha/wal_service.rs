@@ -15,6 +15,8 @@ pub struct HaService {
     pub name: String,
     pub nofailover: bool,
     pub failover_priority: i32,
+    /// Test-only partition switch.
+    pub fault: crate::dcs::fault::FaultSwitch,
 }
 
 #[tonic::async_trait]
@@ -23,6 +25,9 @@ impl proto::ha_server::Ha for HaService {
         &self,
         _req: Request<proto::WalPositionRequest>,
     ) -> Result<Response<proto::WalPositionResponse>, Status> {
+        if self.fault.partitioned() {
+            return Err(crate::dcs::fault::partitioned_status());
+        }
         let mut resp = proto::WalPositionResponse {
             name: self.name.clone(),
             nofailover: self.nofailover,

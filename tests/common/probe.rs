@@ -68,6 +68,7 @@ pub async fn probe_ids(port: u16, password: &str) -> Option<Vec<i64>> {
     Some(rows.iter().map(|r| r.get(0)).collect())
 }
 
+#[allow(unused_imports)]
 pub use pgha::bench::probe::{lost, max_gap, Writer};
 
 /// A writer inserting into `probe` through every node (libpq multi-host, read-write target).

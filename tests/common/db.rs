@@ -1,0 +1,42 @@
+//! Helpers of the db-role tests: a local PostgreSQL cluster with fast HA timing and fault injection.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use pgha::config::Role;
+use pgha::local::{Layout, LocalCluster};
+
+use super::common;
+
+/// Fast HA timing for tests (the defaults are already a 2 s TTL).
+pub const HA: &str = "[ha]\nttl_ms = 2000\nloop_wait_ms = 250\n";
+pub const READY: Duration = Duration::from_secs(120);
+
+pub fn pg_available() -> bool {
+    pgha::postgres::discover_bin_dir(None).is_ok()
+}
+
+pub fn start(members: usize, extra: &str) -> LocalCluster {
+    pgha::tls::install_crypto_provider();
+    let layout = Layout {
+        extra_toml: format!("{HA}{extra}"),
+        fault_injection: true,
+        ..Layout::default()
+    };
+    let mut cluster =
+        LocalCluster::create_with(&common::exe(), None, members, Role::Db, false, layout).expect("laying out");
+    cluster.start_all().expect("starting");
+    cluster
+}
+
+pub fn index_of(cluster: &LocalCluster, name: &str) -> usize {
+    cluster
+        .nodes
+        .iter()
+        .position(|n| n.name == name)
+        .expect("a node of that name")
+}
+
+pub fn port(cluster: &LocalCluster, i: usize) -> u16 {
+    cluster.nodes[i].pg_port.expect("db nodes have a PostgreSQL port")
+}
