@@ -164,7 +164,7 @@ impl DbNode {
         }
         let local = self.local_state().await?;
         let decision = decide(&view, &local);
-        if decision.action != Action::Wait && decision.action != Action::Lead || decision.reason != self.last_reason {
+        if decision.reason != self.last_reason {
             tracing::info!(action = ?decision.action, "{}", decision.reason);
             self.last_reason = decision.reason.clone();
         }
