@@ -45,6 +45,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("max_replication_slots", "10"),
     ("wal_keep_size", "256MB"),
     ("hot_standby_feedback", "on"),
+    // A replica re-pointed at a new primary retries its WAL source after this (PostgreSQL's default is 5 s).
+    ("wal_retrieve_retry_interval", "500ms"),
 ];
 
 /// A `postgresql.conf` string literal: `'...'` with `'` doubled and `\` escaped.
