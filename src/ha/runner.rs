@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::decide::{decide, Action, LocalData, LocalPg, LocalState};
+use super::decide::{decide, LocalData, LocalPg, LocalState};
 use super::keys::Keys;
 use super::model::{ClusterView, DynamicConfig, MemberInfo, PgRole, PgState};
 use super::session::{self, Session};

@@ -109,18 +109,20 @@ impl Session {
         let sent_at = Instant::now();
         // Never wait longer than the lease can last: a late success is useless and a failure must surface.
         let budget = (ttl / 2).max(Duration::from_millis(100));
+        // The TTL the DCS reports for the lease is what the clock must count with: a lease granted before a
+        // dynamic-config change keeps its original TTL until the session is renewed with a new grant.
         let result = match self.lease() {
             None => tokio::time::timeout(budget, dcs.lease_grant(ttl))
                 .await
-                .map(|r| r.map(|(id, _)| Some(id))),
+                .map(|r| r.map(Some)),
             Some(id) => tokio::time::timeout(budget, dcs.lease_keepalive(id))
                 .await
-                .map(|r| r.map(|f| f.map(|_| id))),
+                .map(|r| r.map(|granted| granted.map(|t| (id, t)))),
         };
         match result {
-            Ok(Ok(Some(id))) => {
+            Ok(Ok(Some((id, granted)))) => {
                 if let Ok(mut c) = self.clock.lock() {
-                    c.set_ttl(ttl);
+                    c.set_ttl(granted);
                     c.renewed(sent_at);
                 }
                 self.set_lease(Some(id));
