@@ -189,6 +189,12 @@ pub enum DsnRole {
 pub enum CtlCommand {
     /// The PostgreSQL cluster: members, roles, states, timelines, LSNs and lag (what `patronictl list` shows).
     List,
+    /// Maintenance mode on: no automatic promotion or demotion until `resume`.
+    Pause,
+    /// Maintenance mode off.
+    Resume,
+    /// Timeline history: one line per promotion (timeline, LSN, reason, time, new leader).
+    History,
     /// A libpq connection string (multi-host, target_session_attrs) for the primary or the replicas.
     Dsn {
         #[arg(long, value_enum, default_value = "primary")]

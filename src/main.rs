@@ -33,13 +33,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// glibc gives every thread its own malloc arena; with tokio's workers and Raft's steady churn of small buffers an
-/// idle member's RSS grew by ~15 MB of fragmentation (measured with `pgha bench dcs`). Two arenas keep it small.
+/// glibc gives every thread its own malloc arena; with tokio's workers and Raft's steady churn of small buffers a
+/// member's RSS grew by ~15 MB of fragmentation (measured with `pgha bench dcs`). One arena keeps it small; pgha's
+/// allocation rate is far too low for arena contention to matter.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator tuning; called before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

@@ -274,3 +274,71 @@ async fn nofailover_members_are_never_promoted() {
     let back = cluster.wait_pg_cluster(2, READY).await.expect("node1 leads again");
     assert_eq!(back, "node1");
 }
+
+fn ctl(cluster: &LocalCluster, args: &[&str]) -> String {
+    let config = cluster.write_ctl_config().expect("ctl.toml");
+    let out = std::process::Command::new(common::exe())
+        .arg("ctl")
+        .arg("-c")
+        .arg(&config)
+        .args(args)
+        .env("PGHA_DCS__REQUEST_TIMEOUT_MS", "10000")
+        .output()
+        .expect("running pgha ctl");
+    assert!(
+        out.status.success(),
+        "pgha ctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_blocks_automatic_failover_until_resume() {
+    if !pg_available() {
+        eprintln!("skipped: PostgreSQL binaries not found");
+        return;
+    }
+    let mut cluster = start(3, "");
+    let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
+    let li = index_of(&cluster, &leader);
+    let pw = probe::password(&cluster.dir);
+    assert!(ctl(&cluster, &["pause"]).contains("Maintenance mode: on"));
+    assert!(
+        ctl(&cluster, &["list"]).contains("Maintenance mode: on"),
+        "list shows the maintenance mode"
+    );
+
+    cluster.kill(li);
+    cluster.signal_postgres(li, libc::SIGKILL);
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        for i in (0..3).filter(|i| *i != li) {
+            assert_ne!(
+                probe::in_recovery(port(&cluster, i), &pw).await,
+                Some(false),
+                "promoted while paused"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    assert!(ctl(&cluster, &["resume"]).contains("Maintenance mode: off"));
+    let survivors: Vec<u16> = (0..3).filter(|i| *i != li).map(|i| port(&cluster, i)).collect();
+    common::wait_for(Duration::from_secs(60), "a promotion after resume", || async {
+        for p in &survivors {
+            if probe::in_recovery(*p, &pw).await == Some(false) {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+    // The new primary records its promotion right after it starts accepting writes.
+    common::wait_for(Duration::from_secs(30), "the promotion in the history", || async {
+        let history = ctl(&cluster, &["history", "-o", "json"]);
+        let entries: serde_json::Value = serde_json::from_str(&history).expect("history is JSON");
+        entries.as_array().filter(|a| !a.is_empty()).map(|_| ())
+    })
+    .await;
+}

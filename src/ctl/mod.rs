@@ -1,6 +1,7 @@
 //! `pgha ctl`: client commands against any DCS member, table output by default, JSON with `-o json`.
 
 mod dcs_cmd;
+mod ha_cmd;
 pub mod list;
 mod members;
 pub mod output;
@@ -37,6 +38,9 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     match args.command {
         CtlCommand::Members => members::list(&client, args.output).await,
         CtlCommand::List => list::list(&client, &config.cluster.name, args.output).await,
+        CtlCommand::Pause => ha_cmd::set_paused(&client, &config.cluster.name, true, args.output).await,
+        CtlCommand::Resume => ha_cmd::set_paused(&client, &config.cluster.name, false, args.output).await,
+        CtlCommand::History => ha_cmd::history(&client, &config.cluster.name, args.output).await,
         CtlCommand::Dsn { role } => list::print_dsn(&client, &config.cluster.name, role).await,
         CtlCommand::Member(MemberCommand::Add { name, addr }) => members::add(&client, &name, &addr, args.output).await,
         CtlCommand::Member(MemberCommand::Remove { name }) => members::remove(&client, &name, args.output).await,
