@@ -189,6 +189,31 @@ pub enum DsnRole {
 pub enum CtlCommand {
     /// The PostgreSQL cluster: members, roles, states, timelines, LSNs and lag (what `patronictl list` shows).
     List,
+    /// Planned switchover: the leader checkpoints, stops cleanly and hands over to the candidate.
+    Switchover {
+        /// The current leader (checked).
+        #[arg(long)]
+        leader: Option<String>,
+        /// The member to promote (default: the most advanced streaming replica).
+        #[arg(long)]
+        candidate: Option<String>,
+        /// Not before this time (RFC 3339, e.g. 2026-11-22T03:00:00Z).
+        #[arg(long)]
+        scheduled: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+        /// Drop a pending (scheduled) switchover instead.
+        #[arg(long, conflicts_with_all = ["leader", "candidate", "scheduled"])]
+        cancel: bool,
+    },
+    /// Manual failover to a candidate, also when there is no live leader (and in maintenance mode).
+    Failover {
+        #[arg(long)]
+        candidate: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// Maintenance mode on: no automatic promotion or demotion until `resume`.
     Pause,
     /// Maintenance mode off.

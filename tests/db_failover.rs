@@ -275,22 +275,102 @@ async fn nofailover_members_are_never_promoted() {
     assert_eq!(back, "node1");
 }
 
-fn ctl(cluster: &LocalCluster, args: &[&str]) -> String {
+fn ctl_output(cluster: &LocalCluster, args: &[&str]) -> std::process::Output {
     let config = cluster.write_ctl_config().expect("ctl.toml");
-    let out = std::process::Command::new(common::exe())
+    std::process::Command::new(common::exe())
         .arg("ctl")
         .arg("-c")
         .arg(&config)
         .args(args)
         .env("PGHA_DCS__REQUEST_TIMEOUT_MS", "10000")
+        .stdin(std::process::Stdio::null())
         .output()
-        .expect("running pgha ctl");
+        .expect("running pgha ctl")
+}
+
+fn ctl(cluster: &LocalCluster, args: &[&str]) -> String {
+    let out = ctl_output(cluster, args);
     assert!(
         out.status.success(),
         "pgha ctl {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ctl_fails(cluster: &LocalCluster, args: &[&str]) -> String {
+    let out = ctl_output(cluster, args);
+    assert!(!out.status.success(), "pgha ctl {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_both_ways_loses_nothing() {
+    if !pg_available() {
+        eprintln!("skipped: PostgreSQL binaries not found");
+        return;
+    }
+    let cluster = start(3, "");
+    let first = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
+    let pw = probe::password(&cluster.dir);
+    let p = port(&cluster, index_of(&cluster, &first));
+    probe::exec(p, &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
+        .await
+        .expect("table");
+    // Bad requests are refused with a reason, and change nothing.
+    assert!(ctl_fails(&cluster, &["switchover", "--candidate", "nosuch", "--force"]).contains("no member named nosuch"));
+    assert!(ctl_fails(&cluster, &["switchover", "--candidate", &first, "--force"]).contains("already the leader"));
+    assert!(ctl_fails(&cluster, &["switchover", "--leader", "node9", "--force"]).contains("not the leader"));
+    assert!(
+        ctl_fails(&cluster, &["switchover"]).contains("aborted"),
+        "no confirmation on stdin: aborted"
+    );
+    // Scheduled, then cancelled.
+    assert!(ctl(
+        &cluster,
+        &["switchover", "--force", "--scheduled", "2099-01-01T00:00:00Z"]
+    )
+    .contains("scheduled"));
+    assert!(ctl_fails(&cluster, &["switchover", "--force"]).contains("pending"));
+    assert!(ctl(&cluster, &["switchover", "--cancel"]).contains("cancelled"));
+
+    let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
+    let writer = probe::writer(&ports, &pw);
+    common::wait_for(Duration::from_secs(20), "writes before the switchover", || async {
+        (writer.count() >= 20).then_some(())
+    })
+    .await;
+    let out = ctl(&cluster, &["switchover", "--force"]);
+    assert!(out.contains("done"), "{out}");
+    let second = cluster.wait_pg_cluster(1, READY).await.expect("new leader");
+    assert_ne!(second, first);
+    cluster
+        .wait_pg_cluster(2, READY)
+        .await
+        .expect("the old leader streams again");
+    let before = writer.count();
+    common::wait_for(Duration::from_secs(30), "writes on the new leader", || async {
+        (writer.count() >= before + 20).then_some(())
+    })
+    .await;
+    let out = ctl(&cluster, &["switchover", "--force", "--candidate", &first]);
+    assert!(out.contains("done"), "{out}");
+    let before = writer.count();
+    common::wait_for(Duration::from_secs(30), "writes after switching back", || async {
+        (writer.count() >= before + 20).then_some(())
+    })
+    .await;
+    let acked = writer.stop().await;
+    eprintln!("longest write gap over two switchovers: {:?}", probe::max_gap(&acked));
+    let leader = cluster.wait_pg_cluster(0, READY).await.expect("leader");
+    assert_eq!(leader, first, "switched back");
+    let ids = probe::probe_ids(port(&cluster, index_of(&cluster, &leader)), &pw)
+        .await
+        .expect("ids");
+    assert!(
+        probe::lost(&acked, &ids).is_empty(),
+        "a switchover lost acknowledged writes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,6 +403,18 @@ async fn pause_blocks_automatic_failover_until_resume() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A manual failover works without a leader, even in maintenance mode.
+    assert!(
+        ctl_fails(&cluster, &["failover", "--force"]).contains("--candidate"),
+        "failover needs a candidate"
+    );
+    let target = cluster.nodes[(li + 1) % 3].name.clone();
+    ctl(&cluster, &["failover", "--candidate", &target, "--force"]);
+    let now = cluster
+        .wait_pg_cluster(0, READY)
+        .await
+        .expect("the failover candidate leads");
+    assert_eq!(now, target);
     assert!(ctl(&cluster, &["resume"]).contains("Maintenance mode: off"));
     let survivors: Vec<u16> = (0..3).filter(|i| *i != li).map(|i| port(&cluster, i)).collect();
     common::wait_for(Duration::from_secs(60), "a promotion after resume", || async {

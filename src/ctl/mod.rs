@@ -5,6 +5,7 @@ mod ha_cmd;
 pub mod list;
 mod members;
 pub mod output;
+pub mod switchover;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,33 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     match args.command {
         CtlCommand::Members => members::list(&client, args.output).await,
         CtlCommand::List => list::list(&client, &config.cluster.name, args.output).await,
+        CtlCommand::Switchover { cancel: true, .. } => switchover::cancel(&client, &config.cluster.name).await,
+        CtlCommand::Switchover {
+            leader,
+            candidate,
+            scheduled,
+            force,
+            ..
+        } => {
+            let req = switchover::Request {
+                leader: leader.as_deref(),
+                candidate: candidate.as_deref(),
+                scheduled: scheduled.as_deref(),
+                force,
+                failover: false,
+            };
+            switchover::run(&client, &config.cluster.name, req, args.output).await
+        }
+        CtlCommand::Failover { candidate, force } => {
+            let req = switchover::Request {
+                leader: None,
+                candidate: Some(&candidate),
+                scheduled: None,
+                force,
+                failover: true,
+            };
+            switchover::run(&client, &config.cluster.name, req, args.output).await
+        }
         CtlCommand::Pause => ha_cmd::set_paused(&client, &config.cluster.name, true, args.output).await,
         CtlCommand::Resume => ha_cmd::set_paused(&client, &config.cluster.name, false, args.output).await,
         CtlCommand::History => ha_cmd::history(&client, &config.cluster.name, args.output).await,

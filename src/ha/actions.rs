@@ -60,6 +60,14 @@ impl DbNode {
                 Ok(())
             }
             Action::Lead => self.lead(view).await,
+            Action::HandOver { candidate } => self.hand_over(&candidate).await,
+            Action::TakeOver => {
+                let lease = self.session.lease().context("no DCS session")?;
+                if self.store().take_leader(&self.s.name, lease).await? {
+                    self.promote("switchover/failover candidate").await?;
+                }
+                Ok(())
+            }
             Action::Promote => self.promote("won the leader race").await,
             Action::Demote => self.demote().await,
             Action::ReleaseLeader => {
@@ -247,6 +255,10 @@ impl DbNode {
         self.guard_primary().await?;
         let after = self.pg.status().await?;
         tracing::info!(timeline = after.timeline, "promoted to primary: {reason}");
+        // A switchover or failover request is fulfilled (or overtaken) by any promotion.
+        if let Err(e) = self.store().delete_switchover().await {
+            tracing::warn!("clearing the switchover request failed: {e}");
+        }
         let entry = HistoryEntry {
             timeline: after.timeline,
             lsn: before.as_ref().map(wal_position).unwrap_or(0),
@@ -296,6 +308,28 @@ impl DbNode {
             .ensure_slots(&wanted)
             .await
             .context("managing replication slots")?;
+        Ok(())
+    }
+
+    /// Planned switchover: the primary checkpoints while still serving (so the shutdown checkpoint is quick), stops
+    /// fast (walsenders ship everything to the connected replicas), and releases the key for the candidate.
+    async fn hand_over(&mut self, candidate: &str) -> anyhow::Result<()> {
+        tracing::info!(
+            candidate,
+            "switchover: checkpoint, clean stop, hand the leader key over"
+        );
+        if let Err(e) = self.pg.checkpoint().await {
+            tracing::warn!("checkpoint before the switchover failed (continuing): {e}");
+        }
+        self.pg
+            .stop(StopMode::Fast, self.s.start_timeout)
+            .await
+            .context("stopping PostgreSQL for the switchover")?;
+        self.session.disarm_fence()?;
+        self.expect_running = false;
+        self.following = None;
+        self.store().delete_leader(&self.s.name, None).await?;
+        tracing::info!(candidate, "leader key released for the switchover");
         Ok(())
     }
 

@@ -39,6 +39,8 @@ pub struct LocalState {
     /// Our lease is still valid by our own clock (last successful keepalive send + ttl - margin).
     pub lease_valid: bool,
     pub nofailover: bool,
+    /// Wall clock (milliseconds since the epoch), for scheduled switchovers.
+    pub now_unix_ms: u64,
 }
 
 /// The next step.
@@ -64,6 +66,10 @@ pub enum Action {
     TakeLeader,
     /// Keep leading: renew the lease, manage slots.
     Lead,
+    /// Planned switchover: checkpoint, stop cleanly (replicas receive everything), release the key to the candidate.
+    HandOver { candidate: String },
+    /// We are the switchover/failover candidate and the key is free: take it and promote, without a race.
+    TakeOver,
     /// We hold the leader key while PostgreSQL is a standby: promote it.
     Promote,
     /// Stop being writable at once, then rejoin as a replica.
@@ -155,6 +161,18 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
     match &local.pg {
         LocalPg::Running { in_recovery: false, .. } => {
             if ours && local.lease_valid {
+                if let Some(sw) = view.switchover.as_ref() {
+                    let from_us = sw.leader.as_deref().is_none_or(|l| l == local.name);
+                    if from_us && sw.candidate != local.name && sw.due(local.now_unix_ms) {
+                        let candidate = sw.candidate.clone();
+                        return d(
+                            Action::HandOver {
+                                candidate: candidate.clone(),
+                            },
+                            format!("switchover to {candidate}"),
+                        );
+                    }
+                }
                 return d(Action::Lead, "holding the leader lease");
             }
             if ours {
@@ -179,6 +197,22 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
         } => {
             if ours {
                 return d(Action::Promote, "won the leader key");
+            }
+            if leader.is_none() {
+                if let Some(sw) = view.switchover.as_ref().filter(|sw| sw.due(local.now_unix_ms)) {
+                    if sw.candidate == local.name && local.lease.is_some() {
+                        return d(
+                            Action::TakeOver,
+                            "switchover/failover candidate: taking the free leader key",
+                        );
+                    }
+                    if sw.leader.as_deref() == Some(local.name.as_str()) {
+                        return d(Action::Wait, format!("handing over to {}: not racing", sw.candidate));
+                    }
+                    if sw.reserved(local.now_unix_ms) {
+                        return d(Action::Wait, format!("the leader key is reserved for {}", sw.candidate));
+                    }
+                }
             }
             match (leader, leader_pg) {
                 (None, _) if paused => d(Action::Wait, "paused: no leader, not racing"),

@@ -42,6 +42,7 @@ fn view(leader: Option<&str>) -> ClusterView {
         }),
         members,
         config: DynamicConfig::default(),
+        switchover: None,
         revision: 50,
     }
 }
@@ -57,6 +58,7 @@ fn local(pg: LocalPg) -> LocalState {
         lease: Some(9),
         lease_valid: true,
         nofailover: false,
+        now_unix_ms: 1_000_000,
     }
 }
 
@@ -322,6 +324,72 @@ fn decide_table() {
         Action::StartReplica {
             upstream: Some(("db2-host".into(), 5432)),
         },
+    );
+
+    // Planned switchover and manual failover.
+    let sw = |leader: Option<&str>, candidate: &str, at: Option<u64>| {
+        Some(crate::ha::model::SwitchoverRequest {
+            leader: leader.map(String::from),
+            candidate: candidate.into(),
+            scheduled_unix_ms: at,
+            created_unix_ms: 1_000_000,
+        })
+    };
+    let mut switching = me_leader.clone();
+    switching.switchover = sw(Some("db1"), "db2", None);
+    c(
+        "switchover from us: hand over",
+        switching.clone(),
+        local(primary()),
+        Action::HandOver {
+            candidate: "db2".into(),
+        },
+    );
+    let mut later = me_leader.clone();
+    later.switchover = sw(Some("db1"), "db2", Some(2_000_000));
+    c(
+        "scheduled switchover not due: lead",
+        later,
+        local(primary()),
+        Action::Lead,
+    );
+    let mut to_me = view(None);
+    to_me.switchover = sw(Some("db2"), "db1", None);
+    c(
+        "we are the candidate: take over",
+        to_me.clone(),
+        local(replica_of(None)),
+        Action::TakeOver,
+    );
+    let mut to_other = view(None);
+    to_other.switchover = sw(Some("db2"), "db3", None);
+    c(
+        "key reserved for another candidate: wait",
+        to_other.clone(),
+        local(replica_of(None)),
+        Action::Wait,
+    );
+    let mut stale_request = to_other.clone();
+    let mut late = local(replica_of(None));
+    late.now_unix_ms = 1_000_000 + crate::ha::model::SWITCHOVER_WINDOW_MS + 1;
+    stale_request.config.paused = false;
+    c("reservation expired: race", stale_request, late, Action::Race);
+    let mut from_me = view(None);
+    from_me.switchover = sw(Some("db1"), "db2", None);
+    c(
+        "old leader does not race its own handover",
+        from_me,
+        local(replica_of(None)),
+        Action::Wait,
+    );
+    let mut failover_paused = view(None);
+    failover_paused.config.paused = true;
+    failover_paused.switchover = sw(None, "db1", None);
+    c(
+        "manual failover works while paused",
+        failover_paused,
+        local(replica_of(None)),
+        Action::TakeOver,
     );
 
     for case in cases {

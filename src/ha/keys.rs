@@ -34,6 +34,11 @@ impl Keys {
         format!("{}config", self.root)
     }
 
+    /// Pending planned switchover or manual failover (JSON).
+    pub fn switchover(&self) -> String {
+        format!("{}switchover", self.root)
+    }
+
     /// Timeline history (JSON list).
     pub fn history(&self) -> String {
         format!("{}history", self.root)

@@ -106,6 +106,38 @@ pub struct HistoryEntry {
     pub new_leader: String,
 }
 
+/// A planned switchover (`leader` set) or a manual failover (`leader` None) to `candidate` (`switchover` key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchoverRequest {
+    /// The primary that hands over; None for a failover with no live leader.
+    pub leader: Option<String>,
+    /// The member to promote.
+    pub candidate: String,
+    /// Not before this time (milliseconds since the epoch); None = now.
+    pub scheduled_unix_ms: Option<u64>,
+    /// When the request was made; the other members stand aside for [`SWITCHOVER_WINDOW_MS`] after it is due.
+    pub created_unix_ms: u64,
+}
+
+/// How long the other replicas leave the free leader key to a switchover candidate before racing normally.
+pub const SWITCHOVER_WINDOW_MS: u64 = 15_000;
+
+impl SwitchoverRequest {
+    /// The request is due at `now_ms`.
+    pub fn due(&self, now_ms: u64) -> bool {
+        self.scheduled_unix_ms.is_none_or(|at| now_ms >= at)
+    }
+
+    /// The candidate still has the key reserved at `now_ms`.
+    pub fn reserved(&self, now_ms: u64) -> bool {
+        let start = self
+            .scheduled_unix_ms
+            .unwrap_or(self.created_unix_ms)
+            .max(self.created_unix_ms);
+        now_ms < start + SWITCHOVER_WINDOW_MS
+    }
+}
+
 /// The leader key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderKey {
@@ -122,6 +154,7 @@ pub struct ClusterView {
     pub leader: Option<LeaderKey>,
     pub members: BTreeMap<String, MemberInfo>,
     pub config: DynamicConfig,
+    pub switchover: Option<SwitchoverRequest>,
     pub revision: i64,
 }
 

@@ -216,6 +216,7 @@ impl DbNode {
             pg,
             lease: self.session.lease(),
             lease_valid: self.session.valid(Instant::now()),
+            now_unix_ms: super::store::unix_ms(),
             nofailover: self.s.nofailover,
         })
     }

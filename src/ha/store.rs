@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::keys::Keys;
-use super::model::{ClusterView, DynamicConfig, HistoryEntry, LeaderKey, MemberInfo};
+use super::model::{ClusterView, DynamicConfig, HistoryEntry, LeaderKey, MemberInfo, SwitchoverRequest};
 use crate::dcs::client::{ClientError, DcsClient};
 use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
 
@@ -60,6 +60,11 @@ impl Store<'_> {
                 match serde_json::from_str::<DynamicConfig>(&value) {
                     Ok(c) => view.config = c,
                     Err(e) => tracing::warn!("ignoring an unreadable dynamic config in the DCS: {e}"),
+                }
+            } else if key == self.keys.switchover() {
+                match serde_json::from_str::<SwitchoverRequest>(&value) {
+                    Ok(r) => view.switchover = Some(r),
+                    Err(e) => tracing::warn!("ignoring an unreadable switchover request in the DCS: {e}"),
                 }
             } else if let Some(name) = self.keys.member_name(&key) {
                 if let Ok(info) = serde_json::from_str::<MemberInfo>(&value) {
@@ -117,6 +122,25 @@ impl Store<'_> {
                 key: self.keys.leader().into_bytes(),
                 prefix: false,
             }],
+            failure: vec![],
+        };
+        Ok(self.dcs.txn(txn).await?.succeeded)
+    }
+
+    /// Removes a switchover request (done, or cancelled).
+    pub async fn delete_switchover(&self) -> Result<u64, ClientError> {
+        self.dcs.delete(self.keys.switchover().as_bytes(), false).await
+    }
+
+    /// Stores a switchover request unless one is pending; false when one already is.
+    pub async fn request_switchover(&self, request: &SwitchoverRequest) -> Result<bool, ClientError> {
+        let txn = Txn {
+            compares: vec![absent(self.keys.switchover())],
+            success: vec![put(
+                self.keys.switchover(),
+                serde_json::to_vec(request).unwrap_or_default(),
+                0,
+            )],
             failure: vec![],
         };
         Ok(self.dcs.txn(txn).await?.succeeded)
