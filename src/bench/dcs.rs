@@ -84,19 +84,33 @@ async fn leader_kills(cluster: &mut LocalCluster, client: &DcsClient, kills: usi
                 samples.push(started.elapsed());
                 break;
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "no write accepted within 30 s of the leader kill"
-            );
+            if Instant::now() >= deadline {
+                let mut states = Vec::new();
+                for node in &cluster.nodes {
+                    states.push(
+                        match client.status_of(&node.dcs_addr, Duration::from_millis(500)).await {
+                            Ok(s) => format!("{} {} term {} applied {}", s.name, s.state, s.term, s.applied_index),
+                            Err(e) => format!("{}: {e}", node.name),
+                        },
+                    );
+                }
+                anyhow::bail!(
+                    "no write accepted within 30 s of the leader kill; members: {}",
+                    states.join("; ")
+                );
+            }
         }
         cluster.start(leader)?;
         // Let the restarted member catch up before the next round.
         let restarted = cluster.nodes[leader].dcs_addr.clone();
         let target = client.status().await?.applied_index;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
+        loop {
             match client.status_of(&restarted, Duration::from_millis(300)).await {
                 Ok(s) if s.applied_index >= target => break,
+                _ if Instant::now() >= deadline => {
+                    anyhow::bail!("the restarted member {restarted} did not catch up to index {target} within 30 s")
+                }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
