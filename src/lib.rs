@@ -1,4 +1,5 @@
 //! pgha: one binary for PostgreSQL high availability (embedded Raft DCS, supervisor, edge, ctl).
+pub mod api;
 pub mod bench;
 pub mod cert;
 pub mod cli;

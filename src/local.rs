@@ -50,6 +50,8 @@ pub struct LocalNode {
     pub pg_port: Option<u16>,
     /// PostgreSQL data directory (db nodes).
     pub pg_data: Option<PathBuf>,
+    /// Port of the Patroni-compatible REST API (db nodes).
+    pub rest_port: Option<u16>,
     #[serde(skip)]
     child: Option<Child>,
 }
@@ -69,8 +71,10 @@ pub struct LocalCluster {
 pub struct Layout {
     /// Appended to the `[dcs]` section (tests use it for timing).
     pub extra_dcs: String,
-    /// Appended at the end of the config (e.g. `[ha]` timing or `[postgresql.parameters]` for db nodes).
+    /// Appended at the end of the config (e.g. `[postgresql.parameters]` for db nodes).
     pub extra_toml: String,
+    /// Lines of the `[ha]` section of db nodes (e.g. `ttl_ms = 2000`); pgha adds `rest_listen` itself.
+    pub ha_lines: String,
     /// Start nodes with `PGHA_FAULT_INJECTION=1` so tests can partition them ([`LocalCluster::partition`]).
     pub fault_injection: bool,
 }
@@ -387,13 +391,18 @@ fn layout_node(
         Role::Db => Some(free_ports(1)?[0]),
         _ => None,
     };
-    let postgresql = match pg_port {
-        Some(p) => format!(
-            "[postgresql]\nlisten = \"127.0.0.1:{p}\"\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n\n",
+    let rest_port = match role {
+        Role::Db => Some(free_ports(1)?[0]),
+        _ => None,
+    };
+    let postgresql = match (pg_port, rest_port) {
+        (Some(p), Some(r)) => format!(
+            "[postgresql]\nlisten = \"127.0.0.1:{p}\"\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n\n[ha]\nrest_listen = \"127.0.0.1:{r}\"\n{ha}\n",
             su = dir.join("secrets/superuser").display(),
             rep = dir.join("secrets/replication").display(),
+            ha = layout.ha_lines,
         ),
-        None => String::new(),
+        _ => String::new(),
     };
     let text = format!(
         "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\n\n[dcs]\nlisten = \"127.0.0.1:{port}\"\npeers = {peers:?}\n{extra_dcs}\n\n{tls}\n{postgresql}{extra}\n",
@@ -422,6 +431,7 @@ fn layout_node(
         pid: None,
         pg_port,
         pg_data: pg_port.map(|_| node_dir.join("data").join("pgdata")),
+        rest_port,
         child: None,
     })
 }

@@ -20,6 +20,7 @@ use crate::postgres::{discover_bin_dir, PgSettings, PgTls, Postgres};
 pub struct PreparedDb {
     node: DbNode,
     ha: HaService,
+    rest: Option<(tokio::net::TcpListener, String, crate::api::rest::SharedSnapshot)>,
 }
 
 /// The running HA loop.
@@ -107,9 +108,21 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
         failover_priority: settings.failover_priority,
         fault,
     };
+    let snapshot: crate::api::rest::SharedSnapshot = Default::default();
+    let rest = match config.ha.rest_listen.as_deref().filter(|a| !a.is_empty()) {
+        Some(addr) => {
+            let std_listener = std::net::TcpListener::bind(addr).with_context(|| format!("ha.rest_listen {addr}"))?;
+            std_listener.set_nonblocking(true).context("ha.rest_listen")?;
+            let listener = tokio::net::TcpListener::from_std(std_listener).context("ha.rest_listen")?;
+            tracing::info!(listen = %addr, "Patroni-compatible REST API enabled");
+            Some((listener, config.cluster.name.clone(), snapshot.clone()))
+        }
+        None => None,
+    };
     Ok(PreparedDb {
-        node: DbNode::new(settings, dcs, pg),
+        node: DbNode::new(settings, dcs, pg, snapshot),
         ha,
+        rest,
     })
 }
 
@@ -122,6 +135,9 @@ impl PreparedDb {
     /// Starts the HA loop.
     pub fn spawn(self) -> RunningDb {
         let token = CancellationToken::new();
+        if let Some((listener, cluster, snapshot)) = self.rest {
+            tokio::spawn(crate::api::rest::serve(listener, cluster, snapshot, token.clone()));
+        }
         let task = tokio::spawn(self.node.run(token.clone()));
         RunningDb { token, task }
     }

@@ -238,7 +238,7 @@ async fn nofailover_members_are_never_promoted() {
     }
     pgha::tls::install_crypto_provider();
     let layout = Layout {
-        extra_toml: HA.to_string(),
+        ha_lines: HA.to_string(),
         ..Layout::default()
     };
     let mut cluster = LocalCluster::create_with(&common::exe(), None, 3, Role::Db, false, layout).expect("layout");
@@ -433,4 +433,90 @@ async fn pause_blocks_automatic_failover_until_resume() {
         entries.as_array().filter(|a| !a.is_empty()).map(|_| ())
     })
     .await;
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+async fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the REST API");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("REST answer in time")
+        .expect("read");
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_endpoints_answer_like_patroni() {
+    if !pg_available() {
+        eprintln!("skipped: PostgreSQL binaries not found");
+        return;
+    }
+    let cluster = start(3, "");
+    let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
+    let li = index_of(&cluster, &leader);
+    let ri = (li + 1) % 3;
+    let (lp, rp) = (
+        cluster.nodes[li].rest_port.expect("rest"),
+        cluster.nodes[ri].rest_port.expect("rest"),
+    );
+    // The replica's loop may need a moment to see itself streaming.
+    common::wait_for(Duration::from_secs(30), "the replica to answer /replica", || async {
+        (http(rp, "GET", "/replica").await.0 == 200).then_some(())
+    })
+    .await;
+    let cases = [
+        ("GET", "/primary", 200, 503),
+        ("GET", "/master", 200, 503),
+        ("GET", "/read-write", 200, 503),
+        ("GET", "/leader", 200, 503),
+        ("GET", "/replica", 503, 200),
+        ("GET", "/replica?lag=100MB", 503, 200),
+        ("GET", "/async", 503, 200),
+        ("GET", "/sync", 503, 503),
+        ("GET", "/read-only", 200, 200),
+        ("GET", "/health", 200, 200),
+        ("GET", "/liveness", 200, 200),
+        ("GET", "/readiness", 200, 200),
+        ("GET", "/patroni", 200, 200),
+        ("GET", "/cluster", 200, 200),
+        ("GET", "/history", 200, 200),
+        ("GET", "/config", 200, 200),
+        ("GET", "/metrics", 200, 200),
+        ("HEAD", "/primary", 200, 503),
+        ("OPTIONS", "/replica", 503, 200),
+        ("POST", "/switchover", 405, 405),
+    ];
+    for (method, path, on_leader, on_replica) in cases {
+        assert_eq!(
+            http(lp, method, path).await.0,
+            on_leader,
+            "{method} {path} on the leader"
+        );
+        assert_eq!(
+            http(rp, method, path).await.0,
+            on_replica,
+            "{method} {path} on a replica"
+        );
+    }
+    let (_, metrics) = http(lp, "GET", "/metrics").await;
+    assert!(metrics.contains("pgha_primary{"), "{metrics}");
+    let (_, cluster_json) = http(rp, "GET", "/cluster").await;
+    let v: serde_json::Value = serde_json::from_str(&cluster_json).expect("cluster JSON");
+    assert_eq!(v["members"].as_array().map(|a| a.len()), Some(3), "{cluster_json}");
 }

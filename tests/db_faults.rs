@@ -131,7 +131,7 @@ async fn foreign_data_directory_is_refused_and_left_alone() {
     // node3 gets the data directory of ANOTHER cluster (node1 of a second local cluster) before it starts.
     pgha::tls::install_crypto_provider();
     let layout = pgha::local::Layout {
-        extra_toml: db::HA.to_string(),
+        ha_lines: db::HA.to_string(),
         ..Default::default()
     };
     let mut other =

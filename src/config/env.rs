@@ -56,6 +56,7 @@ pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("postgresql", "tls", Kind::Bool),
     ("postgresql", "parameters", Kind::Table),
     ("ha", "nofailover", Kind::Bool),
+    ("ha", "rest_listen", Kind::OptStr),
     ("ha", "failover_priority", Kind::SignedInt),
     ("ha", "noloadbalance", Kind::Bool),
     ("ha", "ttl_ms", Kind::Int),

@@ -134,6 +134,9 @@ maximum_lag_on_failover = 1048576
 # How long a crashed primary may take to restart in place before it gives up
 # the leader lease, in ms. Default: 10000.
 primary_start_timeout_ms = 10000
+# Patroni-compatible REST API for load balancers and monitoring (GET /primary,
+# /replica, /health, /metrics, ...); read-only. Default: unset (disabled).
+# rest_listen = "0.0.0.0:8008"
 
 # Free-form labels of this node, shown by `pgha ctl list`. Default: none.
 # From the environment: PGHA_HA__TAGS=datacenter=dc1,rack=r1

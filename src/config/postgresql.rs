@@ -133,6 +133,11 @@ pub struct HaSection {
     /// long a crashed primary may take to restart in place before it gives up
     /// the leader lease, in ms. Default: 10000.
     pub primary_start_timeout_ms: u64,
+    /// `ha.rest_listen` (`PGHA_HA__REST_LISTEN`): `host:port` of the Patroni-compatible
+    /// REST API (`GET /primary`, `/replica`, `/health`, `/metrics`, ...) that load
+    /// balancers and monitoring poll, e.g. `"0.0.0.0:8008"`. Read-only: state changes
+    /// go through `pgha ctl` over mutual TLS. Default: unset (no REST API).
+    pub rest_listen: Option<String>,
     /// `ha.tags` (`[ha.tags]`, `PGHA_HA__TAGS`): free-form string labels of this
     /// node, shown by `pgha ctl list`; keys must not be empty. Default: empty.
     pub tags: BTreeMap<String, String>,
@@ -148,6 +153,7 @@ impl Default for HaSection {
             loop_wait_ms: 250,
             maximum_lag_on_failover: 1 << 20,
             primary_start_timeout_ms: 10_000,
+            rest_listen: None,
             tags: BTreeMap::new(),
         }
     }

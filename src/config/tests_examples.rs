@@ -120,6 +120,7 @@ fn key_table_matches_struct() {
     pg.connect_address = Some("h:2".into());
     pg.superuser_password_file = Some("f".into());
     pg.replication_password_file = Some("g".into());
+    full.ha.rest_listen = Some("0.0.0.0:8008".into());
     let value = toml::Value::try_from(&full).expect("serializable");
     let mut from_struct = BTreeSet::new();
     for (section, table) in value.as_table().expect("table") {

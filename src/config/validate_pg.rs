@@ -89,6 +89,11 @@ pub(super) fn postgresql(config: &Config, r: &mut Report) {
     if let Err(e) = parse_addr(&pg.listen) {
         r.syntax("postgresql.listen", e);
     }
+    if let Some(rest) = config.ha.rest_listen.as_deref().filter(|a| !a.is_empty()) {
+        if let Err(e) = parse_addr(rest) {
+            r.syntax("ha.rest_listen", e);
+        }
+    }
     if let Some(addr) = pg.connect_address.as_deref().filter(|a| !a.is_empty()) {
         if let Err(e) = check_addr(addr) {
             r.syntax("postgresql.connect_address", e);

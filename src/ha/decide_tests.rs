@@ -43,6 +43,7 @@ fn view(leader: Option<&str>) -> ClusterView {
         members,
         config: DynamicConfig::default(),
         switchover: None,
+        history: Vec::new(),
         revision: 50,
     }
 }

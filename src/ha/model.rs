@@ -155,6 +155,8 @@ pub struct ClusterView {
     pub members: BTreeMap<String, MemberInfo>,
     pub config: DynamicConfig,
     pub switchover: Option<SwitchoverRequest>,
+    /// Promotions so far (`history` key).
+    pub history: Vec<HistoryEntry>,
     pub revision: i64,
 }
 

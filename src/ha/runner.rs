@@ -74,11 +74,18 @@ pub struct DbNode {
     pub(super) last_status: Option<PgStatus>,
     pub(super) fencer: Option<tokio::process::Child>,
     last_reason: String,
+    /// Published for the REST API after every loop.
+    rest: crate::api::rest::SharedSnapshot,
 }
 
 impl DbNode {
     /// A node; call [`DbNode::run`].
-    pub fn new(s: DbSettings, dcs: Arc<DcsClient>, pg: Arc<Postgres>) -> DbNode {
+    pub fn new(
+        s: DbSettings,
+        dcs: Arc<DcsClient>,
+        pg: Arc<Postgres>,
+        rest: crate::api::rest::SharedSnapshot,
+    ) -> DbNode {
         let config = s.bootstrap_config.clone();
         let ttl = Duration::from_millis(config.ttl_ms);
         let session = Session::new(ttl, s.fence_file.clone());
@@ -99,6 +106,7 @@ impl DbNode {
             last_status: None,
             fencer: None,
             last_reason: String::new(),
+            rest,
         }
     }
 
@@ -171,6 +179,7 @@ impl DbNode {
         let applied = self.apply(decision.action, &view).await;
         self.activity = None;
         self.publish(&view).await;
+        self.share(view);
         applied
     }
 
@@ -219,6 +228,28 @@ impl DbNode {
             now_unix_ms: super::store::unix_ms(),
             nofailover: self.s.nofailover,
         })
+    }
+
+    /// Hands this loop's picture to the REST API.
+    fn share(&self, view: ClusterView) {
+        let lease = self.session.lease();
+        let holds_leader = view
+            .leader
+            .as_ref()
+            .is_some_and(|l| l.name == self.s.name && Some(l.lease) == lease);
+        let snapshot = crate::api::health::NodeSnapshot {
+            name: self.s.name.clone(),
+            taken_at: Instant::now(),
+            unix_ms: super::store::unix_ms(),
+            view,
+            status: self.last_status.clone(),
+            holds_leader,
+            noloadbalance: self.s.noloadbalance,
+            tags: self.s.tags.clone(),
+        };
+        if let Ok(mut slot) = self.rest.write() {
+            *slot = Some(snapshot);
+        }
     }
 
     async fn publish(&self, view: &ClusterView) {

@@ -61,6 +61,8 @@ impl Store<'_> {
                     Ok(c) => view.config = c,
                     Err(e) => tracing::warn!("ignoring an unreadable dynamic config in the DCS: {e}"),
                 }
+            } else if key == self.keys.history() {
+                view.history = serde_json::from_str(&value).unwrap_or_default();
             } else if key == self.keys.switchover() {
                 match serde_json::from_str::<SwitchoverRequest>(&value) {
                     Ok(r) => view.switchover = Some(r),

@@ -9,7 +9,7 @@ use pgha::local::{Layout, LocalCluster};
 use super::common;
 
 /// Fast HA timing for tests (the defaults are already a 2 s TTL).
-pub const HA: &str = "[ha]\nttl_ms = 2000\nloop_wait_ms = 250\n";
+pub const HA: &str = "ttl_ms = 2000\nloop_wait_ms = 250\n";
 pub const READY: Duration = Duration::from_secs(120);
 
 pub fn pg_available() -> bool {
@@ -19,7 +19,8 @@ pub fn pg_available() -> bool {
 pub fn start(members: usize, extra: &str) -> LocalCluster {
     pgha::tls::install_crypto_provider();
     let layout = Layout {
-        extra_toml: format!("{HA}{extra}"),
+        extra_toml: extra.to_string(),
+        ha_lines: HA.to_string(),
         fault_injection: true,
         ..Layout::default()
     };

@@ -1,0 +1,5 @@
+//! HTTP APIs of a db node: the Patroni-compatible REST health endpoints and Prometheus metrics.
+
+pub mod health;
+pub mod metrics;
+pub mod rest;
