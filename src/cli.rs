@@ -309,6 +309,8 @@ pub enum Scenario {
     PostgresCrash,
     /// SIGTERM the primary's pgha (clean handover).
     Sigterm,
+    /// Planned switchover to the best streaming replica (`ctl switchover`).
+    Switchover,
 }
 
 #[derive(Debug, Args)]

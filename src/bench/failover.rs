@@ -75,6 +75,7 @@ async fn one_run(
             cluster.signal_postgres(li, libc::SIGKILL);
         }
         Scenario::Sigterm => cluster.signal(li, libc::SIGTERM),
+        Scenario::Switchover => request_switchover(cluster).await?,
     }
     let before = writer.count();
     wait_writes(&writer, before + 25, "writes after the fault").await?;
@@ -95,7 +96,7 @@ async fn one_run(
             cluster.stop(li, Duration::from_secs(30));
             cluster.start(li)?;
         }
-        Scenario::PostgresCrash => {}
+        Scenario::PostgresCrash | Scenario::Switchover => {}
     }
     Ok(RunResult {
         scenario,
@@ -105,6 +106,26 @@ async fn one_run(
         acknowledged: acked.len(),
         lost_acknowledged: lost(&acked, &present).len(),
     })
+}
+
+/// Asks for a switchover to the best streaming replica, as `pgha ctl switchover --force` does.
+async fn request_switchover(cluster: &LocalCluster) -> anyhow::Result<()> {
+    let dcs = cluster.client(Duration::from_secs(5))?;
+    let keys = crate::ha::keys::Keys::new("demo");
+    let store = crate::ha::store::Store { dcs: &dcs, keys: &keys };
+    let view = store.view().await?;
+    let candidate = crate::ctl::switchover::best_candidate(&view).context("no streaming replica to switch to")?;
+    let request = crate::ha::model::SwitchoverRequest {
+        leader: view.leader.as_ref().map(|l| l.name.clone()),
+        candidate: candidate.name.clone(),
+        scheduled_unix_ms: None,
+        created_unix_ms: crate::ha::store::unix_ms(),
+    };
+    anyhow::ensure!(
+        store.request_switchover(&request).await?,
+        "a switchover is already pending"
+    );
+    Ok(())
 }
 
 /// Runs the benchmark and prints a table (and JSON when asked).
@@ -146,7 +167,12 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
         .collect();
 
     let scenarios = if args.scenario.is_empty() {
-        vec![Scenario::PrimaryCrash, Scenario::Sigterm, Scenario::PostgresCrash]
+        vec![
+            Scenario::PrimaryCrash,
+            Scenario::Sigterm,
+            Scenario::Switchover,
+            Scenario::PostgresCrash,
+        ]
     } else {
         args.scenario.clone()
     };

@@ -39,7 +39,7 @@ pub fn refusal(view: &ClusterView, candidate: &MemberInfo) -> Option<String> {
 }
 
 /// The best streaming replica: most advanced, then highest priority, then name.
-fn best_candidate(view: &ClusterView) -> Option<&MemberInfo> {
+pub fn best_candidate(view: &ClusterView) -> Option<&MemberInfo> {
     view.members
         .values()
         .filter(|m| refusal(view, m).is_none())
