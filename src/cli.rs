@@ -214,6 +214,19 @@ pub enum CtlCommand {
         #[arg(long)]
         force: bool,
     },
+    /// The dynamic cluster configuration (ttl, loop_wait, maximum_lag_on_failover, ...).
+    ShowConfig,
+    /// Change the dynamic configuration: `--set key=value` (repeatable); invalid values are refused before anything
+    /// is stored.
+    EditConfig {
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+    },
+    /// pgha's version.
+    Version,
     /// Maintenance mode on: no automatic promotion or demotion until `resume`.
     Pause,
     /// Maintenance mode off.

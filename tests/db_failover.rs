@@ -325,6 +325,18 @@ async fn switchover_both_ways_loses_nothing() {
         ctl_fails(&cluster, &["switchover"]).contains("aborted"),
         "no confirmation on stdin: aborted"
     );
+    // The dynamic configuration: invalid values are refused before anything is stored.
+    assert!(ctl_fails(&cluster, &["edit-config", "--set", "ttl_ms=100", "--force"]).contains("ttl_ms"));
+    assert!(ctl_fails(&cluster, &["edit-config", "--set", "bogus=1", "--force"]).contains("unknown setting"));
+    assert!(ctl(
+        &cluster,
+        &["edit-config", "--set", "maximum_lag_on_failover=2097152", "--force"]
+    )
+    .contains("updated"));
+    let shown: serde_json::Value =
+        serde_json::from_str(&ctl(&cluster, &["show-config", "-o", "json"])).expect("show-config JSON");
+    assert_eq!(shown["maximum_lag_on_failover"], 2_097_152);
+    assert_eq!(shown["ttl_ms"], 2000, "the refused edit changed nothing");
     // Scheduled, then cancelled.
     assert!(ctl(
         &cluster,

@@ -1,5 +1,6 @@
 //! `pgha ctl`: client commands against any DCS member, table output by default, JSON with `-o json`.
 
+mod config_cmd;
 mod dcs_cmd;
 mod ha_cmd;
 pub mod list;
@@ -65,6 +66,12 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 failover: true,
             };
             switchover::run(&client, &config.cluster.name, req, args.output).await
+        }
+        CtlCommand::ShowConfig => config_cmd::show(&client, &config.cluster.name, args.output).await,
+        CtlCommand::EditConfig { set, force } => config_cmd::edit(&client, &config.cluster.name, &set, force).await,
+        CtlCommand::Version => {
+            println!("pgha {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
         }
         CtlCommand::Pause => ha_cmd::set_paused(&client, &config.cluster.name, true, args.output).await,
         CtlCommand::Resume => ha_cmd::set_paused(&client, &config.cluster.name, false, args.output).await,

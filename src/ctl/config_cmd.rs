@@ -1,0 +1,162 @@
+//! `ctl show-config` and `ctl edit-config --set key=value`: the dynamic cluster configuration in the DCS.
+
+use anyhow::{bail, Context};
+
+use super::output;
+use crate::cli::Output;
+use crate::dcs::client::DcsClient;
+use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
+use crate::ha::keys::Keys;
+use crate::ha::model::DynamicConfig;
+
+/// Applies `key=value` assignments to a config and validates the result (pure).
+pub fn apply_settings(mut config: DynamicConfig, settings: &[String]) -> anyhow::Result<DynamicConfig> {
+    for setting in settings {
+        let (key, value) = setting
+            .split_once('=')
+            .with_context(|| format!("--set {setting:?}: expected key=value"))?;
+        let (key, value) = (key.trim(), value.trim());
+        let number = || {
+            value
+                .parse::<u64>()
+                .with_context(|| format!("{key}: {value:?} is not a non-negative integer"))
+        };
+        match key {
+            "ttl_ms" | "ttl" => config.ttl_ms = number()?,
+            "loop_wait_ms" | "loop_wait" => config.loop_wait_ms = number()?,
+            "maximum_lag_on_failover" => config.maximum_lag_on_failover = number()?,
+            "primary_start_timeout_ms" | "primary_start_timeout" => config.primary_start_timeout_ms = number()?,
+            "paused" | "pause" => {
+                config.paused = match value {
+                    "true" | "on" | "yes" => true,
+                    "false" | "off" | "no" => false,
+                    other => bail!("{key}: {other:?} is not a boolean"),
+                }
+            }
+            other => bail!(
+                "unknown setting {other:?} (known: ttl_ms, loop_wait_ms, maximum_lag_on_failover, \
+                 primary_start_timeout_ms, paused)"
+            ),
+        }
+    }
+    if config.ttl_ms < 500 {
+        bail!("ttl_ms {} is below the minimum of 500 ms", config.ttl_ms);
+    }
+    if config.loop_wait_ms < 50 || config.loop_wait_ms.saturating_mul(2) > config.ttl_ms {
+        bail!(
+            "loop_wait_ms {} must be at least 50 and at most ttl_ms / 2 ({}): the lease must survive a missed renewal",
+            config.loop_wait_ms,
+            config.ttl_ms / 2
+        );
+    }
+    Ok(config)
+}
+
+fn lines(c: &DynamicConfig) -> Vec<(String, String)> {
+    vec![
+        ("ttl_ms".into(), c.ttl_ms.to_string()),
+        ("loop_wait_ms".into(), c.loop_wait_ms.to_string()),
+        ("maximum_lag_on_failover".into(), c.maximum_lag_on_failover.to_string()),
+        (
+            "primary_start_timeout_ms".into(),
+            c.primary_start_timeout_ms.to_string(),
+        ),
+        ("paused".into(), c.paused.to_string()),
+    ]
+}
+
+async fn read(dcs: &DcsClient, keys: &Keys) -> anyhow::Result<(DynamicConfig, i64)> {
+    let (kvs, _) = dcs.get(keys.config().as_bytes(), false).await?;
+    let kv = kvs
+        .first()
+        .context("the cluster is not initialized (no dynamic config in the DCS)")?;
+    let config = serde_json::from_slice(&kv.value).context("the dynamic config in the DCS is unreadable")?;
+    Ok((config, kv.mod_revision))
+}
+
+/// Prints the dynamic configuration.
+pub async fn show(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result<()> {
+    let (config, _) = read(dcs, &Keys::new(cluster)).await?;
+    if out == Output::Json {
+        return output::json(&config);
+    }
+    for (k, v) in lines(&config) {
+        println!("{k} = {v}");
+    }
+    Ok(())
+}
+
+/// Changes settings with a compare-and-swap, after showing the difference.
+pub async fn edit(dcs: &DcsClient, cluster: &str, settings: &[String], force: bool) -> anyhow::Result<()> {
+    if settings.is_empty() {
+        bail!("nothing to change: give --set key=value (repeatable)");
+    }
+    let keys = Keys::new(cluster);
+    let (current, revision) = read(dcs, &keys).await?;
+    let wanted = apply_settings(current.clone(), settings)?;
+    let diff: Vec<String> = lines(&current)
+        .into_iter()
+        .zip(lines(&wanted))
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, b)| format!("-{} = {}\n+{} = {}", a.0, a.1, b.0, b.1))
+        .collect();
+    if diff.is_empty() {
+        println!("no change");
+        return Ok(());
+    }
+    println!("{}", diff.join("\n"));
+    if !force {
+        eprint!("Apply these changes? [y/N] ");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line).context("reading the confirmation")?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            bail!("aborted");
+        }
+    }
+    let txn = Txn {
+        compares: vec![Compare {
+            key: keys.config().into_bytes(),
+            target: CompareTarget::ModRevision(revision),
+        }],
+        success: vec![Op::Put {
+            key: keys.config().into_bytes(),
+            value: serde_json::to_vec(&wanted)?,
+            lease: 0,
+        }],
+        failure: vec![],
+    };
+    if !dcs.txn(txn).await?.succeeded {
+        bail!("the configuration changed meanwhile: nothing was written, run the command again");
+    }
+    println!("configuration updated (a new ttl applies to each node's next DCS session)");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_table() {
+        let base = DynamicConfig::default();
+        let ok = |s: &[&str]| apply_settings(base.clone(), &s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(ok(&["ttl_ms=3000"]).expect("valid").ttl_ms, 3000);
+        assert!(ok(&["paused=on"]).expect("valid").paused);
+        assert_eq!(
+            ok(&["maximum_lag_on_failover = 0"])
+                .expect("valid")
+                .maximum_lag_on_failover,
+            0
+        );
+        for bad in [
+            &["ttl_ms=100"][..],
+            &["loop_wait_ms=2000"],
+            &["ttl_ms=abc"],
+            &["nope=1"],
+            &["ttl_ms"],
+            &["paused=maybe"],
+        ] {
+            assert!(ok(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+}
