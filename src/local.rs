@@ -464,14 +464,6 @@ fn write_secrets(dir: &Path) -> Result<(), LocalError> {
     Ok(())
 }
 
-/// PID of the postmaster of a db node's data directory, if it runs.
-pub fn postmaster_pid(pg_data: &Path) -> Option<i32> {
-    let text = fs::read_to_string(pg_data.join("postmaster.pid")).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    // SAFETY: signal 0 only checks that the process exists.
-    (pid > 0 && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
-}
-
 fn tls_section(tls: bool, certs: &Path, name: &str) -> String {
     if tls {
         format!(
@@ -500,7 +492,11 @@ impl LocalCluster {
 
     /// PID of node `i`'s postmaster, if it runs.
     pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
-        self.nodes[i].pg_data.as_deref().and_then(postmaster_pid)
+        let pid = self.nodes[i]
+            .pg_data
+            .as_deref()
+            .and_then(crate::postgres::postmaster_pid)?;
+        i32::try_from(pid).ok()
     }
 
     /// Sends `signal` to node `i`'s postmaster (started by its pgha, so ours to end).

@@ -83,18 +83,11 @@ pub fn step(deadline: Option<&str>, postmaster_alive: bool, now_ns: u64) -> Fenc
     }
 }
 
-fn postmaster_pid(pgdata: &Path) -> Option<i32> {
-    let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    // SAFETY: signal 0 only checks that the process exists.
-    (pid > 0 && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
-}
-
 /// The `pgha fence` process: runs until the postmaster is gone, the fence is disarmed, or it fences.
 pub fn run(deadline_file: &Path, pgdata: &Path) {
     loop {
         let deadline = std::fs::read_to_string(deadline_file).ok();
-        let pid = postmaster_pid(pgdata);
+        let pid = crate::postgres::postmaster_pid(pgdata).and_then(|p| i32::try_from(p).ok());
         match step(deadline.as_deref(), pid.is_some(), monotonic_ns()) {
             FenceStep::Exit(why) => {
                 eprintln!("pgha fence: exiting: {why}");

@@ -140,9 +140,7 @@ impl Postgres {
 
     /// The postmaster's pid from `postmaster.pid`, only if that process is alive.
     pub fn postmaster_pid(&self) -> Option<u32> {
-        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
-        let pid = text.lines().next()?.trim().parse::<u32>().ok()?;
-        os::pid_alive(pid).then_some(pid)
+        postmaster_pid(self.data_dir())
     }
 
     /// Creates the socket directory (0755, owned by the OS user, when missing), the log file (0600) and
@@ -275,4 +273,11 @@ impl Postgres {
         })
         .await
     }
+}
+
+/// The PID in `<pgdata>/postmaster.pid`, if that process is alive (the one reader of that file in pgha).
+pub fn postmaster_pid(pgdata: &std::path::Path) -> Option<u32> {
+    let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
+    let pid = text.lines().next()?.trim().parse::<u32>().ok()?;
+    (pid > 0 && os::pid_alive(pid)).then_some(pid)
 }

@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use bin_dir::discover_bin_dir;
-pub use control::Postgres;
+pub use control::{postmaster_pid, Postgres};
 pub use controldata::ControlData;
 pub use error::PgError;
 pub use names::{lsn_to_string, parse_lsn, slot_name};
