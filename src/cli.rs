@@ -227,6 +227,25 @@ pub enum CtlCommand {
     },
     /// pgha's version.
     Version,
+    /// Restart PostgreSQL on one member or all (`--pending`: only where a parameter change needs it).
+    Restart {
+        name: Option<String>,
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+        #[arg(long)]
+        pending: bool,
+        #[arg(long, value_enum)]
+        role: Option<DsnRole>,
+    },
+    /// Reload PostgreSQL's configuration on one member or all.
+    Reload { name: Option<String> },
+    /// Wipe a replica and clone it again from the leader (refused on the leader).
+    Reinit {
+        name: String,
+        /// Wait until it streams again.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Maintenance mode on: no automatic promotion or demotion until `resume`.
     Pause,
     /// Maintenance mode off.

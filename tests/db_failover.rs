@@ -532,3 +532,55 @@ async fn rest_endpoints_answer_like_patroni() {
     let v: serde_json::Value = serde_json::from_str(&cluster_json).expect("cluster JSON");
     assert_eq!(v["members"].as_array().map(|a| a.len()), Some(3), "{cluster_json}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_reload_and_reinit_through_ctl() {
+    if !pg_available() {
+        eprintln!("skipped: PostgreSQL binaries not found");
+        return;
+    }
+    let cluster = start(3, "");
+    let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
+    let li = index_of(&cluster, &leader);
+    let ri = (li + 1) % 3;
+    let replica = cluster.nodes[ri].name.clone();
+    let pw = probe::password(&cluster.dir);
+
+    let before = cluster.postmaster_pid(ri).expect("replica postmaster");
+    assert!(ctl(&cluster, &["restart", &replica]).contains("done"));
+    let after = common::wait_for(Duration::from_secs(60), "the replica's new postmaster", || async {
+        cluster.postmaster_pid(ri).filter(|p| *p != before)
+    })
+    .await;
+    assert_ne!(after, before);
+    assert!(ctl(&cluster, &["reload"]).contains("done"));
+    let leader_pid = cluster.postmaster_pid(li).expect("leader postmaster");
+    assert!(ctl(&cluster, &["restart", "--all", "--pending"]).contains("done"));
+    assert_eq!(
+        cluster.postmaster_pid(li),
+        Some(leader_pid),
+        "nothing pending: the leader was not restarted"
+    );
+    assert!(
+        ctl_fails(&cluster, &["restart"]).contains("--all"),
+        "restart needs a name or --all"
+    );
+
+    assert!(
+        ctl_fails(&cluster, &["reinit", &leader]).contains("refusing"),
+        "reinit of the leader is refused"
+    );
+    let p = port(&cluster, li);
+    probe::exec(p, &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
+        .await
+        .expect("table");
+    probe::exec(p, &pw, "INSERT INTO probe VALUES (42)").await.expect("row");
+    assert!(ctl(&cluster, &["reinit", &replica, "--wait"]).contains("streaming again"));
+    let rp = port(&cluster, ri);
+    common::wait_for(
+        Duration::from_secs(30),
+        "the re-cloned replica to have the row",
+        || async { probe::probe_ids(rp, &pw).await.filter(|ids| ids.contains(&42)) },
+    )
+    .await;
+}

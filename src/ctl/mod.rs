@@ -5,6 +5,7 @@ mod dcs_cmd;
 mod ha_cmd;
 pub mod list;
 mod members;
+mod node_cmd;
 pub mod output;
 pub mod switchover;
 
@@ -69,6 +70,32 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::ShowConfig => config_cmd::show(&client, &config.cluster.name, args.output).await,
         CtlCommand::EditConfig { set, force } => config_cmd::edit(&client, &config.cluster.name, &set, force).await,
+        CtlCommand::Restart {
+            name,
+            all,
+            pending,
+            role,
+        } => {
+            if name.is_none() && !all {
+                anyhow::bail!("name a member or give --all");
+            }
+            let view = node_cmd::view(&client, &config.cluster.name).await?;
+            let names = node_cmd::targets(&view, name.as_deref(), role)?;
+            let command = crate::ha::model::NodeCommand::Restart { pending_only: pending };
+            node_cmd::send(&client, &config.cluster.name, &names, command).await
+        }
+        CtlCommand::Reload { name } => {
+            let view = node_cmd::view(&client, &config.cluster.name).await?;
+            let names = node_cmd::targets(&view, name.as_deref(), None)?;
+            node_cmd::send(
+                &client,
+                &config.cluster.name,
+                &names,
+                crate::ha::model::NodeCommand::Reload,
+            )
+            .await
+        }
+        CtlCommand::Reinit { name, wait } => node_cmd::reinit(&client, &config.cluster.name, &name, wait).await,
         CtlCommand::Version => {
             println!("pgha {}", env!("CARGO_PKG_VERSION"));
             Ok(())

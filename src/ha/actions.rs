@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::decide::Action;
-use super::model::{ClusterView, HistoryEntry, PgState};
+use super::model::{ClusterView, HistoryEntry, NodeCommand, PgState};
 use super::race::{should_take_leader, Candidate};
 use super::runner::{wal_position, DbNode};
 use super::store::unix_ms;
@@ -309,6 +309,51 @@ impl DbNode {
             .await
             .context("managing replication slots")?;
         Ok(())
+    }
+
+    /// Runs an operator command (`ctl restart | reload | reinit`); returns what was done.
+    pub(super) async fn execute(&mut self, command: &NodeCommand, view: &ClusterView) -> anyhow::Result<&'static str> {
+        let running = self.pg.postmaster_pid().is_some();
+        match command {
+            NodeCommand::Reload if running => {
+                self.pg.reload().await.context("reloading PostgreSQL")?;
+                Ok("configuration reloaded")
+            }
+            NodeCommand::Reload => Ok("PostgreSQL is not running: nothing to reload"),
+            NodeCommand::Restart { pending_only: true }
+                if !self.last_status.as_ref().is_some_and(|s| s.pending_restart) =>
+            {
+                Ok("no parameter change pending: not restarted")
+            }
+            NodeCommand::Restart { .. } => {
+                if running {
+                    self.pg
+                        .stop(StopMode::Fast, self.s.start_timeout)
+                        .await
+                        .context("stopping PostgreSQL")?;
+                }
+                self.start(false).await?;
+                if self.session.fence_armed() {
+                    self.guard_primary().await?;
+                }
+                Ok("PostgreSQL restarted")
+            }
+            NodeCommand::Reinit => {
+                if view.leader.as_ref().is_some_and(|l| l.name == self.s.name) {
+                    anyhow::bail!("refusing to reinit the leader");
+                }
+                if running {
+                    self.pg
+                        .stop(StopMode::Immediate, self.s.start_timeout)
+                        .await
+                        .context("stopping PostgreSQL")?;
+                }
+                self.expect_running = false;
+                self.following = None;
+                self.pg.wipe_data_dir().await.context("wiping the data directory")?;
+                Ok("data directory wiped: the replica is cloned again from the leader")
+            }
+        }
     }
 
     /// Planned switchover: the primary checkpoints while still serving (so the shutdown checkpoint is quick), stops

@@ -44,6 +44,7 @@ fn view(leader: Option<&str>) -> ClusterView {
         config: DynamicConfig::default(),
         switchover: None,
         history: Vec::new(),
+        commands: BTreeMap::new(),
         revision: 50,
     }
 }

@@ -44,6 +44,16 @@ impl Keys {
         format!("{}history", self.root)
     }
 
+    /// An operator's command to one member (restart, reload, reinit).
+    pub fn command(&self, name: &str) -> String {
+        format!("{}commands/{name}", self.root)
+    }
+
+    /// The member name of a command key, if `key` is one.
+    pub fn command_member<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.root.as_str())?.strip_prefix("commands/")
+    }
+
     /// Prefix of the lease-bound member status keys.
     pub fn members(&self) -> String {
         format!("{}members/", self.root)

@@ -138,6 +138,25 @@ impl SwitchoverRequest {
     }
 }
 
+/// What an operator asks one member to do (`commands/<name>` key); the member deletes the key when done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeCommand {
+    /// Restart PostgreSQL (only if a parameter change is pending, when `pending_only`).
+    Restart { pending_only: bool },
+    /// Reload PostgreSQL's configuration.
+    Reload,
+    /// Wipe a replica's data directory and clone it again from the leader.
+    Reinit,
+}
+
+/// A command with the revision of its key (for the compare-and-delete once it is done).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingCommand {
+    pub command: NodeCommand,
+    pub mod_revision: i64,
+}
+
 /// The leader key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderKey {
@@ -157,6 +176,8 @@ pub struct ClusterView {
     pub switchover: Option<SwitchoverRequest>,
     /// Promotions so far (`history` key).
     pub history: Vec<HistoryEntry>,
+    /// Operator commands by member name.
+    pub commands: BTreeMap<String, PendingCommand>,
     pub revision: i64,
 }
 

@@ -170,6 +170,16 @@ impl DbNode {
                 self.last_leader_lsn = Some(leader.receive_lsn);
             }
         }
+        if let Some(pending) = view.commands.get(&self.s.name).cloned() {
+            match self.execute(&pending.command, &view).await {
+                Ok(what) => tracing::info!(command = ?pending.command, "operator command done: {what}"),
+                Err(e) => tracing::warn!(command = ?pending.command, "operator command failed: {e:#}"),
+            }
+            // Done or failed, the command is consumed: a bad one must not run again on every loop.
+            self.store()
+                .complete_command(&self.s.name, pending.mod_revision)
+                .await?;
+        }
         let local = self.local_state().await?;
         let decision = decide(&view, &local);
         if decision.reason != self.last_reason {

@@ -4,7 +4,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::keys::Keys;
-use super::model::{ClusterView, DynamicConfig, HistoryEntry, LeaderKey, MemberInfo, SwitchoverRequest};
+use super::model::{
+    ClusterView, DynamicConfig, HistoryEntry, LeaderKey, MemberInfo, NodeCommand, PendingCommand, SwitchoverRequest,
+};
 use crate::dcs::client::{ClientError, DcsClient};
 use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
 
@@ -68,6 +70,17 @@ impl Store<'_> {
                     Ok(r) => view.switchover = Some(r),
                     Err(e) => tracing::warn!("ignoring an unreadable switchover request in the DCS: {e}"),
                 }
+            } else if let Some(name) = self.keys.command_member(&key) {
+                match serde_json::from_str::<NodeCommand>(&value) {
+                    Ok(command) => {
+                        let pending = PendingCommand {
+                            command,
+                            mod_revision: kv.mod_revision,
+                        };
+                        view.commands.insert(name.to_string(), pending);
+                    }
+                    Err(e) => tracing::warn!(member = name, "ignoring an unreadable command in the DCS: {e}"),
+                }
             } else if let Some(name) = self.keys.member_name(&key) {
                 if let Ok(info) = serde_json::from_str::<MemberInfo>(&value) {
                     view.members.insert(name.to_string(), info);
@@ -127,6 +140,32 @@ impl Store<'_> {
             failure: vec![],
         };
         Ok(self.dcs.txn(txn).await?.succeeded)
+    }
+
+    /// Queues a command for a member (replacing an older one).
+    pub async fn send_command(&self, member: &str, command: &NodeCommand) -> Result<(), ClientError> {
+        let value = serde_json::to_vec(command).unwrap_or_default();
+        self.dcs
+            .put(self.keys.command(member).as_bytes(), &value, 0)
+            .await
+            .map(|_| ())
+    }
+
+    /// Marks a member's command done (only if it was not replaced meanwhile).
+    pub async fn complete_command(&self, member: &str, mod_revision: i64) -> Result<(), ClientError> {
+        let key = self.keys.command(member);
+        let txn = Txn {
+            compares: vec![Compare {
+                key: key.clone().into_bytes(),
+                target: CompareTarget::ModRevision(mod_revision),
+            }],
+            success: vec![Op::Delete {
+                key: key.into_bytes(),
+                prefix: false,
+            }],
+            failure: vec![],
+        };
+        self.dcs.txn(txn).await.map(|_| ())
     }
 
     /// Removes a switchover request (done, or cancelled).
