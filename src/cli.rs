@@ -221,6 +221,9 @@ pub enum CtlCommand {
     EditConfig {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// A cluster-wide PostgreSQL parameter, `name=value` (repeatable; `name=` removes it).
+        #[arg(long = "pg", value_name = "NAME=VALUE")]
+        pg: Vec<String>,
         /// Do not ask for confirmation.
         #[arg(long)]
         force: bool,

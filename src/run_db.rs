@@ -81,6 +81,7 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
             maximum_lag_on_failover: h.maximum_lag_on_failover,
             primary_start_timeout_ms: h.primary_start_timeout_ms,
             paused: false,
+            postgresql_parameters: Default::default(),
         },
         rewind_fallback_reinit: pgc.rewind_fallback_reinit,
         allow_wipe_foreign_data: pgc.allow_wipe_foreign_data,

@@ -566,11 +566,58 @@ async fn restart_reload_and_reinit_through_ctl() {
         "restart needs a name or --all"
     );
 
+    // A reload parameter takes effect everywhere; a restart-only one waits for `restart --pending`.
+    assert!(ctl_fails(&cluster, &["edit-config", "--pg", "port=1", "--force"]).contains("set by pgha"));
+    ctl(
+        &cluster,
+        &[
+            "edit-config",
+            "--pg",
+            "work_mem=8MB",
+            "--pg",
+            "max_connections=120",
+            "--force",
+        ],
+    );
+    let p = port(&cluster, li);
+    common::wait_for(Duration::from_secs(30), "work_mem applied by a reload", || async {
+        let client = probe::connect(p, &pw).await?;
+        let row = client.query_one("SHOW work_mem", &[]).await.ok()?;
+        (row.get::<_, String>(0) == "8MB").then_some(())
+    })
+    .await;
+    common::wait_for(Duration::from_secs(30), "pending_restart in ctl list", || async {
+        let list = ctl(&cluster, &["list", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&list).ok()?;
+        v["members"]
+            .as_array()?
+            .iter()
+            .all(|m| m["pending_restart"] == true)
+            .then_some(())
+    })
+    .await;
+    ctl(&cluster, &["restart", "--all", "--pending"]);
+    common::wait_for(Duration::from_secs(60), "max_connections after the restart", || async {
+        let client = probe::connect(p, &pw).await?;
+        let row = client.query_one("SHOW max_connections", &[]).await.ok()?;
+        (row.get::<_, String>(0) == "120").then_some(())
+    })
+    .await;
+    common::wait_for(Duration::from_secs(30), "pending_restart cleared", || async {
+        let list = ctl(&cluster, &["list", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&list).ok()?;
+        v["members"]
+            .as_array()?
+            .iter()
+            .all(|m| m["pending_restart"] == false)
+            .then_some(())
+    })
+    .await;
+
     assert!(
         ctl_fails(&cluster, &["reinit", &leader]).contains("refusing"),
         "reinit of the leader is refused"
     );
-    let p = port(&cluster, li);
     probe::exec(p, &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
         .await
         .expect("table");

@@ -39,6 +39,33 @@ pub fn apply_settings(mut config: DynamicConfig, settings: &[String]) -> anyhow:
             ),
         }
     }
+    validate(config)
+}
+
+/// Applies `name=value` PostgreSQL parameters (`name=` removes one) to a config (pure).
+pub fn apply_parameters(mut config: DynamicConfig, parameters: &[String]) -> anyhow::Result<DynamicConfig> {
+    use crate::postgres::render::{is_owned_parameter, is_parameter_name};
+    for setting in parameters {
+        let (name, value) = setting
+            .split_once('=')
+            .with_context(|| format!("--pg {setting:?}: expected name=value"))?;
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        if !is_parameter_name(&name) {
+            bail!("--pg {name:?}: not a PostgreSQL parameter name");
+        }
+        if is_owned_parameter(&name) {
+            bail!("--pg {name}: set by pgha itself (from [postgresql] and [tls]), not through the dynamic config");
+        }
+        if value.is_empty() {
+            config.postgresql_parameters.remove(&name);
+        } else {
+            config.postgresql_parameters.insert(name, value.to_string());
+        }
+    }
+    Ok(config)
+}
+
+fn validate(config: DynamicConfig) -> anyhow::Result<DynamicConfig> {
     if config.ttl_ms < 500 {
         bail!("ttl_ms {} is below the minimum of 500 ms", config.ttl_ms);
     }
@@ -53,7 +80,7 @@ pub fn apply_settings(mut config: DynamicConfig, settings: &[String]) -> anyhow:
 }
 
 fn lines(c: &DynamicConfig) -> Vec<(String, String)> {
-    vec![
+    let mut v = vec![
         ("ttl_ms".into(), c.ttl_ms.to_string()),
         ("loop_wait_ms".into(), c.loop_wait_ms.to_string()),
         ("maximum_lag_on_failover".into(), c.maximum_lag_on_failover.to_string()),
@@ -62,7 +89,13 @@ fn lines(c: &DynamicConfig) -> Vec<(String, String)> {
             c.primary_start_timeout_ms.to_string(),
         ),
         ("paused".into(), c.paused.to_string()),
-    ]
+    ];
+    v.extend(
+        c.postgresql_parameters
+            .iter()
+            .map(|(k, val)| (format!("postgresql.parameters.{k}"), val.clone())),
+    );
+    v
 }
 
 async fn read(dcs: &DcsClient, keys: &Keys) -> anyhow::Result<(DynamicConfig, i64)> {
@@ -87,19 +120,30 @@ pub async fn show(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result
 }
 
 /// Changes settings with a compare-and-swap, after showing the difference.
-pub async fn edit(dcs: &DcsClient, cluster: &str, settings: &[String], force: bool) -> anyhow::Result<()> {
-    if settings.is_empty() {
-        bail!("nothing to change: give --set key=value (repeatable)");
+pub async fn edit(
+    dcs: &DcsClient,
+    cluster: &str,
+    settings: &[String],
+    pg: &[String],
+    force: bool,
+) -> anyhow::Result<()> {
+    if settings.is_empty() && pg.is_empty() {
+        bail!("nothing to change: give --set key=value or --pg name=value (repeatable)");
     }
     let keys = Keys::new(cluster);
     let (current, revision) = read(dcs, &keys).await?;
-    let wanted = apply_settings(current.clone(), settings)?;
-    let diff: Vec<String> = lines(&current)
-        .into_iter()
-        .zip(lines(&wanted))
-        .filter(|(a, b)| a.1 != b.1)
-        .map(|(a, b)| format!("-{} = {}\n+{} = {}", a.0, a.1, b.0, b.1))
+    let wanted = apply_parameters(apply_settings(current.clone(), settings)?, pg)?;
+    let (old, new) = (lines(&current), lines(&wanted));
+    let mut diff: Vec<String> = old
+        .iter()
+        .filter(|l| !new.contains(l))
+        .map(|(k, v)| format!("-{k} = {v}"))
         .collect();
+    diff.extend(
+        new.iter()
+            .filter(|l| !old.contains(l))
+            .map(|(k, v)| format!("+{k} = {v}")),
+    );
     if diff.is_empty() {
         println!("no change");
         return Ok(());

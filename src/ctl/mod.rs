@@ -69,7 +69,9 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             switchover::run(&client, &config.cluster.name, req, args.output).await
         }
         CtlCommand::ShowConfig => config_cmd::show(&client, &config.cluster.name, args.output).await,
-        CtlCommand::EditConfig { set, force } => config_cmd::edit(&client, &config.cluster.name, &set, force).await,
+        CtlCommand::EditConfig { set, pg, force } => {
+            config_cmd::edit(&client, &config.cluster.name, &set, &pg, force).await
+        }
         CtlCommand::Restart {
             name,
             all,

@@ -356,6 +356,27 @@ impl DbNode {
         }
     }
 
+    /// Rewrites the configuration of a running PostgreSQL after the dynamic parameters changed, and reloads it;
+    /// parameters that need a restart then show up as `pending_restart`.
+    pub(super) async fn apply_parameters(&mut self) {
+        let Some(status) = self.last_status.as_ref().filter(|_| self.pg.postmaster_pid().is_some()) else {
+            return;
+        };
+        let role = if status.in_recovery {
+            self.replica_role(&self.following)
+        } else {
+            ConfRole::Primary
+        };
+        match self.pg.write_config(&role).await {
+            Ok(true) => match self.pg.reload().await {
+                Ok(()) => tracing::info!("dynamic PostgreSQL parameters applied (configuration reloaded)"),
+                Err(e) => tracing::warn!("reloading after a parameter change failed: {e}"),
+            },
+            Ok(false) => {}
+            Err(e) => tracing::warn!("writing the configuration after a parameter change failed: {e}"),
+        }
+    }
+
     /// Planned switchover: the primary checkpoints while still serving (so the shutdown checkpoint is quick), stops
     /// fast (walsenders ship everything to the connected replicas), and releases the key for the candidate.
     async fn hand_over(&mut self, candidate: &str) -> anyhow::Result<()> {

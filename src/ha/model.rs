@@ -80,6 +80,8 @@ pub struct DynamicConfig {
     pub primary_start_timeout_ms: u64,
     /// Maintenance mode: no automatic promotion or demotion.
     pub paused: bool,
+    /// Cluster-wide PostgreSQL parameters (a node's local `[postgresql.parameters]` win over them).
+    pub postgresql_parameters: BTreeMap<String, String>,
 }
 
 impl Default for DynamicConfig {
@@ -90,6 +92,7 @@ impl Default for DynamicConfig {
             maximum_lag_on_failover: 1 << 20,
             primary_start_timeout_ms: 10_000,
             paused: false,
+            postgresql_parameters: BTreeMap::new(),
         }
     }
 }

@@ -170,6 +170,9 @@ impl DbNode {
                 self.last_leader_lsn = Some(leader.receive_lsn);
             }
         }
+        if self.pg.set_dynamic_parameters(&self.config.postgresql_parameters) {
+            self.apply_parameters().await;
+        }
         if let Some(pending) = view.commands.get(&self.s.name).cloned() {
             match self.execute(&pending.command, &view).await {
                 Ok(what) => tracing::info!(command = ?pending.command, "operator command done: {what}"),

@@ -21,6 +21,8 @@ const PG_CTL_MARGIN: Duration = Duration::from_secs(5);
 pub struct Postgres {
     pub(crate) settings: PgSettings,
     pub(crate) run_as: RunAs,
+    /// Cluster-wide parameters from the DCS's dynamic config; `settings.parameters` (local) win over them.
+    pub(crate) dynamic: std::sync::RwLock<std::collections::BTreeMap<String, String>>,
 }
 
 /// Removes a (secret) file when dropped.
@@ -44,7 +46,34 @@ impl Postgres {
     pub fn new(settings: PgSettings) -> Result<Postgres, PgError> {
         validate_settings(&settings)?;
         let run_as = os::resolve_run_as(&settings.os_user)?;
-        Ok(Postgres { settings, run_as })
+        Ok(Postgres {
+            settings,
+            run_as,
+            dynamic: Default::default(),
+        })
+    }
+
+    /// Replaces the cluster-wide parameters (from the DCS); returns whether they changed. They take effect at the
+    /// next [`Postgres::write_config`] (then a reload, or a restart for parameters that need one).
+    pub fn set_dynamic_parameters(&self, parameters: &std::collections::BTreeMap<String, String>) -> bool {
+        match self.dynamic.write() {
+            Ok(mut d) if *d != *parameters => {
+                *d = parameters.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The settings with the dynamic parameters merged under the local ones.
+    pub(crate) fn effective_settings(&self) -> PgSettings {
+        let mut s = self.settings.clone();
+        if let Ok(d) = self.dynamic.read() {
+            for (k, v) in d.iter() {
+                s.parameters.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        s
     }
 
     /// The settings in use.

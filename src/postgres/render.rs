@@ -105,6 +105,16 @@ pub fn client_conninfo(s: &PgSettings, host: &str, port: u16, dbname: Option<&st
 }
 
 /// Whether `key` is a plausible GUC name (`[A-Za-z_][A-Za-z0-9_.]*`).
+/// Whether `name` is a parameter pgha sets itself (never taken from the user or the dynamic config).
+pub fn is_owned_parameter(name: &str) -> bool {
+    OWNED.contains(&name) || OWNED_TLS.contains(&name)
+}
+
+/// Whether `key` is a well-formed parameter name.
+pub fn is_parameter_name(key: &str) -> bool {
+    is_guc_name(key)
+}
+
 fn is_guc_name(key: &str) -> bool {
     let mut chars = key.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
