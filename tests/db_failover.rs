@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pgha::config::Role;
 use pgha::local::{Layout, LocalCluster};
 
-use db::{index_of, pg_available, port, start, HA, READY};
+use db::{index_of, port, start, HA, READY};
 
 async fn wait_row_everywhere(cluster: &LocalCluster, password: &str, id: i64) {
     for i in 0..cluster.nodes.len() {
@@ -25,8 +25,7 @@ async fn wait_row_everywhere(cluster: &LocalCluster, password: &str, id: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_failover_and_rejoin() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     let mut cluster = start(3, "");
@@ -36,16 +35,14 @@ async fn bootstrap_failover_and_rejoin() {
         .expect("a primary and two streaming replicas");
     let pw = probe::password(&cluster.dir);
     let li = index_of(&cluster, &leader);
-    probe::exec(port(&cluster, li), &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
-        .await
-        .expect("create table");
+    db::create_probe_table(port(&cluster, li), &pw).await;
     probe::exec(port(&cluster, li), &pw, "INSERT INTO probe VALUES (0)")
         .await
         .expect("insert");
     wait_row_everywhere(&cluster, &pw, 0).await;
 
     // SIGKILL the primary's pgha and its postgres under a continuous writer.
-    let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
+    let ports = db::ports(&cluster);
     let writer = probe::writer(&ports, &pw);
     common::wait_for(Duration::from_secs(20), "writes before the fault", || async {
         (writer.count() >= 20).then_some(())
@@ -101,8 +98,7 @@ async fn probe_timeline(port: u16, password: &str) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_crash_restarts_in_place() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     let cluster = start(3, "");
@@ -129,18 +125,15 @@ async fn postgres_crash_restarts_in_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_primary_is_fenced_and_never_overlaps() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     let cluster = start(3, "");
     let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
     let li = index_of(&cluster, &leader);
     let pw = probe::password(&cluster.dir);
-    probe::exec(port(&cluster, li), &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
-        .await
-        .expect("table");
-    let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
+    db::create_probe_table(port(&cluster, li), &pw).await;
+    let ports = db::ports(&cluster);
 
     cluster.signal(li, libc::SIGSTOP);
     let frozen_at = Instant::now();
@@ -182,18 +175,15 @@ async fn frozen_primary_is_fenced_and_never_overlaps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hands_over_without_waiting_for_the_ttl() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     let mut cluster = start(3, "");
     let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
     let li = index_of(&cluster, &leader);
     let pw = probe::password(&cluster.dir);
-    probe::exec(port(&cluster, li), &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
-        .await
-        .expect("table");
-    let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
+    db::create_probe_table(port(&cluster, li), &pw).await;
+    let ports = db::ports(&cluster);
     let writer = probe::writer(&ports, &pw);
     common::wait_for(Duration::from_secs(20), "writes before the stop", || async {
         (writer.count() >= 20).then_some(())
@@ -236,8 +226,7 @@ async fn sigterm_hands_over_without_waiting_for_the_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nofailover_members_are_never_promoted() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     pgha::tls::install_crypto_provider();
@@ -310,17 +299,14 @@ fn ctl_fails(cluster: &LocalCluster, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_both_ways_loses_nothing() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     let cluster = start(3, "");
     let first = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
     let pw = probe::password(&cluster.dir);
     let p = port(&cluster, index_of(&cluster, &first));
-    probe::exec(p, &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
-        .await
-        .expect("table");
+    db::create_probe_table(p, &pw).await;
     // Bad requests are refused with a reason, and change nothing.
     assert!(ctl_fails(&cluster, &["switchover", "--candidate", "nosuch", "--force"]).contains("no member named nosuch"));
     assert!(ctl_fails(&cluster, &["switchover", "--candidate", &first, "--force"]).contains("already the leader"));
@@ -350,7 +336,7 @@ async fn switchover_both_ways_loses_nothing() {
     assert!(ctl_fails(&cluster, &["switchover", "--force"]).contains("pending"));
     assert!(ctl(&cluster, &["switchover", "--cancel"]).contains("cancelled"));
 
-    let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
+    let ports = db::ports(&cluster);
     let writer = probe::writer(&ports, &pw);
     common::wait_for(Duration::from_secs(20), "writes before the switchover", || async {
         (writer.count() >= 20).then_some(())
@@ -391,8 +377,7 @@ async fn switchover_both_ways_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_blocks_automatic_failover_until_resume() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     let mut cluster = start(3, "");
@@ -479,8 +464,7 @@ async fn http(port: u16, method: &str, path: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_endpoints_answer_like_patroni() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     let cluster = start(3, "");
@@ -539,8 +523,7 @@ async fn rest_endpoints_answer_like_patroni() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_reload_and_reinit_through_ctl() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     let cluster = start(3, "");
@@ -584,47 +567,17 @@ async fn restart_reload_and_reinit_through_ctl() {
         ],
     );
     let p = port(&cluster, li);
-    common::wait_for(Duration::from_secs(30), "work_mem applied by a reload", || async {
-        let client = probe::connect(p, &pw).await?;
-        let row = client.query_one("SHOW work_mem", &[]).await.ok()?;
-        (row.get::<_, String>(0) == "8MB").then_some(())
-    })
-    .await;
-    common::wait_for(Duration::from_secs(30), "pending_restart in ctl list", || async {
-        let list = ctl(&cluster, &["list", "-o", "json"]);
-        let v: serde_json::Value = serde_json::from_str(&list).ok()?;
-        v["members"]
-            .as_array()?
-            .iter()
-            .all(|m| m["pending_restart"] == true)
-            .then_some(())
-    })
-    .await;
+    wait_setting(p, &pw, "work_mem", "8MB").await;
+    wait_pending_restart(&cluster, true).await;
     ctl(&cluster, &["restart", "--all", "--pending"]);
-    common::wait_for(Duration::from_secs(60), "max_connections after the restart", || async {
-        let client = probe::connect(p, &pw).await?;
-        let row = client.query_one("SHOW max_connections", &[]).await.ok()?;
-        (row.get::<_, String>(0) == "120").then_some(())
-    })
-    .await;
-    common::wait_for(Duration::from_secs(30), "pending_restart cleared", || async {
-        let list = ctl(&cluster, &["list", "-o", "json"]);
-        let v: serde_json::Value = serde_json::from_str(&list).ok()?;
-        v["members"]
-            .as_array()?
-            .iter()
-            .all(|m| m["pending_restart"] == false)
-            .then_some(())
-    })
-    .await;
+    wait_setting(p, &pw, "max_connections", "120").await;
+    wait_pending_restart(&cluster, false).await;
 
     assert!(
         ctl_fails(&cluster, &["reinit", &leader]).contains("refusing"),
         "reinit of the leader is refused"
     );
-    probe::exec(p, &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
-        .await
-        .expect("table");
+    db::create_probe_table(p, &pw).await;
     probe::exec(p, &pw, "INSERT INTO probe VALUES (42)").await.expect("row");
     assert!(ctl(&cluster, &["reinit", &replica, "--wait"]).contains("streaming again"));
     let rp = port(&cluster, ri);
@@ -633,5 +586,31 @@ async fn restart_reload_and_reinit_through_ctl() {
         "the re-cloned replica to have the row",
         || async { probe::probe_ids(rp, &pw).await.filter(|ids| ids.contains(&42)) },
     )
+    .await;
+}
+
+/// Waits until `SHOW name` on the node at `port` answers `value`.
+async fn wait_setting(port: u16, password: &str, name: &str, value: &str) {
+    let what = format!("{name} = {value}");
+    common::wait_for(Duration::from_secs(60), &what, || async {
+        let client = probe::connect(port, password).await?;
+        let row = client.query_one(&format!("SHOW {name}"), &[]).await.ok()?;
+        (row.get::<_, String>(0) == value).then_some(())
+    })
+    .await;
+}
+
+/// Waits until `ctl list` shows every member with `pending_restart` = `expected`.
+async fn wait_pending_restart(cluster: &LocalCluster, expected: bool) {
+    let what = format!("pending_restart = {expected} on every member");
+    common::wait_for(Duration::from_secs(30), &what, || async {
+        let list = ctl(cluster, &["list", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&list).ok()?;
+        v["members"]
+            .as_array()?
+            .iter()
+            .all(|m| m["pending_restart"] == expected)
+            .then_some(())
+    })
     .await;
 }

@@ -8,22 +8,19 @@ mod probe;
 
 use std::time::{Duration, Instant};
 
-use db::{index_of, pg_available, port, start, READY};
+use db::{index_of, port, start, READY};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_primary_demotes_and_a_replica_takes_over() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     let cluster = start(3, "");
     let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
     let li = index_of(&cluster, &leader);
     let pw = probe::password(&cluster.dir);
-    probe::exec(port(&cluster, li), &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
-        .await
-        .expect("table");
-    let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
+    db::create_probe_table(port(&cluster, li), &pw).await;
+    let ports = db::ports(&cluster);
 
     cluster.partition(li).expect("partition the primary");
     let cut_at = Instant::now();
@@ -68,8 +65,7 @@ async fn partitioned_primary_demotes_and_a_replica_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_cluster_crash_keeps_identity_and_acknowledged_rows() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     let mut cluster = start(3, "");
@@ -77,9 +73,7 @@ async fn whole_cluster_crash_keeps_identity_and_acknowledged_rows() {
     let li = index_of(&cluster, &leader);
     let pw = probe::password(&cluster.dir);
     let p = port(&cluster, li);
-    probe::exec(p, &pw, "CREATE TABLE probe (id bigint PRIMARY KEY)")
-        .await
-        .expect("table");
+    db::create_probe_table(p, &pw).await;
     probe::exec(p, &pw, "INSERT INTO probe SELECT generate_series(1, 100)")
         .await
         .expect("rows");
@@ -94,7 +88,7 @@ async fn whole_cluster_crash_keeps_identity_and_acknowledged_rows() {
         cluster.start(i).expect("restart");
     }
     // The DCS still shows the members' keys from before the crash until their leases run out: ask PostgreSQL.
-    let ports: Vec<u16> = (0..3).map(|i| port(&cluster, i)).collect();
+    let ports = db::ports(&cluster);
     let p = common::wait_for(
         Duration::from_secs(120),
         "a writable primary after the restart",
@@ -124,8 +118,7 @@ async fn system_identifier(port: u16, password: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_data_directory_is_refused_and_left_alone() {
-    if !pg_available() {
-        eprintln!("skipped: PostgreSQL binaries not found");
+    if db::skip_without_pg() {
         return;
     }
     // node3 gets the data directory of ANOTHER cluster (node1 of a second local cluster) before it starts.

@@ -98,7 +98,25 @@ fn lines(c: &DynamicConfig) -> Vec<(String, String)> {
     v
 }
 
-async fn read(dcs: &DcsClient, keys: &Keys) -> anyhow::Result<(DynamicConfig, i64)> {
+/// Stores `config` if the key is still at `revision` (compare-and-swap); false when someone changed it meanwhile.
+pub(super) async fn write(dcs: &DcsClient, keys: &Keys, config: &DynamicConfig, revision: i64) -> anyhow::Result<bool> {
+    let txn = Txn {
+        compares: vec![Compare {
+            key: keys.config().into_bytes(),
+            target: CompareTarget::ModRevision(revision),
+        }],
+        success: vec![Op::Put {
+            key: keys.config().into_bytes(),
+            value: serde_json::to_vec(config)?,
+            lease: 0,
+        }],
+        failure: vec![],
+    };
+    Ok(dcs.txn(txn).await?.succeeded)
+}
+
+/// The dynamic config and the revision of its key.
+pub(super) async fn read(dcs: &DcsClient, keys: &Keys) -> anyhow::Result<(DynamicConfig, i64)> {
     let (kvs, _) = dcs.get(keys.config().as_bytes(), false).await?;
     let kv = kvs
         .first()
@@ -149,27 +167,10 @@ pub async fn edit(
         return Ok(());
     }
     println!("{}", diff.join("\n"));
-    if !force {
-        eprint!("Apply these changes? [y/N] ");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line).context("reading the confirmation")?;
-        if !matches!(line.trim(), "y" | "Y" | "yes") {
-            bail!("aborted");
-        }
+    if !force && !output::confirm("Apply these changes?")? {
+        bail!("aborted");
     }
-    let txn = Txn {
-        compares: vec![Compare {
-            key: keys.config().into_bytes(),
-            target: CompareTarget::ModRevision(revision),
-        }],
-        success: vec![Op::Put {
-            key: keys.config().into_bytes(),
-            value: serde_json::to_vec(&wanted)?,
-            lease: 0,
-        }],
-        failure: vec![],
-    };
-    if !dcs.txn(txn).await?.succeeded {
+    if !write(dcs, &keys, &wanted, revision).await? {
         bail!("the configuration changed meanwhile: nothing was written, run the command again");
     }
     println!("configuration updated (a new ttl applies to each node's next DCS session)");

@@ -1,13 +1,11 @@
 //! `ctl pause | resume | history`: maintenance mode (no automatic promotion or demotion) and the timeline history.
 
-use anyhow::Context;
-
 use super::output;
 use crate::cli::Output;
 use crate::dcs::client::DcsClient;
-use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
+
 use crate::ha::keys::Keys;
-use crate::ha::model::{DynamicConfig, HistoryEntry};
+use crate::ha::model::HistoryEntry;
 use crate::postgres::lsn_to_string;
 
 /// Attempts at the compare-and-swap of the config key before giving up (concurrent edits).
@@ -17,30 +15,10 @@ const CAS_ATTEMPTS: usize = 5;
 pub async fn set_paused(dcs: &DcsClient, cluster: &str, paused: bool, out: Output) -> anyhow::Result<()> {
     let keys = Keys::new(cluster);
     for _ in 0..CAS_ATTEMPTS {
-        let (kvs, _) = dcs.get(keys.config().as_bytes(), false).await?;
-        let (mut config, target) = match kvs.first() {
-            Some(kv) => (
-                serde_json::from_slice::<DynamicConfig>(&kv.value)
-                    .context("the dynamic config in the DCS is unreadable")?,
-                CompareTarget::ModRevision(kv.mod_revision),
-            ),
-            None => anyhow::bail!("cluster {cluster} is not initialized (no dynamic config in the DCS)"),
-        };
+        let (mut config, revision) = super::config_cmd::read(dcs, &keys).await?;
         if config.paused != paused {
             config.paused = paused;
-            let txn = Txn {
-                compares: vec![Compare {
-                    key: keys.config().into_bytes(),
-                    target,
-                }],
-                success: vec![Op::Put {
-                    key: keys.config().into_bytes(),
-                    value: serde_json::to_vec(&config)?,
-                    lease: 0,
-                }],
-                failure: vec![],
-            };
-            if !dcs.txn(txn).await?.succeeded {
+            if !super::config_cmd::write(dcs, &keys, &config, revision).await? {
                 continue; // someone else changed the config meanwhile: read it again
             }
         }
@@ -56,12 +34,7 @@ pub async fn set_paused(dcs: &DcsClient, cluster: &str, paused: bool, out: Outpu
 
 /// Prints the timeline history (one line per promotion).
 pub async fn history(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result<()> {
-    let keys = Keys::new(cluster);
-    let (kvs, _) = dcs.get(keys.history().as_bytes(), false).await?;
-    let entries: Vec<HistoryEntry> = match kvs.first() {
-        Some(kv) => serde_json::from_slice(&kv.value).context("the history in the DCS is unreadable")?,
-        None => Vec::new(),
-    };
+    let entries: Vec<HistoryEntry> = super::node_cmd::view(dcs, cluster).await?.history;
     if out == Output::Json {
         return output::json(&entries);
     }

@@ -1,6 +1,5 @@
 //! `ctl switchover` and `ctl failover`: validate the candidate, record the request in the DCS, wait for the result.
 
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -50,16 +49,6 @@ pub fn best_candidate(view: &ClusterView) -> Option<&MemberInfo> {
                 std::cmp::Reverse(&b.name),
             ))
         })
-}
-
-fn confirm(plan: &str) -> anyhow::Result<bool> {
-    eprint!("{plan}\nAre you sure? [y/N] ");
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading the confirmation")?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
 /// Parameters of a switchover or failover command.
@@ -125,7 +114,7 @@ pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) 
         current.as_deref().unwrap_or("(no leader)"),
         req.scheduled.map(|s| format!(" at {s}")).unwrap_or_default()
     );
-    if !req.force && !confirm(&plan)? {
+    if !req.force && !output::confirm(&format!("{plan}\nAre you sure?"))? {
         bail!("aborted");
     }
     let request = SwitchoverRequest {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::decide::Action;
 use super::model::{ClusterView, HistoryEntry, NodeCommand, PgState};
 use super::race::{should_take_leader, Candidate};
-use super::runner::{wal_position, DbNode};
+use super::runner::DbNode;
 use super::store::unix_ms;
 use crate::postgres::{slot_name, ConfRole, StopMode};
 use crate::proto::ha_client::HaClient;
@@ -208,7 +208,7 @@ impl DbNode {
         let own = self.pg.status().await.context("reading our WAL position")?;
         let me = Candidate {
             name: self.s.name.clone(),
-            lsn: wal_position(&own),
+            lsn: own.wal_position(),
             failover_priority: self.s.failover_priority,
             nofailover: self.s.nofailover,
         };
@@ -261,7 +261,10 @@ impl DbNode {
         }
         let entry = HistoryEntry {
             timeline: after.timeline,
-            lsn: before.as_ref().map(wal_position).unwrap_or(0),
+            lsn: before
+                .as_ref()
+                .map(crate::postgres::PgStatus::wal_position)
+                .unwrap_or(0),
             reason: reason.to_string(),
             unix_ms: unix_ms(),
             new_leader: self.s.name.clone(),

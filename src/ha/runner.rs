@@ -44,15 +44,6 @@ pub struct DbSettings {
     pub exe: PathBuf,
 }
 
-/// The highest WAL position a node has: received (or replayed) on a replica, current on a primary.
-pub fn wal_position(s: &PgStatus) -> u64 {
-    if s.in_recovery {
-        s.receive_lsn.unwrap_or(0).max(s.replay_lsn.unwrap_or(0))
-    } else {
-        s.current_lsn.unwrap_or(0)
-    }
-}
-
 /// A db node's HA state.
 pub struct DbNode {
     pub(super) s: DbSettings,
@@ -275,9 +266,7 @@ impl DbNode {
         };
         let state = match (self.activity, status) {
             (Some(a), _) => a,
-            (None, Some(s)) if s.in_recovery && s.wal_receiver.as_ref().is_some_and(|w| w.status == "streaming") => {
-                PgState::Streaming
-            }
+            (None, Some(s)) if s.in_recovery && s.is_streaming() => PgState::Streaming,
             (None, Some(_)) => PgState::Running,
             (None, None) if self.crashed_since.is_some() => PgState::Crashed,
             (None, None) => PgState::Stopped,
@@ -290,7 +279,7 @@ impl DbNode {
             role,
             state,
             timeline: status.map(|s| s.timeline).unwrap_or(0),
-            receive_lsn: status.map(wal_position).unwrap_or(0),
+            receive_lsn: status.map(PgStatus::wal_position).unwrap_or(0),
             replay_lsn: status
                 .and_then(|s| if s.in_recovery { s.replay_lsn } else { s.current_lsn })
                 .unwrap_or(0),

@@ -39,7 +39,7 @@ impl proto::ha_server::Ha for HaService {
                 resp.running = true;
                 resp.in_recovery = s.in_recovery;
                 resp.timeline = s.timeline;
-                resp.lsn = super::runner::wal_position(&s);
+                resp.lsn = s.wal_position();
             }
         }
         Ok(Response::new(resp))

@@ -41,3 +41,24 @@ pub fn index_of(cluster: &LocalCluster, name: &str) -> usize {
 pub fn port(cluster: &LocalCluster, i: usize) -> u16 {
     cluster.nodes[i].pg_port.expect("db nodes have a PostgreSQL port")
 }
+
+/// True (after saying so) when the PostgreSQL binaries are missing and the test must skip.
+pub fn skip_without_pg() -> bool {
+    let missing = !pg_available();
+    if missing {
+        eprintln!("skipped: PostgreSQL binaries not found");
+    }
+    missing
+}
+
+/// Every node's PostgreSQL port, in node order.
+pub fn ports(cluster: &LocalCluster) -> Vec<u16> {
+    (0..cluster.nodes.len()).map(|i| port(cluster, i)).collect()
+}
+
+/// Creates the `probe` table the writers insert into.
+pub async fn create_probe_table(port: u16, password: &str) {
+    super::probe::exec(port, password, "CREATE TABLE probe (id bigint PRIMARY KEY)")
+        .await
+        .expect("creating the probe table");
+}
