@@ -84,21 +84,34 @@ impl DbNode {
         }
     }
 
+    /// Bootstraps the cluster, or resumes a bootstrap of ours that stopped half-way (every step is idempotent):
+    /// a failure between the claim and its completion must not leave the cluster waiting forever.
     async fn initialize(&mut self) -> anyhow::Result<()> {
         if !self.store().claim_initialize(&self.s.name).await? {
             return Ok(()); // another member won the race
         }
+        let lease = self.session.lease().context("no DCS session")?;
         self.activity = Some(PgState::Initializing);
-        tracing::info!("won the initialize race: running initdb");
-        self.pg.initdb().await.context("initdb")?;
+        if matches!(self.pg.data_state().await?, crate::postgres::DataState::Missing) {
+            tracing::info!("won the initialize race: running initdb");
+            self.pg.initdb().await.context("initdb")?;
+        } else {
+            tracing::info!("resuming our interrupted bootstrap");
+        }
         self.pg
             .write_config(&ConfRole::Primary)
             .await
             .context("writing the primary configuration")?;
-        self.start(false).await?;
+        if self.pg.postmaster_pid().is_none() {
+            self.start(false).await?;
+        }
         self.pg.create_roles().await.context("creating the replication role")?;
-        let lease = self.session.lease().context("no DCS session")?;
-        if !self.store().take_leader(&self.s.name, lease).await? {
+        let view = self.store().view().await?;
+        let ours = view
+            .leader
+            .as_ref()
+            .is_some_and(|l| l.name == self.s.name && l.lease == lease);
+        if !ours && !self.store().take_leader(&self.s.name, lease).await? {
             anyhow::bail!("the leader key was taken during bootstrap");
         }
         self.guard_primary().await?;

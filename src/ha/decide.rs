@@ -110,8 +110,18 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
         .filter(|_| !ours)
         .map(|m| (m.pg_host.clone(), m.pg_port));
 
+    let bootstrapping = view.initialize.as_deref() == Some(format!("pending:{}", local.name).as_str());
     let standby = match &local.data {
         LocalData::Missing => return decide_without_data(view, local),
+        LocalData::Present { .. } if bootstrapping && local.lease.is_none() => {
+            return d(
+                Action::Wait,
+                "our bootstrap is unfinished: waiting for a DCS session to resume it",
+            )
+        }
+        LocalData::Present { .. } if bootstrapping => {
+            return d(Action::Initialize, "our bootstrap is unfinished: resuming it")
+        }
         LocalData::Present {
             system_identifier,
             standby,
@@ -273,6 +283,7 @@ fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
             Action::Wait,
             "no cluster yet, and a nofailover member never bootstraps it",
         ),
+        None if local.lease.is_none() => d(Action::Wait, "no cluster yet: waiting for a DCS session to race for it"),
         None => d(Action::Initialize, "no cluster yet: racing to initialize it"),
         Some(init) if init == format!("pending:{}", local.name) => d(Action::Initialize, "resuming our bootstrap"),
         Some(init) if init.starts_with("pending:") => d(

@@ -121,6 +121,28 @@ fn decide_table() {
         fresh_nofailover,
         Action::Wait,
     );
+    let mut no_session = fresh.clone();
+    no_session.lease = None;
+    c(
+        "no session yet: do not start a bootstrap",
+        empty.clone(),
+        no_session,
+        Action::Wait,
+    );
+    let mut half_done = empty.clone();
+    half_done.initialize = Some("pending:db1".into());
+    c(
+        "our bootstrap stopped half-way: resume it",
+        half_done.clone(),
+        local(primary()),
+        Action::Initialize,
+    );
+    c(
+        "half-way bootstrap with PostgreSQL stopped: resume",
+        half_done,
+        local(LocalPg::Stopped),
+        Action::Initialize,
+    );
     let mut pending_other = empty.clone();
     pending_other.initialize = Some("pending:db2".into());
     c("someone else bootstraps", pending_other, fresh.clone(), Action::Wait);
