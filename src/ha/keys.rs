@@ -68,6 +68,32 @@ impl Keys {
     pub fn member_name<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.strip_prefix(self.root.as_str())?.strip_prefix("members/")
     }
+
+    /// Synchronous replication state (JSON: the leader and the members in synchronous_standby_names), written by
+    /// the leader before PostgreSQL relies on it.
+    pub fn sync(&self) -> String {
+        format!("{}sync", self.root)
+    }
+
+    /// Prefix of the lease-bound edge status keys.
+    pub fn edges(&self) -> String {
+        format!("{}edges/", self.root)
+    }
+
+    /// Lease-bound status of one edge.
+    pub fn edge(&self, name: &str) -> String {
+        format!("{}edges/{name}", self.root)
+    }
+
+    /// The edge name of an edge status key, if `key` is one.
+    pub fn edge_name<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.root.as_str())?.strip_prefix("edges/")
+    }
+
+    /// Lease-bound: name of the edge that owns the virtual IP.
+    pub fn vip(&self) -> String {
+        format!("{}vip", self.root)
+    }
 }
 
 #[cfg(test)]
@@ -81,5 +107,8 @@ mod tests {
         assert_eq!(k.member("db1"), "/pgha/main/members/db1");
         assert_eq!(k.member_name("/pgha/main/members/db1"), Some("db1"));
         assert_eq!(k.member_name("/pgha/other/members/db1"), None);
+        assert_eq!(k.edge_name("/pgha/main/edges/edge1"), Some("edge1"));
+        assert_eq!(k.vip(), "/pgha/main/vip");
+        assert_eq!(k.sync(), "/pgha/main/sync");
     }
 }
