@@ -80,9 +80,11 @@ pub fn status_code(path: &str, query: &HashMap<String, String>, snap: Option<&No
             _ => 503,
         };
     };
+    let synchronous = s.view.sync_members().is_some_and(|k| k.members.contains(&s.name));
     let ok = match path {
         "/primary" | "/master" | "/read-write" | "/leader" => s.is_primary(),
-        "/replica" | "/async" => {
+        "/replica" | "/async" | "/asynchronous" if path != "/replica" && synchronous => false,
+        "/replica" | "/async" | "/asynchronous" => {
             let lag_ok = match query.get("lag") {
                 Some(v) => parse_lag(v).is_some_and(|max| s.lag_bytes().is_none_or(|lag| lag <= max)),
                 None => true,
@@ -93,8 +95,8 @@ pub fn status_code(path: &str, query: &HashMap<String, String>, snap: Option<&No
                 .all(|(k, v)| s.tags.get(k).is_some_and(|t| t == v));
             s.is_replica() && !s.noloadbalance && lag_ok && tags_ok
         }
-        // pgha has no synchronous standbys yet: nothing answers /sync.
-        "/sync" | "/synchronous" => false,
+        // A replica the `sync` key names: it holds every acknowledged commit (Patroni: sync or quorum standby).
+        "/sync" | "/synchronous" => s.is_replica() && synchronous,
         "/read-only" | "/health" => s.running(),
         "/liveness" => true,
         "/readiness" => s.is_primary() || s.status.as_ref().is_some_and(|st| st.is_streaming()),

@@ -16,6 +16,7 @@ fn pg(in_recovery: bool, lsn: u64) -> PgStatus {
         replay_lsn: in_recovery.then_some(lsn),
         system_identifier: 1,
         pending_restart: false,
+        synchronous_standby_names: String::new(),
         wal_receiver: in_recovery.then(|| WalReceiver {
             status: "streaming".into(),
             sender_host: None,
@@ -80,6 +81,17 @@ fn status_code_table() {
     let replica = snapshot(false, 9_000, &[("zone", "a")]);
     let mut noload = snapshot(false, 10_000, &[]);
     noload.noloadbalance = true;
+    let with_sync = |mut s: NodeSnapshot| {
+        let key = crate::ha::model::SyncState {
+            leader: "db1".into(),
+            members: vec!["db2".into()],
+            quorum: 1,
+        };
+        s.view.sync = Some((key, 5));
+        s
+    };
+    let sync_replica = with_sync(snapshot(false, 9_000, &[]));
+    let sync_primary = with_sync(snapshot(true, 10_000, &[]));
     let cases: Vec<(&str, &NodeSnapshot, HashMap<String, String>, u16)> = vec![
         ("/primary", &primary, q(&[]), 200),
         ("/master", &primary, q(&[]), 200),
@@ -90,6 +102,10 @@ fn status_code_table() {
         ("/replica", &replica, q(&[]), 200),
         ("/async", &replica, q(&[]), 200),
         ("/sync", &replica, q(&[]), 503),
+        ("/sync", &sync_replica, q(&[]), 200),
+        ("/async", &sync_replica, q(&[]), 503),
+        ("/replica", &sync_replica, q(&[]), 200),
+        ("/sync", &sync_primary, q(&[]), 503),
         ("/replica", &replica, q(&[("lag", "1000")]), 200),
         ("/replica", &replica, q(&[("lag", "999")]), 503),
         ("/replica", &replica, q(&[("lag", "1kB")]), 200),

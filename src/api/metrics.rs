@@ -48,6 +48,15 @@ pub fn render(cluster: &str, snap: Option<&NodeSnapshot>) -> String {
         n,
         u8::from(st.is_some_and(|x| x.in_recovery)),
     );
+    let synchronous = s.view.sync_members().is_some_and(|k| k.members.contains(&s.name));
+    gauge(
+        &mut out,
+        "pgha_sync_standby",
+        "1 if this replica is a synchronous (or quorum) standby: it holds every acknowledged commit",
+        c,
+        n,
+        u8::from(synchronous && st.is_some_and(|x| x.in_recovery)),
+    );
     gauge(
         &mut out,
         "pgha_postgres_timeline",

@@ -121,7 +121,7 @@ nofailover = false
 failover_priority = 0
 # Keep this node out of read-only load balancing. Default: false.
 noloadbalance = false
-# The following four are written to the DCS by the first node and later
+# The following seven are written to the DCS by the first node and later
 # changed with `pgha ctl`.
 # Leader lease TTL in ms; at least 500. Default: 2000.
 ttl_ms = 2000
@@ -134,6 +134,16 @@ maximum_lag_on_failover = 1048576
 # How long a crashed primary may take to restart in place before it gives up
 # the leader lease, in ms. Default: 10000.
 primary_start_timeout_ms = 10000
+# Synchronous replication: "off", "on" (synchronous_node_count standbys confirm
+# every commit) or "quorum" (any synchronous_node_count of all healthy standbys
+# do, so one slow standby cannot stall writes). Only a standby holding every
+# acknowledged commit is promoted. Default: "off".
+synchronous_mode = "off"
+# With no synchronous standby left, block commits instead of replicating
+# asynchronously. Default: false.
+synchronous_mode_strict = false
+# Standbys that confirm each commit in synchronous mode; at least 1. Default: 1.
+synchronous_node_count = 1
 # Patroni-compatible REST API for load balancers and monitoring (GET /primary,
 # /replica, /health, /metrics, ...); read-only. Default: unset (disabled).
 # rest_listen = "0.0.0.0:8008"

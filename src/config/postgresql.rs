@@ -105,7 +105,7 @@ impl Default for PostgresqlSection {
 
 /// `[ha]`: this node's failover behaviour, and the initial dynamic settings
 /// (`ttl_ms`, `loop_wait_ms`, `maximum_lag_on_failover`,
-/// `primary_start_timeout_ms`) the first node writes to the DCS; later changes
+/// `primary_start_timeout_ms`, `synchronous_*`) the first node writes to the DCS; later changes
 /// go through `pgha ctl`. Only checked for `pgha db`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -133,6 +133,19 @@ pub struct HaSection {
     /// long a crashed primary may take to restart in place before it gives up
     /// the leader lease, in ms. Default: 10000.
     pub primary_start_timeout_ms: u64,
+    /// `ha.synchronous_mode` (`PGHA_HA__SYNCHRONOUS_MODE`): `off`, `on` (the
+    /// `synchronous_node_count` most suitable standbys confirm every commit) or
+    /// `quorum` (any `synchronous_node_count` of all healthy standbys confirm it,
+    /// so one slow standby does not stall writes). Only a standby that holds every
+    /// acknowledged commit is promoted. Default: `off`.
+    pub synchronous_mode: crate::ha::model::SyncMode,
+    /// `ha.synchronous_mode_strict` (`PGHA_HA__SYNCHRONOUS_MODE_STRICT`): with no
+    /// synchronous standby, block commits instead of replicating asynchronously.
+    /// Default: `false`.
+    pub synchronous_mode_strict: bool,
+    /// `ha.synchronous_node_count` (`PGHA_HA__SYNCHRONOUS_NODE_COUNT`): how many
+    /// standbys confirm each commit in synchronous mode; at least 1. Default: 1.
+    pub synchronous_node_count: u32,
     /// `ha.rest_listen` (`PGHA_HA__REST_LISTEN`): `host:port` of the Patroni-compatible
     /// REST API (`GET /primary`, `/replica`, `/health`, `/metrics`, ...) that load
     /// balancers and monitoring poll, e.g. `"0.0.0.0:8008"`. Read-only: state changes
@@ -153,6 +166,9 @@ impl Default for HaSection {
             loop_wait_ms: 250,
             maximum_lag_on_failover: 1 << 20,
             primary_start_timeout_ms: 10_000,
+            synchronous_mode: crate::ha::model::SyncMode::Off,
+            synchronous_mode_strict: false,
+            synchronous_node_count: 1,
             rest_listen: None,
             tags: BTreeMap::new(),
         }

@@ -185,6 +185,13 @@ pub(super) fn ha(ha: &HaSection, r: &mut Report) {
             "the lease must survive a missed renewal: keep loop_wait_ms at most ttl_ms / 2",
         );
     }
+    if ha.synchronous_node_count == 0 {
+        r.add(
+            "ha.synchronous_node_count",
+            "must be at least 1",
+            "the number of standbys that confirm each commit in synchronous mode; the default is 1",
+        );
+    }
     for name in ha.tags.keys().filter(|name| name.trim().is_empty()) {
         r.add(
             entry_key("ha.tags", name),

@@ -7,7 +7,15 @@ use crate::cli::Output;
 use crate::dcs::client::DcsClient;
 use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
 use crate::ha::keys::Keys;
-use crate::ha::model::DynamicConfig;
+use crate::ha::model::{DynamicConfig, SyncMode};
+
+fn boolean(key: &str, value: &str) -> anyhow::Result<bool> {
+    match value {
+        "true" | "on" | "yes" => Ok(true),
+        "false" | "off" | "no" => Ok(false),
+        other => bail!("{key}: {other:?} is not a boolean"),
+    }
+}
 
 /// Applies `key=value` assignments to a config and validates the result (pure).
 pub fn apply_settings(mut config: DynamicConfig, settings: &[String]) -> anyhow::Result<DynamicConfig> {
@@ -26,16 +34,19 @@ pub fn apply_settings(mut config: DynamicConfig, settings: &[String]) -> anyhow:
             "loop_wait_ms" | "loop_wait" => config.loop_wait_ms = number()?,
             "maximum_lag_on_failover" => config.maximum_lag_on_failover = number()?,
             "primary_start_timeout_ms" | "primary_start_timeout" => config.primary_start_timeout_ms = number()?,
-            "paused" | "pause" => {
-                config.paused = match value {
-                    "true" | "on" | "yes" => true,
-                    "false" | "off" | "no" => false,
-                    other => bail!("{key}: {other:?} is not a boolean"),
-                }
+            "paused" | "pause" => config.paused = boolean(key, value)?,
+            "synchronous_mode" => {
+                config.synchronous_mode = SyncMode::parse(value)
+                    .with_context(|| format!("{key}: {value:?} is not off, on or quorum"))?
+            }
+            "synchronous_mode_strict" => config.synchronous_mode_strict = boolean(key, value)?,
+            "synchronous_node_count" => {
+                config.synchronous_node_count = u32::try_from(number()?)
+                    .with_context(|| format!("{key}: {value:?} is too large"))?
             }
             other => bail!(
                 "unknown setting {other:?} (known: ttl_ms, loop_wait_ms, maximum_lag_on_failover, \
-                 primary_start_timeout_ms, paused)"
+                 primary_start_timeout_ms, paused, synchronous_mode, synchronous_mode_strict, synchronous_node_count)"
             ),
         }
     }
@@ -76,6 +87,9 @@ fn validate(config: DynamicConfig) -> anyhow::Result<DynamicConfig> {
             config.ttl_ms / 2
         );
     }
+    if config.synchronous_node_count == 0 {
+        bail!("synchronous_node_count must be at least 1");
+    }
     Ok(config)
 }
 
@@ -89,6 +103,9 @@ fn lines(c: &DynamicConfig) -> Vec<(String, String)> {
             c.primary_start_timeout_ms.to_string(),
         ),
         ("paused".into(), c.paused.to_string()),
+        ("synchronous_mode".into(), c.synchronous_mode.as_str().to_string()),
+        ("synchronous_mode_strict".into(), c.synchronous_mode_strict.to_string()),
+        ("synchronous_node_count".into(), c.synchronous_node_count.to_string()),
     ];
     v.extend(
         c.postgresql_parameters

@@ -54,7 +54,7 @@ pub fn rows(view: &ClusterView) -> Vec<ListRow> {
             ListRow {
                 member: m.name.clone(),
                 host: format!("{}:{}", m.pg_host, m.pg_port),
-                role: if is_leader { "Leader" } else { "Replica" }.to_string(),
+                role: member_role(view, &m.name, is_leader).to_string(),
                 state: m.state.label().to_string(),
                 timeline: m.timeline,
                 receive_lsn: lsn_to_string(m.receive_lsn),
@@ -130,6 +130,17 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result
         println!(" Maintenance mode: on");
     }
     Ok(())
+}
+
+/// The role column, as `patronictl list` words it.
+fn member_role(view: &ClusterView, name: &str, is_leader: bool) -> &'static str {
+    let synchronous = view.sync_members().is_some_and(|k| k.members.iter().any(|m| m == name));
+    match (is_leader, synchronous, view.config.synchronous_mode) {
+        (true, _, _) => "Leader",
+        (false, true, crate::ha::model::SyncMode::Quorum) => "Quorum Standby",
+        (false, true, _) => "Sync Standby",
+        (false, false, _) => "Replica",
+    }
 }
 
 /// A libpq multi-host connection string for the role (pure): the leader first for writes, replicas for reads.

@@ -26,6 +26,17 @@ pub fn refusal(view: &ClusterView, candidate: &MemberInfo) -> Option<String> {
             candidate.state.label()
         ));
     }
+    if let Some(key) = view.sync_members() {
+        if !key.members.contains(&candidate.name) {
+            return Some(format!(
+                "{} is not a synchronous standby (synchronous: {}); it may lack acknowledged commits",
+                candidate.name,
+                key.members.join(", ")
+            ));
+        }
+        // A synchronous standby holds every acknowledged commit: its lag behind unacknowledged WAL does not matter.
+        return None;
+    }
     let leader_lsn = view.leader_member().map(|m| m.receive_lsn).unwrap_or(0);
     let lag = leader_lsn.saturating_sub(candidate.receive_lsn);
     if lag > view.config.maximum_lag_on_failover {
@@ -92,6 +103,8 @@ pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) 
                 }
             } else if m.nofailover {
                 bail!("refusing: {name} is tagged nofailover");
+            } else if view.sync_members().is_some_and(|k| !k.members.contains(&m.name)) {
+                bail!("refusing: {name} is not a synchronous standby; it may lack acknowledged commits");
             }
             m.name.clone()
         }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use super::decide::Action;
 use super::model::{ClusterView, HistoryEntry, NodeCommand, PgState};
 use super::race::{should_take_leader, Candidate};
+use super::sync;
 use super::runner::DbNode;
 use super::store::unix_ms;
 use crate::postgres::{slot_name, ConfRole, StopMode};
@@ -63,6 +64,15 @@ impl DbNode {
             Action::HandOver { candidate } => self.hand_over(&candidate).await,
             Action::TakeOver => {
                 let lease = self.session.lease().context("no DCS session")?;
+                let handed_over = view.switchover.as_ref().is_some_and(|sw| sw.leader.is_some());
+                if !handed_over && view.sync_members().is_some() {
+                    // A manual failover with no leader handing over: in synchronous mode the candidate must know
+                    // it holds every acknowledged commit, like a race winner.
+                    if let Err(why) = self.may_take_leader(view).await? {
+                        tracing::warn!("failover candidate, but not taking the leader key: {why}");
+                        return Ok(());
+                    }
+                }
                 if self.store().take_leader(&self.s.name, lease).await? {
                     self.promote("switchover/failover candidate").await?;
                 }
@@ -92,6 +102,7 @@ impl DbNode {
         }
         let lease = self.session.lease().context("no DCS session")?;
         self.activity = Some(PgState::Initializing);
+        self.bootstrap_sync_spec();
         if matches!(self.pg.data_state().await?, crate::postgres::DataState::Missing) {
             tracing::info!("won the initialize race: running initdb");
             self.pg.initdb().await.context("initdb")?;
@@ -216,15 +227,8 @@ impl DbNode {
         }
     }
 
-    async fn race(&mut self, view: &ClusterView) -> anyhow::Result<()> {
-        let lease = self.session.lease().context("no DCS session")?;
-        let own = self.pg.status().await.context("reading our WAL position")?;
-        let me = Candidate {
-            name: self.s.name.clone(),
-            lsn: own.wal_position(),
-            failover_priority: self.s.failover_priority,
-            nofailover: self.s.nofailover,
-        };
+    /// The WAL positions of the members that answer (running PostgreSQL only), asked live over gRPC.
+    async fn peer_positions(&self, view: &ClusterView) -> Vec<Candidate> {
         let mut peers = Vec::new();
         for m in view.members.values().filter(|m| m.name != self.s.name) {
             let Ok(channel) = self.dcs.channel(&m.api_addr) else {
@@ -247,12 +251,49 @@ impl DbNode {
                 _ => tracing::debug!(peer = %m.name, "no WAL position from peer: it does not take part in the race"),
             }
         }
-        if let Err(why) = should_take_leader(&me, &peers, self.last_leader_lsn, self.config.maximum_lag_on_failover) {
-            tracing::info!("not taking the leader key: {why}");
-            return Ok(());
+        peers
+    }
+
+    /// Whether we may be promoted: in synchronous mode only a member of the `sync` key that heard from enough of
+    /// them, and the most advanced of them; otherwise the most advanced eligible member within the lag limit.
+    async fn may_take_leader(&self, view: &ClusterView) -> anyhow::Result<Result<u64, String>> {
+        let own = self.pg.status().await.context("reading our WAL position")?;
+        let me = Candidate {
+            name: self.s.name.clone(),
+            lsn: own.wal_position(),
+            failover_priority: self.s.failover_priority,
+            nofailover: self.s.nofailover,
+        };
+        let mut peers = self.peer_positions(view).await;
+        let sync_key = view.sync_members();
+        if let Some(key) = sync_key {
+            let answered: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+            if let Err(why) = sync::may_promote(Some(key), &me.name, &answered) {
+                return Ok(Err(why));
+            }
+            // Only the synchronous members compete: they hold every acknowledged commit, an asynchronous standby
+            // that received more (unacknowledged) WAL cannot be promoted anyway.
+            peers.retain(|p| key.members.contains(&p.name));
         }
+        // A synchronous member holds every acknowledged commit: its lag behind unacknowledged WAL does not matter.
+        let max_lag = match sync_key {
+            Some(_) => u64::MAX,
+            None => self.config.maximum_lag_on_failover,
+        };
+        Ok(should_take_leader(&me, &peers, self.last_leader_lsn, max_lag).map(|()| me.lsn))
+    }
+
+    async fn race(&mut self, view: &ClusterView) -> anyhow::Result<()> {
+        let lease = self.session.lease().context("no DCS session")?;
+        let lsn = match self.may_take_leader(view).await? {
+            Ok(lsn) => lsn,
+            Err(why) => {
+                tracing::info!("not taking the leader key: {why}");
+                return Ok(());
+            }
+        };
         if self.store().take_leader(&self.s.name, lease).await? {
-            tracing::info!(lsn = %crate::postgres::lsn_to_string(me.lsn), "won the leader race");
+            tracing::info!(lsn = %crate::postgres::lsn_to_string(lsn), "won the leader race");
             self.promote("won the leader race after the leader key expired").await?;
         }
         Ok(())
@@ -324,7 +365,7 @@ impl DbNode {
             .ensure_slots(&wanted)
             .await
             .context("managing replication slots")?;
-        Ok(())
+        self.manage_sync(view).await.context("synchronous replication")
     }
 
     /// Runs an operator command (`ctl restart | reload | reinit`); returns what was done.

@@ -173,6 +173,13 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
             if ours && local.lease_valid {
                 if let Some(sw) = view.switchover.as_ref() {
                     let from_us = sw.leader.as_deref().is_none_or(|l| l == local.name);
+                    let not_sync = view.sync_members().is_some_and(|k| !k.members.contains(&sw.candidate));
+                    if from_us && sw.candidate != local.name && sw.due(local.now_unix_ms) && not_sync {
+                        return d(
+                            Action::Lead,
+                            format!("switchover to {} refused: not a synchronous standby", sw.candidate),
+                        );
+                    }
                     if from_us && sw.candidate != local.name && sw.due(local.now_unix_ms) {
                         let candidate = sw.candidate.clone();
                         return d(
@@ -210,6 +217,13 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
             }
             if leader.is_none() {
                 if let Some(sw) = view.switchover.as_ref().filter(|sw| sw.due(local.now_unix_ms)) {
+                    let not_sync = view.sync_members().is_some_and(|k| !k.members.contains(&local.name));
+                    if sw.candidate == local.name && local.lease.is_some() && not_sync {
+                        return d(
+                            Action::Wait,
+                            "failover candidate, but not a synchronous standby: it may lack acknowledged commits",
+                        );
+                    }
                     if sw.candidate == local.name && local.lease.is_some() {
                         return d(
                             Action::TakeOver,

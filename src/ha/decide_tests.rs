@@ -45,6 +45,7 @@ fn view(leader: Option<&str>) -> ClusterView {
         switchover: None,
         history: Vec::new(),
         commands: BTreeMap::new(),
+        sync: None,
         revision: 50,
     }
 }
@@ -412,6 +413,50 @@ fn decide_table() {
     c(
         "manual failover works while paused",
         failover_paused,
+        local(replica_of(None)),
+        Action::TakeOver,
+    );
+    let sync_key = |members: &[&str]| {
+        Some((
+            crate::ha::model::SyncState {
+                leader: "db9".into(),
+                members: members.iter().map(|m| m.to_string()).collect(),
+                quorum: 1,
+            },
+            60,
+        ))
+    };
+    let mut to_async = switching.clone();
+    to_async.sync = sync_key(&["db3"]);
+    c(
+        "sync mode: no switchover to an asynchronous standby",
+        to_async,
+        local(primary()),
+        Action::Lead,
+    );
+    let mut to_sync = switching.clone();
+    to_sync.sync = sync_key(&["db2", "db3"]);
+    c(
+        "sync mode: switchover to a synchronous standby",
+        to_sync,
+        local(primary()),
+        Action::HandOver {
+            candidate: "db2".into(),
+        },
+    );
+    let mut not_sync_candidate = to_me.clone();
+    not_sync_candidate.sync = sync_key(&["db3"]);
+    c(
+        "sync mode: an asynchronous candidate does not take over",
+        not_sync_candidate,
+        local(replica_of(None)),
+        Action::Wait,
+    );
+    let mut empty_key = to_me.clone();
+    empty_key.sync = sync_key(&[]);
+    c(
+        "an empty sync key restricts nothing",
+        empty_key,
         local(replica_of(None)),
         Action::TakeOver,
     );

@@ -11,4 +11,6 @@ pub mod race;
 pub mod runner;
 pub mod session;
 pub mod store;
+pub mod sync;
+mod sync_leader;
 pub mod wal_service;

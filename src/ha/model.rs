@@ -82,6 +82,75 @@ pub struct DynamicConfig {
     pub paused: bool,
     /// Cluster-wide PostgreSQL parameters (a node's local `[postgresql.parameters]` win over them).
     pub postgresql_parameters: BTreeMap<String, String>,
+    /// Synchronous replication: off, on (`synchronous_node_count` named standbys must confirm every commit) or quorum
+    /// (any `synchronous_node_count` of all healthy standbys).
+    pub synchronous_mode: SyncMode,
+    /// With no synchronous standby available, block commits rather than fall back to asynchronous replication.
+    pub synchronous_mode_strict: bool,
+    /// How many standbys must confirm each commit.
+    pub synchronous_node_count: u32,
+}
+
+/// How commits are replicated (`synchronous_mode`). Accepts `off`/`on`/`quorum` and, like Patroni, booleans.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    #[default]
+    Off,
+    On,
+    Quorum,
+}
+
+impl SyncMode {
+    /// Parses the words an operator may use (`off`, `false`, `on`, `true`, `quorum`).
+    pub fn parse(text: &str) -> Option<SyncMode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" | "no" => Some(SyncMode::Off),
+            "on" | "true" | "yes" => Some(SyncMode::On),
+            "quorum" => Some(SyncMode::Quorum),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Off => "off",
+            SyncMode::On => "on",
+            SyncMode::Quorum => "quorum",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SyncMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(SyncMode::On),
+            Raw::Bool(false) => Ok(SyncMode::Off),
+            Raw::Text(t) => SyncMode::parse(&t).ok_or_else(|| {
+                serde::de::Error::custom(format!("synchronous_mode {t:?}: expected off, on or quorum"))
+            }),
+        }
+    }
+}
+
+/// The synchronous replication state (`sync` key), written by the leader BEFORE PostgreSQL relies on it: every
+/// acknowledged commit is on at least `quorum` of `members`, so a failover candidate must be one of them and must
+/// hear from `members.len() - quorum + 1` of them (itself included) to know it is the most advanced.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// The leader that wrote it.
+    pub leader: String,
+    /// Members that may hold acknowledged commits the others lack (sorted).
+    pub members: Vec<String>,
+    /// How many of `members` hold each acknowledged commit (at least).
+    pub quorum: u32,
 }
 
 impl Default for DynamicConfig {
@@ -93,6 +162,9 @@ impl Default for DynamicConfig {
             primary_start_timeout_ms: 10_000,
             paused: false,
             postgresql_parameters: BTreeMap::new(),
+            synchronous_mode: SyncMode::Off,
+            synchronous_mode_strict: false,
+            synchronous_node_count: 1,
         }
     }
 }
@@ -181,6 +253,8 @@ pub struct ClusterView {
     pub history: Vec<HistoryEntry>,
     /// Operator commands by member name.
     pub commands: BTreeMap<String, PendingCommand>,
+    /// Synchronous replication state (`sync` key), with its revision.
+    pub sync: Option<(SyncState, i64)>,
     pub revision: i64,
 }
 
@@ -188,6 +262,11 @@ impl ClusterView {
     /// The system identifier the cluster was initialized with, once known.
     pub fn system_identifier(&self) -> Option<u64> {
         self.initialize.as_deref().and_then(|s| s.parse().ok())
+    }
+
+    /// The synchronous replication state, when it restricts who may be promoted (it names at least one member).
+    pub fn sync_members(&self) -> Option<&SyncState> {
+        self.sync.as_ref().map(|(s, _)| s).filter(|s| !s.members.is_empty())
     }
 
     /// The published status of the current leader.

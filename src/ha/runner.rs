@@ -64,6 +64,12 @@ pub struct DbNode {
     pub(super) activity: Option<PgState>,
     pub(super) last_status: Option<PgStatus>,
     pub(super) fencer: Option<tokio::process::Child>,
+    /// The `synchronous_standby_names` spec PostgreSQL runs with (None: not known yet).
+    pub(super) sync_applied: Option<super::sync::SyncSpec>,
+    /// WAL position once the current spec took effect (the new set must pass it before the key shrinks).
+    pub(super) sync_switch_lsn: Option<u64>,
+    /// Since when the leader has seen no streaming standby it could name.
+    pub(super) no_sync_candidate_since: Option<Instant>,
     last_reason: String,
     /// Published for the REST API after every loop.
     rest: crate::api::rest::SharedSnapshot,
@@ -96,6 +102,9 @@ impl DbNode {
             activity: None,
             last_status: None,
             fencer: None,
+            sync_applied: None,
+            sync_switch_lsn: None,
+            no_sync_candidate_since: None,
             last_reason: String::new(),
             rest,
         }
@@ -175,6 +184,13 @@ impl DbNode {
                 .await?;
         }
         let local = self.local_state().await?;
+        let leading = view
+            .leader
+            .as_ref()
+            .is_some_and(|l| l.name == self.s.name && Some(l.lease) == local.lease);
+        if !leading {
+            self.keep_standby_sync_spec().await;
+        }
         let decision = decide(&view, &local);
         if decision.reason != self.last_reason {
             tracing::info!(action = ?decision.action, "{}", decision.reason);

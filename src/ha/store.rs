@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::keys::Keys;
 use super::model::{
     ClusterView, DynamicConfig, HistoryEntry, LeaderKey, MemberInfo, NodeCommand, PendingCommand, SwitchoverRequest,
+    SyncState,
 };
 use crate::dcs::client::{ClientError, DcsClient};
 use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
@@ -69,6 +70,11 @@ impl Store<'_> {
                 match serde_json::from_str::<SwitchoverRequest>(&value) {
                     Ok(r) => view.switchover = Some(r),
                     Err(e) => tracing::warn!("ignoring an unreadable switchover request in the DCS: {e}"),
+                }
+            } else if key == self.keys.sync() {
+                match serde_json::from_str(&value) {
+                    Ok(sync) => view.sync = Some((sync, kv.mod_revision)),
+                    Err(e) => tracing::warn!("ignoring an unreadable sync key in the DCS: {e}"),
                 }
             } else if let Some(name) = self.keys.command_member(&key) {
                 match serde_json::from_str::<NodeCommand>(&value) {
@@ -137,6 +143,27 @@ impl Store<'_> {
                 key: self.keys.leader().into_bytes(),
                 prefix: false,
             }],
+            failure: vec![],
+        };
+        Ok(self.dcs.txn(txn).await?.succeeded)
+    }
+
+    /// Writes (Some) or deletes (None) the `sync` key, only while the leader key is still at `leader_revision` (ours):
+    /// a deposed leader must not change who may be promoted. True when done.
+    pub async fn write_sync(&self, state: Option<&SyncState>, leader_revision: i64) -> Result<bool, ClientError> {
+        let op = match state {
+            Some(s) => put(self.keys.sync(), serde_json::to_vec(s).unwrap_or_default(), 0),
+            None => Op::Delete {
+                key: self.keys.sync().into_bytes(),
+                prefix: false,
+            },
+        };
+        let txn = Txn {
+            compares: vec![Compare {
+                key: self.keys.leader().into_bytes(),
+                target: CompareTarget::ModRevision(leader_revision),
+            }],
+            success: vec![op],
             failure: vec![],
         };
         Ok(self.dcs.txn(txn).await?.succeeded)

@@ -23,6 +23,8 @@ pub struct Postgres {
     pub(crate) run_as: RunAs,
     /// Cluster-wide parameters from the DCS's dynamic config; `settings.parameters` (local) win over them.
     pub(crate) dynamic: std::sync::RwLock<std::collections::BTreeMap<String, String>>,
+    /// `synchronous_standby_names` chosen by the HA loop.
+    pub(crate) sync_names: std::sync::RwLock<String>,
 }
 
 /// Removes a (secret) file when dropped.
@@ -50,6 +52,7 @@ impl Postgres {
             settings,
             run_as,
             dynamic: Default::default(),
+            sync_names: Default::default(),
         })
     }
 
@@ -65,9 +68,24 @@ impl Postgres {
         }
     }
 
+    /// Sets `synchronous_standby_names` (the HA loop's choice); returns whether it changed. Takes effect at the next
+    /// [`Postgres::write_config`] and reload.
+    pub fn set_synchronous_standby_names(&self, value: &str) -> bool {
+        match self.sync_names.write() {
+            Ok(mut v) if *v != value => {
+                *v = value.to_string();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The settings with the dynamic parameters merged under the local ones.
     pub(crate) fn effective_settings(&self) -> PgSettings {
         let mut s = self.settings.clone();
+        if let Ok(names) = self.sync_names.read() {
+            s.synchronous_standby_names = names.clone();
+        }
         if let Ok(d) = self.dynamic.read() {
             for (k, v) in d.iter() {
                 s.parameters.entry(k.clone()).or_insert_with(|| v.clone());

@@ -74,6 +74,8 @@ pub struct PgSettings {
     pub tls: Option<PgTls>,
     /// Server log file given to `pg_ctl -l`; None means [`PgSettings::default_log_file`].
     pub log_file: Option<PathBuf>,
+    /// `synchronous_standby_names`, chosen by the HA loop in synchronous mode (empty otherwise).
+    pub synchronous_standby_names: String,
 }
 
 /// Server certificate, key and CA (PEM files); copied into the data directory, the key as a 0600 file.
@@ -131,6 +133,7 @@ impl PgSettings {
             hba: Vec::new(),
             tls: None,
             log_file: None,
+            synchronous_standby_names: String::new(),
         }
     }
 

@@ -30,6 +30,7 @@ const OWNED: &[&str] = &[
     "hot_standby",
     "primary_conninfo",
     "primary_slot_name",
+    "synchronous_standby_names",
     "data_directory",
     "config_file",
     "hba_file",
@@ -130,6 +131,7 @@ pub fn pgha_conf(s: &PgSettings, role: &ConfRole, passfile: Option<&Path>) -> (S
         ("unix_socket_directories", s.socket_dir.to_string_lossy().into_owned()),
         ("wal_level", "replica".into()),
         ("hot_standby", "on".into()),
+        ("synchronous_standby_names", s.synchronous_standby_names.clone()),
     ];
     match role {
         ConfRole::Primary | ConfRole::Standby => {

@@ -27,6 +27,8 @@ pub struct PgStatus {
     pub system_identifier: u64,
     /// Whether any setting waits for a restart.
     pub pending_restart: bool,
+    /// `synchronous_standby_names` in effect.
+    pub synchronous_standby_names: String,
     /// `pg_stat_wal_receiver` (standby with a running WAL receiver).
     pub wal_receiver: Option<WalReceiver>,
     /// `pg_stat_replication` rows (primary), by application_name.
@@ -96,6 +98,7 @@ SELECT json_build_object(
       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
   'system_identifier', (SELECT system_identifier::text FROM pg_control_system()),
   'pending_restart', EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart),
+  'synchronous_standby_names', current_setting('synchronous_standby_names'),
   'wal_receiver', (SELECT json_build_object('status', status, 'sender_host', sender_host,
       'sender_port', sender_port, 'received_tli', received_tli, 'flushed_lsn', flushed_lsn::text,
       'slot_name', slot_name) FROM pg_stat_wal_receiver),
@@ -114,6 +117,8 @@ struct RawStatus {
     timeline: Option<i64>,
     system_identifier: String,
     pending_restart: bool,
+    #[serde(default)]
+    synchronous_standby_names: String,
     wal_receiver: Option<RawReceiver>,
     replication: Vec<RawPeer>,
 }
@@ -200,6 +205,7 @@ pub fn parse_status(json: &str) -> Result<PgStatus, PgError> {
         replay_lsn: lsn("replay_lsn", raw.replay_lsn)?,
         system_identifier,
         pending_restart: raw.pending_restart,
+        synchronous_standby_names: raw.synchronous_standby_names,
         wal_receiver,
         replication,
     })

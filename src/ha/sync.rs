@@ -1,0 +1,221 @@
+//! Synchronous replication (pure): which standbys the leader names in `synchronous_standby_names`, the order in which
+//! the `sync` key and PostgreSQL change so the key always covers every acknowledged commit, and who may be promoted.
+//!
+//! Invariant kept by [`plan`]: while PostgreSQL runs with `ANY k (S)`, the `sync` key holds members `M ⊇ S` and
+//! quorum `q <= k`. Every acknowledged commit is then on at least `q` members of `M`, so any `|M| - q + 1` members
+//! include one that has it, and the most advanced of them has every acknowledged commit ([`may_promote`]).
+//! Growing the set: write the key (union) first, then PostgreSQL. Shrinking: PostgreSQL first, then wait until `k`
+//! of the new set have flushed past the WAL position at the switch (older commits are then on them too), then the key.
+
+use std::collections::BTreeSet;
+
+use super::model::{DynamicConfig, SyncMode, SyncState};
+
+/// Standby name used while no real standby may confirm commits: nothing can match it, so commits wait.
+pub const BLOCKING_NAME: &str = "pgha_no_sync_standby";
+
+/// What PostgreSQL's `synchronous_standby_names` says.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum SyncSpec {
+    /// Empty: commits do not wait for standbys.
+    #[default]
+    Async,
+    /// Commits wait and nothing can confirm them (strict mode without a standby; a new primary before it chose).
+    Blocking,
+    /// `ANY k (names)`: commits wait for `k` of `names`.
+    Quorum { k: u32, names: BTreeSet<String> },
+}
+
+impl SyncSpec {
+    /// The value of `synchronous_standby_names`.
+    pub fn render(&self) -> String {
+        match self {
+            SyncSpec::Async => String::new(),
+            SyncSpec::Blocking => format!("ANY 1 (\"{BLOCKING_NAME}\")"),
+            SyncSpec::Quorum { k, names } => {
+                let list: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+                format!("ANY {k} ({})", list.join(", "))
+            }
+        }
+    }
+
+    fn names(&self) -> BTreeSet<String> {
+        match self {
+            SyncSpec::Quorum { names, .. } => names.clone(),
+            _ => BTreeSet::new(),
+        }
+    }
+}
+
+/// The spec every non-leader renders: blocking in synchronous mode, so that a promoted standby acknowledges nothing
+/// before it has chosen (and recorded) its synchronous standbys.
+pub fn standby_spec(config: &DynamicConfig) -> SyncSpec {
+    match config.synchronous_mode {
+        SyncMode::Off => SyncSpec::Async,
+        SyncMode::On | SyncMode::Quorum => SyncSpec::Blocking,
+    }
+}
+
+/// A standby as the primary sees it in `pg_stat_replication`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Standby {
+    pub name: String,
+    /// Streaming (caught up once), as opposed to catching up or starting.
+    pub streaming: bool,
+    /// May be promoted (not `nofailover`), so worth naming.
+    pub eligible: bool,
+    pub flush_lsn: u64,
+}
+
+/// The spec the leader wants for the standbys it sees. Members already in the key come first, so a healthy set is
+/// not reshuffled as positions change. With no streaming candidate, commits wait (`Blocking`) in strict mode and
+/// while `hold` (a standby is expected back soon, e.g. right after a promotion); otherwise they stop waiting.
+pub fn desired(config: &DynamicConfig, standbys: &[Standby], key: Option<&SyncState>, hold: bool) -> SyncSpec {
+    if config.synchronous_mode == SyncMode::Off {
+        return SyncSpec::Async;
+    }
+    let mut candidates: Vec<&Standby> = standbys.iter().filter(|s| s.streaming && s.eligible).collect();
+    let in_key = |s: &Standby| key.is_some_and(|k| k.members.contains(&s.name));
+    candidates.sort_by(|a, b| {
+        in_key(b)
+            .cmp(&in_key(a))
+            .then(b.flush_lsn.cmp(&a.flush_lsn))
+            .then(a.name.cmp(&b.name))
+    });
+    let count = config.synchronous_node_count.max(1) as usize;
+    let chosen: Vec<&Standby> = match config.synchronous_mode {
+        SyncMode::Quorum => candidates,
+        _ => candidates.into_iter().take(count).collect(),
+    };
+    if chosen.is_empty() {
+        return if config.synchronous_mode_strict || hold {
+            SyncSpec::Blocking
+        } else {
+            SyncSpec::Async
+        };
+    }
+    SyncSpec::Quorum {
+        k: count.min(chosen.len()) as u32,
+        names: chosen.iter().map(|s| s.name.clone()).collect(),
+    }
+}
+
+/// The leader's next step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncStep {
+    /// Nothing to change.
+    Steady,
+    /// Write the `sync` key (before PostgreSQL relies on it).
+    WriteKey(SyncState),
+    /// Delete the `sync` key (synchronous mode is off and PostgreSQL no longer waits).
+    DeleteKey,
+    /// Render this spec into PostgreSQL and reload.
+    Apply(SyncSpec),
+    /// The new spec is in effect: note the WAL position now, to know when the new set holds everything before it.
+    MarkSwitch,
+    /// Waiting for the new set to reach the switch position before the key can shrink.
+    AwaitCatchUp { have: u32, need: u32 },
+}
+
+/// The key's members and quorum when it covers `spec` for leader `me`.
+fn covers(key: Option<&SyncState>, me: &str, spec: &SyncSpec) -> bool {
+    match spec {
+        SyncSpec::Async | SyncSpec::Blocking => true,
+        SyncSpec::Quorum { k, names } => key.is_some_and(|key| {
+            key.leader == me && key.quorum <= *k && names.iter().all(|n| key.members.contains(n))
+        }),
+    }
+}
+
+/// The next step for leader `me` whose PostgreSQL runs with `applied` (None: not known, e.g. after pgha restarted),
+/// wanting `wanted`. `switch_lsn` is the WAL position noted once `applied` took effect; `standbys` are the primary's
+/// replication rows.
+pub fn plan(
+    me: &str,
+    key: Option<&SyncState>,
+    applied: Option<&SyncSpec>,
+    wanted: &SyncSpec,
+    switch_lsn: Option<u64>,
+    standbys: &[Standby],
+) -> SyncStep {
+    let Some(applied) = applied.filter(|a| *a == wanted) else {
+        if covers(key, me, wanted) {
+            return SyncStep::Apply(wanted.clone());
+        }
+        // Grow first: the key must cover what PostgreSQL runs with now and what it will run with.
+        let mut members: BTreeSet<String> = key.map(|k| k.members.iter().cloned().collect()).unwrap_or_default();
+        members.extend(wanted.names());
+        let quorum = match (key, wanted) {
+            (Some(k), SyncSpec::Quorum { k: want, .. }) if !k.members.is_empty() => k.quorum.min(*want),
+            (Some(k), _) if !k.members.is_empty() => k.quorum,
+            (_, SyncSpec::Quorum { k: want, .. }) => *want,
+            _ => 0,
+        };
+        return SyncStep::WriteKey(SyncState {
+            leader: me.to_string(),
+            members: members.into_iter().collect(),
+            quorum,
+        });
+    };
+    // PostgreSQL runs with what we want: shrink the key to exactly that once it is safe.
+    let exact = match applied {
+        // Nothing can be confirmed, and the members of the key may hold older acknowledged commits: keep it.
+        SyncSpec::Blocking => return SyncStep::Steady,
+        SyncSpec::Async => {
+            return match key {
+                None => SyncStep::Steady,
+                Some(_) => SyncStep::DeleteKey,
+            }
+        }
+        SyncSpec::Quorum { k, names } => SyncState {
+            leader: me.to_string(),
+            members: names.iter().cloned().collect(),
+            quorum: *k,
+        },
+    };
+    if key == Some(&exact) {
+        return SyncStep::Steady;
+    }
+    let Some(switch) = switch_lsn else {
+        return SyncStep::MarkSwitch;
+    };
+    let need = exact.quorum;
+    let have = standbys
+        .iter()
+        .filter(|s| exact.members.contains(&s.name) && s.flush_lsn >= switch)
+        .count() as u32;
+    if have >= need {
+        SyncStep::WriteKey(exact)
+    } else {
+        SyncStep::AwaitCatchUp { have, need }
+    }
+}
+
+/// Whether `me` may take the leader key given the `sync` key and the members that answered the race (`me` counts
+/// as answering). `Ok` when the key does not restrict promotion.
+pub fn may_promote(key: Option<&SyncState>, me: &str, answered: &[&str]) -> Result<(), String> {
+    let Some(key) = key.filter(|k| !k.members.is_empty()) else {
+        return Ok(());
+    };
+    if !key.members.iter().any(|m| m == me) {
+        return Err(format!(
+            "not a synchronous standby (synchronous: {})",
+            key.members.join(", ")
+        ));
+    }
+    let mut heard: BTreeSet<&str> = answered.iter().copied().filter(|a| key.members.iter().any(|m| m == a)).collect();
+    heard.insert(me);
+    let need = (key.members.len() as u32).saturating_sub(key.quorum) + 1;
+    if (heard.len() as u32) < need {
+        return Err(format!(
+            "heard from {} of the synchronous members {}; {need} are needed to be sure of every acknowledged commit",
+            heard.len(),
+            key.members.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;

@@ -1,0 +1,109 @@
+//! The shell of synchronous replication: the leader applies one [`sync::plan`] step per loop (DCS key or
+//! PostgreSQL), and every other member keeps the standby setting that makes a fresh primary wait.
+
+use std::time::{Duration, Instant};
+
+use super::model::ClusterView;
+use super::runner::DbNode;
+use super::sync::{self, Standby, SyncSpec, SyncStep};
+
+impl DbNode {
+    /// Not leading: render the standby spec, so that after a promotion no commit is acknowledged before the new
+    /// primary recorded its synchronous standbys.
+    pub(super) async fn keep_standby_sync_spec(&mut self) {
+        let spec = sync::standby_spec(&self.config);
+        self.sync_switch_lsn = None;
+        self.no_sync_candidate_since = None;
+        if self.sync_applied.as_ref() == Some(&spec) {
+            return;
+        }
+        self.pg.set_synchronous_standby_names(&spec.render());
+        self.apply_parameters().await;
+        self.sync_applied = Some(spec);
+    }
+
+    /// Leading: one step towards the synchronous standbys we want.
+    pub(super) async fn manage_sync(&mut self, view: &ClusterView) -> anyhow::Result<()> {
+        let Some(status) = self.last_status.clone() else {
+            return Ok(());
+        };
+        let standbys: Vec<Standby> = status
+            .replication
+            .iter()
+            .map(|r| Standby {
+                name: r.application_name.clone(),
+                streaming: r.state == "streaming",
+                eligible: view.members.get(&r.application_name).is_some_and(|m| !m.nofailover),
+                flush_lsn: r.flush_lsn.unwrap_or(0),
+            })
+            .collect();
+        let any_candidate = standbys.iter().any(|s| s.streaming && s.eligible);
+        let since = if any_candidate {
+            self.no_sync_candidate_since = None;
+            None
+        } else {
+            Some(*self.no_sync_candidate_since.get_or_insert_with(Instant::now))
+        };
+        // Without a streaming standby, wait for one for a while (right after a promotion they reconnect) when a
+        // promotable member is alive, rather than acknowledging commits no standby has.
+        let grace = Duration::from_millis(self.config.ttl_ms.saturating_mul(2));
+        let expected = view.members.values().any(|m| m.name != self.s.name && !m.nofailover);
+        let hold = expected && since.is_some_and(|t| t.elapsed() < grace);
+        let key = view.sync.as_ref().map(|(k, _)| k);
+        let wanted = sync::desired(&self.config, &standbys, key, hold);
+        let step = sync::plan(
+            &self.s.name,
+            key,
+            self.sync_applied.as_ref(),
+            &wanted,
+            self.sync_switch_lsn,
+            &standbys,
+        );
+        let leader_revision = view.leader.as_ref().map(|l| l.mod_revision).unwrap_or(0);
+        match step {
+            SyncStep::Steady => {}
+            SyncStep::WriteKey(state) => {
+                if self.store().write_sync(Some(&state), leader_revision).await? {
+                    tracing::info!(
+                        members = ?state.members,
+                        quorum = state.quorum,
+                        "sync key updated: only these members may be promoted"
+                    );
+                }
+            }
+            SyncStep::DeleteKey => {
+                if self.store().write_sync(None, leader_revision).await? {
+                    tracing::info!("sync key removed: replication is asynchronous");
+                }
+            }
+            SyncStep::Apply(spec) => {
+                self.pg.set_synchronous_standby_names(&spec.render());
+                self.apply_parameters().await;
+                let what = match &spec {
+                    SyncSpec::Async => "asynchronous (no synchronous standby available)".to_string(),
+                    SyncSpec::Blocking => "blocking commits until a synchronous standby is recorded".to_string(),
+                    SyncSpec::Quorum { .. } => spec.render(),
+                };
+                tracing::info!("synchronous_standby_names: {what}");
+                self.sync_applied = Some(spec);
+                self.sync_switch_lsn = None;
+            }
+            SyncStep::MarkSwitch => {
+                let wanted_text = self.sync_applied.as_ref().map(SyncSpec::render).unwrap_or_default();
+                if status.synchronous_standby_names == wanted_text {
+                    self.sync_switch_lsn = Some(status.wal_position());
+                }
+            }
+            SyncStep::AwaitCatchUp { have, need } => {
+                tracing::debug!(have, need, "waiting for the new synchronous standbys to pass the switch position");
+            }
+        }
+        Ok(())
+    }
+
+    /// Bootstrap: the first primary must commit its own setup with no standby in existence.
+    pub(super) fn bootstrap_sync_spec(&mut self) {
+        self.pg.set_synchronous_standby_names("");
+        self.sync_applied = Some(SyncSpec::Async);
+    }
+}
