@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pgha::config::Role;
 use pgha::local::{Layout, LocalCluster};
 
-use db::{index_of, port, start, HA, READY};
+use db::{ctl, ctl_fails, http, index_of, port, start, HA, READY};
 
 async fn wait_row_everywhere(cluster: &LocalCluster, password: &str, id: i64) {
     for i in 0..cluster.nodes.len() {
@@ -268,35 +268,6 @@ async fn nofailover_members_are_never_promoted() {
     assert_eq!(back, "node1");
 }
 
-fn ctl_output(cluster: &LocalCluster, args: &[&str]) -> std::process::Output {
-    let config = cluster.write_ctl_config().expect("ctl.toml");
-    std::process::Command::new(common::exe())
-        .arg("ctl")
-        .arg("-c")
-        .arg(&config)
-        .args(args)
-        .env("PGHA_DCS__REQUEST_TIMEOUT_MS", "10000")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running pgha ctl")
-}
-
-fn ctl(cluster: &LocalCluster, args: &[&str]) -> String {
-    let out = ctl_output(cluster, args);
-    assert!(
-        out.status.success(),
-        "pgha ctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ctl_fails(cluster: &LocalCluster, args: &[&str]) -> String {
-    let out = ctl_output(cluster, args);
-    assert!(!out.status.success(), "pgha ctl {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_both_ways_loses_nothing() {
     if db::skip_without_pg() {
@@ -437,31 +408,6 @@ async fn pause_blocks_automatic_failover_until_resume() {
 }
 
 /// One HTTP/1.1 request on a fresh connection: (status, body).
-async fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect to the REST API");
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
-        .await
-        .expect("REST answer in time")
-        .expect("read");
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_endpoints_answer_like_patroni() {
     if db::skip_without_pg() {

@@ -36,13 +36,13 @@ pub fn apply_settings(mut config: DynamicConfig, settings: &[String]) -> anyhow:
             "primary_start_timeout_ms" | "primary_start_timeout" => config.primary_start_timeout_ms = number()?,
             "paused" | "pause" => config.paused = boolean(key, value)?,
             "synchronous_mode" => {
-                config.synchronous_mode = SyncMode::parse(value)
-                    .with_context(|| format!("{key}: {value:?} is not off, on or quorum"))?
+                config.synchronous_mode =
+                    SyncMode::parse(value).with_context(|| format!("{key}: {value:?} is not off, on or quorum"))?
             }
             "synchronous_mode_strict" => config.synchronous_mode_strict = boolean(key, value)?,
             "synchronous_node_count" => {
-                config.synchronous_node_count = u32::try_from(number()?)
-                    .with_context(|| format!("{key}: {value:?} is too large"))?
+                config.synchronous_node_count =
+                    u32::try_from(number()?).with_context(|| format!("{key}: {value:?} is too large"))?
             }
             other => bail!(
                 "unknown setting {other:?} (known: ttl_ms, loop_wait_ms, maximum_lag_on_failover, \

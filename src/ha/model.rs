@@ -133,9 +133,8 @@ impl<'de> Deserialize<'de> for SyncMode {
         match Raw::deserialize(d)? {
             Raw::Bool(true) => Ok(SyncMode::On),
             Raw::Bool(false) => Ok(SyncMode::Off),
-            Raw::Text(t) => SyncMode::parse(&t).ok_or_else(|| {
-                serde::de::Error::custom(format!("synchronous_mode {t:?}: expected off, on or quorum"))
-            }),
+            Raw::Text(t) => SyncMode::parse(&t)
+                .ok_or_else(|| serde::de::Error::custom(format!("synchronous_mode {t:?}: expected off, on or quorum"))),
         }
     }
 }

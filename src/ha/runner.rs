@@ -196,6 +196,11 @@ impl DbNode {
             tracing::info!(action = ?decision.action, "{}", decision.reason);
             self.last_reason = decision.reason.clone();
         }
+        if !view.members.contains_key(&self.s.name) {
+            // Publish before a possibly long action (a start that waits for WAL): the leader creates our
+            // replication slot only for members it sees, and a restarted replica needs that slot to stream.
+            self.publish(&view).await;
+        }
         let applied = self.apply(decision.action, &view).await;
         self.activity = None;
         self.publish(&view).await;

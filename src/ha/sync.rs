@@ -121,9 +121,9 @@ pub enum SyncStep {
 fn covers(key: Option<&SyncState>, me: &str, spec: &SyncSpec) -> bool {
     match spec {
         SyncSpec::Async | SyncSpec::Blocking => true,
-        SyncSpec::Quorum { k, names } => key.is_some_and(|key| {
-            key.leader == me && key.quorum <= *k && names.iter().all(|n| key.members.contains(n))
-        }),
+        SyncSpec::Quorum { k, names } => {
+            key.is_some_and(|key| key.leader == me && key.quorum <= *k && names.iter().all(|n| key.members.contains(n)))
+        }
     }
 }
 
@@ -203,7 +203,11 @@ pub fn may_promote(key: Option<&SyncState>, me: &str, answered: &[&str]) -> Resu
             key.members.join(", ")
         ));
     }
-    let mut heard: BTreeSet<&str> = answered.iter().copied().filter(|a| key.members.iter().any(|m| m == a)).collect();
+    let mut heard: BTreeSet<&str> = answered
+        .iter()
+        .copied()
+        .filter(|a| key.members.iter().any(|m| m == a))
+        .collect();
     heard.insert(me);
     let need = (key.members.len() as u32).saturating_sub(key.quorum) + 1;
     if (heard.len() as u32) < need {

@@ -95,7 +95,11 @@ impl DbNode {
                 }
             }
             SyncStep::AwaitCatchUp { have, need } => {
-                tracing::debug!(have, need, "waiting for the new synchronous standbys to pass the switch position");
+                tracing::debug!(
+                    have,
+                    need,
+                    "waiting for the new synchronous standbys to pass the switch position"
+                );
             }
         }
         Ok(())

@@ -46,8 +46,22 @@ fn render() {
 fn desired_table() {
     let two = [sb("db2", true, true, 100), sb("db3", true, true, 200)];
     let cases: Vec<(&str, DynamicConfig, Vec<Standby>, Option<SyncState>, bool, SyncSpec)> = vec![
-        ("off", cfg(SyncMode::Off, false, 1), two.to_vec(), None, false, SyncSpec::Async),
-        ("on: most advanced", cfg(SyncMode::On, false, 1), two.to_vec(), None, false, q(1, &["db3"])),
+        (
+            "off",
+            cfg(SyncMode::Off, false, 1),
+            two.to_vec(),
+            None,
+            false,
+            SyncSpec::Async,
+        ),
+        (
+            "on: most advanced",
+            cfg(SyncMode::On, false, 1),
+            two.to_vec(),
+            None,
+            false,
+            q(1, &["db3"]),
+        ),
         (
             "on: keep the current one",
             cfg(SyncMode::On, false, 1),
@@ -56,20 +70,66 @@ fn desired_table() {
             false,
             q(1, &["db2"]),
         ),
-        ("on: two", cfg(SyncMode::On, false, 2), two.to_vec(), None, false, q(2, &["db2", "db3"])),
-        ("on: count above standbys", cfg(SyncMode::On, false, 3), two.to_vec(), None, false, q(2, &["db2", "db3"])),
-        ("quorum: all of them", cfg(SyncMode::Quorum, false, 1), two.to_vec(), None, false, q(1, &["db2", "db3"])),
+        (
+            "on: two",
+            cfg(SyncMode::On, false, 2),
+            two.to_vec(),
+            None,
+            false,
+            q(2, &["db2", "db3"]),
+        ),
+        (
+            "on: count above standbys",
+            cfg(SyncMode::On, false, 3),
+            two.to_vec(),
+            None,
+            false,
+            q(2, &["db2", "db3"]),
+        ),
+        (
+            "quorum: all of them",
+            cfg(SyncMode::Quorum, false, 1),
+            two.to_vec(),
+            None,
+            false,
+            q(1, &["db2", "db3"]),
+        ),
         (
             "not streaming or nofailover: skipped",
             cfg(SyncMode::Quorum, false, 1),
-            vec![sb("db2", false, true, 100), sb("db3", true, false, 200), sb("db4", true, true, 50)],
+            vec![
+                sb("db2", false, true, 100),
+                sb("db3", true, false, 200),
+                sb("db4", true, true, 50),
+            ],
             None,
             false,
             q(1, &["db4"]),
         ),
-        ("none: async", cfg(SyncMode::On, false, 1), vec![], None, false, SyncSpec::Async),
-        ("none, strict: blocking", cfg(SyncMode::On, true, 1), vec![], None, false, SyncSpec::Blocking),
-        ("none, held: blocking", cfg(SyncMode::Quorum, false, 1), vec![], None, true, SyncSpec::Blocking),
+        (
+            "none: async",
+            cfg(SyncMode::On, false, 1),
+            vec![],
+            None,
+            false,
+            SyncSpec::Async,
+        ),
+        (
+            "none, strict: blocking",
+            cfg(SyncMode::On, true, 1),
+            vec![],
+            None,
+            false,
+            SyncSpec::Blocking,
+        ),
+        (
+            "none, held: blocking",
+            cfg(SyncMode::Quorum, false, 1),
+            vec![],
+            None,
+            true,
+            SyncSpec::Blocking,
+        ),
     ];
     for (case, config, standbys, k, hold, want) in cases {
         assert_eq!(desired(&config, &standbys, k.as_ref(), hold), want, "{case}");
@@ -80,7 +140,15 @@ fn desired_table() {
 fn plan_table() {
     let caught_up = [sb("db2", true, true, 500), sb("db3", true, true, 500)];
     let behind = [sb("db2", true, true, 100), sb("db3", true, true, 100)];
-    type Case<'a> = (&'a str, Option<SyncState>, SyncSpec, SyncSpec, Option<u64>, &'a [Standby], SyncStep);
+    type Case<'a> = (
+        &'a str,
+        Option<SyncState>,
+        SyncSpec,
+        SyncSpec,
+        Option<u64>,
+        &'a [Standby],
+        SyncStep,
+    );
     let cases: Vec<Case> = vec![
         (
             "first set: key before PostgreSQL",
@@ -199,11 +267,23 @@ fn plan_table() {
             &[],
             SyncStep::DeleteKey,
         ),
-        ("async, no key", None, SyncSpec::Async, SyncSpec::Async, None, &[], SyncStep::Steady),
+        (
+            "async, no key",
+            None,
+            SyncSpec::Async,
+            SyncSpec::Async,
+            None,
+            &[],
+            SyncStep::Steady,
+        ),
     ];
     for (case, k, applied, wanted, switch, standbys, want) in cases {
         let me = if case.starts_with("new leader") { "db2" } else { "db1" };
-        assert_eq!(plan(me, k.as_ref(), Some(&applied), &wanted, switch, standbys), want, "{case}");
+        assert_eq!(
+            plan(me, k.as_ref(), Some(&applied), &wanted, switch, standbys),
+            want,
+            "{case}"
+        );
     }
 }
 
@@ -229,9 +309,27 @@ fn promotion_table() {
         ("empty key", Some(key("db1", &[], 0)), "db3", vec![], true),
         ("on: the sync standby", Some(on.clone()), "db2", vec![], true),
         ("on: not the sync standby", Some(on), "db3", vec!["db2"], false),
-        ("quorum: alone is not enough", Some(quorum.clone()), "db2", vec![], false),
-        ("quorum: heard the other", Some(quorum.clone()), "db2", vec!["db3"], true),
-        ("quorum: a non-member does not count", Some(quorum), "db2", vec!["db4"], false),
+        (
+            "quorum: alone is not enough",
+            Some(quorum.clone()),
+            "db2",
+            vec![],
+            false,
+        ),
+        (
+            "quorum: heard the other",
+            Some(quorum.clone()),
+            "db2",
+            vec!["db3"],
+            true,
+        ),
+        (
+            "quorum: a non-member does not count",
+            Some(quorum),
+            "db2",
+            vec!["db4"],
+            false,
+        ),
         (
             "new leader in the key, then it died",
             Some(key("db2", &["db2", "db3"], 1)),

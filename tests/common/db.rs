@@ -17,17 +17,36 @@ pub fn pg_available() -> bool {
 }
 
 pub fn start(members: usize, extra: &str) -> LocalCluster {
+    start_with_ha(members, extra, "")
+}
+
+/// Like [`start`], with more `[ha]` lines (e.g. synchronous mode) after the fast timing.
+pub fn start_with_ha(members: usize, extra: &str, ha_lines: &str) -> LocalCluster {
+    let mut cluster = lay_out(members, extra, ha_lines);
+    cluster.start_all().expect("starting");
+    cluster
+}
+
+/// Adds `line` to the `[ha]` section of node `i` (before it starts).
+pub fn add_ha_line(cluster: &LocalCluster, i: usize, line: &str) {
+    let path = &cluster.nodes[i].config;
+    let text = std::fs::read_to_string(path).expect("reading the node config");
+    assert!(text.contains("\n[ha]\n"), "the node config has an [ha] section");
+    std::fs::write(path, text.replacen("\n[ha]\n", &format!("\n[ha]\n{line}\n"), 1)).expect("writing the config");
+}
+
+/// A cluster laid out (configs, secrets) but not started.
+pub fn lay_out(members: usize, extra: &str, ha_lines: &str) -> LocalCluster {
     pgha::tls::install_crypto_provider();
     let layout = Layout {
         extra_toml: extra.to_string(),
-        ha_lines: HA.to_string(),
+        ha_lines: format!("{HA}{ha_lines}"),
         fault_injection: true,
         ..Layout::default()
     };
-    let mut cluster =
-        LocalCluster::create_with(&common::exe(), None, members, Role::Db, false, layout).expect("laying out");
-    cluster.start_all().expect("starting");
-    cluster
+    // PGHA_TEST_DIR keeps the cluster's configs, data and logs for a look after a failure.
+    let keep = std::env::var_os("PGHA_TEST_DIR").map(std::path::PathBuf::from);
+    LocalCluster::create_with(&common::exe(), keep.as_deref(), members, Role::Db, false, layout).expect("laying out")
 }
 
 pub fn index_of(cluster: &LocalCluster, name: &str) -> usize {
@@ -58,7 +77,70 @@ pub fn ports(cluster: &LocalCluster) -> Vec<u16> {
 
 /// Creates the `probe` table the writers insert into.
 pub async fn create_probe_table(port: u16, password: &str) {
-    super::probe::exec(port, password, "CREATE TABLE probe (id bigint PRIMARY KEY)")
+    // Retried: in synchronous mode the commit may wait until the leader has recorded a synchronous standby.
+    common::wait_for(Duration::from_secs(60), "the probe table", || async {
+        super::probe::exec(
+            port,
+            password,
+            "CREATE TABLE IF NOT EXISTS probe (id bigint PRIMARY KEY)",
+        )
         .await
-        .expect("creating the probe table");
+    })
+    .await;
+}
+
+/// Runs `pgha ctl ARGS` against the cluster (stdin closed, so prompts abort).
+pub fn ctl_output(cluster: &LocalCluster, args: &[&str]) -> std::process::Output {
+    let config = cluster.write_ctl_config().expect("ctl.toml");
+    std::process::Command::new(common::exe())
+        .arg("ctl")
+        .arg("-c")
+        .arg(&config)
+        .args(args)
+        .env("PGHA_DCS__REQUEST_TIMEOUT_MS", "10000")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running pgha ctl")
+}
+
+pub fn ctl(cluster: &LocalCluster, args: &[&str]) -> String {
+    let out = ctl_output(cluster, args);
+    assert!(
+        out.status.success(),
+        "pgha ctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn ctl_fails(cluster: &LocalCluster, args: &[&str]) -> String {
+    let out = ctl_output(cluster, args);
+    assert!(!out.status.success(), "pgha ctl {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// One HTTP request to a local REST port: (status, body).
+pub async fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the REST API");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("REST answer in time")
+        .expect("read");
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
 }
