@@ -45,7 +45,15 @@ fn render() {
 #[test]
 fn desired_table() {
     let two = [sb("db2", true, true, 100), sb("db3", true, true, 200)];
-    let cases: Vec<(&str, DynamicConfig, Vec<Standby>, Option<SyncState>, bool, SyncSpec)> = vec![
+    type Case = (
+        &'static str,
+        DynamicConfig,
+        Vec<Standby>,
+        Option<SyncState>,
+        bool,
+        SyncSpec,
+    );
+    let cases: Vec<Case> = vec![
         (
             "off",
             cfg(SyncMode::Off, false, 1),
@@ -304,7 +312,8 @@ fn unknown_spec_is_reapplied_once_the_key_covers_it() {
 fn promotion_table() {
     let on = key("db1", &["db2"], 1);
     let quorum = key("db1", &["db2", "db3"], 1);
-    let cases: Vec<(&str, Option<SyncState>, &str, Vec<&str>, bool)> = vec![
+    type Case = (&'static str, Option<SyncState>, &'static str, Vec<&'static str>, bool);
+    let cases: Vec<Case> = vec![
         ("no key", None, "db3", vec![], true),
         ("empty key", Some(key("db1", &[], 0)), "db3", vec![], true),
         ("on: the sync standby", Some(on.clone()), "db2", vec![], true),
