@@ -45,6 +45,7 @@ pub use error::{ConfigError, Peer, Problem, SyntaxError};
 pub use examples::example;
 pub use overrides::Overrides;
 pub use postgresql::{HaSection, PostgresqlSection};
+pub(crate) use postgresql::flatten as flatten_settings;
 pub use validate::check_addr;
 
 /// The role a `pgha` process runs as.

@@ -169,7 +169,8 @@ fn setting_texts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<
     Ok(out)
 }
 
-fn flatten(prefix: &str, table: toml::Table, out: &mut BTreeMap<String, String>) -> Result<(), String> {
+/// Flattens a TOML table of PostgreSQL settings into `name -> text` (dotted keys become dotted names).
+pub(crate) fn flatten(prefix: &str, table: toml::Table, out: &mut BTreeMap<String, String>) -> Result<(), String> {
     for (key, value) in table {
         let name = if prefix.is_empty() {
             key

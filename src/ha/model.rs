@@ -64,6 +64,12 @@ pub struct MemberInfo {
     pub noloadbalance: bool,
     pub tags: BTreeMap<String, String>,
     pub system_identifier: u64,
+    /// The member's HA loop has seen maintenance mode on (what `ctl pause --wait` waits for).
+    #[serde(default)]
+    pub paused: bool,
+    /// pgha version of the member (empty when published by an older pgha).
+    #[serde(default)]
+    pub version: String,
 }
 
 /// Dynamic cluster configuration (`config` key), shared by every member.
