@@ -176,6 +176,23 @@ impl NodeTls {
         Ok(Arc::new(config))
     }
 
+    /// Server config for the read-only REST API over HTTPS: this node's certificate, HTTP/1.1; a client
+    /// certificate is optional (load balancers' health checks rarely have one) but must be CA-signed if presented.
+    pub fn rest_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| malformed(&self.files.ca, e))?;
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Config)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(TlsError::Config)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
     /// End of the node certificate's validity period (for expiry warnings/metrics).
     pub fn not_after(&self) -> OffsetDateTime {
         self.not_after

@@ -138,6 +138,11 @@ pub struct HaSection {
     /// balancers and monitoring poll, e.g. `"0.0.0.0:8008"`. Read-only: state changes
     /// go through `pgha ctl` over mutual TLS. Default: unset (no REST API).
     pub rest_listen: Option<String>,
+    /// `ha.rest_tls` (`PGHA_HA__REST_TLS`): serve the REST API over HTTPS with
+    /// this node's certificate (`[tls]`); clients need the cluster CA, a client
+    /// certificate is optional (checked against the CA when presented). Needs
+    /// `rest_listen` and `tls.plaintext = false`. Default: `false` (plain HTTP).
+    pub rest_tls: bool,
     /// `ha.tags` (`[ha.tags]`, `PGHA_HA__TAGS`): free-form string labels of this
     /// node, shown by `pgha ctl list`; keys must not be empty. Default: empty.
     pub tags: BTreeMap<String, String>,
@@ -154,6 +159,7 @@ impl Default for HaSection {
             maximum_lag_on_failover: 1 << 20,
             primary_start_timeout_ms: 10_000,
             rest_listen: None,
+            rest_tls: false,
             tags: BTreeMap::new(),
         }
     }
