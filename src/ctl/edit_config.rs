@@ -32,10 +32,11 @@ pub async fn run(dcs: &DcsClient, cluster: &str, args: EditArgs<'_>) -> anyhow::
         None => None,
     };
     let interactive = applied.is_none() && args.set.is_empty() && args.pg.is_empty();
+    let editor = if interactive { Some(editor()?) } else { None };
     let keys = Keys::new(cluster);
     let (current, revision) = read(dcs, &keys).await?;
-    let wanted = if interactive {
-        edit_in_editor(cluster, &current).await?
+    let wanted = if let Some(editor) = editor {
+        edit_in_editor(&editor, cluster, &current).await?
     } else {
         let base = applied.unwrap_or_else(|| current.clone());
         validate(apply_parameters(set_values(base, args.set)?, args.pg)?)?
@@ -77,16 +78,19 @@ fn read_document(path: &Path, force: bool) -> anyhow::Result<DynamicConfig> {
     validate(config).with_context(|| format!("--apply {}", path.display()))
 }
 
-/// Opens the config in `$EDITOR` (fallback `vi` on a terminal) and returns the validated result. An invalid edit
-/// is kept in its file so the operator can fix it and `--apply` it.
-async fn edit_in_editor(cluster: &str, current: &DynamicConfig) -> anyhow::Result<DynamicConfig> {
-    let editor = match std::env::var("EDITOR").ok().filter(|e| !e.trim().is_empty()) {
-        Some(editor) => editor,
-        None if std::io::stdin().is_terminal() => "vi".to_string(),
-        None => bail!(
-            "no $EDITOR set and stdin is not a terminal: set EDITOR, or use --apply FILE or --set key=value"
-        ),
-    };
+/// The editor command: `$EDITOR`, else `vi` when a terminal can drive it.
+fn editor() -> anyhow::Result<String> {
+    match std::env::var("EDITOR").ok().filter(|e| !e.trim().is_empty()) {
+        Some(editor) => Ok(editor),
+        None if std::io::stdin().is_terminal() => Ok("vi".to_string()),
+        None => bail!("no $EDITOR set and stdin is not a terminal: set EDITOR, or use --apply FILE or --set key=value"),
+    }
+}
+
+/// Opens the config in `editor` and returns the validated result. An invalid edit is kept in its file so the
+/// operator can fix it and `--apply` it.
+async fn edit_in_editor(editor: &str, cluster: &str, current: &DynamicConfig) -> anyhow::Result<DynamicConfig> {
+    let editor = editor.to_string();
     let mut file = tempfile::Builder::new()
         .prefix("pgha-config-")
         .suffix(".toml")
