@@ -44,8 +44,8 @@ mod validate_pg;
 pub use error::{ConfigError, Peer, Problem, SyntaxError};
 pub use examples::example;
 pub use overrides::Overrides;
-pub use postgresql::{HaSection, PostgresqlSection};
 pub(crate) use postgresql::flatten as flatten_settings;
+pub use postgresql::{HaSection, PostgresqlSection};
 pub use validate::check_addr;
 
 /// The role a `pgha` process runs as.

@@ -55,8 +55,7 @@ fn start_tls_cluster() -> LocalCluster {
         ha_lines: format!("{}rest_tls = true\n", db::HA),
         ..Layout::default()
     };
-    let mut cluster =
-        LocalCluster::create_with(&common::exe(), None, 3, Role::Db, true, layout).expect("laying out");
+    let mut cluster = LocalCluster::create_with(&common::exe(), None, 3, Role::Db, true, layout).expect("laying out");
     cluster.start_all().expect("starting");
     cluster
 }
@@ -89,7 +88,10 @@ async fn https_get(ca: &Path, port: u16, path: &str) -> std::io::Result<(u16, St
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status line in {response:?}")))?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
@@ -148,36 +150,61 @@ async fn operator_commands_on_one_cluster() {
     // REST over TLS: the primary answers /primary 200 to a client that has only the CA; a replica 503.
     let rest = |i: usize| cluster.nodes[i].rest_port.expect("rest port");
     let (lp, rp) = (rest(li), rest((li + 1) % 3));
-    let (code, _) = https_get(&ca, lp, "/primary").await.expect("HTTPS /primary on the primary");
+    let (code, _) = https_get(&ca, lp, "/primary")
+        .await
+        .expect("HTTPS /primary on the primary");
     assert_eq!(code, 200, "/primary on the primary over TLS");
-    common::wait_for(Duration::from_secs(30), "the replica to answer /replica over TLS", || async {
-        https_get(&ca, rp, "/replica").await.ok().filter(|(c, _)| *c == 200)
-    })
+    common::wait_for(
+        Duration::from_secs(30),
+        "the replica to answer /replica over TLS",
+        || async { https_get(&ca, rp, "/replica").await.ok().filter(|(c, _)| *c == 200) },
+    )
     .await;
     assert_eq!(https_get(&ca, rp, "/primary").await.expect("HTTPS").0, 503);
     let (_, metrics) = https_get(&ca, lp, "/metrics").await.expect("HTTPS /metrics");
-    for name in ["pgha_primary{", "pgha_is_paused{", "pgha_pending_restart{", "pgha_dcs_last_seen_age_seconds{"] {
+    for name in [
+        "pgha_primary{",
+        "pgha_is_paused{",
+        "pgha_pending_restart{",
+        "pgha_dcs_last_seen_age_seconds{",
+    ] {
         assert!(metrics.contains(name), "{name} in /metrics:\n{metrics}");
     }
-    assert!(!plain_http_answers(lp).await, "plain HTTP on the TLS port gets no HTTP answer");
+    assert!(
+        !plain_http_answers(lp).await,
+        "plain HTTP on the TLS port gets no HTTP answer"
+    );
 
     // Topology: the leader first, both replicas indented under it.
     let table = ctl(&cluster, &["topology"]);
     let rows: Vec<&str> = table.lines().filter(|l| l.contains("node")).collect();
     assert_eq!(rows.len(), 3, "{table}");
     assert!(rows[0].starts_with(&format!("| {leader} ")), "leader first: {table}");
-    assert!(rows[1..].iter().all(|r| r.starts_with("| + node")), "replicas indented: {table}");
+    assert!(
+        rows[1..].iter().all(|r| r.starts_with("| + node")),
+        "replicas indented: {table}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&ctl(&cluster, &["topology", "-o", "json"])).expect("topology JSON");
     assert_eq!(json["topology"][0]["member"], leader.as_str(), "{json}");
-    assert_eq!(json["topology"][0]["replicas"].as_array().map(Vec::len), Some(2), "{json}");
+    assert_eq!(
+        json["topology"][0]["replicas"].as_array().map(Vec::len),
+        Some(2),
+        "{json}"
+    );
 
     // edit-config --apply: a whole TOML document (the one show-config prints) with a reload parameter added.
     let shown = ctl(&cluster, &["show-config"]);
     let file = cluster.dir.join("dynamic.toml");
-    let text = format!("{}\n[postgresql_parameters]\nwork_mem = \"9MB\"\n", shown.replace("[postgresql_parameters]", ""));
+    let text = format!(
+        "{}\n[postgresql_parameters]\nwork_mem = \"9MB\"\n",
+        shown.replace("[postgresql_parameters]", "")
+    );
     std::fs::write(&file, text).expect("writing the document");
-    let out = ctl(&cluster, &["edit-config", "--apply", file.to_str().expect("path"), "--force"]);
+    let out = ctl(
+        &cluster,
+        &["edit-config", "--apply", file.to_str().expect("path"), "--force"],
+    );
     assert!(out.contains("+work_mem = \"9MB\"") && out.contains("updated"), "{out}");
     for p in db::ports(&cluster) {
         wait_setting(p, &pw, "work_mem", "9MB").await;
@@ -193,7 +220,11 @@ async fn operator_commands_on_one_cluster() {
         ("{\"ttl_ms\": 2000, \"nope\": true}", "nope"),
     ] {
         std::fs::write(&file, content).expect("writing the document");
-        let err = ctl_fails(&cluster, &["edit-config", "--apply", file.to_str().expect("path"), "--force"], &[]);
+        let err = ctl_fails(
+            &cluster,
+            &["edit-config", "--apply", file.to_str().expect("path"), "--force"],
+            &[],
+        );
         assert!(err.contains(needle), "{content:?}: {err}");
     }
     assert_eq!(show_config(&cluster), before, "a refused --apply changed nothing");
@@ -208,7 +239,11 @@ async fn operator_commands_on_one_cluster() {
     let editor_cmd = format!("sh {}", editor.display());
     let run = ctl_env(&cluster, &["edit-config", "--force"], &[("EDITOR", &editor_cmd)]);
     assert!(run.ok(), "edit-config via EDITOR: {}", run.stderr);
-    assert!(run.stdout.contains("+maximum_lag_on_failover = 4194304"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("+maximum_lag_on_failover = 4194304"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("@@ "), "a unified diff: {}", run.stdout);
     assert_eq!(show_config(&cluster)["maximum_lag_on_failover"], 4_194_304);
     // Without --force, no answer on stdin means no.
@@ -231,7 +266,10 @@ async fn operator_commands_on_one_cluster() {
     let err = ctl_fails(&cluster, &["edit-config", "--force"], &[("EDITOR", &editor_cmd)]);
     assert!(err.contains("changed by someone else"), "{err}");
     let now = show_config(&cluster);
-    assert_eq!(now["maximum_lag_on_failover"], 5_242_880, "the concurrent change is kept");
+    assert_eq!(
+        now["maximum_lag_on_failover"], 5_242_880,
+        "the concurrent change is kept"
+    );
     assert_eq!(now["ttl_ms"], 2000, "the stale edit was not written");
 
     // pause --wait returns once every member reports maintenance mode; resume --wait likewise.
@@ -240,7 +278,11 @@ async fn operator_commands_on_one_cluster() {
     assert!(ctl(&cluster, &["resume", "--wait"]).contains("Maintenance mode: off"));
     assert!(all_report_paused(&cluster, false).await, "every member reports resumed");
     let version = ctl(&cluster, &["version"]);
-    assert_eq!(version.matches(": pgha ").count(), 3, "each member's version: {version}");
+    assert_eq!(
+        version.matches(": pgha ").count(),
+        3,
+        "each member's version: {version}"
+    );
 
     // Refusals that need a live cluster.
     let err = ctl_fails(&cluster, &["reinit", &leader], &[]);
@@ -255,13 +297,23 @@ async fn operator_commands_on_one_cluster() {
     let killed = Instant::now();
     let out = ctl(&cluster, &["failover", "--candidate", &target, "--force"]);
     assert!(out.contains("done"), "{out}");
-    eprintln!("failover with no live leader: {target} leads {:?} after the kill", killed.elapsed());
+    eprintln!(
+        "failover with no live leader: {target} leads {:?} after the kill",
+        killed.elapsed()
+    );
     let now = cluster.wait_pg_cluster(0, READY).await.expect("a leader");
     assert_eq!(now, target, "the candidate leads");
     let ti = index_of(&cluster, &target);
-    assert_eq!(probe::in_recovery(port(&cluster, ti), &pw).await, Some(false), "and accepts writes");
+    assert_eq!(
+        probe::in_recovery(port(&cluster, ti), &pw).await,
+        Some(false),
+        "and accepts writes"
+    );
     eprintln!("whole test: {:?}", started.elapsed());
 }
+
+/// Extra environment variables of one ctl run.
+type Envs<'a> = &'a [(&'a str, &'a str)];
 
 /// Bad input that needs no PostgreSQL: refused before or right after reading the DCS, with the problem named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,24 +330,48 @@ async fn bad_ctl_input_is_refused_with_a_reason() {
     let bad_file = dir.path().join("bad.toml");
     std::fs::write(&bad_file, "ttl_ms = 2000\nsynchronous_modee = true\n").expect("file");
     let bad = bad_file.to_str().expect("path");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
-        (&["edit-config", "--set", "bogus=1", "--force"], &[], "unknown setting \"bogus\""),
+    let cases: &[(&[&str], Envs, &str)] = &[
+        (
+            &["edit-config", "--set", "bogus=1", "--force"],
+            &[],
+            "unknown setting \"bogus\"",
+        ),
         (&["edit-config", "--set", "ttl_ms=soon", "--force"], &[], "ttl_ms"),
         (&["edit-config", "--set", "paused=maybe", "--force"], &[], "paused"),
-        (&["edit-config", "--set", "ttl_ms", "--force"], &[], "expected key=value"),
+        (
+            &["edit-config", "--set", "ttl_ms", "--force"],
+            &[],
+            "expected key=value",
+        ),
         (&["edit-config", "--pg", "port=1", "--force"], &[], "set by pgha"),
-        (&["edit-config", "--pg", "bad name=1", "--force"], &[], "not a PostgreSQL parameter name"),
+        (
+            &["edit-config", "--pg", "bad name=1", "--force"],
+            &[],
+            "not a PostgreSQL parameter name",
+        ),
         (&["edit-config", "--apply", bad, "--force"], &[], "synchronous_modee"),
-        (&["edit-config", "--apply", "/nonexistent/x.toml", "--force"], &[], "cannot read"),
+        (
+            &["edit-config", "--apply", "/nonexistent/x.toml", "--force"],
+            &[],
+            "cannot read",
+        ),
         (&["edit-config", "--apply", "-"], &[], "--force"),
         (&["edit-config"], &[("EDITOR", "")], "no $EDITOR"),
         (&["switchover", "--scheduled", "tomorrow", "--force"], &[], "RFC 3339"),
-        (&["switchover", "--scheduled", "2001-01-01T00:00:00Z", "--force"], &[], "in the past"),
+        (
+            &["switchover", "--scheduled", "2001-01-01T00:00:00Z", "--force"],
+            &[],
+            "in the past",
+        ),
     ];
     for (args, envs, needle) in cases {
         let run = offline(args, envs);
         assert_eq!(run.code(), Some(1), "{args:?} must fail: {}", run.stdout);
-        assert!(run.stderr.contains(needle), "{args:?}: {needle:?} not in {}", run.stderr);
+        assert!(
+            run.stderr.contains(needle),
+            "{args:?}: {needle:?} not in {}",
+            run.stderr
+        );
     }
 
     // Unknown member names, against a live DCS (witness members: no PostgreSQL needed).

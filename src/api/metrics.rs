@@ -215,8 +215,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("pgha_replica{scope=\"main\",name=\"db2\"} 1"), "{text}");
-        assert!(text.contains("pgha_pending_restart{scope=\"main\",name=\"db2\"} 1"), "{text}");
-        assert!(text.contains("pgha_postgres_timeline{scope=\"main\",name=\"db2\"} 3"), "{text}");
-        assert!(text.contains("pgha_replication_lag_bytes{scope=\"main\",name=\"db2\"} 1000"), "{text}");
+        assert!(
+            text.contains("pgha_pending_restart{scope=\"main\",name=\"db2\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pgha_postgres_timeline{scope=\"main\",name=\"db2\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pgha_replication_lag_bytes{scope=\"main\",name=\"db2\"} 1000"),
+            "{text}"
+        );
     }
 }

@@ -96,7 +96,11 @@ pub(super) fn postgresql(config: &Config, r: &mut Report) {
     }
     if config.ha.rest_tls {
         if config.ha.rest_listen.as_deref().is_none_or(str::is_empty) {
-            r.add("ha.rest_tls", "is on but there is no REST API", "set ha.rest_listen, or rest_tls = false");
+            r.add(
+                "ha.rest_tls",
+                "is on but there is no REST API",
+                "set ha.rest_listen, or rest_tls = false",
+            );
         } else if config.tls.plaintext {
             r.add(
                 "ha.rest_tls",

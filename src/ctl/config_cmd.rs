@@ -176,7 +176,10 @@ mod tests {
         assert!(ok(&["paused=on"]).expect("valid").paused);
         assert_eq!(ok(&["ttl=4000", "loop_wait=1000"]).expect("aliases").loop_wait_ms, 1000);
         let err = ok(&["nope=1"]).expect_err("unknown").to_string();
-        assert!(err.contains("nope") && err.contains("ttl_ms"), "names the key and the known ones: {err}");
+        assert!(
+            err.contains("nope") && err.contains("ttl_ms"),
+            "names the key and the known ones: {err}"
+        );
         let err = ok(&["ttl_ms=abc"]).expect_err("bad value").to_string();
         assert!(err.contains("ttl_ms") && err.contains("abc"), "{err}");
         assert_eq!(
@@ -203,7 +206,12 @@ mod tests {
         let mut c = DynamicConfig::default();
         c.postgresql_parameters.insert("work_mem".into(), "8MB".into());
         assert!(validate(c.clone()).is_ok());
-        for (name, value) in [("port", "1"), ("Work_Mem", "1"), ("bad name", "1"), ("work_mem", "1\nport=2")] {
+        for (name, value) in [
+            ("port", "1"),
+            ("Work_Mem", "1"),
+            ("bad name", "1"),
+            ("work_mem", "1\nport=2"),
+        ] {
             let mut bad = c.clone();
             bad.postgresql_parameters.insert(name.into(), value.into());
             let err = validate(bad).expect_err(name).to_string();

@@ -37,7 +37,10 @@ pub fn parse(text: &str) -> anyhow::Result<DynamicConfig> {
         toml::from_str(text).map_err(|e| anyhow::anyhow!("not valid TOML: {}", with_key(text, &e)))?;
     if let Some(value) = table.remove(PARAMETERS) {
         let toml::Value::Table(raw) = value else {
-            bail!("{PARAMETERS}: expected a table of name = value, got a {}", value.type_str());
+            bail!(
+                "{PARAMETERS}: expected a table of name = value, got a {}",
+                value.type_str()
+            );
         };
         let mut flat = BTreeMap::new();
         crate::config::flatten_settings("", raw, &mut flat).map_err(|e| anyhow::anyhow!("{PARAMETERS}: {e}"))?;
@@ -64,7 +67,8 @@ fn with_key(text: &str, e: &toml::de::Error) -> String {
 }
 
 fn parse_json(text: &str) -> anyhow::Result<DynamicConfig> {
-    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not valid JSON: {e}"))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not valid JSON: {e}"))?;
     if let Some(params) = value.get_mut(PARAMETERS).and_then(|p| p.as_object_mut()) {
         for (name, v) in params.iter_mut() {
             *v = match v {
@@ -86,7 +90,8 @@ mod tests {
     fn render_then_parse_is_identity() {
         let mut c = DynamicConfig::default();
         c.postgresql_parameters.insert("work_mem".into(), "8MB".into());
-        c.postgresql_parameters.insert("pg_stat_statements.max".into(), "1000".into());
+        c.postgresql_parameters
+            .insert("pg_stat_statements.max".into(), "1000".into());
         let text = editor_file("main", &c).expect("renders");
         assert_eq!(parse(&text).expect("parses"), c);
         let json = serde_json::to_string_pretty(&c).expect("json");
@@ -98,7 +103,11 @@ mod tests {
         let c = parse("ttl_ms = 3000\n[postgresql_parameters]\nmax_connections = 200\nhot_standby_feedback = true\npg_stat_statements.max = 10\n")
             .expect("parses");
         assert_eq!(c.ttl_ms, 3000);
-        assert_eq!(c.loop_wait_ms, DynamicConfig::default().loop_wait_ms, "missing keys keep defaults");
+        assert_eq!(
+            c.loop_wait_ms,
+            DynamicConfig::default().loop_wait_ms,
+            "missing keys keep defaults"
+        );
         assert_eq!(c.postgresql_parameters["max_connections"], "200");
         assert_eq!(c.postgresql_parameters["hot_standby_feedback"], "on");
         assert_eq!(c.postgresql_parameters["pg_stat_statements.max"], "10");

@@ -112,7 +112,13 @@ mod tests {
 
     #[test]
     fn from_and_to_empty() {
-        assert_eq!(unified("o", "n", "", "x\n").expect("diff"), "--- o\n+++ n\n@@ -0,0 +1,1 @@\n+x");
-        assert_eq!(unified("o", "n", "x\n", "").expect("diff"), "--- o\n+++ n\n@@ -1,1 +0,0 @@\n-x");
+        assert_eq!(
+            unified("o", "n", "", "x\n").expect("diff"),
+            "--- o\n+++ n\n@@ -0,0 +1,1 @@\n+x"
+        );
+        assert_eq!(
+            unified("o", "n", "x\n", "").expect("diff"),
+            "--- o\n+++ n\n@@ -1,1 +0,0 @@\n-x"
+        );
     }
 }

@@ -97,9 +97,15 @@ pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) 
     let keys = Keys::new(cluster);
     let store = Store { dcs, keys: &keys };
     let view = store.view().await?;
-    for name in [req.leader, req.candidate].into_iter().flatten() {
+    for (name, is_leader) in [(req.leader, true), (req.candidate, false)] {
+        let Some(name) = name else { continue };
         if !view.members.contains_key(name) && view.leader.as_ref().is_none_or(|l| l.name != name) {
-            bail!("no member named {name} (members: {})", member_names(&view));
+            let prefix = if is_leader {
+                format!("{name} is not the leader: ")
+            } else {
+                String::new()
+            };
+            bail!("{prefix}no member named {name} (members: {})", member_names(&view));
         }
     }
     let current = view.leader.as_ref().map(|l| l.name.clone());
@@ -269,12 +275,20 @@ mod tests {
             let got = refusal(&view, m);
             match with_leader {
                 None => assert_eq!(got, None, "{}", m.name),
-                Some(needle) => assert!(got.as_deref().is_some_and(|w| w.contains(needle)), "{}: {got:?}", m.name),
+                Some(needle) => assert!(
+                    got.as_deref().is_some_and(|w| w.contains(needle)),
+                    "{}: {got:?}",
+                    m.name
+                ),
             }
             let got = failover_refusal(m);
             match without {
                 None => assert_eq!(got, None, "{}", m.name),
-                Some(needle) => assert!(got.as_deref().is_some_and(|w| w.contains(needle)), "{}: {got:?}", m.name),
+                Some(needle) => assert!(
+                    got.as_deref().is_some_and(|w| w.contains(needle)),
+                    "{}: {got:?}",
+                    m.name
+                ),
             }
         }
     }
@@ -282,8 +296,13 @@ mod tests {
     #[test]
     fn scheduled_times() {
         let now = 1_800_000_000_000;
-        assert_eq!(parse_scheduled("2030-01-01T00:00:00Z", now).expect("future"), 1_893_456_000_000);
-        let err = parse_scheduled("2020-01-01T00:00:00Z", now).expect_err("past").to_string();
+        assert_eq!(
+            parse_scheduled("2030-01-01T00:00:00Z", now).expect("future"),
+            1_893_456_000_000
+        );
+        let err = parse_scheduled("2020-01-01T00:00:00Z", now)
+            .expect_err("past")
+            .to_string();
         assert!(err.contains("in the past"), "{err}");
         let err = parse_scheduled("tomorrow", now).expect_err("malformed").to_string();
         assert!(err.contains("RFC 3339") && err.contains("tomorrow"), "{err}");
