@@ -123,17 +123,6 @@ async fn all_report_paused(cluster: &LocalCluster, paused: bool) -> bool {
     view.members.len() == 3 && view.members.values().all(|m| m.paused == paused)
 }
 
-/// Waits until `SHOW name` on the node at `port` answers `value`.
-async fn wait_setting(port: u16, password: &str, name: &str, value: &str) {
-    let what = format!("{name} = {value} on port {port}");
-    common::wait_for(Duration::from_secs(60), &what, || async {
-        let client = probe::connect(port, password).await?;
-        let row = client.query_one(&format!("SHOW {name}"), &[]).await.ok()?;
-        (row.get::<_, String>(0) == value).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_commands_on_one_cluster() {
     if db::skip_without_pg() {
@@ -207,7 +196,7 @@ async fn operator_commands_on_one_cluster() {
     );
     assert!(out.contains("+work_mem = \"9MB\"") && out.contains("updated"), "{out}");
     for p in db::ports(&cluster) {
-        wait_setting(p, &pw, "work_mem", "9MB").await;
+        db::wait_setting(p, &pw, "work_mem", "9MB").await;
     }
 
     // An invalid --apply changes nothing, and says which key is wrong.

@@ -143,25 +143,8 @@ mod tests {
             }),
             ..ClusterView::default()
         };
-        let leader = MemberInfo {
-            name: "db1".into(),
-            api_addr: String::new(),
-            pg_host: String::new(),
-            pg_port: 5432,
-            role: PgRole::Primary,
-            state: PgState::Running,
-            timeline: 3,
-            receive_lsn: 10_000,
-            replay_lsn: 10_000,
-            pending_restart: false,
-            nofailover: false,
-            failover_priority: 0,
-            noloadbalance: false,
-            tags: Default::default(),
-            system_identifier: 1,
-            paused: false,
-            version: String::new(),
-        };
+        let mut leader = MemberInfo::for_test("db1", PgRole::Primary, PgState::Running, 10_000);
+        leader.timeline = 3;
         view.members.insert("db1".into(), leader);
         NodeSnapshot {
             name: "db2".into(),

@@ -224,25 +224,7 @@ mod tests {
     use crate::ha::model::LeaderKey;
 
     fn member(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
-        MemberInfo {
-            name: name.into(),
-            api_addr: String::new(),
-            pg_host: String::new(),
-            pg_port: 5432,
-            role,
-            state,
-            timeline: 1,
-            receive_lsn: lsn,
-            replay_lsn: lsn,
-            pending_restart: false,
-            nofailover: false,
-            failover_priority: 0,
-            noloadbalance: false,
-            tags: Default::default(),
-            system_identifier: 1,
-            paused: false,
-            version: String::new(),
-        }
+        MemberInfo::for_test(name, role, state, lsn)
     }
 
     #[test]

@@ -84,25 +84,9 @@ mod tests {
     use crate::ha::model::{ClusterView, LeaderKey, MemberInfo, PgRole, PgState};
 
     fn member(name: &str, role: PgRole) -> MemberInfo {
-        MemberInfo {
-            name: name.into(),
-            api_addr: String::new(),
-            pg_host: "127.0.0.1".into(),
-            pg_port: 5432,
-            role,
-            state: PgState::Streaming,
-            timeline: 2,
-            receive_lsn: 100,
-            replay_lsn: 100,
-            pending_restart: false,
-            nofailover: false,
-            failover_priority: 0,
-            noloadbalance: false,
-            tags: Default::default(),
-            system_identifier: 1,
-            paused: false,
-            version: String::new(),
-        }
+        let mut m = MemberInfo::for_test(name, role, PgState::Streaming, 100);
+        m.timeline = 2;
+        m
     }
 
     fn view(leader: Option<&str>) -> ClusterView {

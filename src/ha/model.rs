@@ -72,6 +72,32 @@ pub struct MemberInfo {
     pub version: String,
 }
 
+#[cfg(test)]
+impl MemberInfo {
+    /// A member for table tests: `name` on 127.0.0.1:5432, timeline 1, both LSNs at `lsn`, no tags.
+    pub(crate) fn for_test(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
+        MemberInfo {
+            name: name.into(),
+            api_addr: String::new(),
+            pg_host: "127.0.0.1".into(),
+            pg_port: 5432,
+            role,
+            state,
+            timeline: 1,
+            receive_lsn: lsn,
+            replay_lsn: lsn,
+            pending_restart: false,
+            nofailover: false,
+            failover_priority: 0,
+            noloadbalance: false,
+            tags: BTreeMap::new(),
+            system_identifier: 1,
+            paused: false,
+            version: String::new(),
+        }
+    }
+}
+
 /// Dynamic cluster configuration (`config` key), shared by every member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
