@@ -216,9 +216,13 @@ pub enum CtlCommand {
     },
     /// The dynamic cluster configuration (ttl, loop_wait, maximum_lag_on_failover, ...).
     ShowConfig,
-    /// Change the dynamic configuration: `--set key=value` (repeatable); invalid values are refused before anything
-    /// is stored.
+    /// Change the dynamic configuration: in $EDITOR (no flag), `--set key=value`, `--pg name=value` or `--apply FILE`;
+    /// shown as a diff and confirmed; invalid values are refused before anything is stored.
     EditConfig {
+        /// Replace the whole configuration with this TOML or JSON file (`-` = stdin, needs --force); --set and --pg
+        /// apply on top.
+        #[arg(long, value_name = "FILE")]
+        apply: Option<PathBuf>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// A cluster-wide PostgreSQL parameter, `name=value` (repeatable; `name=` removes it).
@@ -228,8 +232,10 @@ pub enum CtlCommand {
         #[arg(long)]
         force: bool,
     },
-    /// pgha's version.
+    /// pgha's version, and the version each member publishes.
     Version,
+    /// The replication tree: the leader first, each replica indented under the member it streams from.
+    Topology,
     /// Restart PostgreSQL on one member or all (`--pending`: only where a parameter change needs it).
     Restart {
         name: Option<String>,
@@ -250,9 +256,17 @@ pub enum CtlCommand {
         wait: bool,
     },
     /// Maintenance mode on: no automatic promotion or demotion until `resume`.
-    Pause,
+    Pause {
+        /// Wait until every member reports it.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Maintenance mode off.
-    Resume,
+    Resume {
+        /// Wait until every member reports it.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Timeline history: one line per promotion (timeline, LSN, reason, time, new leader).
     History,
     /// A libpq connection string (multi-host, target_session_attrs) for the primary or the replicas.

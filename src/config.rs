@@ -44,6 +44,7 @@ mod validate_pg;
 pub use error::{ConfigError, Peer, Problem, SyntaxError};
 pub use examples::example;
 pub use overrides::Overrides;
+pub(crate) use postgresql::flatten as flatten_settings;
 pub use postgresql::{HaSection, PostgresqlSection};
 pub use validate::check_addr;
 

@@ -73,6 +73,8 @@ pub struct Layout {
     pub extra_dcs: String,
     /// Appended at the end of the config (e.g. `[postgresql.parameters]` for db nodes).
     pub extra_toml: String,
+    /// Lines of the `[postgresql]` section of db nodes (e.g. `tls = false`).
+    pub pg_lines: String,
     /// Lines of the `[ha]` section of db nodes (e.g. `ttl_ms = 2000`); pgha adds `rest_listen` itself.
     pub ha_lines: String,
     /// Start nodes with `PGHA_FAULT_INJECTION=1` so tests can partition them ([`LocalCluster::partition`]).
@@ -397,9 +399,10 @@ fn layout_node(
     };
     let postgresql = match (pg_port, rest_port) {
         (Some(p), Some(r)) => format!(
-            "[postgresql]\nlisten = \"127.0.0.1:{p}\"\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n\n[ha]\nrest_listen = \"127.0.0.1:{r}\"\n{ha}\n",
+            "[postgresql]\nlisten = \"127.0.0.1:{p}\"\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n{pg}\n[ha]\nrest_listen = \"127.0.0.1:{r}\"\n{ha}\n",
             su = dir.join("secrets/superuser").display(),
             rep = dir.join("secrets/replication").display(),
+            pg = layout.pg_lines,
             ha = layout.ha_lines,
         ),
         _ => String::new(),

@@ -20,7 +20,16 @@ use crate::postgres::{discover_bin_dir, PgSettings, PgTls, Postgres};
 pub struct PreparedDb {
     node: DbNode,
     ha: HaService,
-    rest: Option<(tokio::net::TcpListener, String, crate::api::rest::SharedSnapshot)>,
+    rest: Option<RestServer>,
+}
+
+/// The REST API's listener, ready to serve once the runtime runs the node.
+struct RestServer {
+    listener: tokio::net::TcpListener,
+    /// HTTPS with the node certificate (`ha.rest_tls`); None = plain HTTP.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cluster: String,
+    snapshot: crate::api::rest::SharedSnapshot,
 }
 
 /// The running HA loop.
@@ -118,8 +127,22 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
             let std_listener = std::net::TcpListener::bind(addr).with_context(|| format!("ha.rest_listen {addr}"))?;
             std_listener.set_nonblocking(true).context("ha.rest_listen")?;
             let listener = tokio::net::TcpListener::from_std(std_listener).context("ha.rest_listen")?;
-            tracing::info!(listen = %addr, "Patroni-compatible REST API enabled");
-            Some((listener, config.cluster.name.clone(), snapshot.clone()))
+            let tls = match config.ha.rest_tls {
+                true => Some(
+                    crate::run::load_node_tls(config)?
+                        .rest_server_config()
+                        .context("ha.rest_tls: building the HTTPS configuration")?,
+                ),
+                false => None,
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(listen = %addr, scheme, "Patroni-compatible REST API enabled");
+            Some(RestServer {
+                listener,
+                tls,
+                cluster: config.cluster.name.clone(),
+                snapshot: snapshot.clone(),
+            })
         }
         None => None,
     };
@@ -139,8 +162,19 @@ impl PreparedDb {
     /// Starts the HA loop.
     pub fn spawn(self) -> RunningDb {
         let token = CancellationToken::new();
-        if let Some((listener, cluster, snapshot)) = self.rest {
-            tokio::spawn(crate::api::rest::serve(listener, cluster, snapshot, token.clone()));
+        if let Some(rest) = self.rest {
+            let (cluster, snapshot, token) = (rest.cluster, rest.snapshot, token.clone());
+            match rest.tls {
+                None => {
+                    tokio::spawn(crate::api::rest::serve(rest.listener, cluster, snapshot, token));
+                }
+                Some(tls) => match crate::api::tls_listener::TlsListener::new(rest.listener, tls) {
+                    Ok(listener) => {
+                        tokio::spawn(crate::api::rest::serve(listener, cluster, snapshot, token));
+                    }
+                    Err(e) => tracing::error!("REST API over TLS not started: {e}"),
+                },
+            }
         }
         let task = tokio::spawn(self.node.run(token.clone()));
         RunningDb { token, task }

@@ -165,14 +165,32 @@ impl NodeTls {
     /// Server config for [`tls_incoming`]: requires a client certificate issued by the
     /// cluster CA and negotiates ALPN "h2" (gRPC).
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let verifier = client_verifier(&self.roots, &self.files.ca)?;
+        self.server_config_with(client_verifier(&self.roots, &self.files.ca)?, b"h2")
+    }
+
+    /// Server config for the read-only REST API over HTTPS: this node's certificate, HTTP/1.1; a client
+    /// certificate is optional (load balancers' health checks rarely have one) but must be CA-signed if presented.
+    pub fn rest_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| malformed(&self.files.ca, e))?;
+        self.server_config_with(verifier, b"http/1.1")
+    }
+
+    /// This node's certificate with a client verifier and one ALPN protocol.
+    fn server_config_with(
+        &self,
+        verifier: Arc<dyn ClientCertVerifier>,
+        alpn: &[u8],
+    ) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Config)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(TlsError::Config)?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         Ok(Arc::new(config))
     }
 

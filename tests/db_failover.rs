@@ -513,10 +513,10 @@ async fn restart_reload_and_reinit_through_ctl() {
         ],
     );
     let p = port(&cluster, li);
-    wait_setting(p, &pw, "work_mem", "8MB").await;
+    db::wait_setting(p, &pw, "work_mem", "8MB").await;
     wait_pending_restart(&cluster, true).await;
     ctl(&cluster, &["restart", "--all", "--pending"]);
-    wait_setting(p, &pw, "max_connections", "120").await;
+    db::wait_setting(p, &pw, "max_connections", "120").await;
     wait_pending_restart(&cluster, false).await;
 
     assert!(
@@ -532,17 +532,6 @@ async fn restart_reload_and_reinit_through_ctl() {
         "the re-cloned replica to have the row",
         || async { probe::probe_ids(rp, &pw).await.filter(|ids| ids.contains(&42)) },
     )
-    .await;
-}
-
-/// Waits until `SHOW name` on the node at `port` answers `value`.
-async fn wait_setting(port: u16, password: &str, name: &str, value: &str) {
-    let what = format!("{name} = {value}");
-    common::wait_for(Duration::from_secs(60), &what, || async {
-        let client = probe::connect(port, password).await?;
-        let row = client.query_one(&format!("SHOW {name}"), &[]).await.ok()?;
-        (row.get::<_, String>(0) == value).then_some(())
-    })
     .await;
 }
 

@@ -56,6 +56,8 @@ fn snapshot(primary: bool, lsn: u64, tags: &[(&str, &str)]) -> NodeSnapshot {
             noloadbalance: false,
             tags: BTreeMap::new(),
             system_identifier: 1,
+            paused: false,
+            version: String::new(),
         },
     );
     NodeSnapshot {

@@ -25,7 +25,7 @@ struct AppState {
 
 fn body(path: &str, state: &AppState, snap: Option<&NodeSnapshot>) -> Response {
     if path == "/metrics" {
-        let text = metrics::render(&state.cluster, snap);
+        let text = metrics::render(&state.cluster, snap, Instant::now());
         return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
     }
     let json = match (path, snap) {
@@ -79,13 +79,13 @@ async fn handle(
     }
 }
 
-/// Serves the REST API on `listener` until `token` is cancelled.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    cluster: String,
-    snapshot: SharedSnapshot,
-    token: CancellationToken,
-) {
+/// Serves the REST API on `listener` (plain TCP, or [`super::tls_listener::TlsListener`]) until `token` is
+/// cancelled.
+pub async fn serve<L>(listener: L, cluster: String, snapshot: SharedSnapshot, token: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let app = Router::new()
         .fallback(handle)
         .with_state(AppState { cluster, snapshot });

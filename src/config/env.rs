@@ -57,6 +57,7 @@ pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("postgresql", "parameters", Kind::Table),
     ("ha", "nofailover", Kind::Bool),
     ("ha", "rest_listen", Kind::OptStr),
+    ("ha", "rest_tls", Kind::Bool),
     ("ha", "failover_priority", Kind::SignedInt),
     ("ha", "noloadbalance", Kind::Bool),
     ("ha", "ttl_ms", Kind::Int),

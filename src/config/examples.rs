@@ -147,6 +147,10 @@ synchronous_node_count = 1
 # Patroni-compatible REST API for load balancers and monitoring (GET /primary,
 # /replica, /health, /metrics, ...); read-only. Default: unset (disabled).
 # rest_listen = "0.0.0.0:8008"
+# Serve the REST API over HTTPS with this node's [tls] certificate (clients
+# need the cluster CA; a client certificate is optional). Needs rest_listen and
+# tls.plaintext = false. Default: false.
+# rest_tls = true
 
 # Free-form labels of this node, shown by `pgha ctl list`. Default: none.
 # From the environment: PGHA_HA__TAGS=datacenter=dc1,rack=r1

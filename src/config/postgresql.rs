@@ -151,6 +151,11 @@ pub struct HaSection {
     /// balancers and monitoring poll, e.g. `"0.0.0.0:8008"`. Read-only: state changes
     /// go through `pgha ctl` over mutual TLS. Default: unset (no REST API).
     pub rest_listen: Option<String>,
+    /// `ha.rest_tls` (`PGHA_HA__REST_TLS`): serve the REST API over HTTPS with
+    /// this node's certificate (`[tls]`); clients need the cluster CA, a client
+    /// certificate is optional (checked against the CA when presented). Needs
+    /// `rest_listen` and `tls.plaintext = false`. Default: `false` (plain HTTP).
+    pub rest_tls: bool,
     /// `ha.tags` (`[ha.tags]`, `PGHA_HA__TAGS`): free-form string labels of this
     /// node, shown by `pgha ctl list`; keys must not be empty. Default: empty.
     pub tags: BTreeMap<String, String>,
@@ -170,6 +175,7 @@ impl Default for HaSection {
             synchronous_mode_strict: false,
             synchronous_node_count: 1,
             rest_listen: None,
+            rest_tls: false,
             tags: BTreeMap::new(),
         }
     }
@@ -185,7 +191,8 @@ fn setting_texts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<
     Ok(out)
 }
 
-fn flatten(prefix: &str, table: toml::Table, out: &mut BTreeMap<String, String>) -> Result<(), String> {
+/// Flattens a TOML table of PostgreSQL settings into `name -> text` (dotted keys become dotted names).
+pub(crate) fn flatten(prefix: &str, table: toml::Table, out: &mut BTreeMap<String, String>) -> Result<(), String> {
     for (key, value) in table {
         let name = if prefix.is_empty() {
             key

@@ -293,6 +293,19 @@ fn each_rule_reports_its_key() {
             &[],
         ),
         (&[("PGHA_HA__FAILOVER_PRIORITY", "-2147483648")], &[]),
+        (&[("PGHA_HA__REST_TLS", "true")], &["ha.rest_tls"]),
+        (
+            &[("PGHA_HA__REST_TLS", "true"), ("PGHA_HA__REST_LISTEN", "0.0.0.0:8008")],
+            &[],
+        ),
+        (
+            &[
+                ("PGHA_HA__REST_TLS", "true"),
+                ("PGHA_HA__REST_LISTEN", "0.0.0.0:8008"),
+                ("PGHA_TLS__PLAINTEXT", "true"),
+            ],
+            &["ha.rest_tls"],
+        ),
         (&[("PGHA_HA__TAGS", "{\"\" = \"x\", zone = \"\"}")], &["ha.tags.\"\""]),
         (
             &[

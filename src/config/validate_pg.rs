@@ -94,6 +94,21 @@ pub(super) fn postgresql(config: &Config, r: &mut Report) {
             r.syntax("ha.rest_listen", e);
         }
     }
+    if config.ha.rest_tls {
+        if config.ha.rest_listen.as_deref().is_none_or(str::is_empty) {
+            r.add(
+                "ha.rest_tls",
+                "is on but there is no REST API",
+                "set ha.rest_listen, or rest_tls = false",
+            );
+        } else if config.tls.plaintext {
+            r.add(
+                "ha.rest_tls",
+                "needs the node certificate, but tls.plaintext = true",
+                "set tls.ca, tls.cert and tls.key with tls.plaintext = false, or rest_tls = false",
+            );
+        }
+    }
     if let Some(addr) = pg.connect_address.as_deref().filter(|a| !a.is_empty()) {
         if let Err(e) = check_addr(addr) {
             r.syntax("postgresql.connect_address", e);

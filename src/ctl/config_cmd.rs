@@ -1,4 +1,5 @@
-//! `ctl show-config` and `ctl edit-config --set key=value`: the dynamic cluster configuration in the DCS.
+//! The dynamic cluster configuration in the DCS, shared by `show-config`, `edit-config` and `pause`: read, `--set` /
+//! `--pg` assignments, validation, and the compare-and-swap write.
 
 use anyhow::{bail, Context};
 
@@ -7,50 +8,62 @@ use crate::cli::Output;
 use crate::dcs::client::DcsClient;
 use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
 use crate::ha::keys::Keys;
-use crate::ha::model::{DynamicConfig, SyncMode};
+use crate::ha::model::DynamicConfig;
 
-fn boolean(key: &str, value: &str) -> anyhow::Result<bool> {
-    match value {
-        "true" | "on" | "yes" => Ok(true),
-        "false" | "off" | "no" => Ok(false),
-        other => bail!("{key}: {other:?} is not a boolean"),
-    }
-}
+/// Short names operators know from Patroni, mapped to the stored keys.
+const ALIASES: &[(&str, &str)] = &[
+    ("ttl", "ttl_ms"),
+    ("loop_wait", "loop_wait_ms"),
+    ("primary_start_timeout", "primary_start_timeout_ms"),
+    ("pause", "paused"),
+];
 
-/// Applies `key=value` assignments to a config and validates the result (pure).
-pub fn apply_settings(mut config: DynamicConfig, settings: &[String]) -> anyhow::Result<DynamicConfig> {
+/// Applies `key=value` assignments without the cross-key checks (pure): unknown keys and values of the wrong type
+/// are refused. Any scalar field of [`DynamicConfig`] can be set, typed by its current value.
+pub fn set_values(config: DynamicConfig, settings: &[String]) -> anyhow::Result<DynamicConfig> {
+    use serde_json::Value;
+    let mut doc = serde_json::to_value(&config)?;
     for setting in settings {
-        let (key, value) = setting
+        let Some(fields) = doc.as_object_mut() else {
+            bail!("the dynamic config is not an object");
+        };
+        let (key, text) = setting
             .split_once('=')
             .with_context(|| format!("--set {setting:?}: expected key=value"))?;
-        let (key, value) = (key.trim(), value.trim());
-        let number = || {
-            value
-                .parse::<u64>()
-                .with_context(|| format!("{key}: {value:?} is not a non-negative integer"))
+        let (key, text) = (key.trim(), text.trim());
+        let key = ALIASES.iter().find(|(a, _)| *a == key).map_or(key, |(_, k)| *k);
+        let known = || {
+            let names: Vec<&str> = fields
+                .iter()
+                .filter(|(_, v)| !v.is_object())
+                .map(|(k, _)| k.as_str())
+                .collect();
+            names.join(", ")
         };
-        match key {
-            "ttl_ms" | "ttl" => config.ttl_ms = number()?,
-            "loop_wait_ms" | "loop_wait" => config.loop_wait_ms = number()?,
-            "maximum_lag_on_failover" => config.maximum_lag_on_failover = number()?,
-            "primary_start_timeout_ms" | "primary_start_timeout" => config.primary_start_timeout_ms = number()?,
-            "paused" | "pause" => config.paused = boolean(key, value)?,
-            "synchronous_mode" => {
-                config.synchronous_mode =
-                    SyncMode::parse(value).with_context(|| format!("{key}: {value:?} is not off, on or quorum"))?
-            }
-            "synchronous_mode_strict" => config.synchronous_mode_strict = boolean(key, value)?,
-            "synchronous_node_count" => {
-                config.synchronous_node_count =
-                    u32::try_from(number()?).with_context(|| format!("{key}: {value:?} is too large"))?
-            }
-            other => bail!(
-                "unknown setting {other:?} (known: ttl_ms, loop_wait_ms, maximum_lag_on_failover, \
-                 primary_start_timeout_ms, paused, synchronous_mode, synchronous_mode_strict, synchronous_node_count)"
-            ),
-        }
+        let value = match fields.get(key) {
+            None => bail!("unknown setting {key:?} (known: {})", known()),
+            Some(Value::Object(_)) => bail!("{key}: a table, set its entries with --pg name=value"),
+            Some(Value::Bool(_)) => Value::Bool(match text {
+                "true" | "on" | "yes" => true,
+                "false" | "off" | "no" => false,
+                other => bail!("{key}: {other:?} is not a boolean (true/false, on/off)"),
+            }),
+            Some(Value::Number(_)) => match text.parse::<u64>() {
+                Ok(n) => Value::from(n),
+                Err(_) => match text.parse::<i64>() {
+                    Ok(n) => Value::from(n),
+                    Err(_) => bail!("{key}: {text:?} is not an integer"),
+                },
+            },
+            Some(Value::String(_)) => Value::String(text.to_string()),
+            // Optional fields: a JSON scalar if it parses as one, else text.
+            Some(_) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())),
+        };
+        fields.insert(key.to_string(), value);
+        // Checked per key so that a type error names it.
+        serde_json::from_value::<DynamicConfig>(doc.clone()).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
     }
-    validate(config)
+    Ok(serde_json::from_value(doc)?)
 }
 
 /// Applies `name=value` PostgreSQL parameters (`name=` removes one) to a config (pure).
@@ -76,7 +89,9 @@ pub fn apply_parameters(mut config: DynamicConfig, parameters: &[String]) -> any
     Ok(config)
 }
 
-fn validate(config: DynamicConfig) -> anyhow::Result<DynamicConfig> {
+/// Cross-key and value checks of a whole dynamic config (pure); every error names the key.
+pub fn validate(config: DynamicConfig) -> anyhow::Result<DynamicConfig> {
+    use crate::postgres::render::{is_owned_parameter, is_parameter_name};
     if config.ttl_ms < 500 {
         bail!("ttl_ms {} is below the minimum of 500 ms", config.ttl_ms);
     }
@@ -90,29 +105,24 @@ fn validate(config: DynamicConfig) -> anyhow::Result<DynamicConfig> {
     if config.synchronous_node_count == 0 {
         bail!("synchronous_node_count must be at least 1");
     }
+    if config.primary_start_timeout_ms == 0 {
+        bail!("primary_start_timeout_ms must be above 0: a crashed primary needs time to restart in place");
+    }
+    for (name, value) in &config.postgresql_parameters {
+        if !is_parameter_name(name) {
+            bail!("postgresql_parameters.{name}: not a PostgreSQL parameter name");
+        }
+        if name.chars().any(|c| c.is_ascii_uppercase()) {
+            bail!("postgresql_parameters.{name}: write parameter names in lower case");
+        }
+        if is_owned_parameter(name) {
+            bail!("postgresql_parameters.{name}: set by pgha itself (from [postgresql] and [tls]), not here");
+        }
+        if value.chars().any(char::is_control) {
+            bail!("postgresql_parameters.{name}: the value contains a control character (line break?)");
+        }
+    }
     Ok(config)
-}
-
-fn lines(c: &DynamicConfig) -> Vec<(String, String)> {
-    let mut v = vec![
-        ("ttl_ms".into(), c.ttl_ms.to_string()),
-        ("loop_wait_ms".into(), c.loop_wait_ms.to_string()),
-        ("maximum_lag_on_failover".into(), c.maximum_lag_on_failover.to_string()),
-        (
-            "primary_start_timeout_ms".into(),
-            c.primary_start_timeout_ms.to_string(),
-        ),
-        ("paused".into(), c.paused.to_string()),
-        ("synchronous_mode".into(), c.synchronous_mode.as_str().to_string()),
-        ("synchronous_mode_strict".into(), c.synchronous_mode_strict.to_string()),
-        ("synchronous_node_count".into(), c.synchronous_node_count.to_string()),
-    ];
-    v.extend(
-        c.postgresql_parameters
-            .iter()
-            .map(|(k, val)| (format!("postgresql.parameters.{k}"), val.clone())),
-    );
-    v
 }
 
 /// Stores `config` if the key is still at `revision` (compare-and-swap); false when someone changed it meanwhile.
@@ -142,56 +152,16 @@ pub(super) async fn read(dcs: &DcsClient, keys: &Keys) -> anyhow::Result<(Dynami
     Ok((config, kv.mod_revision))
 }
 
-/// Prints the dynamic configuration.
+/// Prints the dynamic configuration: the TOML document `edit-config` opens, or JSON.
 pub async fn show(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result<()> {
     let (config, _) = read(dcs, &Keys::new(cluster)).await?;
-    if out == Output::Json {
-        return output::json(&config);
+    match out {
+        Output::Json => output::json(&config),
+        Output::Table => {
+            print!("{}", super::config_doc::render(&config)?);
+            Ok(())
+        }
     }
-    for (k, v) in lines(&config) {
-        println!("{k} = {v}");
-    }
-    Ok(())
-}
-
-/// Changes settings with a compare-and-swap, after showing the difference.
-pub async fn edit(
-    dcs: &DcsClient,
-    cluster: &str,
-    settings: &[String],
-    pg: &[String],
-    force: bool,
-) -> anyhow::Result<()> {
-    if settings.is_empty() && pg.is_empty() {
-        bail!("nothing to change: give --set key=value or --pg name=value (repeatable)");
-    }
-    let keys = Keys::new(cluster);
-    let (current, revision) = read(dcs, &keys).await?;
-    let wanted = apply_parameters(apply_settings(current.clone(), settings)?, pg)?;
-    let (old, new) = (lines(&current), lines(&wanted));
-    let mut diff: Vec<String> = old
-        .iter()
-        .filter(|l| !new.contains(l))
-        .map(|(k, v)| format!("-{k} = {v}"))
-        .collect();
-    diff.extend(
-        new.iter()
-            .filter(|l| !old.contains(l))
-            .map(|(k, v)| format!("+{k} = {v}")),
-    );
-    if diff.is_empty() {
-        println!("no change");
-        return Ok(());
-    }
-    println!("{}", diff.join("\n"));
-    if !force && !output::confirm("Apply these changes?")? {
-        bail!("aborted");
-    }
-    if !write(dcs, &keys, &wanted, revision).await? {
-        bail!("the configuration changed meanwhile: nothing was written, run the command again");
-    }
-    println!("configuration updated (a new ttl applies to each node's next DCS session)");
-    Ok(())
 }
 
 #[cfg(test)]
@@ -201,9 +171,20 @@ mod tests {
     #[test]
     fn settings_table() {
         let base = DynamicConfig::default();
-        let ok = |s: &[&str]| apply_settings(base.clone(), &s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        let ok = |s: &[&str]| {
+            let settings: Vec<String> = s.iter().map(|x| x.to_string()).collect();
+            set_values(base.clone(), &settings).and_then(validate)
+        };
         assert_eq!(ok(&["ttl_ms=3000"]).expect("valid").ttl_ms, 3000);
         assert!(ok(&["paused=on"]).expect("valid").paused);
+        assert_eq!(ok(&["ttl=4000", "loop_wait=1000"]).expect("aliases").loop_wait_ms, 1000);
+        let err = ok(&["nope=1"]).expect_err("unknown").to_string();
+        assert!(
+            err.contains("nope") && err.contains("ttl_ms"),
+            "names the key and the known ones: {err}"
+        );
+        let err = ok(&["ttl_ms=abc"]).expect_err("bad value").to_string();
+        assert!(err.contains("ttl_ms") && err.contains("abc"), "{err}");
         assert_eq!(
             ok(&["maximum_lag_on_failover = 0"])
                 .expect("valid")
@@ -217,8 +198,27 @@ mod tests {
             &["nope=1"],
             &["ttl_ms"],
             &["paused=maybe"],
+            &["postgresql_parameters=x"],
         ] {
             assert!(ok(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        let mut c = DynamicConfig::default();
+        c.postgresql_parameters.insert("work_mem".into(), "8MB".into());
+        assert!(validate(c.clone()).is_ok());
+        for (name, value) in [
+            ("port", "1"),
+            ("Work_Mem", "1"),
+            ("bad name", "1"),
+            ("work_mem", "1\nport=2"),
+        ] {
+            let mut bad = c.clone();
+            bad.postgresql_parameters.insert(name.into(), value.into());
+            let err = validate(bad).expect_err(name).to_string();
+            assert!(err.contains(name), "{err}");
         }
     }
 }

@@ -1,13 +1,17 @@
 //! `pgha ctl`: client commands against any DCS member, table output by default, JSON with `-o json`.
 
 mod config_cmd;
+mod config_doc;
 mod dcs_cmd;
+mod diff;
+mod edit_config;
 mod ha_cmd;
 pub mod list;
 mod members;
 mod node_cmd;
 pub mod output;
 pub mod switchover;
+mod topology;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,8 +73,14 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             switchover::run(&client, &config.cluster.name, req, args.output).await
         }
         CtlCommand::ShowConfig => config_cmd::show(&client, &config.cluster.name, args.output).await,
-        CtlCommand::EditConfig { set, pg, force } => {
-            config_cmd::edit(&client, &config.cluster.name, &set, &pg, force).await
+        CtlCommand::EditConfig { set, pg, apply, force } => {
+            let edit = edit_config::EditArgs {
+                set: &set,
+                pg: &pg,
+                apply: apply.as_deref(),
+                force,
+            };
+            edit_config::run(&client, &config.cluster.name, edit).await
         }
         CtlCommand::Restart {
             name,
@@ -98,12 +108,12 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             .await
         }
         CtlCommand::Reinit { name, wait } => node_cmd::reinit(&client, &config.cluster.name, &name, wait).await,
-        CtlCommand::Version => {
-            println!("pgha {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+        CtlCommand::Version => ha_cmd::version(&client, &config.cluster.name, args.output).await,
+        CtlCommand::Topology => topology::show(&client, &config.cluster.name, args.output).await,
+        CtlCommand::Pause { wait } => ha_cmd::set_paused(&client, &config.cluster.name, true, wait, args.output).await,
+        CtlCommand::Resume { wait } => {
+            ha_cmd::set_paused(&client, &config.cluster.name, false, wait, args.output).await
         }
-        CtlCommand::Pause => ha_cmd::set_paused(&client, &config.cluster.name, true, args.output).await,
-        CtlCommand::Resume => ha_cmd::set_paused(&client, &config.cluster.name, false, args.output).await,
         CtlCommand::History => ha_cmd::history(&client, &config.cluster.name, args.output).await,
         CtlCommand::Dsn { role } => list::print_dsn(&client, &config.cluster.name, role).await,
         CtlCommand::Member(MemberCommand::Add { name, addr }) => members::add(&client, &name, &addr, args.output).await,

@@ -13,6 +13,8 @@ use crate::ha::store::{unix_ms, Store};
 
 /// How long ctl waits for the new leader.
 const WAIT: Duration = Duration::from_secs(60);
+/// How long the leader's node may take to answer before a failover treats it as gone.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a member cannot be promoted by a switchover (pure); None when it can.
 pub fn refusal(view: &ClusterView, candidate: &MemberInfo) -> Option<String> {
@@ -48,6 +50,42 @@ pub fn refusal(view: &ClusterView, candidate: &MemberInfo) -> Option<String> {
     None
 }
 
+/// Why a member cannot take over in a failover while the leader is gone (pure): it must be a running replica.
+pub fn failover_refusal(view: &ClusterView, candidate: &MemberInfo) -> Option<String> {
+    if candidate.nofailover {
+        return Some(format!("{} is tagged nofailover", candidate.name));
+    }
+    if view
+        .sync_members()
+        .is_some_and(|k| !k.members.contains(&candidate.name))
+    {
+        return Some(format!(
+            "{} is not a synchronous standby; it may lack acknowledged commits",
+            candidate.name
+        ));
+    }
+    let running = matches!(candidate.state, PgState::Streaming | PgState::Running);
+    if candidate.role != PgRole::Replica || !running {
+        return Some(format!(
+            "{} is not a running replica (state: {})",
+            candidate.name,
+            candidate.state.label()
+        ));
+    }
+    None
+}
+
+/// Parses `--scheduled` (RFC 3339) into milliseconds since the epoch; refuses times already past at `now_ms`.
+pub fn parse_scheduled(text: &str, now_ms: u64) -> anyhow::Result<u64> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--scheduled {text:?} is not an RFC 3339 time (e.g. 2026-11-22T03:00:00Z)"))?;
+    let ms = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).context("--scheduled is before 1970")?;
+    if ms <= now_ms {
+        bail!("--scheduled {text} is in the past; leave --scheduled out to switch over now");
+    }
+    Ok(ms)
+}
+
 /// The best streaming replica: most advanced, then highest priority, then name.
 pub fn best_candidate(view: &ClusterView) -> Option<&MemberInfo> {
     view.members
@@ -74,9 +112,22 @@ pub struct Request<'a> {
 
 /// Runs `switchover` or `failover`.
 pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) -> anyhow::Result<()> {
+    // Checked before anything is read, so malformed input fails fast even with the cluster down.
+    let scheduled_unix_ms = req.scheduled.map(|t| parse_scheduled(t, unix_ms())).transpose()?;
     let keys = Keys::new(cluster);
     let store = Store { dcs, keys: &keys };
     let view = store.view().await?;
+    for (name, is_leader) in [(req.leader, true), (req.candidate, false)] {
+        let Some(name) = name else { continue };
+        if !view.members.contains_key(name) && view.leader.as_ref().is_none_or(|l| l.name != name) {
+            let prefix = if is_leader {
+                format!("{name} is not the leader: ")
+            } else {
+                String::new()
+            };
+            bail!("{prefix}no member named {name} (members: {})", member_names(&view));
+        }
+    }
     let current = view.leader.as_ref().map(|l| l.name.clone());
     if !req.failover {
         let Some(current) = current.as_deref() else {
@@ -90,21 +141,21 @@ pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) 
     }
     let candidate = match req.candidate {
         Some(name) => {
+            if Some(name) == current.as_deref() && leader_alive(dcs, &view).await {
+                bail!("{name} is already the leader");
+            }
             let m = view
                 .members
                 .get(name)
-                .with_context(|| format!("no member named {name}"))?;
-            if Some(name) == current.as_deref() {
-                bail!("{name} is already the leader");
-            }
-            if !req.failover || current.is_some() {
-                if let Some(why) = refusal(&view, m) {
-                    bail!("refusing: {why}");
-                }
-            } else if m.nofailover {
-                bail!("refusing: {name} is tagged nofailover");
-            } else if view.sync_members().is_some_and(|k| !k.members.contains(&m.name)) {
-                bail!("refusing: {name} is not a synchronous standby; it may lack acknowledged commits");
+                .with_context(|| format!("{name} publishes no status (is its pgha running?)"))?;
+            // A failover with the leader's node gone cannot require streaming: nobody streams from a dead primary.
+            let why = if !req.failover || leader_alive(dcs, &view).await {
+                refusal(&view, m)
+            } else {
+                failover_refusal(&view, m)
+            };
+            if let Some(why) = why {
+                bail!("refusing: {why}");
             }
             m.name.clone()
         }
@@ -112,14 +163,6 @@ pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) 
         None => best_candidate(&view)
             .map(|m| m.name.clone())
             .context("no streaming replica can take over")?,
-    };
-    let scheduled_unix_ms = match req.scheduled {
-        Some(text) => {
-            let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                .with_context(|| format!("--scheduled {text:?} is not an RFC 3339 time (e.g. 2026-11-22T03:00:00Z)"))?;
-            Some(u64::try_from(at.unix_timestamp_nanos() / 1_000_000).context("--scheduled is before 1970")?)
-        }
-        None => None,
     };
     let plan = format!(
         "{} of cluster {cluster}: {} -> {candidate}{}",
@@ -164,6 +207,25 @@ pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) 
     bail!("{candidate} did not become the leader within {WAIT:?}; the request stays pending (`--cancel` drops it)")
 }
 
+/// Names of the published members, for error messages.
+fn member_names(view: &ClusterView) -> String {
+    let names: Vec<&str> = view.members.keys().map(String::as_str).collect();
+    if names.is_empty() {
+        "none published".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The leader key is held and its node answers: a SIGKILLed leader keeps its key (and its published status) until
+/// the lease expires, so the key alone does not say the leader is alive.
+async fn leader_alive(dcs: &DcsClient, view: &ClusterView) -> bool {
+    let Some(leader) = view.leader_member() else {
+        return false;
+    };
+    dcs.status_of(&leader.api_addr, LIVENESS_TIMEOUT).await.is_ok()
+}
+
 /// Drops a pending (e.g. scheduled) switchover.
 pub async fn cancel(dcs: &DcsClient, cluster: &str) -> anyhow::Result<()> {
     let keys = Keys::new(cluster);
@@ -173,5 +235,78 @@ pub async fn cancel(dcs: &DcsClient, cluster: &str) -> anyhow::Result<()> {
             println!("pending switchover cancelled");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ha::model::LeaderKey;
+
+    fn member(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
+        MemberInfo::for_test(name, role, state, lsn)
+    }
+
+    #[test]
+    fn candidates_are_refused_with_the_reason() {
+        let mut view = ClusterView {
+            leader: Some(LeaderKey {
+                name: "a".into(),
+                lease: 1,
+                mod_revision: 1,
+            }),
+            ..ClusterView::default()
+        };
+        view.members
+            .insert("a".into(), member("a", PgRole::Primary, PgState::Running, 10 << 20));
+        let ok = member("b", PgRole::Replica, PgState::Streaming, 10 << 20);
+        let mut nofailover = ok.clone();
+        nofailover.nofailover = true;
+        let stopped = member("c", PgRole::Unknown, PgState::Stopped, 0);
+        let running = member("d", PgRole::Replica, PgState::Running, 10 << 20);
+        let lagging = member("e", PgRole::Replica, PgState::Streaming, 1 << 20);
+        // (member, switchover or live-leader failover, failover without a live leader)
+        let cases: [(&MemberInfo, Option<&str>, Option<&str>); 5] = [
+            (&ok, None, None),
+            (&nofailover, Some("nofailover"), Some("nofailover")),
+            (&stopped, Some("not a streaming replica"), Some("not a running replica")),
+            (&running, Some("not a streaming replica"), None),
+            (&lagging, Some("lags"), None),
+        ];
+        for (m, with_leader, without) in cases {
+            let got = refusal(&view, m);
+            match with_leader {
+                None => assert_eq!(got, None, "{}", m.name),
+                Some(needle) => assert!(
+                    got.as_deref().is_some_and(|w| w.contains(needle)),
+                    "{}: {got:?}",
+                    m.name
+                ),
+            }
+            let got = failover_refusal(&view, m);
+            match without {
+                None => assert_eq!(got, None, "{}", m.name),
+                Some(needle) => assert!(
+                    got.as_deref().is_some_and(|w| w.contains(needle)),
+                    "{}: {got:?}",
+                    m.name
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn scheduled_times() {
+        let now = 1_800_000_000_000;
+        assert_eq!(
+            parse_scheduled("2030-01-01T00:00:00Z", now).expect("future"),
+            1_893_456_000_000
+        );
+        let err = parse_scheduled("2020-01-01T00:00:00Z", now)
+            .expect_err("past")
+            .to_string();
+        assert!(err.contains("in the past"), "{err}");
+        let err = parse_scheduled("tomorrow", now).expect_err("malformed").to_string();
+        assert!(err.contains("RFC 3339") && err.contains("tomorrow"), "{err}");
     }
 }

@@ -24,6 +24,8 @@ fn member(name: &str, role: PgRole) -> MemberInfo {
         noloadbalance: false,
         tags: BTreeMap::new(),
         system_identifier: SYSID,
+        paused: false,
+        version: String::new(),
     }
 }
 

@@ -64,6 +64,38 @@ pub struct MemberInfo {
     pub noloadbalance: bool,
     pub tags: BTreeMap<String, String>,
     pub system_identifier: u64,
+    /// The member's HA loop has seen maintenance mode on (what `ctl pause --wait` waits for).
+    #[serde(default)]
+    pub paused: bool,
+    /// pgha version of the member (empty when published by an older pgha).
+    #[serde(default)]
+    pub version: String,
+}
+
+#[cfg(test)]
+impl MemberInfo {
+    /// A member for table tests: `name` on 127.0.0.1:5432, timeline 1, both LSNs at `lsn`, no tags.
+    pub(crate) fn for_test(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
+        MemberInfo {
+            name: name.into(),
+            api_addr: String::new(),
+            pg_host: "127.0.0.1".into(),
+            pg_port: 5432,
+            role,
+            state,
+            timeline: 1,
+            receive_lsn: lsn,
+            replay_lsn: lsn,
+            pending_restart: false,
+            nofailover: false,
+            failover_priority: 0,
+            noloadbalance: false,
+            tags: BTreeMap::new(),
+            system_identifier: 1,
+            paused: false,
+            version: String::new(),
+        }
+    }
 }
 
 /// Dynamic cluster configuration (`config` key), shared by every member.

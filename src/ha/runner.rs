@@ -313,6 +313,8 @@ impl DbNode {
                 .map(|s| s.system_identifier)
                 .or(view.system_identifier())
                 .unwrap_or(0),
+            paused: view.config.paused,
+            version: env!("CARGO_PKG_VERSION").into(),
         };
         if view.members.get(&self.s.name) == Some(&info) {
             return; // unchanged: the lease keeps the key alive

@@ -75,6 +75,17 @@ pub fn ports(cluster: &LocalCluster) -> Vec<u16> {
     (0..cluster.nodes.len()).map(|i| port(cluster, i)).collect()
 }
 
+/// Waits (60 s at most) until `SHOW name` on the node at `port` answers `value`.
+pub async fn wait_setting(port: u16, password: &str, name: &str, value: &str) {
+    let what = format!("{name} = {value} on port {port}");
+    common::wait_for(Duration::from_secs(60), &what, || async {
+        let client = super::probe::connect(port, password).await?;
+        let row = client.query_one(&format!("SHOW {name}"), &[]).await.ok()?;
+        (row.get::<_, String>(0) == value).then_some(())
+    })
+    .await;
+}
+
 /// Creates the `probe` table the writers insert into.
 pub async fn create_probe_table(port: u16, password: &str) {
     // Retried: in synchronous mode the commit may wait until the leader has recorded a synchronous standby.
