@@ -273,6 +273,29 @@ async fn operator_commands_on_one_cluster() {
         "each member's version: {version}"
     );
 
+    // A new TTL takes effect without restarting pgha: every member moves its session (and the leader its key) to
+    // a lease with the new TTL, and nobody loses the leader key on the way.
+    let history_before = ctl(&cluster, &["history", "-o", "json"]);
+    assert!(ctl(&cluster, &["edit-config", "--set", "ttl_ms=3000", "--force"]).contains("updated"));
+    for node in &cluster.nodes {
+        common::wait_file_contains(
+            &node.log,
+            "session moved to a lease with the new TTL",
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+    assert_eq!(
+        cluster.wait_pg_cluster(2, READY).await.expect("cluster"),
+        leader,
+        "the leader stays"
+    );
+    assert_eq!(
+        ctl(&cluster, &["history", "-o", "json"]),
+        history_before,
+        "no promotion happened"
+    );
+
     // Refusals that need a live cluster.
     let err = ctl_fails(&cluster, &["reinit", &leader], &[]);
     assert!(err.contains("leader"), "{err}");

@@ -56,7 +56,7 @@ pub async fn run(dcs: &DcsClient, cluster: &str, args: EditArgs<'_>) -> anyhow::
              nothing was written; run the command again"
         );
     }
-    println!("configuration updated (a new ttl applies to each node's next DCS session)");
+    println!("configuration updated");
     Ok(())
 }
 

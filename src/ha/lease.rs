@@ -27,6 +27,11 @@ impl LeaseClock {
         self.ttl = ttl;
     }
 
+    /// The TTL the clock counts with.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// A grant or keepalive SENT at `sent_at` succeeded.
     pub fn renewed(&mut self, sent_at: Instant) {
         if self.last_ok_send.is_none_or(|t| sent_at > t) {

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod lease;
 pub mod model;
 pub mod race;
+mod rebind;
 pub mod runner;
 pub mod session;
 pub mod store;

@@ -183,6 +183,11 @@ impl DbNode {
                 .complete_command(&self.s.name, pending.mod_revision)
                 .await?;
         }
+        match self.follow_ttl_change(&view).await {
+            Ok(true) => return Ok(()), // the view names the old lease: decide on a fresh one
+            Ok(false) => {}
+            Err(e) => tracing::warn!("moving the session to the new TTL failed (retrying next loop): {e:#}"),
+        }
         let local = self.local_state().await?;
         let leading = view
             .leader

@@ -95,6 +95,29 @@ impl Session {
         }
     }
 
+    /// The TTL of the current lease as granted by the DCS.
+    pub fn granted_ttl(&self) -> Option<Duration> {
+        self.lease()?;
+        self.clock.lock().ok().map(|c| c.ttl())
+    }
+
+    /// Switches to a new lease (granted with `ttl` by a request sent at `sent_at`) that the caller already bound our
+    /// keys to; the old lease is the caller's to revoke. The clock restarts from the grant: an earlier keepalive of
+    /// the old lease says nothing about the new one.
+    pub fn adopt(&self, lease: i64, ttl: Duration, sent_at: Instant) {
+        if let Ok(mut c) = self.clock.lock() {
+            c.set_ttl(ttl);
+            c.reset();
+            c.renewed(sent_at);
+        }
+        self.set_lease(Some(lease));
+        if self.fence_armed() {
+            if let Err(e) = self.write_fence() {
+                tracing::error!("cannot move the fence deadline: {e}");
+            }
+        }
+    }
+
     fn set_lease(&self, lease: Option<i64>) {
         if let Ok(mut l) = self.lease.lock() {
             if *l != lease {
@@ -120,6 +143,8 @@ impl Session {
                 .map(|r| r.map(|granted| granted.map(|t| (id, t)))),
         };
         match result {
+            // A keepalive of a lease replaced meanwhile (see `adopt`) says nothing about the current one.
+            Ok(Ok(Some((id, _)))) if self.lease().is_some_and(|current| current != id) => true,
             Ok(Ok(Some((id, granted)))) => {
                 if let Ok(mut c) = self.clock.lock() {
                     c.set_ttl(granted);

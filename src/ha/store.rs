@@ -169,6 +169,34 @@ impl Store<'_> {
         Ok(self.dcs.txn(txn).await?.succeeded)
     }
 
+    /// Binds our member key (and the leader key, if still ours at `leader_revision`) to `lease`, in one transaction.
+    pub async fn rebind(
+        &self,
+        info: &MemberInfo,
+        leader_revision: Option<i64>,
+        lease: i64,
+    ) -> Result<bool, ClientError> {
+        let mut compares = Vec::new();
+        let mut success = vec![put(
+            self.keys.member(&info.name),
+            serde_json::to_vec(info).unwrap_or_default(),
+            lease,
+        )];
+        if let Some(rev) = leader_revision {
+            compares.push(Compare {
+                key: self.keys.leader().into_bytes(),
+                target: CompareTarget::ModRevision(rev),
+            });
+            success.push(put(self.keys.leader(), info.name.as_str(), lease));
+        }
+        let txn = Txn {
+            compares,
+            success,
+            failure: vec![],
+        };
+        Ok(self.dcs.txn(txn).await?.succeeded)
+    }
+
     /// Queues a command for a member (replacing an older one).
     pub async fn send_command(&self, member: &str, command: &NodeCommand) -> Result<(), ClientError> {
         let value = serde_json::to_vec(command).unwrap_or_default();
