@@ -107,7 +107,7 @@ impl DbNode {
             tracing::info!("won the initialize race: running initdb");
             self.pg.initdb().await.context("initdb")?;
         } else {
-            tracing::info!("resuming our interrupted bootstrap");
+            tracing::info!("taking over the existing data directory (an interrupted bootstrap, or adoption)");
         }
         self.pg
             .write_config(&ConfRole::Primary)
@@ -115,6 +115,11 @@ impl DbNode {
             .context("writing the primary configuration")?;
         if self.pg.postmaster_pid().is_none() {
             self.start(false).await?;
+        } else {
+            // Adopting a running instance: apply pgha's configuration without interrupting it; parameters that
+            // need a restart show up as pending_restart (`pgha ctl restart --pending`).
+            self.pg.reload().await.context("reloading the adopted PostgreSQL")?;
+            self.expect_running = true;
         }
         self.pg.create_roles().await.context("creating the replication role")?;
         let view = self.store().view().await?;

@@ -125,6 +125,28 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
         LocalData::Present {
             system_identifier,
             standby,
+        } if view.initialize.is_none() => {
+            // No cluster in the DCS yet, and data here: adopt it (Patroni's "convert an existing cluster") rather
+            // than initdb a new one beside it.
+            return match () {
+                _ if *standby => d(
+                    Action::Wait,
+                    "no cluster in the DCS yet, and standby data cannot start one: waiting for a primary to be adopted",
+                ),
+                _ if local.nofailover => d(
+                    Action::Wait,
+                    "no cluster in the DCS yet, and a nofailover member never starts one",
+                ),
+                _ if local.lease.is_none() => d(Action::Wait, "no cluster yet: waiting for a DCS session"),
+                _ => d(
+                    Action::Initialize,
+                    format!("no cluster in the DCS yet: adopting the existing data directory (system {system_identifier})"),
+                ),
+            };
+        }
+        LocalData::Present {
+            system_identifier,
+            standby,
         } => {
             if let Some(expected) = view.system_identifier() {
                 if expected != *system_identifier {
