@@ -79,8 +79,11 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let member = Member::start(settings).await?;
     tracing::info!(role = %role, name = %config.node.name, "node running");
     let ha = db.map(|db| db.spawn());
+    // Ready once the DCS member serves (the HA loop then brings PostgreSQL up on its own schedule).
+    crate::sd_notify::ready(&format!("{role} {} serving the DCS", config.node.name));
     wait_for_stop_signal().await?;
     tracing::info!("stop requested: leaving cleanly");
+    crate::sd_notify::stopping();
     if let Some(ha) = ha {
         ha.stop().await;
     }
