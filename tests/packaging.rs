@@ -148,8 +148,8 @@ fn unit(name: &str) -> String {
 fn unit_value(text: &str, key: &str) -> Option<String> {
     let prefix = format!("{key}=");
     text.lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(&prefix))
         .map(|v| v.trim().to_string())
 }
 
