@@ -399,9 +399,10 @@ fn deb_holds_binary_units_docs_and_maintainer_scripts() {
         );
     }
     assert!(
-        files
-            .lines()
-            .any(|l| l.starts_with("-rwxr-xr-x root/root") && l.ends_with("./usr/bin/pgha")),
+        files.lines().any(
+            |l| (l.starts_with("-rwxr-xr-x 0/0 ") || l.starts_with("-rwxr-xr-x root/root "))
+                && l.ends_with("./usr/bin/pgha")
+        ),
         "/usr/bin/pgha must be root-owned 0755:\n{files}"
     );
 
@@ -434,4 +435,15 @@ fn deb_holds_binary_units_docs_and_maintainer_scripts() {
         String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")),
         "{version:?}"
     );
+}
+
+#[test]
+fn maintainer_scripts_are_valid_sh() {
+    for name in ["postinst", "prerm", "postrm"] {
+        let path = repo().join("packaging/debian").join(name);
+        let out = Command::new("sh").arg("-n").arg(&path).output().expect("running sh -n");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let mode = std::os::unix::fs::PermissionsExt::mode(&path.metadata().expect("metadata").permissions());
+        assert_eq!(mode & 0o111, 0o111, "{name} must be executable");
+    }
 }
