@@ -32,6 +32,17 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script (bash: `pgha completions bash > /etc/bash_completion.d/pgha`).
+    Completions {
+        #[arg(value_enum)]
+        shell: ShellArg,
+    },
+    /// The manual page: pgha(1) on stdout, or with `--dir` every page (pgha.1, pgha-run.1, pgha-ctl.1, ...).
+    Man {
+        /// Write all pages into this directory instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Internal: the fencing process a db node starts beside its primary (stops PostgreSQL when the lease deadline
     /// in DEADLINE_FILE passes).
     #[command(hide = true)]
@@ -58,6 +69,14 @@ impl From<RoleArg> for Role {
             RoleArg::Edge => Role::Edge,
         }
     }
+}
+
+/// Shells `pgha completions` writes scripts for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]

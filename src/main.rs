@@ -53,6 +53,14 @@ fn init_logging(config: &Config, flags: &LogArgs) {
     pgha::logging::init(format, flags.log_level.as_deref().unwrap_or(&config.log.level));
 }
 
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}
+
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => {
@@ -112,6 +120,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Ctl(args) => pgha::ctl::run(args).await,
         Command::Demo(args) => pgha::demo::run(args).await,
         Command::Bench(cmd) => pgha::bench::run(cmd).await,
+        Command::Completions { shell } => write_stdout(&pgha::completions::completions(shell)),
+        Command::Man { dir: None } => write_stdout(&pgha::completions::man_page().context("rendering the man page")?),
+        Command::Man { dir: Some(dir) } => {
+            let pages = pgha::completions::man_pages(&dir)
+                .with_context(|| format!("writing man pages to {}", dir.display()))?;
+            println!("{} man pages in {}", pages.len(), dir.display());
+            Ok(())
+        }
         Command::Fence { .. } => Ok(()), // handled before the runtime starts
     }
 }

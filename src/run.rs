@@ -65,6 +65,8 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         Role::Db | Role::Witness => {}
         Role::Edge => bail!("the edge role (proxy + VIP) is not part of this build yet; run db or witness nodes"),
     }
+    // Handlers first: a SIGTERM right after READY=1 (systemd may send one at any time) must mean a clean stop.
+    let mut stop = StopSignals::install()?;
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("creating node.data_dir {}", config.node.data_dir.display()))?;
     let mut settings = member_settings(&config)?;
@@ -79,8 +81,11 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let member = Member::start(settings).await?;
     tracing::info!(role = %role, name = %config.node.name, "node running");
     let ha = db.map(|db| db.spawn());
-    wait_for_stop_signal().await?;
+    // Ready once the DCS member serves (the HA loop then brings PostgreSQL up on its own schedule).
+    crate::sd_notify::ready(&format!("{role} {} serving the DCS", config.node.name));
+    stop.wait().await;
     tracing::info!("stop requested: leaving cleanly");
+    crate::sd_notify::stopping();
     if let Some(ha) = ha {
         ha.stop().await;
     }
@@ -90,12 +95,31 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn wait_for_stop_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    StopSignals::install()?.wait().await;
     Ok(())
+}
+
+/// SIGTERM/SIGINT handlers, installed up front so that a signal arriving during start-up is caught, not fatal.
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs both handlers.
+    pub fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT (also one that arrived since `install`).
+    pub async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
