@@ -41,6 +41,8 @@ pub struct LocalState {
     pub nofailover: bool,
     /// Wall clock (milliseconds since the epoch), for scheduled switchovers.
     pub now_unix_ms: u64,
+    /// We have held a DCS session for a TTL: members holding data have had time to publish themselves.
+    pub settled: bool,
 }
 
 /// The next step.
@@ -140,7 +142,9 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                 _ if local.lease.is_none() => d(Action::Wait, "no cluster yet: waiting for a DCS session"),
                 _ => d(
                     Action::Initialize,
-                    format!("no cluster in the DCS yet: adopting the existing data directory (system {system_identifier})"),
+                    format!(
+                        "no cluster in the DCS yet: adopting the existing data directory (system {system_identifier})"
+                    ),
                 ),
             };
         }
@@ -320,7 +324,24 @@ fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
             "no cluster yet, and a nofailover member never bootstraps it",
         ),
         None if local.lease.is_none() => d(Action::Wait, "no cluster yet: waiting for a DCS session to race for it"),
-        None => d(Action::Initialize, "no cluster yet: racing to initialize it"),
+        None => match view
+            .members
+            .values()
+            .find(|m| m.name != local.name && m.system_identifier != 0)
+        {
+            Some(m) => d(
+                Action::Wait,
+                format!(
+                    "no cluster yet, but {} holds data: it starts the cluster, we clone it",
+                    m.name
+                ),
+            ),
+            None if !local.settled => d(
+                Action::Wait,
+                "no cluster yet: giving members that hold data a moment to publish before racing to initialize",
+            ),
+            None => d(Action::Initialize, "no cluster yet: racing to initialize it"),
+        },
         Some(init) if init == format!("pending:{}", local.name) => d(Action::Initialize, "resuming our bootstrap"),
         Some(init) if init.starts_with("pending:") => d(
             Action::Wait,

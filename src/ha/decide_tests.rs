@@ -64,6 +64,7 @@ fn local(pg: LocalPg) -> LocalState {
         lease_valid: true,
         nofailover: false,
         now_unix_ms: 1_000_000,
+        settled: true,
     }
 }
 
@@ -115,6 +116,49 @@ fn decide_table() {
         empty.clone(),
         fresh.clone(),
         Action::Initialize,
+    );
+    let mut unsettled = fresh.clone();
+    unsettled.settled = false;
+    c(
+        "just started: members holding data may not have published yet",
+        empty.clone(),
+        unsettled,
+        Action::Wait,
+    );
+    let mut holder_published = empty.clone();
+    let mut holder = member("db2", PgRole::Primary);
+    holder.system_identifier = SYSID;
+    holder_published.members.insert("db2".into(), holder);
+    c(
+        "another member holds data: it adopts it, we clone later",
+        holder_published,
+        fresh.clone(),
+        Action::Wait,
+    );
+    let mut adopt = local(LocalPg::Running {
+        in_recovery: false,
+        following: None,
+    });
+    adopt.data = LocalData::Present {
+        system_identifier: SYSID,
+        standby: false,
+    };
+    c(
+        "primary data and no cluster: adopt it",
+        empty.clone(),
+        adopt.clone(),
+        Action::Initialize,
+    );
+    let mut standby_data = adopt.clone();
+    standby_data.data = LocalData::Present {
+        system_identifier: SYSID,
+        standby: true,
+    };
+    c(
+        "standby data cannot start a cluster",
+        empty.clone(),
+        standby_data,
+        Action::Wait,
     );
     let mut fresh_nofailover = fresh.clone();
     fresh_nofailover.nofailover = true;

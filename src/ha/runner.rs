@@ -70,6 +70,8 @@ pub struct DbNode {
     pub(super) sync_switch_lsn: Option<u64>,
     /// Since when the leader has seen no streaming standby it could name.
     pub(super) no_sync_candidate_since: Option<Instant>,
+    /// When this process first held a DCS session.
+    first_session_at: Option<Instant>,
     last_reason: String,
     /// Published for the REST API after every loop.
     rest: crate::api::rest::SharedSnapshot,
@@ -105,6 +107,7 @@ impl DbNode {
             sync_applied: None,
             sync_switch_lsn: None,
             no_sync_candidate_since: None,
+            first_session_at: None,
             last_reason: String::new(),
             rest,
         }
@@ -214,6 +217,9 @@ impl DbNode {
     }
 
     async fn local_state(&mut self) -> anyhow::Result<LocalState> {
+        if self.session.lease().is_some() && self.first_session_at.is_none() {
+            self.first_session_at = Some(Instant::now());
+        }
         let data = match self.pg.data_state().await? {
             DataState::Missing => LocalData::Missing,
             DataState::Initialized {
@@ -256,6 +262,9 @@ impl DbNode {
             lease: self.session.lease(),
             lease_valid: self.session.valid(Instant::now()),
             now_unix_ms: super::store::unix_ms(),
+            settled: self
+                .first_session_at
+                .is_some_and(|t| t.elapsed() >= Duration::from_millis(self.config.ttl_ms)),
             nofailover: self.s.nofailover,
         })
     }
