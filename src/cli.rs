@@ -395,6 +395,9 @@ pub struct BenchFailoverArgs {
     /// Keep the cluster's files in this directory (default: a temporary one).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Synchronous replication during the runs: `on` or `quorum` (default: asynchronous).
+    #[arg(long, value_parser = ["on", "quorum"])]
+    pub sync: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,8 @@ pub struct ScenarioSummary {
 /// The whole report.
 #[derive(Debug, Serialize)]
 pub struct FailoverReport {
+    /// `async`, or the synchronous mode of the runs.
+    pub replication: String,
     pub runs: Vec<RunResult>,
     pub summary: Vec<ScenarioSummary>,
     pub idle_rss_bytes: Vec<u64>,
@@ -132,7 +134,15 @@ async fn request_switchover(cluster: &LocalCluster) -> anyhow::Result<()> {
 pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
     crate::logging::init(LogFormat::Human, "warn");
     let exe = std::env::current_exe().context("locating the pgha binary")?;
-    let mut cluster = LocalCluster::create_with(&exe, args.dir.as_deref(), 3, Role::Db, false, Layout::default())?;
+    let layout = Layout {
+        ha_lines: args
+            .sync
+            .as_deref()
+            .map(|mode| format!("synchronous_mode = \"{mode}\"\n"))
+            .unwrap_or_default(),
+        ..Layout::default()
+    };
+    let mut cluster = LocalCluster::create_with(&exe, args.dir.as_deref(), 3, Role::Db, false, layout)?;
     cluster.start_all()?;
     cluster
         .wait_pg_cluster(2, READY)
@@ -207,6 +217,10 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
         })
         .collect();
     let report = FailoverReport {
+        replication: args
+            .sync
+            .clone()
+            .map_or("async".into(), |m| format!("synchronous_mode = {m}")),
         runs,
         summary,
         idle_rss_bytes,
@@ -245,6 +259,7 @@ fn print_report(r: &FailoverReport) {
         "leader changes",
         "lost acked",
     ];
+    println!("replication: {}", r.replication);
     println!("{}", crate::ctl::output::table(&headers, &rows));
     let mb: Vec<String> = r
         .idle_rss_bytes

@@ -44,8 +44,16 @@ pub fn lay_out(members: usize, extra: &str, ha_lines: &str) -> LocalCluster {
         fault_injection: true,
         ..Layout::default()
     };
-    // PGHA_TEST_DIR keeps the cluster's configs, data and logs for a look after a failure.
-    let keep = std::env::var_os("PGHA_TEST_DIR").map(std::path::PathBuf::from);
+    // PGHA_TEST_DIR keeps each cluster's configs, data and logs (one subdirectory per cluster) for a look after a
+    // failure.
+    let keep = std::env::var_os("PGHA_TEST_DIR").map(|root| {
+        std::fs::create_dir_all(&root).expect("creating PGHA_TEST_DIR");
+        tempfile::Builder::new()
+            .prefix("cluster-")
+            .tempdir_in(&root)
+            .expect("a cluster dir under PGHA_TEST_DIR")
+            .keep()
+    });
     LocalCluster::create_with(&common::exe(), keep.as_deref(), members, Role::Db, false, layout).expect("laying out")
 }
 
