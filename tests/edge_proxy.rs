@@ -10,7 +10,7 @@ mod probe;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::{Client, NoTls};
@@ -221,12 +221,21 @@ async fn edge_routes_to_the_primary_across_switchover_and_failover() {
     let ci = index_of(&cluster, &candidate);
     cluster.kill(ci);
     cluster.signal_postgres(ci, libc::SIGKILL);
+    // kill(2) returns before the process is gone: wait until its port refuses connections.
+    common::wait_until(Duration::from_secs(10), "the killed primary's port to refuse", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", candidate_port)).await.is_err()
+    })
+    .await;
     // Right after the kill the leader key still names the dead primary (until its lease expires): the edge keeps
     // this client waiting through the expiry, the race and the promotion.
     let before = prober.count();
-    let (in_recovery, new_port) = through(ports.primary, &pw)
-        .await
-        .expect("a client connecting mid-failover waits, then succeeds");
+    let (in_recovery, new_port) = match through(ports.primary, &pw).await {
+        Some(r) => r,
+        None => panic!(
+            "a client connecting mid-failover waits, then succeeds; edge log:\n{}",
+            std::fs::read_to_string(&cluster.edges[e].log).unwrap_or_default()
+        ),
+    };
     assert!(!in_recovery, "it reached a primary");
     assert_ne!(new_port, candidate_port, "it reached the new primary");
     common::wait_until(Duration::from_secs(30), "probes after the failover", || async {
