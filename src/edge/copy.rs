@@ -70,7 +70,10 @@ mod tests {
         };
         let read = async {
             let mut got = Vec::new();
-            backend.read_to_end(&mut got).await.expect("read to EOF: the half-close was forwarded");
+            backend
+                .read_to_end(&mut got)
+                .await
+                .expect("read to EOF: the half-close was forwarded");
             got
         };
         let (result, (), got) = tokio::join!(copy, write, read);
