@@ -7,6 +7,7 @@ pub mod config;
 pub mod ctl;
 pub mod dcs;
 pub mod demo;
+pub mod edge;
 pub mod ha;
 pub mod local;
 pub mod logging;
