@@ -1,0 +1,327 @@
+//! VIP keepers in network namespaces without the proxy: three witnesses form the DCS (db1..db3), and each edge
+//! namespace runs the keeper (`run_keeper_with`) in a child process (this test binary re-executed), which also
+//! publishes its `edges/<name>` status. Faults by PID: SIGKILL, SIGSTOP/SIGCONT, link cut, SIGTERM.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgha::dcs::client::DcsClient;
+use pgha::edge::vip::VipSettings;
+use pgha::ha::keys::Keys;
+
+use crate::netns::{tcp_touch, NsChild, Topology, IFACE};
+
+const EDGES: [(&str, u32); 3] = [("edge1", 100), ("edge2", 50), ("edge3", 10)];
+const TTL_MS: u64 = 2000;
+const DCS_PORT: u16 = 2379;
+const CLUSTER: &str = "demo";
+/// Budget for one VIP move (ttl + race + netlink, generous for 2 shared cores).
+const MOVE: Duration = Duration::from_secs(15);
+
+struct Bench {
+    topo: Topology,
+    dir: tempfile::TempDir,
+    keepers: BTreeMap<String, NsChild>,
+    _witnesses: Vec<NsChild>,
+    vip: Ipv4Addr,
+    runtime: tokio::runtime::Runtime,
+    dcs: DcsClient,
+}
+
+fn endpoints(topo: &Topology) -> Vec<String> {
+    ["db1", "db2", "db3"]
+        .iter()
+        .map(|d| format!("{}:{DCS_PORT}", topo.host(d).ip))
+        .collect()
+}
+
+impl Bench {
+    fn start() -> Bench {
+        let topo = Topology::create(&["db1", "db2", "db3", "edge1", "edge2", "edge3", "client"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peers: Vec<String> = ["db1", "db2", "db3"]
+            .iter()
+            .map(|d| format!("{d}={}:{DCS_PORT}", topo.host(d).ip))
+            .collect();
+        let mut witnesses = Vec::new();
+        for db in ["db1", "db2", "db3"] {
+            let cfg = dir.path().join(format!("{db}.toml"));
+            let text = format!(
+                "[cluster]\nname = \"{CLUSTER}\"\n\n[node]\nname = \"{db}\"\ndata_dir = \"{data}\"\n\n[dcs]\n\
+                 listen = \"{ip}:{DCS_PORT}\"\npeers = {peers:?}\n\n[tls]\nplaintext = true\n",
+                data = dir.path().join(db).display(),
+                ip = topo.host(db).ip,
+            );
+            std::fs::write(&cfg, text).expect("write config");
+            let pgha = crate::common::exe();
+            let argv = [exe_str(&pgha), "run", "--role", "witness", "-c", exe_str(&cfg)];
+            witnesses.push(topo.spawn(db, &argv, &[], &dir.path().join(format!("{db}.log"))));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dcs = DcsClient::new(endpoints(&topo), None, Duration::from_secs(2)).expect("DCS client");
+        let vip = topo.addr(100);
+        let mut bench = Bench {
+            topo,
+            dir,
+            keepers: BTreeMap::new(),
+            _witnesses: witnesses,
+            vip,
+            runtime,
+            dcs,
+        };
+        for (edge, _) in EDGES {
+            bench.start_keeper(edge);
+        }
+        bench
+    }
+
+    fn start_keeper(&mut self, edge: &str) {
+        let prio = EDGES.iter().find(|(e, _)| *e == edge).map(|(_, p)| *p).unwrap_or(0);
+        let exe = std::env::current_exe().expect("test binary");
+        let argv = [
+            exe_str(&exe),
+            "vip_keeper_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ];
+        let pgha = crate::common::exe();
+        let cidr = format!("{}/24", self.vip);
+        let eps = endpoints(&self.topo).join(",");
+        let prio = prio.to_string();
+        let ttl = TTL_MS.to_string();
+        let envs = [
+            ("PGHA_VIP_CHILD", edge),
+            ("PGHA_VIP_PRIORITY", prio.as_str()),
+            ("PGHA_VIP_ENDPOINTS", eps.as_str()),
+            ("PGHA_VIP_ADDRESS", cidr.as_str()),
+            ("PGHA_VIP_TTL_MS", ttl.as_str()),
+            ("PGHA_VIP_EXE", exe_str(&pgha)),
+        ];
+        let log = self.dir.path().join(format!("{edge}.log"));
+        let child = self.topo.spawn(edge, &argv, &envs, &log);
+        self.keepers.insert(edge.to_string(), child);
+    }
+
+    /// Edges whose interface carries the VIP right now.
+    fn holders(&self) -> Vec<String> {
+        EDGES
+            .iter()
+            .filter(|(e, _)| self.topo.has_address(e, self.vip))
+            .map(|(e, _)| e.to_string())
+            .collect()
+    }
+
+    /// The `vip` key's value.
+    fn key_holder(&self) -> Option<String> {
+        let key = Keys::new(CLUSTER).vip();
+        self.runtime.block_on(async {
+            let (kvs, _) = self.dcs.get(key.as_bytes(), false).await.ok()?;
+            kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+        })
+    }
+
+    /// Waits until exactly one edge holds the VIP, the `vip` key names it, and that stays so for a second.
+    fn settled_holder(&self, what: &str) -> String {
+        let deadline = Instant::now() + MOVE;
+        let mut stable: Option<(String, Instant)> = None;
+        while Instant::now() < deadline {
+            let h = self.holders();
+            assert!(h.len() <= 1, "{what}: several edges hold the VIP: {h:?}\n{}", self.logs());
+            let one = (h.len() == 1 && self.key_holder().as_deref() == h.first().map(String::as_str))
+                .then(|| h[0].clone());
+            stable = match (one, stable) {
+                (Some(n), Some((s, since))) if n == s => {
+                    if since.elapsed() >= Duration::from_secs(1) {
+                        return n;
+                    }
+                    Some((s, since))
+                }
+                (Some(n), _) => Some((n, Instant::now())),
+                (None, _) => None,
+            };
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what}: no single settled VIP holder within {MOVE:?}: {:?}\n{}", self.holders(), self.logs());
+    }
+
+    /// After a fault on `old`: polls until another edge holds the VIP, checking that no two edges ever held it at
+    /// once and that `old` lost it first; returns (new holder, time from `t0` to the new holder).
+    fn watch_move(&self, old: &str, t0: Instant) -> (String, Duration) {
+        let deadline = t0 + MOVE;
+        let mut old_gone: Option<Instant> = None;
+        while Instant::now() < deadline {
+            let h = self.holders();
+            let now = Instant::now();
+            assert!(h.len() <= 1, "two VIP holders at once after a fault on {old}: {h:?}\n{}", self.logs());
+            if !h.iter().any(|e| e == old) && old_gone.is_none() {
+                old_gone = Some(now);
+            }
+            if let Some(new) = h.iter().find(|e| *e != old) {
+                assert!(old_gone.is_some(), "{new} added the VIP before {old} lost it");
+                return (new.clone(), now - t0);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the VIP did not move away from {old} within {MOVE:?}\n{}", self.logs());
+    }
+
+    /// The client's neighbour entry for the VIP must become `edge`'s MAC (announced by gratuitous ARP).
+    fn client_sees(&self, edge: &str) {
+        let mac = self.topo.mac(edge);
+        crate::common::wait_until_sync(MOVE, &format!("client's neighbour entry for the VIP = {edge}'s MAC"), || {
+            self.topo.neighbour_mac("client", self.vip).as_deref() == Some(mac.as_str())
+        });
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (e, _) in EDGES {
+            let text = std::fs::read_to_string(self.dir.path().join(format!("{e}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().filter(|l| l.contains("VIP")).collect();
+            let tail = &lines[lines.len().saturating_sub(12)..];
+            out.push_str(&format!("--- {e}\n{}\n", tail.join("\n")));
+        }
+        out
+    }
+}
+
+fn exe_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The whole scenario (see the module doc).
+pub fn scenario() {
+    let mut b = Bench::start();
+    let first = b.settled_holder("start");
+    tcp_touch(&b.topo, "client", b.vip, 9);
+    b.client_sees(&first);
+
+    // SIGKILL of the holder, three times: the fencer removes the dead holder's address, another edge takes over.
+    let mut moves = Vec::new();
+    let mut holder = first;
+    for round in 0..3 {
+        let t0 = Instant::now();
+        b.keepers.get_mut(&holder).expect("keeper").kill();
+        let (new, took) = b.watch_move(&holder, t0);
+        eprintln!("round {round}: SIGKILL {holder} -> VIP on {new} after {took:?}");
+        moves.push(took);
+        b.client_sees(&new);
+        b.start_keeper(&holder);
+        holder = b.settled_holder("after SIGKILL");
+    }
+
+    // SIGSTOP: the frozen holder's fencer removes its address before another edge adds it; SIGCONT: it stays off.
+    let t0 = Instant::now();
+    b.keepers[&holder].signal(libc::SIGSTOP);
+    let (new, took) = b.watch_move(&holder, t0);
+    eprintln!("SIGSTOP {holder} -> VIP on {new} after {took:?}");
+    b.keepers[&holder].signal(libc::SIGCONT);
+    let settled = b.settled_holder("after SIGCONT");
+    assert!(!b.topo.has_address(&holder, b.vip), "the thawed edge must not hold the VIP again");
+    holder = settled;
+
+    // Link cut: the holder loses the DCS and drops the VIP itself; another edge takes it; healing changes nothing.
+    let t0 = Instant::now();
+    b.topo.cut(&holder);
+    let (new, took) = b.watch_move(&holder, t0);
+    eprintln!("link cut {holder} -> VIP on {new} after {took:?}");
+    b.client_sees(&new);
+    b.topo.restore(&holder);
+    holder = b.settled_holder("after healing the link");
+    assert_eq!(holder, new, "healing the link does not move the VIP back");
+
+    // SIGTERM hands over at once (lease revoked, no TTL wait).
+    let t0 = Instant::now();
+    b.keepers[&holder].signal(libc::SIGTERM);
+    let (new, took) = b.watch_move(&holder, t0);
+    eprintln!("SIGTERM {holder} -> VIP on {new} after {took:?}");
+    b.settled_holder("after SIGTERM");
+    eprintln!(
+        "VIP move after SIGKILL of the holder (ttl {TTL_MS} ms): median {:?} of {moves:?}",
+        median(moves.clone())
+    );
+}
+
+/// The keeper process (see `vip_keeper_child` in tests/vip_netns.rs): runs until SIGTERM.
+pub fn child() {
+    let Ok(name) = std::env::var("PGHA_VIP_CHILD") else {
+        return; // started by hand: nothing to do
+    };
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let (address, prefix_len) = pgha::edge::vip::fence::parse_cidr(&var("PGHA_VIP_ADDRESS")).expect("address");
+    let ttl = Duration::from_millis(var("PGHA_VIP_TTL_MS").parse().expect("ttl"));
+    let priority: u32 = var("PGHA_VIP_PRIORITY").parse().expect("priority");
+    let settings = VipSettings {
+        address,
+        prefix_len,
+        interface: IFACE.into(),
+        priority,
+        preempt: false,
+        ttl,
+    };
+    let endpoints: Vec<String> = var("PGHA_VIP_ENDPOINTS").split(',').map(String::from).collect();
+    let exe = PathBuf::from(var("PGHA_VIP_EXE"));
+    pgha::logging::init(pgha::config::LogFormat::Human, "info");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        pgha::edge::vip::check_capabilities(&settings).expect("capabilities");
+        let dcs = Arc::new(DcsClient::new(endpoints, None, Duration::from_secs(2)).expect("DCS client"));
+        let keys = Keys::new(CLUSTER);
+        let token = tokio_util::sync::CancellationToken::new();
+        let on_term = token.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+            term.recv().await;
+            on_term.cancel();
+        });
+        tokio::spawn(publish_status(dcs.clone(), keys.clone(), name.clone(), priority, ttl));
+        let (_healthy_tx, healthy) = tokio::sync::watch::channel(true);
+        let (holder, _) = tokio::sync::watch::channel(None);
+        pgha::edge::vip::run_keeper_with(exe, settings, name, dcs, keys, healthy, holder, token)
+            .await
+            .expect("keeper");
+    });
+}
+
+/// What the proxy publishes in the real edge: `edges/<name>` with health and VIP priority, bound to a lease.
+async fn publish_status(dcs: Arc<DcsClient>, keys: Keys, name: String, priority: u32, ttl: Duration) {
+    let value = format!(r#"{{"name":"{name}","healthy":true,"vip_priority":{priority}}}"#);
+    let mut lease: Option<i64> = None;
+    loop {
+        match lease {
+            Some(id) => {
+                if !matches!(dcs.lease_keepalive(id).await, Ok(Some(_)) | Err(_)) {
+                    lease = None;
+                }
+            }
+            None => {
+                if let Ok((id, _)) = dcs.lease_grant(ttl).await {
+                    if dcs.put(keys.edge(&name).as_bytes(), value.as_bytes(), id).await.is_ok() {
+                        lease = Some(id);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(ttl / 4).await;
+    }
+}
