@@ -66,7 +66,10 @@ impl Bench {
             .enable_all()
             .build()
             .expect("runtime");
-        let dcs = DcsClient::new(endpoints(&topo), None, Duration::from_secs(2)).expect("DCS client");
+        let dcs = {
+            let _in_runtime = runtime.enter();
+            DcsClient::new(endpoints(&topo), None, Duration::from_secs(2)).expect("DCS client")
+        };
         let vip = topo.addr(100);
         let mut bench = Bench {
             topo,
