@@ -15,4 +15,5 @@ pub mod postgres;
 pub mod proto;
 pub mod run;
 pub mod run_db;
+pub mod run_edge;
 pub mod tls;

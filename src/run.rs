@@ -63,7 +63,7 @@ pub fn member_settings(config: &Config) -> anyhow::Result<MemberSettings> {
 pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     match role {
         Role::Db | Role::Witness => {}
-        Role::Edge => bail!("the edge role (proxy + VIP) is not part of this build yet; run db or witness nodes"),
+        Role::Edge => return crate::run_edge::run(config).await,
     }
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("creating node.data_dir {}", config.node.data_dir.display()))?;
