@@ -7,6 +7,8 @@ mod common;
 mod netns;
 #[path = "common/vip_keepers.rs"]
 mod vip_keepers;
+#[path = "common/vip_view.rs"]
+mod vip_view;
 
 use std::time::{Duration, Instant};
 

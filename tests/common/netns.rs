@@ -187,6 +187,22 @@ impl Topology {
         must(&["link", "set", &self.host(host).veth, "up"]);
     }
 
+    /// Drops every packet `host` sends to `targets` (blackhole routes): cut off from them, still on the bridge.
+    pub fn block(&self, host: &str, targets: &[&str]) {
+        for t in targets {
+            let ip = format!("{}/32", self.host(t).ip);
+            must(&["-n", &self.host(host).ns, "route", "add", "blackhole", &ip]);
+        }
+    }
+
+    /// Undoes [`Topology::block`].
+    pub fn unblock(&self, host: &str, targets: &[&str]) {
+        for t in targets {
+            let ip = format!("{}/32", self.host(t).ip);
+            must(&["-n", &self.host(host).ns, "route", "del", "blackhole", &ip]);
+        }
+    }
+
     /// `host`'s neighbour table: (ip, mac) for entries with a link-layer address.
     pub fn neighbours(&self, host: &str) -> Vec<(String, String)> {
         let out = ip(&["-n", &self.host(host).ns, "neigh", "show", "dev", IFACE]).unwrap_or_else(|e| panic!("{e}"));

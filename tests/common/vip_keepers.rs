@@ -14,13 +14,12 @@ use pgha::edge::vip::VipSettings;
 use pgha::ha::keys::Keys;
 
 use crate::netns::{tcp_touch, NsChild, Topology, IFACE};
+use crate::vip_view::{median, VipView};
 
 const EDGES: [(&str, u32); 3] = [("edge1", 100), ("edge2", 50), ("edge3", 10)];
 const TTL_MS: u64 = 2000;
 const DCS_PORT: u16 = 2379;
 const CLUSTER: &str = "demo";
-/// Budget for one VIP move (ttl + race + netlink, generous for 2 shared cores).
-const MOVE: Duration = Duration::from_secs(15);
 
 struct Bench {
     topo: Topology,
@@ -115,86 +114,16 @@ impl Bench {
         self.keepers.insert(edge.to_string(), child);
     }
 
-    /// Edges whose interface carries the VIP right now.
-    fn holders(&self) -> Vec<String> {
-        EDGES
-            .iter()
-            .filter(|(e, _)| self.topo.has_address(e, self.vip))
-            .map(|(e, _)| e.to_string())
-            .collect()
-    }
-
-    /// The `vip` key's value.
-    fn key_holder(&self) -> Option<String> {
-        let key = Keys::new(CLUSTER).vip();
-        self.runtime.block_on(async {
-            let (kvs, _) = self.dcs.get(key.as_bytes(), false).await.ok()?;
-            kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-        })
-    }
-
-    /// Waits until exactly one edge holds the VIP, the `vip` key names it, and that stays so for a second.
-    fn settled_holder(&self, what: &str) -> String {
-        let deadline = Instant::now() + MOVE;
-        let mut stable: Option<(String, Instant)> = None;
-        while Instant::now() < deadline {
-            let h = self.holders();
-            assert!(h.len() <= 1, "{what}: several edges hold the VIP: {h:?}\n{}", self.logs());
-            let one = (h.len() == 1 && self.key_holder().as_deref() == h.first().map(String::as_str))
-                .then(|| h[0].clone());
-            stable = match (one, stable) {
-                (Some(n), Some((s, since))) if n == s => {
-                    if since.elapsed() >= Duration::from_secs(1) {
-                        return n;
-                    }
-                    Some((s, since))
-                }
-                (Some(n), _) => Some((n, Instant::now())),
-                (None, _) => None,
-            };
-            std::thread::sleep(Duration::from_millis(50));
+    fn view(&self) -> VipView<'_> {
+        VipView {
+            topo: &self.topo,
+            edges: EDGES.iter().map(|(e, _)| e.to_string()).collect(),
+            vip: self.vip,
+            runtime: &self.runtime,
+            dcs: &self.dcs,
+            keys: Keys::new(CLUSTER),
+            log_dir: self.dir.path(),
         }
-        panic!("{what}: no single settled VIP holder within {MOVE:?}: {:?}\n{}", self.holders(), self.logs());
-    }
-
-    /// After a fault on `old`: polls until another edge holds the VIP, checking that no two edges ever held it at
-    /// once and that `old` lost it first; returns (new holder, time from `t0` to the new holder).
-    fn watch_move(&self, old: &str, t0: Instant) -> (String, Duration) {
-        let deadline = t0 + MOVE;
-        let mut old_gone: Option<Instant> = None;
-        while Instant::now() < deadline {
-            let h = self.holders();
-            let now = Instant::now();
-            assert!(h.len() <= 1, "two VIP holders at once after a fault on {old}: {h:?}\n{}", self.logs());
-            if !h.iter().any(|e| e == old) && old_gone.is_none() {
-                old_gone = Some(now);
-            }
-            if let Some(new) = h.iter().find(|e| *e != old) {
-                assert!(old_gone.is_some(), "{new} added the VIP before {old} lost it");
-                return (new.clone(), now - t0);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("the VIP did not move away from {old} within {MOVE:?}\n{}", self.logs());
-    }
-
-    /// The client's neighbour entry for the VIP must become `edge`'s MAC (announced by gratuitous ARP).
-    fn client_sees(&self, edge: &str) {
-        let mac = self.topo.mac(edge);
-        crate::common::wait_until_sync(MOVE, &format!("client's neighbour entry for the VIP = {edge}'s MAC"), || {
-            self.topo.neighbour_mac("client", self.vip).as_deref() == Some(mac.as_str())
-        });
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for (e, _) in EDGES {
-            let text = std::fs::read_to_string(self.dir.path().join(format!("{e}.log"))).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().filter(|l| l.contains("VIP")).collect();
-            let tail = &lines[lines.len().saturating_sub(12)..];
-            out.push_str(&format!("--- {e}\n{}\n", tail.join("\n")));
-        }
-        out
     }
 }
 
@@ -203,17 +132,12 @@ fn exe_str(p: &Path) -> &str {
 }
 
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 /// The whole scenario (see the module doc).
 pub fn scenario() {
     let mut b = Bench::start();
-    let first = b.settled_holder("start");
+    let first = b.view().settled_holder("start");
     tcp_touch(&b.topo, "client", b.vip, 9);
-    b.client_sees(&first);
+    b.view().client_sees("client", &first);
 
     // SIGKILL of the holder, three times: the fencer removes the dead holder's address, another edge takes over.
     let mut moves = Vec::new();
@@ -221,40 +145,40 @@ pub fn scenario() {
     for round in 0..3 {
         let t0 = Instant::now();
         b.keepers.get_mut(&holder).expect("keeper").kill();
-        let (new, took) = b.watch_move(&holder, t0);
+        let (new, took) = b.view().watch_move(&holder, t0);
         eprintln!("round {round}: SIGKILL {holder} -> VIP on {new} after {took:?}");
         moves.push(took);
-        b.client_sees(&new);
+        b.view().client_sees("client", &new);
         b.start_keeper(&holder);
-        holder = b.settled_holder("after SIGKILL");
+        holder = b.view().settled_holder("after SIGKILL");
     }
 
     // SIGSTOP: the frozen holder's fencer removes its address before another edge adds it; SIGCONT: it stays off.
     let t0 = Instant::now();
     b.keepers[&holder].signal(libc::SIGSTOP);
-    let (new, took) = b.watch_move(&holder, t0);
+    let (new, took) = b.view().watch_move(&holder, t0);
     eprintln!("SIGSTOP {holder} -> VIP on {new} after {took:?}");
     b.keepers[&holder].signal(libc::SIGCONT);
-    let settled = b.settled_holder("after SIGCONT");
+    let settled = b.view().settled_holder("after SIGCONT");
     assert!(!b.topo.has_address(&holder, b.vip), "the thawed edge must not hold the VIP again");
     holder = settled;
 
     // Link cut: the holder loses the DCS and drops the VIP itself; another edge takes it; healing changes nothing.
     let t0 = Instant::now();
     b.topo.cut(&holder);
-    let (new, took) = b.watch_move(&holder, t0);
+    let (new, took) = b.view().watch_move(&holder, t0);
     eprintln!("link cut {holder} -> VIP on {new} after {took:?}");
-    b.client_sees(&new);
+    b.view().client_sees("client", &new);
     b.topo.restore(&holder);
-    holder = b.settled_holder("after healing the link");
+    holder = b.view().settled_holder("after healing the link");
     assert_eq!(holder, new, "healing the link does not move the VIP back");
 
     // SIGTERM hands over at once (lease revoked, no TTL wait).
     let t0 = Instant::now();
     b.keepers[&holder].signal(libc::SIGTERM);
-    let (new, took) = b.watch_move(&holder, t0);
+    let (new, took) = b.view().watch_move(&holder, t0);
     eprintln!("SIGTERM {holder} -> VIP on {new} after {took:?}");
-    b.settled_holder("after SIGTERM");
+    b.view().settled_holder("after SIGTERM");
     eprintln!(
         "VIP move after SIGKILL of the holder (ttl {TTL_MS} ms): median {:?} of {moves:?}",
         median(moves.clone())
@@ -267,7 +191,7 @@ pub fn child() {
         return; // started by hand: nothing to do
     };
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
-    let (address, prefix_len) = pgha::edge::vip::fence::parse_cidr(&var("PGHA_VIP_ADDRESS")).expect("address");
+    let (address, prefix_len) = pgha::config::parse_vip_address(&var("PGHA_VIP_ADDRESS")).expect("address");
     let ttl = Duration::from_millis(var("PGHA_VIP_TTL_MS").parse().expect("ttl"));
     let priority: u32 = var("PGHA_VIP_PRIORITY").parse().expect("priority");
     let settings = VipSettings {

@@ -63,22 +63,11 @@ impl VipFence {
     }
 }
 
-/// Parses `A.B.C.D/P`.
-pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), VipError> {
-    let bad = |why: &str| VipError::BadAddress(format!("{s:?}: {why}"));
-    let (a, p) = s.split_once('/').ok_or_else(|| bad("expected ADDRESS/PREFIX"))?;
-    let address: Ipv4Addr = a.parse().map_err(|_| bad("not an IPv4 address"))?;
-    let prefix: u8 = p.parse().map_err(|_| bad("prefix is not a number"))?;
-    if prefix > 32 {
-        return Err(bad("prefix above 32"));
-    }
-    Ok((address, prefix))
-}
-
 /// The `pgha fence-vip` process: waits until the file is removed (exit) or the deadline passes (remove the address,
 /// disarm, exit). A current-thread runtime drives netlink; no other threads.
 pub fn run(deadline_file: &Path, cidr: &str, interface: &str) -> Result<(), VipError> {
-    let (address, prefix_len) = parse_cidr(cidr)?;
+    let (address, prefix_len) =
+        crate::config::parse_vip_address(cidr).map_err(|e| VipError::BadAddress(format!("--address: {e}")))?;
     loop {
         let deadline = std::fs::read_to_string(deadline_file).ok();
         // The guarded "thing" is the address itself, which outlives the holder: always alive here.
@@ -101,23 +90,6 @@ pub fn run(deadline_file: &Path, cidr: &str, interface: &str) -> Result<(), VipE
                 return removed;
             }
             FenceStep::Sleep => std::thread::sleep(dbfence::POLL),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidr_table() {
-        assert_eq!(
-            parse_cidr("10.0.0.10/24").expect("ok"),
-            (Ipv4Addr::new(10, 0, 0, 10), 24)
-        );
-        for bad in ["10.0.0.10", "10.0.0/24", "10.0.0.10/33", "10.0.0.10/x", "fe80::1/64"] {
-            let e = parse_cidr(bad).expect_err(bad);
-            assert!(e.to_string().contains(bad), "{e}");
         }
     }
 }
