@@ -60,7 +60,10 @@ impl Site {
                 .expect("chmod secret");
         }
         let endpoints: Vec<String> = DBS.iter().map(|d| format!("{}:{DCS_PORT}", topo.host(d).ip)).collect();
-        let peers: Vec<String> = DBS.iter().map(|d| format!("{d}={}:{DCS_PORT}", topo.host(d).ip)).collect();
+        let peers: Vec<String> = DBS
+            .iter()
+            .map(|d| format!("{d}={}:{DCS_PORT}", topo.host(d).ip))
+            .collect();
         let exe = common::exe();
         let mut dbs = Vec::new();
         for d in DBS {
@@ -220,15 +223,24 @@ fn edges_hold_the_vip_once_and_move_it_on_faults() {
     holder = settled;
 
     // Cut off from the db hosts (still on the bridge): the edge drops the VIP, another takes it.
+    let released = site.view().log_count(&holder, "released from");
     let t0 = Instant::now();
     site.topo.block(&holder, &DBS);
     let (new, took) = site.view().watch_move(&holder, t0);
     eprintln!("cut off from the db hosts: {holder} -> VIP on {new} after {took:?}");
+    assert!(
+        site.view().log_count(&holder, "released from") > released,
+        "the cut-off edge released the VIP itself\n{}",
+        site.view().logs()
+    );
     site.view().client_sees("client", &new);
     site.client_reaches_primary(&primary);
     site.topo.unblock(&holder, &DBS);
     let settled = site.view().settled_holder("after reconnecting the cut-off edge");
-    assert_eq!(settled, new, "reconnecting an edge does not move the VIP back (no preemption)");
+    assert_eq!(
+        settled, new,
+        "reconnecting an edge does not move the VIP back (no preemption)"
+    );
     eprintln!(
         "VIP move after SIGKILL of the holding edge (ttl 2000 ms): median {:?} of {moves:?}",
         median(moves.clone())

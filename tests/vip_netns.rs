@@ -55,7 +55,11 @@ fn netlink_and_garp_pieces_in_a_namespace() {
         })
     };
     vip_op("a", "add");
-    assert!(topo.has_address("a", vip), "a carries the VIP: {:?}", topo.addresses("a"));
+    assert!(
+        topo.has_address("a", vip),
+        "a carries the VIP: {:?}",
+        topo.addresses("a")
+    );
     // The client resolves the VIP to a's MAC by talking to it.
     tcp_touch(&topo, "client", vip, 9);
     let (mac_a, mac_b) = (topo.mac("a"), topo.mac("b"));

@@ -219,12 +219,16 @@ impl Topology {
     /// The MAC `host`'s neighbour table has for `ip`, if any.
     pub fn neighbour_mac(&self, host: &str, ip: Ipv4Addr) -> Option<String> {
         let ip = ip.to_string();
-        self.neighbours(host).into_iter().find(|(a, _)| *a == ip).map(|(_, m)| m)
+        self.neighbours(host)
+            .into_iter()
+            .find(|(a, _)| *a == ip)
+            .map(|(_, m)| m)
     }
 
     /// The IPv4 addresses (with prefix) on `host`'s interface.
     pub fn addresses(&self, host: &str) -> Vec<String> {
-        let out = ip(&["-n", &self.host(host).ns, "-o", "-4", "addr", "show", "dev", IFACE]).unwrap_or_else(|e| panic!("{e}"));
+        let out = ip(&["-n", &self.host(host).ns, "-o", "-4", "addr", "show", "dev", IFACE])
+            .unwrap_or_else(|e| panic!("{e}"));
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
@@ -238,7 +242,9 @@ impl Topology {
     /// Whether `host`'s interface carries `ip`.
     pub fn has_address(&self, host: &str, ip: Ipv4Addr) -> bool {
         let ip = ip.to_string();
-        self.addresses(host).iter().any(|a| a.split('/').next() == Some(ip.as_str()))
+        self.addresses(host)
+            .iter()
+            .any(|a| a.split('/').next() == Some(ip.as_str()))
     }
 
     /// `host`'s MAC address.

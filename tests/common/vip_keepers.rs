@@ -131,7 +131,6 @@ fn exe_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-
 /// The whole scenario (see the module doc).
 pub fn scenario() {
     let mut b = Bench::start();
@@ -160,7 +159,10 @@ pub fn scenario() {
     eprintln!("SIGSTOP {holder} -> VIP on {new} after {took:?}");
     b.keepers[&holder].signal(libc::SIGCONT);
     let settled = b.view().settled_holder("after SIGCONT");
-    assert!(!b.topo.has_address(&holder, b.vip), "the thawed edge must not hold the VIP again");
+    assert!(
+        !b.topo.has_address(&holder, b.vip),
+        "the thawed edge must not hold the VIP again"
+    );
     holder = settled;
 
     // Link cut: the holder loses the DCS and drops the VIP itself; another edge takes it; healing changes nothing.

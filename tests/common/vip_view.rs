@@ -52,9 +52,13 @@ impl VipView<'_> {
         let mut stable: Option<(String, Instant)> = None;
         while Instant::now() < deadline {
             let h = self.holders();
-            assert!(h.len() <= 1, "{what}: several edges hold the VIP: {h:?}\n{}", self.logs());
-            let one = (h.len() == 1 && self.key_holder().as_deref() == h.first().map(String::as_str))
-                .then(|| h[0].clone());
+            assert!(
+                h.len() <= 1,
+                "{what}: several edges hold the VIP: {h:?}\n{}",
+                self.logs()
+            );
+            let one =
+                (h.len() == 1 && self.key_holder().as_deref() == h.first().map(String::as_str)).then(|| h[0].clone());
             stable = match (one, stable) {
                 (Some(n), Some((s, since))) if n == s => {
                     if since.elapsed() >= Duration::from_secs(1) {
@@ -67,7 +71,11 @@ impl VipView<'_> {
             };
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{what}: no single settled VIP holder within {MOVE:?}: {:?}\n{}", self.holders(), self.logs());
+        panic!(
+            "{what}: no single settled VIP holder within {MOVE:?}: {:?}\n{}",
+            self.holders(),
+            self.logs()
+        );
     }
 
     /// After a fault on `old` at `t0`: polls until another edge holds the VIP, checking that no two edges ever held
@@ -78,7 +86,11 @@ impl VipView<'_> {
         while Instant::now() < deadline {
             let h = self.holders();
             let now = Instant::now();
-            assert!(h.len() <= 1, "two VIP holders at once after a fault on {old}: {h:?}\n{}", self.logs());
+            assert!(
+                h.len() <= 1,
+                "two VIP holders at once after a fault on {old}: {h:?}\n{}",
+                self.logs()
+            );
             old_gone |= !h.iter().any(|e| e == old);
             if let Some(new) = h.iter().find(|e| *e != old) {
                 assert!(old_gone, "{new} added the VIP before {old} lost it");
@@ -92,9 +104,17 @@ impl VipView<'_> {
     /// The client's neighbour entry for the VIP must become `edge`'s MAC (announced by gratuitous ARP).
     pub fn client_sees(&self, client: &str, edge: &str) {
         let mac = self.topo.mac(edge);
-        crate::common::wait_until_sync(MOVE, &format!("{client}'s neighbour entry for the VIP = {edge}'s MAC"), || {
-            self.topo.neighbour_mac(client, self.vip).as_deref() == Some(mac.as_str())
-        });
+        crate::common::wait_until_sync(
+            MOVE,
+            &format!("{client}'s neighbour entry for the VIP = {edge}'s MAC"),
+            || self.topo.neighbour_mac(client, self.vip).as_deref() == Some(mac.as_str()),
+        );
+    }
+
+    /// How many lines of `edge`'s log contain `needle`.
+    pub fn log_count(&self, edge: &str, needle: &str) -> usize {
+        let text = std::fs::read_to_string(self.log_dir.join(format!("{edge}.log"))).unwrap_or_default();
+        text.lines().filter(|l| l.contains(needle)).count()
     }
 
     /// The last VIP lines of every edge's log.

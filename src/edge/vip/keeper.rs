@@ -199,11 +199,20 @@ impl Keeper {
     }
 
     /// Reads the `vip` key and the edges' status; on failure keeps the last view (our lease clock still rules).
+    /// While owning, the read never runs past our step-down instant: releasing in time matters more than the view.
     async fn read_view(&mut self) {
-        let budget = self.budget();
-        let vip = tokio::time::timeout(budget, self.dcs.get(self.keys.vip().as_bytes(), false)).await;
-        let edges = tokio::time::timeout(budget, self.dcs.get(self.keys.edges().as_bytes(), true)).await;
-        let (Ok(Ok((vip, _))), Ok(Ok((edges, _)))) = (vip, edges) else {
+        let mut budget = self.budget();
+        if let (true, Some(at)) = (self.owning, self.clock.step_down_at()) {
+            budget = budget.min(at.saturating_duration_since(Instant::now()));
+        }
+        let (vip_key, edges_prefix) = (self.keys.vip(), self.keys.edges());
+        let both = async {
+            tokio::join!(
+                self.dcs.get(vip_key.as_bytes(), false),
+                self.dcs.get(edges_prefix.as_bytes(), true)
+            )
+        };
+        let Ok((Ok((vip, _)), Ok((edges, _)))) = tokio::time::timeout(budget, both).await else {
             tracing::debug!("VIP: reading the DCS failed; keeping the last view");
             return;
         };
