@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod dcs_cmd;
+mod edges;
 mod ha_cmd;
 pub mod list;
 mod members;
