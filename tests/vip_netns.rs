@@ -141,6 +141,77 @@ fn fence_vip_removes_the_address_at_the_deadline_and_exits_when_disarmed() {
     wait("fencer exits", SETTLE, || !f.running());
 }
 
+/// Runs `argv` to its end (SIGKILL and panic after 20 s); returns (exit code, stderr).
+fn run_bounded(argv: &[&str]) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{argv:?} did not exit (it should refuse to start)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("read stderr");
+    (status.code(), err)
+}
+
+#[test]
+fn an_edge_without_capabilities_or_interface_refuses_to_start() {
+    if !root_or_skip("an_edge_without_capabilities_or_interface_refuses_to_start") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let config = |interface: &str| {
+        let path = dir.path().join(format!("{interface}.toml"));
+        let text = format!(
+            "[cluster]\nname = \"demo\"\n[node]\nname = \"edge1\"\n[dcs]\nendpoints = [\"127.0.0.1:9\"]\n\
+             [tls]\nplaintext = true\n[edge]\nprimary_listen = \"127.0.0.1:9\"\nreplica_listen = \"\"\n\
+             any_listen = \"\"\nstatus_listen = \"\"\n[edge.vip]\naddress = \"10.231.255.100/24\"\n\
+             interface = \"{interface}\"\n"
+        );
+        std::fs::write(&path, text).expect("config");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+        path.to_str().expect("utf-8 path").to_string()
+    };
+    let exe = common::exe();
+    let exe = exe.to_str().expect("utf-8 path");
+    // As user nobody: no CAP_NET_ADMIN / CAP_NET_RAW.
+    let eth = config(IFACE);
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        exe,
+        "run",
+        "--role",
+        "edge",
+        "-c",
+    ];
+    let (code, err) = run_bounded(&[&nobody[..], &[eth.as_str()]].concat());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("CAP_NET_ADMIN") && err.contains("CAP_NET_RAW"), "{err}");
+    for (interface, needle) in [("nope0", "\"nope0\" does not exist"), ("lo", "no MAC address")] {
+        let cfg = config(interface);
+        let (code, err) = run_bounded(&[exe, "run", "--role", "edge", "-c", &cfg]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(needle), "{interface}: {err}");
+    }
+}
+
 #[test]
 fn keepers_hold_the_vip_once_and_move_it_on_faults() {
     if !root_or_skip("keepers_hold_the_vip_once_and_move_it_on_faults") {

@@ -17,7 +17,13 @@ use crate::netns::{tcp_touch, NsChild, Topology, IFACE};
 use crate::vip_view::{median, VipView};
 
 const EDGES: [(&str, u32); 3] = [("edge1", 100), ("edge2", 50), ("edge3", 10)];
-const TTL_MS: u64 = 2000;
+/// The VIP lease TTL (`PGHA_VIP_TEST_TTL_MS` overrides it to measure how the move time scales).
+fn ttl_ms() -> u64 {
+    std::env::var("PGHA_VIP_TEST_TTL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
 const DCS_PORT: u16 = 2379;
 const CLUSTER: &str = "demo";
 
@@ -100,7 +106,7 @@ impl Bench {
         let cidr = format!("{}/24", self.vip);
         let eps = endpoints(&self.topo).join(",");
         let prio = prio.to_string();
-        let ttl = TTL_MS.to_string();
+        let ttl = ttl_ms().to_string();
         let envs = [
             ("PGHA_VIP_CHILD", edge),
             ("PGHA_VIP_PRIORITY", prio.as_str()),
@@ -182,7 +188,8 @@ pub fn scenario() {
     eprintln!("SIGTERM {holder} -> VIP on {new} after {took:?}");
     b.view().settled_holder("after SIGTERM");
     eprintln!(
-        "VIP move after SIGKILL of the holder (ttl {TTL_MS} ms): median {:?} of {moves:?}",
+        "VIP move after SIGKILL of the holder (ttl {} ms): median {:?} of {moves:?}",
+        ttl_ms(),
         median(moves.clone())
     );
 }

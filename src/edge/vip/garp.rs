@@ -52,7 +52,7 @@ pub fn next_due(acquired: Instant, bursts_sent: u32) -> Instant {
 pub fn interface(name: &str) -> Result<NetworkInterface, VipError> {
     let found = pnet_datalink::interfaces().into_iter().find(|i| i.name == name);
     let iface = found.ok_or_else(|| VipError::NoInterface(name.to_string()))?;
-    if iface.mac.is_none() {
+    if iface.mac.is_none_or(|m| m.octets() == [0; 6]) {
         return Err(VipError::Interface {
             interface: name.to_string(),
             message: "it has no MAC address (gratuitous ARP needs an Ethernet interface)".into(),
