@@ -14,7 +14,7 @@ use pgha::edge::vip::VipSettings;
 use pgha::ha::keys::Keys;
 
 use crate::netns::{tcp_touch, NsChild, Topology, IFACE};
-use crate::vip_view::{median, VipView};
+use crate::vip_view::{median, VipView, MOVE};
 
 const EDGES: [(&str, u32); 3] = [("edge1", 100), ("edge2", 50), ("edge3", 10)];
 /// The VIP lease TTL (`PGHA_VIP_TEST_TTL_MS` overrides it to measure how the move time scales).
@@ -181,11 +181,23 @@ pub fn scenario() {
     holder = b.view().settled_holder("after healing the link");
     assert_eq!(holder, new, "healing the link does not move the VIP back");
 
-    // SIGTERM hands over at once (lease revoked, no TTL wait).
+    // SIGTERM hands over at once (lease revoked, no TTL wait), to the best remaining edge once all are published.
+    crate::common::wait_until_sync(MOVE, "every edge's status published", || {
+        b.view().published().len() == EDGES.len()
+    });
+    let best = EDGES
+        .iter()
+        .find(|(e, _)| *e != holder)
+        .map(|(e, _)| e.to_string())
+        .expect("another edge");
     let t0 = Instant::now();
     b.keepers[&holder].signal(libc::SIGTERM);
     let (new, took) = b.view().watch_move(&holder, t0);
     eprintln!("SIGTERM {holder} -> VIP on {new} after {took:?}");
+    assert_eq!(
+        new, best,
+        "the free VIP goes to the healthy edge with the best priority"
+    );
     b.view().settled_holder("after SIGTERM");
     eprintln!(
         "VIP move after SIGKILL of the holder (ttl {} ms): median {:?} of {moves:?}",

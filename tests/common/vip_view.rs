@@ -45,6 +45,22 @@ impl VipView<'_> {
         })
     }
 
+    /// Names of the edges whose status (`edges/<name>`) is published.
+    pub fn published(&self) -> Vec<String> {
+        let prefix = self.keys.edges();
+        self.runtime.block_on(async {
+            let kvs = self
+                .dcs
+                .get(prefix.as_bytes(), true)
+                .await
+                .map(|(k, _)| k)
+                .unwrap_or_default();
+            kvs.iter()
+                .filter_map(|kv| self.keys.edge_name(&String::from_utf8_lossy(&kv.key)).map(String::from))
+                .collect()
+        })
+    }
+
     /// Waits until exactly one edge holds the VIP, the `vip` key names it, and that stays so for a second; never
     /// two holders meanwhile.
     pub fn settled_holder(&self, what: &str) -> String {

@@ -50,6 +50,9 @@ pub struct Input<'a> {
     /// Since when the key has been seen free.
     pub free_since: Option<Instant>,
     pub preempt: bool,
+    /// A keeper that just started leaves a free key alone until then, so the other edges' status is known before
+    /// anyone ranks (otherwise the first edge up would win whatever its priority).
+    pub settle_until: Instant,
     pub now: Instant,
 }
 
@@ -99,6 +102,7 @@ pub fn decide(i: &Input) -> Decision {
         // Our key without the address (e.g. the address was removed under us): release to start clean.
         Holder::Me => Decision::Release("VIP key held without the address".into()),
         Holder::Other(_) => Decision::Idle,
+        Holder::Free if i.now < i.settle_until => Decision::Wait(i.settle_until - i.now),
         Holder::Free => {
             let r = rank(i);
             if r == 0 {
@@ -180,6 +184,7 @@ mod tests {
             last_holder: None,
             free_since: Some(t0),
             preempt: false,
+            settle_until: t0,
             now: t0,
         };
         let acquire = |s: &str| Decision::Acquire(s.into());
@@ -202,6 +207,8 @@ mod tests {
                 acquire("key free, best priority")),
             ("the last holder goes last", Input { me: "edge1", my_priority: 100, last_holder: Some("edge1"),
                 ..base.clone() }, Decision::Wait(ms(1000))),
+            ("just started: wait for the others' status", Input { me: "edge1", my_priority: 100,
+                settle_until: t0 + ms(300), ..base.clone() }, Decision::Wait(ms(300))),
             ("unhealthy edges do not take it", Input { healthy: false, ..base.clone() }, Decision::Idle),
             ("held by another edge", Input { holder: Holder::Other("edge1".into()), ..base.clone() },
                 Decision::Idle),
@@ -243,6 +250,7 @@ mod tests {
             last_holder: None,
             free_since: None,
             preempt: true,
+            settle_until: now,
             now,
         };
         assert_eq!(decide(&i), Decision::Keep);

@@ -76,6 +76,7 @@ pub async fn run_keeper_with(
         candidates: Vec::new(),
         last_holder: None,
         free_since: None,
+        settle_until: Instant::now() + super::decide::RANK_STEP,
     };
     k.run(shutdown).await;
     Ok(())
@@ -105,6 +106,8 @@ struct Keeper {
     candidates: Vec<Candidate>,
     last_holder: Option<String>,
     free_since: Option<Instant>,
+    /// No take before this (see `Input::settle_until`).
+    settle_until: Instant,
 }
 
 impl Keeper {
@@ -189,6 +192,7 @@ impl Keeper {
             last_holder: self.last_holder.as_deref(),
             free_since: self.free_since,
             preempt: self.s.preempt,
+            settle_until: self.settle_until,
             now: Instant::now(),
         })
     }
