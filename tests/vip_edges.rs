@@ -241,6 +241,7 @@ fn edges_hold_the_vip_once_and_move_it_on_faults() {
         settled, new,
         "reconnecting an edge does not move the VIP back (no preemption)"
     );
+    eprintln!("{}", site.view().logs());
     eprintln!(
         "VIP move after SIGKILL of the holding edge (ttl 2000 ms): median {:?} of {moves:?}",
         median(moves.clone())

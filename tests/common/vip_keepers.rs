@@ -199,6 +199,7 @@ pub fn scenario() {
         "the free VIP goes to the healthy edge with the best priority"
     );
     b.view().settled_holder("after SIGTERM");
+    eprintln!("{}", b.view().logs());
     eprintln!(
         "VIP move after SIGKILL of the holder (ttl {} ms): median {:?} of {moves:?}",
         ttl_ms(),

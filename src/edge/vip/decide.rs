@@ -123,7 +123,7 @@ pub fn decide(i: &Input) -> Decision {
 
 fn decide_owning(i: &Input) -> Decision {
     if !i.lease_valid {
-        return Decision::Release("lease deadline near after failed keepalive".into());
+        return Decision::Release("lease deadline near without a successful keepalive".into());
     }
     match &i.holder {
         Holder::Me => {}
@@ -216,7 +216,7 @@ mod tests {
                 release("VIP key held without the address")),
             ("holder keeps it", held.clone(), Decision::Keep),
             ("holder past its step-down deadline", Input { lease_valid: false, ..held.clone() },
-                release("lease deadline near after failed keepalive")),
+                release("lease deadline near without a successful keepalive")),
             ("holder lost the key", Input { holder: Holder::Free, ..held.clone() },
                 release("VIP key gone from the DCS")),
             ("key taken by another", Input { holder: Holder::Other("edge3".into()), ..held.clone() },

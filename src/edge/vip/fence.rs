@@ -51,7 +51,7 @@ impl VipFence {
                 .kill_on_drop(false)
                 .spawn()
                 .map_err(|e| VipError::Fence(format!("starting {} fence-vip: {e}", self.exe.display())))?;
-            tracing::info!(pid = child.id(), "VIP fencing process started");
+            tracing::debug!(pid = child.id(), "VIP fencing process started");
             self.child = Some(child);
         }
         Ok(())

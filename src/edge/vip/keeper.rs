@@ -125,7 +125,8 @@ impl Keeper {
         let mut edge_events = self.dcs.watch(self.keys.edges().as_bytes(), true, 0);
         let mut last_reconcile = Instant::now();
         while !shutdown.is_cancelled() {
-            if self.owning && Instant::now() >= self.next_keepalive {
+            // Past the step-down instant a keepalive cannot help (we release below); e.g. after a freeze.
+            if self.owning && Instant::now() >= self.next_keepalive && self.clock.valid(Instant::now()) {
                 self.keepalive().await;
             }
             self.read_view().await;
