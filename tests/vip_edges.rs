@@ -236,11 +236,35 @@ fn edges_hold_the_vip_once_and_move_it_on_faults() {
     site.view().client_sees("client", &new);
     site.client_reaches_primary(&primary);
     site.topo.unblock(&holder, &DBS);
-    let settled = site.view().settled_holder("after reconnecting the cut-off edge");
+    holder = site.view().settled_holder("after reconnecting the cut-off edge");
     assert_eq!(
-        settled, new,
+        holder, new,
         "reconnecting an edge does not move the VIP back (no preemption)"
     );
+    // SIGTERM hands over at once (lease revoked), to the best remaining edge once every edge is published healthy.
+    common::wait_until_sync(MOVE, "every edge published healthy", || {
+        site.view().published_healthy().len() == EDGES.len()
+    });
+    let best = EDGES
+        .iter()
+        .find(|(e, _)| *e != holder)
+        .map(|(e, _)| e.to_string())
+        .expect("another edge");
+    assert_eq!(
+        site.view().holders(),
+        vec![holder.clone()],
+        "{holder} holds the VIP before SIGTERM"
+    );
+    let t0 = Instant::now();
+    site.edges[&holder].signal(libc::SIGTERM);
+    let (new, took) = site.view().watch_move(&holder, t0);
+    eprintln!("SIGTERM {holder} -> VIP on {new} after {took:?}");
+    assert_eq!(
+        new, best,
+        "the free VIP goes to the healthy edge with the best priority"
+    );
+    site.view().client_sees("client", &new);
+    site.client_reaches_primary(&primary);
     eprintln!("{}", site.view().logs());
     eprintln!(
         "VIP move after SIGKILL of the holding edge (ttl 2000 ms): median {:?} of {moves:?}",

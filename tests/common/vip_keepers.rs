@@ -183,13 +183,18 @@ pub fn scenario() {
 
     // SIGTERM hands over at once (lease revoked, no TTL wait), to the best remaining edge once all are published.
     crate::common::wait_until_sync(MOVE, "every edge's status published", || {
-        b.view().published().len() == EDGES.len()
+        b.view().published_healthy().len() == EDGES.len()
     });
     let best = EDGES
         .iter()
         .find(|(e, _)| *e != holder)
         .map(|(e, _)| e.to_string())
         .expect("another edge");
+    assert_eq!(
+        b.view().holders(),
+        vec![holder.clone()],
+        "{holder} holds the VIP before SIGTERM"
+    );
     let t0 = Instant::now();
     b.keepers[&holder].signal(libc::SIGTERM);
     let (new, took) = b.view().watch_move(&holder, t0);

@@ -45,8 +45,8 @@ impl VipView<'_> {
         })
     }
 
-    /// Names of the edges whose status (`edges/<name>`) is published.
-    pub fn published(&self) -> Vec<String> {
+    /// Names of the edges whose status (`edges/<name>`) is published and says healthy.
+    pub fn published_healthy(&self) -> Vec<String> {
         let prefix = self.keys.edges();
         self.runtime.block_on(async {
             let kvs = self
@@ -56,7 +56,9 @@ impl VipView<'_> {
                 .map(|(k, _)| k)
                 .unwrap_or_default();
             kvs.iter()
-                .filter_map(|kv| self.keys.edge_name(&String::from_utf8_lossy(&kv.key)).map(String::from))
+                .filter_map(|kv| serde_json::from_slice::<pgha::edge::vip::decide::Candidate>(&kv.value).ok())
+                .filter(|c| c.healthy)
+                .map(|c| c.name)
                 .collect()
         })
     }
