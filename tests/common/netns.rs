@@ -2,7 +2,8 @@
 //! no uplink, no default route), one namespace per host with a veth into the bridge. The bridge itself gets `.254`
 //! so the test process can reach the hosts; nothing is routed anywhere else. Drop kills every process left in the
 //! namespaces (all started by the test), deletes the namespaces (their veths go with them) and the bridge, also on
-//! panic.
+//! panic. Needs iproute2 (Debian 12 ships 6.1: `ip netns add|del|exec|pids`, `ip -n`, veth and bridge links,
+//! blackhole routes, `ip neigh`).
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
@@ -83,6 +84,11 @@ impl Topology {
         let mut third = ((pid + seq * 37) % 250) as u8;
         while subnet_in_use([10, 231, third]) {
             third = (third + 1) % 250;
+        }
+        // A bridge name left by a crashed run or shared by a PID 10000 apart: take the next free one.
+        let mut tag = tag;
+        while ip(&["link", "show", &format!("pghab{tag}")]).is_ok() {
+            tag = (tag + 1) % 100_000;
         }
         let mut topo = Topology {
             bridge: format!("pghab{tag}"),
@@ -268,22 +274,33 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        // Every process in these namespaces was started by this test (the names are ours alone).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for h in &self.hosts {
-            loop {
-                let pids = self.pids(&h.name);
-                if pids.is_empty() || Instant::now() > deadline {
-                    break;
-                }
-                for pid in pids {
+        // Every process in these namespaces was started by this test (the names are ours alone). SIGTERM first, so
+        // PostgreSQL stops cleanly and a VIP holder releases (its fencer exits); SIGKILL what is left after 5 s.
+        let names: Vec<String> = self.hosts.iter().map(|h| h.name.clone()).collect();
+        let signal_all = |sig: libc::c_int| {
+            let mut any = false;
+            for name in &names {
+                for pid in self.pids(name) {
+                    any = true;
                     // SAFETY: kill(2) on a PID found in our own namespace.
                     unsafe {
-                        libc::kill(pid, libc::SIGKILL);
+                        libc::kill(pid, sig);
                     }
                 }
-                std::thread::sleep(Duration::from_millis(20));
             }
+            any
+        };
+        signal_all(libc::SIGCONT); // a frozen process cannot act on SIGTERM
+        signal_all(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && names.iter().any(|n| !self.pids(n).is_empty()) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && signal_all(libc::SIGKILL) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for h in &self.hosts {
             let _ = ip(&["netns", "del", &h.ns]);
             let _ = ip(&["link", "del", &h.veth]);
         }
