@@ -220,6 +220,14 @@ fn keepers_hold_the_vip_once_and_move_it_on_faults() {
     vip_keepers::scenario();
 }
 
+#[test]
+fn a_better_edge_preempts_when_enabled() {
+    if !root_or_skip("a_better_edge_preempts_when_enabled") {
+        return;
+    }
+    vip_keepers::preemption();
+}
+
 /// Not a test: the keeper process that `keepers_hold_the_vip_once_and_move_it_on_faults` starts in each edge
 /// namespace (this test binary re-executed with `PGHA_VIP_CHILD` set).
 #[test]

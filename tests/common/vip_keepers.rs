@@ -31,6 +31,8 @@ struct Bench {
     topo: Topology,
     dir: tempfile::TempDir,
     keepers: BTreeMap<String, NsChild>,
+    /// Keepers run with `preempt = true`.
+    preempt: bool,
     _witnesses: Vec<NsChild>,
     vip: Ipv4Addr,
     runtime: tokio::runtime::Runtime,
@@ -45,7 +47,8 @@ fn endpoints(topo: &Topology) -> Vec<String> {
 }
 
 impl Bench {
-    fn start() -> Bench {
+    /// The topology, the witnesses, and keepers on the `initial` edges.
+    fn start(initial: &[&str], preempt: bool) -> Bench {
         let topo = Topology::create(&["db1", "db2", "db3", "edge1", "edge2", "edge3", "client"]);
         let dir = tempfile::tempdir().expect("tempdir");
         let peers: Vec<String> = ["db1", "db2", "db3"]
@@ -80,12 +83,13 @@ impl Bench {
             topo,
             dir,
             keepers: BTreeMap::new(),
+            preempt,
             _witnesses: witnesses,
             vip,
             runtime,
             dcs,
         };
-        for (edge, _) in EDGES {
+        for edge in initial {
             bench.start_keeper(edge);
         }
         bench
@@ -113,6 +117,7 @@ impl Bench {
             ("PGHA_VIP_ENDPOINTS", eps.as_str()),
             ("PGHA_VIP_ADDRESS", cidr.as_str()),
             ("PGHA_VIP_TTL_MS", ttl.as_str()),
+            ("PGHA_VIP_PREEMPT", if self.preempt { "true" } else { "false" }),
             ("PGHA_VIP_EXE", exe_str(&pgha)),
         ];
         let log = self.dir.path().join(format!("{edge}.log"));
@@ -139,7 +144,7 @@ fn exe_str(p: &Path) -> &str {
 
 /// The whole scenario (see the module doc).
 pub fn scenario() {
-    let mut b = Bench::start();
+    let mut b = Bench::start(&["edge1", "edge2", "edge3"], false);
     let first = b.view().settled_holder("start");
     tcp_touch(&b.topo, "client", b.vip, 9);
     b.view().client_sees("client", &first);
@@ -212,6 +217,24 @@ pub fn scenario() {
     );
 }
 
+/// Preemption: with edge2 and edge3 up, one holds the VIP; edge1 (better priority) joins and gets it, the holder
+/// releasing first (never two holders); without preemption nobody would move.
+pub fn preemption() {
+    let mut b = Bench::start(&["edge2", "edge3"], true);
+    let first = b.view().settled_holder("edge2 and edge3 up");
+    assert_eq!(
+        first, "edge2",
+        "with preemption the better of the two ends up holding it"
+    );
+    let t0 = Instant::now();
+    b.start_keeper("edge1");
+    let (new, took) = b.view().watch_move(&first, t0);
+    assert_eq!(new, "edge1", "the better edge takes the VIP over");
+    eprintln!("preemption: edge1 started -> VIP moved from {first} after {took:?}");
+    assert_eq!(b.view().settled_holder("after preemption"), "edge1");
+    assert!(b.view().log_count(&first, "released from") > 0 && b.view().log_count(&first, "preempted by edge1") > 0);
+}
+
 /// The keeper process (see `vip_keeper_child` in tests/vip_netns.rs): runs until SIGTERM.
 pub fn child() {
     let Ok(name) = std::env::var("PGHA_VIP_CHILD") else {
@@ -226,7 +249,7 @@ pub fn child() {
         prefix_len,
         interface: IFACE.into(),
         priority,
-        preempt: false,
+        preempt: var("PGHA_VIP_PREEMPT") == "true",
         ttl,
     };
     let endpoints: Vec<String> = var("PGHA_VIP_ENDPOINTS").split(',').map(String::from).collect();
