@@ -107,6 +107,7 @@ impl Bench {
             "--test-threads=1",
         ];
         let pgha = crate::common::exe();
+        let health = self.health_file(edge);
         let cidr = format!("{}/24", self.vip);
         let eps = endpoints(&self.topo).join(",");
         let prio = prio.to_string();
@@ -118,11 +119,26 @@ impl Bench {
             ("PGHA_VIP_ADDRESS", cidr.as_str()),
             ("PGHA_VIP_TTL_MS", ttl.as_str()),
             ("PGHA_VIP_PREEMPT", if self.preempt { "true" } else { "false" }),
+            ("PGHA_VIP_HEALTH_FILE", exe_str(&health)),
             ("PGHA_VIP_EXE", exe_str(&pgha)),
         ];
         let log = self.dir.path().join(format!("{edge}.log"));
         let child = self.topo.spawn(edge, &argv, &envs, &log);
         self.keepers.insert(edge.to_string(), child);
+    }
+
+    /// While this file exists, `edge`'s simulated proxy reports unhealthy.
+    fn health_file(&self, edge: &str) -> PathBuf {
+        self.dir.path().join(format!("{edge}.unhealthy"))
+    }
+
+    fn set_healthy(&self, edge: &str, healthy: bool) {
+        let f = self.health_file(edge);
+        if healthy {
+            std::fs::remove_file(&f).expect("remove health file");
+        } else {
+            std::fs::write(&f, "").expect("write health file");
+        }
     }
 
     fn view(&self) -> VipView<'_> {
@@ -185,6 +201,25 @@ pub fn scenario() {
     b.topo.restore(&holder);
     holder = b.view().settled_holder("after healing the link");
     assert_eq!(holder, new, "healing the link does not move the VIP back");
+
+    // An unhealthy holder releases at once and a healthy edge takes it (no TTL wait); an unhealthy edge never takes
+    // it; recovering health moves nothing back.
+    let released = b.view().log_count(&holder, "proxy unhealthy");
+    let t0 = Instant::now();
+    b.set_healthy(&holder, false);
+    let (new, took) = b.view().watch_move(&holder, t0);
+    eprintln!("unhealthy {holder} -> VIP on {new} after {took:?}");
+    assert!(
+        b.view().log_count(&holder, "proxy unhealthy") > released,
+        "{}",
+        b.view().logs()
+    );
+    b.set_healthy(&holder, true);
+    holder = b.view().settled_holder("after health came back");
+    assert_eq!(
+        holder, new,
+        "regaining health does not move the VIP back (no preemption)"
+    );
 
     // SIGTERM hands over at once (lease revoked, no TTL wait), to the best remaining edge once all are published.
     crate::common::wait_until_sync(MOVE, "every edge's status published", || {
@@ -254,6 +289,7 @@ pub fn child() {
     };
     let endpoints: Vec<String> = var("PGHA_VIP_ENDPOINTS").split(',').map(String::from).collect();
     let exe = PathBuf::from(var("PGHA_VIP_EXE"));
+    let health_file = PathBuf::from(var("PGHA_VIP_HEALTH_FILE"));
     pgha::logging::init(pgha::config::LogFormat::Human, "info");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -271,8 +307,16 @@ pub fn child() {
             term.recv().await;
             on_term.cancel();
         });
-        tokio::spawn(publish_status(dcs.clone(), keys.clone(), name.clone(), priority, ttl));
-        let (_healthy_tx, healthy) = tokio::sync::watch::channel(true);
+        let (healthy_tx, healthy) = tokio::sync::watch::channel(true);
+        tokio::spawn(health_from_file(health_file, healthy_tx));
+        tokio::spawn(publish_status(
+            dcs.clone(),
+            keys.clone(),
+            name.clone(),
+            priority,
+            ttl,
+            healthy.clone(),
+        ));
         let (holder, _) = tokio::sync::watch::channel(None);
         pgha::edge::vip::run_keeper_with(exe, settings, name, dcs, keys, healthy, holder, token)
             .await
@@ -280,25 +324,44 @@ pub fn child() {
     });
 }
 
-/// What the proxy publishes in the real edge: `edges/<name>` with health and VIP priority, bound to a lease.
-async fn publish_status(dcs: Arc<DcsClient>, keys: Keys, name: String, priority: u32, ttl: Duration) {
-    let value = format!(r#"{{"name":"{name}","healthy":true,"vip_priority":{priority}}}"#);
+/// What the proxy publishes in the real edge: `edges/<name>` with health and VIP priority, bound to a lease;
+/// re-published when the health changes.
+async fn publish_status(
+    dcs: Arc<DcsClient>,
+    keys: Keys,
+    name: String,
+    priority: u32,
+    ttl: Duration,
+    healthy: tokio::sync::watch::Receiver<bool>,
+) {
     let mut lease: Option<i64> = None;
+    let mut published: Option<bool> = None;
     loop {
-        match lease {
-            Some(id) => {
-                if !matches!(dcs.lease_keepalive(id).await, Ok(Some(_)) | Err(_)) {
-                    lease = None;
-                }
-            }
-            None => {
-                if let Ok((id, _)) = dcs.lease_grant(ttl).await {
-                    if dcs.put(keys.edge(&name).as_bytes(), value.as_bytes(), id).await.is_ok() {
-                        lease = Some(id);
-                    }
-                }
+        let h = *healthy.borrow();
+        let value = format!(r#"{{"name":"{name}","healthy":{h},"vip_priority":{priority}}}"#);
+        if let Some(id) = lease {
+            if !matches!(dcs.lease_keepalive(id).await, Ok(Some(_)) | Err(_)) {
+                lease = None;
             }
         }
-        tokio::time::sleep(ttl / 4).await;
+        if lease.is_none() {
+            lease = dcs.lease_grant(ttl).await.ok().map(|(id, _)| id);
+            published = None;
+        }
+        if let (Some(id), true) = (lease, published != Some(h)) {
+            if dcs.put(keys.edge(&name).as_bytes(), value.as_bytes(), id).await.is_ok() {
+                published = Some(h);
+            }
+        }
+        tokio::time::sleep(ttl / 8).await;
+    }
+}
+
+/// The proxy's health, simulated: unhealthy while `file` exists.
+async fn health_from_file(file: PathBuf, tx: tokio::sync::watch::Sender<bool>) {
+    loop {
+        let healthy = !file.exists();
+        tx.send_if_modified(|h| std::mem::replace(h, healthy) != healthy);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
