@@ -43,10 +43,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             let i = cluster.add_edge("")?;
             cluster.start_edge(i)?;
             if !cluster.wait_edge_healthy(i, Duration::from_secs(30)).await {
-                anyhow::bail!(
-                    "the edge did not become healthy; see {}",
-                    cluster.edges[i].log.display()
-                );
+                anyhow::bail!("the edge did not become healthy; see {}", cluster.edges[i].log.display());
             }
             cluster.edges[i].edge
         }

@@ -286,9 +286,7 @@ pub async fn edge_healthy(port: u16) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ask = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .await
-            .ok()?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").await.ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         Some(buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"))
@@ -513,8 +511,7 @@ impl LocalCluster {
     /// Writes `demo.json`: every node's name, role, pid, addresses, data dir and restart argv.
     pub fn write_manifest(&self) -> Result<PathBuf, LocalError> {
         let path = self.dir.join("demo.json");
-        let manifest =
-            serde_json::json!({ "dir": self.dir, "tls": self.tls, "nodes": self.nodes, "edges": self.edges });
+        let manifest = serde_json::json!({ "dir": self.dir, "tls": self.tls, "nodes": self.nodes, "edges": self.edges });
         let text = serde_json::to_string_pretty(&manifest).map_err(|e| io("encoding demo.json")(e.into()))?;
         let mut file = File::create(&path).map_err(io(format!("writing {}", path.display())))?;
         std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(format!("writing {}", path.display())))?;

@@ -118,12 +118,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut accept_loops = Vec::new();
     for (port, addr, listener) in listeners {
         tracing::info!("{port} port listening on {addr}");
-        accept_loops.push(tokio::spawn(proxy.clone().serve(
-            port,
-            listener,
-            accept.clone(),
-            sessions.clone(),
-        )));
+        accept_loops.push(tokio::spawn(proxy.clone().serve(port, listener, accept.clone(), sessions.clone())));
     }
     if let Some(listener) = status_listener {
         tracing::info!("status page on http://{}/", e.status_listen);
@@ -187,10 +182,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     proxy.close_all("edge stopping");
     sessions.close();
-    if tokio::time::timeout(Duration::from_secs(5), sessions.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await.is_err() {
         tracing::warn!("some sessions did not end within 5 s");
     }
     background.cancel();

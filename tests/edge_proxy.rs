@@ -111,11 +111,7 @@ fn ctl(cluster: &LocalCluster, args: &[&str]) -> String {
     let config = cluster.write_ctl_config().expect("ctl.toml");
     let mut all = vec!["ctl", "-c", config.to_str().expect("utf-8 path")];
     all.extend_from_slice(args);
-    let run = common::pgha(
-        &all,
-        &[("PGHA_DCS__REQUEST_TIMEOUT_MS", "10000")],
-        Duration::from_secs(60),
-    );
+    let run = common::pgha(&all, &[("PGHA_DCS__REQUEST_TIMEOUT_MS", "10000")], Duration::from_secs(60));
     assert!(run.ok(), "pgha {all:?} failed: {}", run.stderr);
     run.stdout
 }
@@ -131,7 +127,8 @@ async fn edge_routes_to_the_primary_across_switchover_and_failover() {
         fault_injection: true,
         ..Layout::default()
     };
-    let mut cluster = LocalCluster::create_with(&common::exe(), None, 3, Role::Db, false, layout).expect("laying out");
+    let mut cluster =
+        LocalCluster::create_with(&common::exe(), None, 3, Role::Db, false, layout).expect("laying out");
     let e = cluster.add_edge(EDGE_EXTRA).expect("laying out the edge");
     let ports = cluster.edges[e].edge.expect("edge ports");
 
@@ -143,10 +140,7 @@ async fn edge_routes_to_the_primary_across_switchover_and_failover() {
     .await;
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await;
-    assert!(
-        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-        "routing closed: the client is disconnected, got {read:?}"
-    );
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "routing closed: the client is disconnected, got {read:?}");
     let (code, page) = http_get(ports.status, "/").await.expect("the status page");
     assert_eq!(code, 200);
     assert!(page.contains("closed (no DCS view yet)"), "{page}");
@@ -154,14 +148,8 @@ async fn edge_routes_to_the_primary_across_switchover_and_failover() {
 
     // 2. The cluster comes up; the edge follows it.
     cluster.start_all().expect("starting the db nodes");
-    let leader = cluster
-        .wait_pg_cluster(2, db::READY)
-        .await
-        .expect("a primary and two replicas");
-    assert!(
-        cluster.wait_edge_healthy(e, Duration::from_secs(30)).await,
-        "the edge became healthy"
-    );
+    let leader = cluster.wait_pg_cluster(2, db::READY).await.expect("a primary and two replicas");
+    assert!(cluster.wait_edge_healthy(e, Duration::from_secs(30)).await, "the edge became healthy");
     let pw = probe::password(&cluster.dir);
     let leader_port = port(&cluster, index_of(&cluster, &leader));
     let got = common::wait_for(Duration::from_secs(30), "the primary through the edge", || async {
@@ -171,33 +159,30 @@ async fn edge_routes_to_the_primary_across_switchover_and_failover() {
     assert_eq!(got, (false, leader_port), "the primary port reaches the primary");
 
     // 3. The replica port balances over both replicas.
-    let replica_ports: std::collections::BTreeSet<u16> =
-        db::ports(&cluster).into_iter().filter(|p| *p != leader_port).collect();
-    common::wait_for(
-        Duration::from_secs(30),
-        "both replicas behind the replica port",
-        || async {
-            let mut seen = std::collections::BTreeSet::new();
-            for _ in 0..6 {
-                let (in_recovery, p) = through(ports.replica, &pw).await?;
-                assert!(in_recovery, "the replica port only reaches replicas");
-                seen.insert(p);
-            }
-            (seen == replica_ports).then_some(())
-        },
-    )
+    let replica_ports: std::collections::BTreeSet<u16> = db::ports(&cluster)
+        .into_iter()
+        .filter(|p| *p != leader_port)
+        .collect();
+    common::wait_for(Duration::from_secs(30), "both replicas behind the replica port", || async {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..6 {
+            let (in_recovery, p) = through(ports.replica, &pw).await?;
+            assert!(in_recovery, "the replica port only reaches replicas");
+            seen.insert(p);
+        }
+        (seen == replica_ports).then_some(())
+    })
     .await;
 
     // 4. Switchover to a replica: open sessions lose their backend's role and are cut; the prober never lands on a
     //    server in recovery.
     let old_primary = connect(ports.primary, &pw).await.expect("a primary-port session");
-    let (candidate_session, candidate_port) =
-        common::wait_for(Duration::from_secs(20), "a replica session", || async {
-            let c = connect(ports.replica, &pw).await?;
-            let (_, p) = whoami(&c).await?;
-            Some((c, p))
-        })
-        .await;
+    let (candidate_session, candidate_port) = common::wait_for(Duration::from_secs(20), "a replica session", || async {
+        let c = connect(ports.replica, &pw).await?;
+        let (_, p) = whoami(&c).await?;
+        Some((c, p))
+    })
+    .await;
     let candidate = cluster
         .nodes
         .iter()
@@ -210,44 +195,29 @@ async fn edge_routes_to_the_primary_across_switchover_and_failover() {
     })
     .await;
     ctl(&cluster, &["switchover", "--candidate", &candidate, "--force"]);
-    common::wait_for(
-        Duration::from_secs(60),
-        "the candidate through the primary port",
-        || async {
-            through(ports.primary, &pw)
-                .await
-                .filter(|r| *r == (false, candidate_port))
-        },
-    )
+    common::wait_for(Duration::from_secs(60), "the candidate through the primary port", || async {
+        through(ports.primary, &pw).await.filter(|r| *r == (false, candidate_port))
+    })
     .await;
-    common::wait_until(
-        Duration::from_secs(10),
-        "the old primary-port session closed",
-        || async { whoami(&old_primary).await.is_none() },
-    )
+    common::wait_until(Duration::from_secs(10), "the old primary-port session closed", || async {
+        whoami(&old_primary).await.is_none()
+    })
     .await;
     // Promotion does not end PostgreSQL sessions: only the edge can have closed this one.
-    common::wait_until(
-        Duration::from_secs(10),
-        "the replica-port session to the new primary closed",
-        || async { whoami(&candidate_session).await.is_none() },
-    )
+    common::wait_until(Duration::from_secs(10), "the replica-port session to the new primary closed", || async {
+        whoami(&candidate_session).await.is_none()
+    })
     .await;
     let log = std::fs::read_to_string(&cluster.edges[e].log).expect("edge log");
     assert!(
-        log.contains(&format!(
-            "closing 1 session(s) to {candidate} on the replica port: {candidate} became the primary"
-        )),
+        log.contains(&format!("closing 1 session(s) to {candidate} on the replica port: {candidate} became the primary")),
         "{log}"
     );
     assert!(log.contains(&format!("primary route {leader} -> ")), "{log}");
 
     // 5. Failover: SIGKILL the primary's pgha and PostgreSQL. A client connecting while there is no primary waits
     //    for the new one.
-    cluster
-        .wait_pg_cluster(2, db::READY)
-        .await
-        .expect("the old primary rejoined");
+    cluster.wait_pg_cluster(2, db::READY).await.expect("the old primary rejoined");
     let ci = index_of(&cluster, &candidate);
     cluster.kill(ci);
     cluster.signal_postgres(ci, libc::SIGKILL);
@@ -264,18 +234,12 @@ async fn edge_routes_to_the_primary_across_switchover_and_failover() {
     })
     .await;
     let seen = prober.finish().await;
-    assert!(
-        seen.iter().all(|(in_recovery, _)| !in_recovery),
-        "the primary port reached a replica: {seen:?}"
-    );
+    assert!(seen.iter().all(|(in_recovery, _)| !in_recovery), "the primary port reached a replica: {seen:?}");
     assert!(seen.iter().any(|(_, p)| *p == candidate_port) && seen.iter().any(|(_, p)| *p == new_port));
 
     // 6. `ctl list` shows the edge; SIGTERM stops it cleanly.
     let list = ctl(&cluster, &["list"]);
     assert!(list.contains("edge1") && list.contains("healthy"), "{list}");
     let status = cluster.stop_edge(e, Duration::from_secs(15));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "the edge exits 0 on SIGTERM: {status:?}"
-    );
+    assert!(status.is_some_and(|s| s.success()), "the edge exits 0 on SIGTERM: {status:?}");
 }

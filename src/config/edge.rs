@@ -86,7 +86,9 @@ pub fn parse_vip_address(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let Some((ip, len)) = s.split_once('/') else {
         return Err(format!("{s:?} has no prefix length"));
     };
-    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
     match len.parse::<u8>() {
         Ok(len) if (1..=32).contains(&len) => Ok((ip, len)),
         _ => Err(format!("prefix length {len:?} is not a number from 1 to 32")),
@@ -126,11 +128,7 @@ pub(super) fn edge(edge: &EdgeSection, r: &mut Report) {
             continue;
         }
         if let Some((other, _)) = seen.iter().find(|(_, v)| v == value) {
-            r.add(
-                *key,
-                format!("{value:?} is also {other}"),
-                "give every port its own host:port",
-            );
+            r.add(*key, format!("{value:?} is also {other}"), "give every port its own host:port");
         }
         seen.push((key, value.as_str()));
     }
@@ -152,11 +150,7 @@ pub(super) fn edge(edge: &EdgeSection, r: &mut Report) {
                 "set it to the virtual IPv4 address with its prefix length, e.g. \"10.0.0.10/24\"",
             );
         } else if let Err(message) = parse_vip_address(&vip.address) {
-            r.add(
-                "edge.vip.address",
-                message,
-                "write address/prefix, e.g. \"10.0.0.10/24\"",
-            );
+            r.add("edge.vip.address", message, "write address/prefix, e.g. \"10.0.0.10/24\"");
         }
         let valid_name = |n: &str| {
             !n.is_empty()

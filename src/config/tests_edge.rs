@@ -52,122 +52,47 @@ fn env_sets_nested_vip_keys() {
 
 #[test]
 fn env_errors_name_nested_keys() {
-    let (origin, message) = parse_error(load(
-        Some(EDGE_CONF),
-        &[("PGHA_EDGE__VIP__ADRESS", "x")],
-        EDGE,
-        &Overrides::default(),
-    ));
+    let (origin, message) = parse_error(load(Some(EDGE_CONF), &[("PGHA_EDGE__VIP__ADRESS", "x")], EDGE, &Overrides::default()));
     assert!(origin.contains("PGHA_EDGE__VIP__ADRESS"), "{origin}");
-    assert!(
-        message.contains("edge.vip.adress") && message.contains("address, interface"),
-        "{message}"
-    );
-    let (_, message) = parse_error(load(
-        Some(EDGE_CONF),
-        &[("PGHA_EDGE__VIP__PRIORITY", "high")],
-        EDGE,
-        &Overrides::default(),
-    ));
+    assert!(message.contains("edge.vip.adress") && message.contains("address, interface"), "{message}");
+    let (_, message) = parse_error(load(Some(EDGE_CONF), &[("PGHA_EDGE__VIP__PRIORITY", "high")], EDGE, &Overrides::default()));
     assert!(message.contains("whole number"), "{message}");
-    let (_, message) = parse_error(load(
-        Some(EDGE_CONF),
-        &[("PGHA_EDGE__PORTS", "1")],
-        EDGE,
-        &Overrides::default(),
-    ));
-    assert!(
-        message.contains("edge.ports") && message.contains("primary_listen"),
-        "{message}"
-    );
+    let (_, message) = parse_error(load(Some(EDGE_CONF), &[("PGHA_EDGE__PORTS", "1")], EDGE, &Overrides::default()));
+    assert!(message.contains("edge.ports") && message.contains("primary_listen"), "{message}");
 }
 
 #[test]
 fn each_edge_rule_reports_its_key() {
-    let vip: Env = &[
-        ("PGHA_EDGE__VIP__ADDRESS", "10.0.0.10/24"),
-        ("PGHA_EDGE__VIP__INTERFACE", "eth0"),
-    ];
+    let vip: Env = &[("PGHA_EDGE__VIP__ADDRESS", "10.0.0.10/24"), ("PGHA_EDGE__VIP__INTERFACE", "eth0")];
     let cases: &[(Env, Purpose, &[&str])] = &[
         (&[], EDGE, &[]),
         (vip, EDGE, &[]),
         (&[("PGHA_EDGE__PRIMARY_LISTEN", "5432")], EDGE, &["edge.primary_listen"]),
-        (
-            &[("PGHA_EDGE__PRIMARY_LISTEN", "5432")],
-            Purpose::Run(Role::Db),
-            &["node.data_dir", "dcs.listen", "dcs.peers"],
-        ),
+        (&[("PGHA_EDGE__PRIMARY_LISTEN", "5432")], Purpose::Run(Role::Db), &["node.data_dir", "dcs.listen", "dcs.peers"]),
         (&[("PGHA_EDGE__PRIMARY_LISTEN", "5432")], Purpose::Ctl, &[]),
         (&[("PGHA_EDGE__REPLICA_LISTEN", "h")], EDGE, &["edge.replica_listen"]),
         (&[("PGHA_EDGE__ANY_LISTEN", "[::]:5434")], EDGE, &[]),
-        (
-            &[("PGHA_EDGE__STATUS_LISTEN", "0.0.0.0:5432")],
-            EDGE,
-            &["edge.status_listen"],
-        ),
+        (&[("PGHA_EDGE__STATUS_LISTEN", "0.0.0.0:5432")], EDGE, &["edge.status_listen"]),
         (&[("PGHA_EDGE__STATUS_LISTEN", "")], EDGE, &[]),
         (&[("PGHA_EDGE__ANY_LISTEN", "0.0.0.0:5433")], EDGE, &["edge.any_listen"]),
         (
-            &[
-                ("PGHA_EDGE__PRIMARY_LISTEN", ""),
-                ("PGHA_EDGE__REPLICA_LISTEN", ""),
-                ("PGHA_EDGE__ANY_LISTEN", ""),
-            ],
+            &[("PGHA_EDGE__PRIMARY_LISTEN", ""), ("PGHA_EDGE__REPLICA_LISTEN", ""), ("PGHA_EDGE__ANY_LISTEN", "")],
             EDGE,
             &["edge.primary_listen"],
         ),
         (&[("PGHA_EDGE__MAX_SESSIONS", "0")], EDGE, &["edge.max_sessions"]),
-        (
-            &[("PGHA_EDGE__PRIMARY_WAIT_MS", "600001")],
-            EDGE,
-            &["edge.primary_wait_ms"],
-        ),
+        (&[("PGHA_EDGE__PRIMARY_WAIT_MS", "600001")], EDGE, &["edge.primary_wait_ms"]),
         (&[("PGHA_EDGE__PRIMARY_WAIT_MS", "0")], EDGE, &[]),
+        (&[("PGHA_EDGE__VIP__PRIORITY", "1")], EDGE, &["edge.vip.address", "edge.vip.interface"]),
+        (&[("PGHA_EDGE__VIP__ADDRESS", "10.0.0.10"), ("PGHA_EDGE__VIP__INTERFACE", "eth0")], EDGE, &["edge.vip.address"]),
+        (&[("PGHA_EDGE__VIP__ADDRESS", "10.0.0.10/33"), ("PGHA_EDGE__VIP__INTERFACE", "eth0")], EDGE, &["edge.vip.address"]),
+        (&[("PGHA_EDGE__VIP__ADDRESS", "fd00::1/64"), ("PGHA_EDGE__VIP__INTERFACE", "eth0")], EDGE, &["edge.vip.address"]),
         (
-            &[("PGHA_EDGE__VIP__PRIORITY", "1")],
-            EDGE,
-            &["edge.vip.address", "edge.vip.interface"],
-        ),
-        (
-            &[
-                ("PGHA_EDGE__VIP__ADDRESS", "10.0.0.10"),
-                ("PGHA_EDGE__VIP__INTERFACE", "eth0"),
-            ],
-            EDGE,
-            &["edge.vip.address"],
-        ),
-        (
-            &[
-                ("PGHA_EDGE__VIP__ADDRESS", "10.0.0.10/33"),
-                ("PGHA_EDGE__VIP__INTERFACE", "eth0"),
-            ],
-            EDGE,
-            &["edge.vip.address"],
-        ),
-        (
-            &[
-                ("PGHA_EDGE__VIP__ADDRESS", "fd00::1/64"),
-                ("PGHA_EDGE__VIP__INTERFACE", "eth0"),
-            ],
-            EDGE,
-            &["edge.vip.address"],
-        ),
-        (
-            &[
-                ("PGHA_EDGE__VIP__ADDRESS", "10.0.0.10/24"),
-                ("PGHA_EDGE__VIP__INTERFACE", "a-very-long-interface"),
-            ],
+            &[("PGHA_EDGE__VIP__ADDRESS", "10.0.0.10/24"), ("PGHA_EDGE__VIP__INTERFACE", "a-very-long-interface")],
             EDGE,
             &["edge.vip.interface"],
         ),
-        (
-            &[
-                ("PGHA_EDGE__VIP__ADDRESS", "10.0.0.10/24"),
-                ("PGHA_EDGE__VIP__INTERFACE", "eth 0"),
-            ],
-            EDGE,
-            &["edge.vip.interface"],
-        ),
+        (&[("PGHA_EDGE__VIP__ADDRESS", "10.0.0.10/24"), ("PGHA_EDGE__VIP__INTERFACE", "eth 0")], EDGE, &["edge.vip.interface"]),
     ];
     for (env, purpose, want) in cases {
         let result = load(Some(EDGE_CONF), env, *purpose, &Overrides::default());
@@ -181,10 +106,7 @@ fn each_edge_rule_reports_its_key() {
 
 #[test]
 fn vip_address_parser() {
-    assert_eq!(
-        parse_vip_address("10.0.0.10/24"),
-        Ok(("10.0.0.10".parse().expect("ip"), 24))
-    );
+    assert_eq!(parse_vip_address("10.0.0.10/24"), Ok(("10.0.0.10".parse().expect("ip"), 24)));
     assert_eq!(parse_vip_address("192.168.1.1/32").map(|v| v.1), Ok(32));
     for bad in ["10.0.0.10", "10.0.0.10/0", "10.0.0/24", "x/24", "10.0.0.10/"] {
         assert!(parse_vip_address(bad).is_err(), "{bad}");

@@ -92,14 +92,8 @@ mod tests {
             })
             .expect("json")
         };
-        let rows = rows(
-            &[info("edge2", false), b"not json".to_vec(), info("edge1", true)],
-            Some("edge2"),
-        );
-        let got: Vec<(&str, bool, bool)> = rows
-            .iter()
-            .map(|r| (r.edge.as_str(), r.healthy, r.vip_holder))
-            .collect();
+        let rows = rows(&[info("edge2", false), b"not json".to_vec(), info("edge1", true)], Some("edge2"));
+        let got: Vec<(&str, bool, bool)> = rows.iter().map(|r| (r.edge.as_str(), r.healthy, r.vip_holder)).collect();
         assert_eq!(got, [("edge1", true, false), ("edge2", false, true)]);
         assert_eq!(rows[0].primary, "0.0.0.0:5432");
     }

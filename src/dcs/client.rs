@@ -363,10 +363,7 @@ impl DcsClient {
         start_revision: i64,
     ) -> (mpsc::Receiver<WatchMessage>, tokio::sync::watch::Receiver<i64>) {
         let (progress, progress_rx) = tokio::sync::watch::channel(0);
-        (
-            self.watch_task(key, prefix, start_revision, Some(progress)),
-            progress_rx,
-        )
+        (self.watch_task(key, prefix, start_revision, Some(progress)), progress_rx)
     }
 
     fn watch_task(

@@ -68,10 +68,7 @@ mod tests {
             client.write_all(&[7u8; 1000]).await.expect("write");
             client.shutdown().await.expect("shutdown");
             let mut got = Vec::new();
-            backend
-                .read_to_end(&mut got)
-                .await
-                .expect("read to EOF: the half-close was forwarded");
+            backend.read_to_end(&mut got).await.expect("read to EOF: the half-close was forwarded");
             got
         };
         let (result, got) = tokio::join!(copy, drive);

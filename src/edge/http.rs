@@ -23,11 +23,7 @@ async fn health(State(state): State<EdgeState>) -> Response {
     if *state.healthy.borrow() {
         (StatusCode::OK, "healthy\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unhealthy: routing closed or DCS view stale\n",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy: routing closed or DCS view stale\n").into_response()
     }
 }
 

@@ -216,12 +216,7 @@ impl Proxy {
     /// Connects to a backend of `port` and registers the session; a primary-port client waits up to `primary_wait`
     /// for a primary (failover, switchover), others get one round over the current targets.
     async fn connect(&self, id: u64, port: Port, client: SocketAddr) -> Option<(Backend, TcpStream, Live)> {
-        let deadline = Instant::now()
-            + if port == Port::Primary {
-                self.primary_wait
-            } else {
-                Duration::ZERO
-            };
+        let deadline = Instant::now() + if port == Port::Primary { self.primary_wait } else { Duration::ZERO };
         let mut rx = self.table_tx.subscribe();
         loop {
             let table = rx.borrow_and_update().clone();
@@ -236,12 +231,7 @@ impl Proxy {
                         None => break, // the table changed meanwhile: look again
                     },
                     Ok(Err(e)) => tracing::debug!(session = id, "backend {} ({}): {e}", backend.name, backend.addr),
-                    Err(_) => tracing::debug!(
-                        session = id,
-                        "backend {} ({}): connect timed out",
-                        backend.name,
-                        backend.addr
-                    ),
+                    Err(_) => tracing::debug!(session = id, "backend {} ({}): connect timed out", backend.name, backend.addr),
                 }
             }
             let now = Instant::now();
@@ -316,10 +306,7 @@ impl Proxy {
             _ = live.cancel.cancelled() => None,
         };
         self.deregister(id);
-        let (bytes_in, bytes_out) = (
-            live.bytes.0.load(Ordering::Relaxed),
-            live.bytes.1.load(Ordering::Relaxed),
-        );
+        let (bytes_in, bytes_out) = (live.bytes.0.load(Ordering::Relaxed), live.bytes.1.load(Ordering::Relaxed));
         counters.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
         counters.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
         match outcome {

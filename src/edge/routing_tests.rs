@@ -70,10 +70,7 @@ fn routes_from_views() {
     let cases = vec![
         Case {
             what: "healthy cluster",
-            view: view(
-                Some("db1"),
-                vec![primary("db1"), replica("db2", 1000), replica("db3", 900)],
-            ),
+            view: view(Some("db1"), vec![primary("db1"), replica("db2", 1000), replica("db3", 900)]),
             fresh: true,
             max_lag: None,
             primary: Some("db1"),
@@ -145,10 +142,7 @@ fn routes_from_views() {
         },
         Case {
             what: "lag limit",
-            view: view(
-                Some("db1"),
-                vec![primary("db1"), replica("db2", 990), replica("db3", 500)],
-            ),
+            view: view(Some("db1"), vec![primary("db1"), replica("db2", 990), replica("db3", 500)]),
             fresh: true,
             max_lag: Some(100),
             primary: Some("db1"),
@@ -166,10 +160,7 @@ fn routes_from_views() {
         },
         Case {
             what: "a replica not streaming is not routed",
-            view: view(
-                Some("db1"),
-                vec![primary("db1"), member("db2", PgRole::Replica, PgState::Starting, 0)],
-            ),
+            view: view(Some("db1"), vec![primary("db1"), member("db2", PgRole::Replica, PgState::Starting, 0)]),
             fresh: true,
             max_lag: None,
             primary: Some("db1"),
@@ -224,34 +215,22 @@ fn table(v: &ClusterView, fresh: bool) -> RoutingTable {
 
 #[test]
 fn cuts_on_role_changes() {
-    let before = table(
-        &view(Some("db1"), vec![primary("db1"), replica("db2", 1), replica("db3", 1)]),
-        true,
-    );
+    let before = table(&view(Some("db1"), vec![primary("db1"), replica("db2", 1), replica("db3", 1)]), true);
     let cases: Vec<(&str, RoutingTable, Vec<(Port, &str)>)> = vec![
         ("nothing changed", before.clone(), vec![]),
         (
             "switchover db1 -> db2 completed",
-            table(
-                &view(Some("db2"), vec![replica("db1", 1), primary("db2"), replica("db3", 1)]),
-                true,
-            ),
+            table(&view(Some("db2"), vec![replica("db1", 1), primary("db2"), replica("db3", 1)]), true),
             vec![(Port::Primary, "db1"), (Port::Replica, "db2")],
         ),
         (
             "leader key gone (failover under way)",
-            table(
-                &view(None, vec![primary("db1"), replica("db2", 1), replica("db3", 1)]),
-                true,
-            ),
+            table(&view(None, vec![primary("db1"), replica("db2", 1), replica("db3", 1)]), true),
             vec![(Port::Primary, "db1"), (Port::Any, "db1")],
         ),
         (
             "view went stale",
-            table(
-                &view(Some("db1"), vec![primary("db1"), replica("db2", 1), replica("db3", 1)]),
-                false,
-            ),
+            table(&view(Some("db1"), vec![primary("db1"), replica("db2", 1), replica("db3", 1)]), false),
             vec![(Port::Primary, "db1"), (Port::Any, "db1")],
         ),
         (
@@ -259,11 +238,7 @@ fn cuts_on_role_changes() {
             table(
                 &view(
                     Some("db1"),
-                    vec![
-                        primary("db1"),
-                        replica("db2", 1),
-                        member("db3", PgRole::Replica, PgState::Stopped, 1),
-                    ],
+                    vec![primary("db1"), replica("db2", 1), member("db3", PgRole::Replica, PgState::Stopped, 1)],
                 ),
                 true,
             ),
@@ -293,16 +268,8 @@ fn lag_alone_does_not_cut_sessions() {
     let opts = RoutingOpts {
         max_lag_bytes: Some(10),
     };
-    let before = RoutingTable::from_view(
-        &view(Some("db1"), vec![primary("db1"), replica("db2", 1000)]),
-        true,
-        &opts,
-    );
-    let after = RoutingTable::from_view(
-        &view(Some("db1"), vec![primary("db1"), replica("db2", 10)]),
-        true,
-        &opts,
-    );
+    let before = RoutingTable::from_view(&view(Some("db1"), vec![primary("db1"), replica("db2", 1000)]), true, &opts);
+    let after = RoutingTable::from_view(&view(Some("db1"), vec![primary("db1"), replica("db2", 10)]), true, &opts);
     assert!(after.replicas.is_empty(), "no new sessions to a lagging replica");
     assert_eq!(sessions_to_close(&before, &after), vec![]);
 }
@@ -315,10 +282,7 @@ fn change_lines_name_the_reason() {
     assert_eq!(lines[0], "primary route db1 -> db2: leader key moved");
     assert_eq!(lines[1], "replica route [db2] -> [db1]: streaming replicas changed");
     let gone = table(&view(None, vec![primary("db1"), replica("db2", 1)]), true);
-    assert_eq!(
-        describe_changes(&a, &gone)[0],
-        "primary route db1 -> none: no leader key"
-    );
+    assert_eq!(describe_changes(&a, &gone)[0], "primary route db1 -> none: no leader key");
     assert!(describe_changes(&a, &a).is_empty());
     let reasons = sessions_to_close(&a, &b);
     assert_eq!(reasons[0].reason, "leader key moved to db2");

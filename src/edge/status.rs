@@ -119,11 +119,7 @@ pub fn render_html(s: &StatusSnapshot) -> String {
         cluster = esc(&s.cluster),
         health = if s.healthy { "healthy" } else { "UNHEALTHY" },
         age = age(s.view_age),
-        routing = if s.table.open {
-            "open"
-        } else {
-            "closed (no DCS view yet)"
-        },
+        routing = if s.table.open { "open" } else { "closed (no DCS view yet)" },
         primary = esc(&match &s.table.primary {
             Some(b) => format!("{} ({})", b.name, b.addr),
             None => format!("none: {}", s.table.primary_reason),
@@ -154,15 +150,7 @@ pub fn render_html(s: &StatusSnapshot) -> String {
         })
         .collect();
     let headers = [
-        "Port",
-        "Listen",
-        "Backends",
-        "Sessions",
-        "Connects",
-        "Refused",
-        "Cut",
-        "Bytes in",
-        "Bytes out",
+        "Port", "Listen", "Backends", "Sessions", "Connects", "Refused", "Cut", "Bytes in", "Bytes out",
     ];
     table_html(&mut out, "Ports", &headers, &ports);
     let backends: Vec<Vec<String>> = s
@@ -174,21 +162,12 @@ pub fn render_html(s: &StatusSnapshot) -> String {
                 b.name.clone(),
                 b.addr.clone(),
                 b.published.clone(),
-                if ports.is_empty() {
-                    "not routed".to_string()
-                } else {
-                    ports.join(", ")
-                },
+                if ports.is_empty() { "not routed".to_string() } else { ports.join(", ") },
                 b.sessions.to_string(),
             ]
         })
         .collect();
-    table_html(
-        &mut out,
-        "Backends",
-        &["Member", "Address", "Published", "Routed on", "Sessions"],
-        &backends,
-    );
+    table_html(&mut out, "Backends", &["Member", "Address", "Published", "Routed on", "Sessions"], &backends);
     let sessions: Vec<Vec<String>> = s
         .sessions
         .iter()
@@ -222,95 +201,27 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
     let mut out = String::new();
     let edge = format!("edge=\"{}\"", s.name);
     let one = |v: String| vec![(edge.clone(), v)];
-    metric(
-        &mut out,
-        "pgha_edge_healthy",
-        "gauge",
-        "1 when listeners are up and the DCS view is fresh",
-        &one(u8::from(s.healthy).to_string()),
-    );
-    let age = s
-        .view_age
-        .map_or("NaN".to_string(), |d| format!("{:.3}", d.as_secs_f64()));
-    metric(
-        &mut out,
-        "pgha_edge_view_age_seconds",
-        "gauge",
-        "Age of the DCS view",
-        &one(age),
-    );
+    metric(&mut out, "pgha_edge_healthy", "gauge", "1 when listeners are up and the DCS view is fresh", &one(u8::from(s.healthy).to_string()));
+    let age = s.view_age.map_or("NaN".to_string(), |d| format!("{:.3}", d.as_secs_f64()));
+    metric(&mut out, "pgha_edge_view_age_seconds", "gauge", "Age of the DCS view", &one(age));
     let primary = u8::from(s.table.primary.is_some()).to_string();
-    metric(
-        &mut out,
-        "pgha_edge_primary_routed",
-        "gauge",
-        "1 while the primary port has a backend",
-        &one(primary),
-    );
+    metric(&mut out, "pgha_edge_primary_routed", "gauge", "1 while the primary port has a backend", &one(primary));
     let holder = u8::from(s.vip_holder.as_deref() == Some(s.name.as_str())).to_string();
-    metric(
-        &mut out,
-        "pgha_edge_vip_holder",
-        "gauge",
-        "1 while this edge holds the VIP",
-        &one(holder),
-    );
+    metric(&mut out, "pgha_edge_vip_holder", "gauge", "1 while this edge holds the VIP", &one(holder));
     let per_port = |f: &dyn Fn(&PortStats) -> u64| -> Vec<(String, String)> {
         s.ports
             .iter()
             .map(|p| (format!("{edge},port=\"{}\"", p.port), f(p).to_string()))
             .collect()
     };
-    metric(
-        &mut out,
-        "pgha_edge_sessions",
-        "gauge",
-        "Live client sessions",
-        &per_port(&|p| p.active),
-    );
+    metric(&mut out, "pgha_edge_sessions", "gauge", "Live client sessions", &per_port(&|p| p.active));
     let backends = per_port(&|p| s.table.targets(p.port).len() as u64);
-    metric(
-        &mut out,
-        "pgha_edge_backends",
-        "gauge",
-        "Backends taking new sessions",
-        &backends,
-    );
-    metric(
-        &mut out,
-        "pgha_edge_connects_total",
-        "counter",
-        "Sessions forwarded",
-        &per_port(&|p| p.connects),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_refused_total",
-        "counter",
-        "Clients closed without a backend",
-        &per_port(&|p| p.refused),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_cut_total",
-        "counter",
-        "Sessions closed on a role change",
-        &per_port(&|p| p.cut),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_bytes_in_total",
-        "counter",
-        "Bytes from clients",
-        &per_port(&|p| p.bytes_in),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_bytes_out_total",
-        "counter",
-        "Bytes to clients",
-        &per_port(&|p| p.bytes_out),
-    );
+    metric(&mut out, "pgha_edge_backends", "gauge", "Backends taking new sessions", &backends);
+    metric(&mut out, "pgha_edge_connects_total", "counter", "Sessions forwarded", &per_port(&|p| p.connects));
+    metric(&mut out, "pgha_edge_refused_total", "counter", "Clients closed without a backend", &per_port(&|p| p.refused));
+    metric(&mut out, "pgha_edge_cut_total", "counter", "Sessions closed on a role change", &per_port(&|p| p.cut));
+    metric(&mut out, "pgha_edge_bytes_in_total", "counter", "Bytes from clients", &per_port(&|p| p.bytes_in));
+    metric(&mut out, "pgha_edge_bytes_out_total", "counter", "Bytes to clients", &per_port(&|p| p.bytes_out));
     out
 }
 
