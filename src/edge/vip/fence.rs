@@ -63,6 +63,40 @@ impl VipFence {
     }
 }
 
+/// The deadline file of edge `edge` run by process `pid`, in `dir`.
+pub fn deadline_file(dir: &Path, edge: &str, pid: u32) -> PathBuf {
+    dir.join(format!("pgha-vip-{edge}-{pid}.deadline"))
+}
+
+/// The PID in a deadline file name of edge `edge` (pure).
+pub fn file_pid(file_name: &str, edge: &str) -> Option<u32> {
+    file_name
+        .strip_prefix(&format!("pgha-vip-{edge}-"))?
+        .strip_suffix(".deadline")?
+        .parse()
+        .ok()
+}
+
+/// Removes the deadline files of earlier runs of edge `edge` whose process is gone (killed together with its
+/// fencer, e.g. a host-wide kill). Call it only after the address was removed at start: a fencer still guarding
+/// such a file then has nothing left to guard, and exits when the file goes.
+pub fn sweep_stale(dir: &Path, edge: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| file_pid(n, edge)) else {
+            continue;
+        };
+        let gone = i32::try_from(pid).is_ok_and(|p| {
+            // SAFETY: signal 0 only checks whether the process exists.
+            unsafe { libc::kill(p, 0) != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) }
+        });
+        if pid != std::process::id() && gone {
+            let _ = dbfence::disarm(&entry.path());
+        }
+    }
+}
+
 /// The `pgha fence-vip` process: waits until the file is removed (exit) or the deadline passes (remove the address,
 /// disarm, exit). A current-thread runtime drives netlink; no other threads.
 pub fn run(deadline_file: &Path, cidr: &str, interface: &str) -> Result<(), VipError> {
@@ -91,5 +125,35 @@ pub fn run(deadline_file: &Path, cidr: &str, interface: &str) -> Result<(), VipE
             }
             FenceStep::Sleep => std::thread::sleep(dbfence::POLL),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_file_names() {
+        let f = deadline_file(Path::new("/tmp"), "edge-1", 42);
+        assert_eq!(f, Path::new("/tmp/pgha-vip-edge-1-42.deadline"));
+        let name = f.file_name().and_then(|n| n.to_str()).expect("name");
+        assert_eq!(file_pid(name, "edge-1"), Some(42));
+        assert_eq!(file_pid(name, "edge"), None, "another edge's prefix");
+        assert_eq!(file_pid("pgha-vip-edge-1-x.deadline", "edge-1"), None);
+        assert_eq!(file_pid("pgha-vip-edge-1-42.deadline.tmp", "edge-1"), None);
+    }
+
+    #[test]
+    fn sweep_removes_only_dead_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mine = deadline_file(dir.path(), "e", std::process::id());
+        // PID 0x7ffffff0 is above pid_max on Linux: never a live process.
+        let dead = deadline_file(dir.path(), "e", 0x7fff_fff0);
+        let other_edge = deadline_file(dir.path(), "f", 0x7fff_fff0);
+        for f in [&mine, &dead, &other_edge] {
+            std::fs::write(f, "1").expect("write");
+        }
+        sweep_stale(dir.path(), "e");
+        assert!(mine.exists() && !dead.exists() && other_edge.exists());
     }
 }

@@ -54,7 +54,7 @@ pub async fn run_keeper_with(
     shutdown: CancellationToken,
 ) -> Result<(), VipError> {
     let vip = VipAddress::open(&s.interface, s.address, s.prefix_len).await?;
-    let file = std::env::temp_dir().join(format!("pgha-vip-{edge_name}-{}.deadline", std::process::id()));
+    let file = super::fence::deadline_file(&std::env::temp_dir(), &edge_name, std::process::id());
     let fence = VipFence::new(file, exe, &s.interface, s.address, s.prefix_len);
     let mut k = Keeper {
         clock: LeaseClock::new(s.ttl),
@@ -113,12 +113,17 @@ struct Keeper {
 impl Keeper {
     async fn run(&mut self, shutdown: CancellationToken) {
         match self.vip.reconcile(false).await {
-            Ok(true) => tracing::info!(
-                "VIP {} removed from {} at start: left over from an earlier run",
-                self.vip.cidr(),
-                self.vip.interface()
-            ),
-            Ok(false) => {}
+            Ok(removed) => {
+                if removed {
+                    tracing::info!(
+                        "VIP {} removed from {} at start: left over from an earlier run",
+                        self.vip.cidr(),
+                        self.vip.interface()
+                    );
+                }
+                // The address is gone: deadline files of dead earlier runs guard nothing any more.
+                super::fence::sweep_stale(&std::env::temp_dir(), &self.me);
+            }
             Err(e) => tracing::error!("VIP: cannot check the address at start: {e}"),
         }
         let mut vip_events = self.dcs.watch(self.keys.vip().as_bytes(), false, 0);
