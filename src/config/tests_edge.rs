@@ -68,7 +68,7 @@ fn each_edge_rule_reports_its_key() {
         (&[], EDGE, &[]),
         (vip, EDGE, &[]),
         (&[("PGHA_EDGE__PRIMARY_LISTEN", "5432")], EDGE, &["edge.primary_listen"]),
-        (&[("PGHA_EDGE__PRIMARY_LISTEN", "5432")], Purpose::Run(Role::Db), &["node.data_dir", "dcs.listen", "dcs.peers"]),
+        (&[("PGHA_EDGE__PRIMARY_LISTEN", "5432")], Purpose::Run(Role::Witness), &["node.data_dir", "dcs.listen", "dcs.peers"]),
         (&[("PGHA_EDGE__PRIMARY_LISTEN", "5432")], Purpose::Ctl, &[]),
         (&[("PGHA_EDGE__REPLICA_LISTEN", "h")], EDGE, &["edge.replica_listen"]),
         (&[("PGHA_EDGE__ANY_LISTEN", "[::]:5434")], EDGE, &[]),

@@ -64,14 +64,16 @@ mod tests {
         let (proxy_out, mut backend) = tokio::io::duplex(64);
         let counter = AtomicU64::new(0);
         let copy = copy_half(proxy_in, proxy_out, Side::Client, Side::Backend, &counter);
-        let drive = async {
+        let write = async {
             client.write_all(&[7u8; 1000]).await.expect("write");
             client.shutdown().await.expect("shutdown");
+        };
+        let read = async {
             let mut got = Vec::new();
             backend.read_to_end(&mut got).await.expect("read to EOF: the half-close was forwarded");
             got
         };
-        let (result, got) = tokio::join!(copy, drive);
+        let (result, (), got) = tokio::join!(copy, write, read);
         assert!(result.is_ok());
         assert_eq!(got, vec![7u8; 1000]);
         assert_eq!(counter.load(Ordering::Relaxed), 1000);

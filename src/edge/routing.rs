@@ -57,6 +57,8 @@ pub struct RoutingOpts {
 pub struct RoutingTable {
     /// False until the first DCS view was read: nothing is routed (roles are unknown).
     pub open: bool,
+    /// Name in the leader key, if any (routed or not).
+    pub leader: Option<String>,
     /// The primary port's backend.
     pub primary: Option<Backend>,
     /// Why the primary route is what it is (logged on changes, shown on the status page).
@@ -98,6 +100,7 @@ impl RoutingTable {
     pub fn closed() -> RoutingTable {
         RoutingTable {
             open: false,
+            leader: None,
             primary: None,
             primary_reason: "no DCS view read yet".to_string(),
             replicas: Vec::new(),
@@ -115,7 +118,7 @@ impl RoutingTable {
             (true, Some(name), None) => (None, format!("leader {name} has published no status")),
             (true, Some(name), Some(m)) if m.role != PgRole::Primary || m.state != PgState::Running => (
                 None,
-                format!("leader {name} is not running as primary yet ({})", m.state.label()),
+                format!("leader {name} is not running as primary ({})", m.state.label()),
             ),
             (true, Some(name), Some(m)) => (Some(backend(m)), format!("{name} holds the leader key, running")),
         };
@@ -145,6 +148,7 @@ impl RoutingTable {
         any.sort_by(|a, b| a.name.cmp(&b.name));
         RoutingTable {
             open: true,
+            leader: leader.map(str::to_string),
             primary,
             primary_reason,
             replicas,
@@ -186,13 +190,13 @@ impl RoutingTable {
 }
 
 fn cut_reason(port: Port, backend: &str, new: &RoutingTable) -> String {
-    let promoted = new.primary.as_ref().is_some_and(|b| b.name == backend);
+    let promoted = new.leader.as_deref() == Some(backend);
     match port {
         Port::Primary => match &new.primary {
             Some(b) => format!("leader key moved to {}", b.name),
             None => new.primary_reason.clone(),
         },
-        Port::Replica if promoted => format!("{backend} became the primary"),
+        Port::Replica if promoted => format!("{backend} took the leader key"),
         Port::Replica => format!("{backend} is no longer a streaming replica"),
         Port::Any if !new.open => "routing closed".to_string(),
         Port::Any => format!("{backend} is no longer a running member we may route to"),

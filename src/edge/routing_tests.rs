@@ -286,5 +286,5 @@ fn change_lines_name_the_reason() {
     assert!(describe_changes(&a, &a).is_empty());
     let reasons = sessions_to_close(&a, &b);
     assert_eq!(reasons[0].reason, "leader key moved to db2");
-    assert_eq!(reasons[1].reason, "db2 became the primary");
+    assert_eq!(reasons[1].reason, "db2 took the leader key");
 }
