@@ -16,6 +16,21 @@ fn main() -> ExitCode {
         pgha::ha::fence::run(deadline_file, pgdata);
         return ExitCode::SUCCESS;
     }
+    if let Command::FenceVip {
+        deadline_file,
+        address,
+        interface,
+    } = &cli.command
+    {
+        // No multi-threaded runtime: like `fence`, it must stay tiny and independent of the edge process.
+        return match pgha::edge::vip::fence::run(deadline_file, address, interface) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pgha fence-vip: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     pgha::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -112,6 +127,6 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Ctl(args) => pgha::ctl::run(args).await,
         Command::Demo(args) => pgha::demo::run(args).await,
         Command::Bench(cmd) => pgha::bench::run(cmd).await,
-        Command::Fence { .. } => Ok(()), // handled before the runtime starts
+        Command::Fence { .. } | Command::FenceVip { .. } => Ok(()), // handled before the runtime starts
     }
 }

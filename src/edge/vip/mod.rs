@@ -1,46 +1,54 @@
-//! Placeholder of the VIP keeper (built on branch `vip`; replaced at merge): the agreed signatures only.
+//! The edge's virtual IP (replaces keepalived): the edge holding the `vip` key, bound to its own DCS lease, owns the
+//! address on its interface (netlink) and announces it by gratuitous ARP (pnet). At most one holder, decided by a
+//! compare-and-swap in the DCS, not by multicast adverts; the address goes before the lease could expire, and a
+//! separate fencing process removes it if the holder dies or freezes.
+//!
+//! `decide.rs` is the pure decision; `keeper.rs` carries it out; `netlink.rs`, `garp.rs`, `fence.rs` are the
+//! effects; `caps.rs` checks the capabilities at start.
+
+pub mod caps;
+pub mod decide;
+pub mod fence;
+pub mod garp;
+pub mod keeper;
+pub mod netlink;
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+pub use caps::check_capabilities;
+pub use keeper::{run_keeper, run_keeper_with};
 
-use crate::dcs::client::DcsClient;
-use crate::ha::keys::Keys;
-
-/// What the VIP keeper needs to know.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the keeper needs from the `[edge.vip]` config.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VipSettings {
+    /// The virtual address.
     pub address: Ipv4Addr,
+    /// Its prefix length on the interface (e.g. 24).
     pub prefix_len: u8,
+    /// The interface that carries it (e.g. eth0).
     pub interface: String,
+    /// Higher goes first when the VIP is free.
     pub priority: u32,
+    /// Release the VIP when a healthy edge with a higher priority exists.
     pub preempt: bool,
+    /// TTL of the VIP lease: a dead holder's VIP moves after about this long.
     pub ttl: Duration,
 }
 
-/// A VIP failure.
-#[derive(Debug, thiserror::Error)]
+/// Failures of the VIP keeper.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VipError {
-    #[error("the VIP keeper is not part of this build (branch `vip`)")]
-    NotBuilt,
-}
-
-/// Checks CAP_NET_ADMIN / CAP_NET_RAW and the interface.
-pub fn check_capabilities(_s: &VipSettings) -> Result<(), VipError> {
-    Err(VipError::NotBuilt)
-}
-
-/// Holds the VIP while this edge owns the `vip` lease.
-pub async fn run_keeper(
-    _s: VipSettings,
-    _edge_name: String,
-    _dcs: Arc<DcsClient>,
-    _keys: Keys,
-    _healthy: tokio::sync::watch::Receiver<bool>,
-    _holder: tokio::sync::watch::Sender<Option<String>>,
-    _shutdown: CancellationToken,
-) -> Result<(), VipError> {
-    Err(VipError::NotBuilt)
+    #[error("VIP capabilities: {0}")]
+    Capabilities(String),
+    #[error("VIP interface {0:?} does not exist (check edge.vip.interface)")]
+    NoInterface(String),
+    #[error("VIP interface {interface:?}: {message}")]
+    Interface { interface: String, message: String },
+    #[error("netlink: {action}: {message}")]
+    Netlink { action: &'static str, message: String },
+    #[error("bad VIP address {0}")]
+    BadAddress(String),
+    #[error("VIP fence: {0}")]
+    Fence(String),
 }
