@@ -52,6 +52,18 @@ pub enum Command {
         #[arg(long)]
         pgdata: PathBuf,
     },
+    /// Internal: the fencing process an edge starts while it holds the VIP (removes ADDRESS from INTERFACE when the
+    /// lease deadline in DEADLINE_FILE passes).
+    #[command(hide = true)]
+    FenceVip {
+        #[arg(long)]
+        deadline_file: PathBuf,
+        /// ADDRESS/PREFIX, e.g. 10.0.0.10/24.
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        interface: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

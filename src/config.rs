@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod edge;
 mod env;
 mod error;
 mod examples;
@@ -32,6 +33,8 @@ mod overrides;
 mod postgresql;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_edge;
 #[cfg(test)]
 mod tests_examples;
 #[cfg(test)]
@@ -41,6 +44,7 @@ mod tests_secret;
 mod validate;
 mod validate_pg;
 
+pub use edge::{parse_vip_address, EdgeSection, VipSection};
 pub use error::{ConfigError, Peer, Problem, SyntaxError};
 pub use examples::example;
 pub use overrides::Overrides;
@@ -116,6 +120,8 @@ pub struct Config {
     pub postgresql: PostgresqlSection,
     /// `[ha]`: failover behaviour of this node and the initial dynamic settings (ignored by other roles).
     pub ha: HaSection,
+    /// `[edge]`: client ports, status page and virtual IP of an edge (ignored by other roles).
+    pub edge: EdgeSection,
     /// `[tls]`: certificates for all gRPC traffic (mutual TLS).
     pub tls: TlsSection,
     /// `[log]`: log output.

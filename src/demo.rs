@@ -38,8 +38,35 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .await
             .context("waiting for the DCS to elect a leader")?,
     };
+    let edge = match role {
+        Role::Db => {
+            let i = cluster.add_edge("")?;
+            cluster.start_edge(i)?;
+            if !cluster.wait_edge_healthy(i, Duration::from_secs(30)).await {
+                anyhow::bail!(
+                    "the edge did not become healthy; see {}",
+                    cluster.edges[i].log.display()
+                );
+            }
+            cluster.edges[i].edge
+        }
+        _ => None,
+    };
     let ctl = cluster.write_ctl_config()?;
     let manifest = cluster.write_manifest()?;
+    if let Some(p) = edge {
+        let password = cluster.dir.join("secrets/superuser");
+        println!(
+            "connect through the edge (primary): PGPASSWORD=$(cat {}) psql \"host=127.0.0.1 port={} user=postgres \
+             dbname=postgres\"",
+            password.display(),
+            p.primary
+        );
+        println!(
+            "  edge1: replicas port {}, any member port {}, status http://127.0.0.1:{}/",
+            p.replica, p.any, p.status
+        );
+    }
     println!(
         "ready: leader is {} ({})",
         cluster.nodes[leader].name, cluster.nodes[leader].dcs_addr

@@ -52,14 +52,27 @@ pub struct LocalNode {
     pub pg_data: Option<PathBuf>,
     /// Port of the Patroni-compatible REST API (db nodes).
     pub rest_port: Option<u16>,
+    /// Ports of an edge.
+    pub edge: Option<LocalEdgePorts>,
     #[serde(skip)]
     child: Option<Child>,
+}
+
+/// The loopback ports of a local edge.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct LocalEdgePorts {
+    pub primary: u16,
+    pub replica: u16,
+    pub any: u16,
+    pub status: u16,
 }
 
 /// A local cluster; dropping it kills every node it started.
 pub struct LocalCluster {
     pub dir: PathBuf,
     pub nodes: Vec<LocalNode>,
+    /// Edges (`pgha run --role edge`) following the cluster; not DCS members, so kept apart from `nodes`.
+    pub edges: Vec<LocalNode>,
     pub tls: bool,
     /// How nodes are laid out (kept for nodes added later).
     layout: Layout,
@@ -167,6 +180,7 @@ impl LocalCluster {
         Ok(LocalCluster {
             dir,
             nodes,
+            edges: Vec::new(),
             tls,
             layout,
             _temp: temp,
@@ -175,29 +189,174 @@ impl LocalCluster {
 
     /// Starts node `i` (appending its output to its log file).
     pub fn start(&mut self, i: usize) -> Result<(), LocalError> {
-        let node = &mut self.nodes[i];
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .map_err(io("opening the node log"))?;
-        let err_log = log.try_clone().map_err(io("opening the node log"))?;
-        let mut command = Command::new(&node.argv[0]);
-        if self.layout.fault_injection {
-            command.env("PGHA_FAULT_INJECTION", "1");
-        }
-        let child = command
-            .args(&node.argv[1..])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err_log)
-            .spawn()
-            .map_err(io(format!("starting {}", node.argv[0])))?;
-        node.pid = Some(child.id());
-        node.child = Some(child);
-        Ok(())
+        spawn(&mut self.nodes[i], self.layout.fault_injection)
     }
 
+    /// Lays out edge `edge<N>` following this cluster on loopback ports (`extra_edge` is appended to its `[edge]`
+    /// section, e.g. `primary_wait_ms = 10000`); not started. Returns its index in `edges`.
+    pub fn add_edge(&mut self, extra_edge: &str) -> Result<usize, LocalError> {
+        let exe = self.nodes.first().map(|n| PathBuf::from(&n.argv[0])).ok_or_else(|| {
+            io("adding an edge")(std::io::Error::other("the cluster has no node to copy settings from"))
+        })?;
+        let name = format!("edge{}", self.edges.len() + 1);
+        let p = free_ports(4)?;
+        let ports = LocalEdgePorts {
+            primary: p[0],
+            replica: p[1],
+            any: p[2],
+            status: p[3],
+        };
+        let certs = self.dir.join("certs");
+        if self.tls {
+            let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
+            crate::cert::issue(&certs, &name, &localhost, &["localhost".into()], 30)?;
+        }
+        let node_dir = self.dir.join(&name);
+        fs::create_dir_all(&node_dir).map_err(io(format!("creating {}", node_dir.display())))?;
+        let endpoints: Vec<&str> = self.nodes.iter().map(|n| n.dcs_addr.as_str()).collect();
+        let text = format!(
+            "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{name}\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n\
+             [edge]\nprimary_listen = \"127.0.0.1:{}\"\nreplica_listen = \"127.0.0.1:{}\"\nany_listen = \"127.0.0.1:{}\"\n\
+             status_listen = \"127.0.0.1:{}\"\n{extra_edge}\n\n{}",
+            ports.primary,
+            ports.replica,
+            ports.any,
+            ports.status,
+            tls_section(self.tls, &certs, &name)
+        );
+        let config = node_dir.join("pgha.toml");
+        fs::write(&config, text).map_err(io(format!("writing {}", config.display())))?;
+        let argv = vec![
+            exe.display().to_string(),
+            "run".into(),
+            "--role".into(),
+            "edge".into(),
+            "-c".into(),
+            config.display().to_string(),
+        ];
+        self.edges.push(LocalNode {
+            name,
+            role: Role::Edge,
+            dcs_addr: String::new(),
+            data_dir: node_dir.clone(),
+            config,
+            log: node_dir.join("pgha.log"),
+            argv,
+            pid: None,
+            pg_port: None,
+            pg_data: None,
+            rest_port: None,
+            edge: Some(ports),
+            child: None,
+        });
+        Ok(self.edges.len() - 1)
+    }
+
+    /// Starts edge `i`.
+    pub fn start_edge(&mut self, i: usize) -> Result<(), LocalError> {
+        spawn(&mut self.edges[i], false)
+    }
+
+    /// Sends `signal` to edge `i` by PID.
+    pub fn signal_edge(&self, i: usize, signal: libc::c_int) {
+        send_signal(&self.edges[i], signal);
+    }
+
+    /// SIGTERMs edge `i`, waits up to `grace` for it to exit; returns its exit status (None if it had to be killed).
+    pub fn stop_edge(&mut self, i: usize, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.signal_edge(i, libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        let edge = &mut self.edges[i];
+        while Instant::now() < deadline {
+            match edge.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => {
+                    edge.child = None;
+                    edge.pid = None;
+                    return Some(status);
+                }
+                Some(Ok(None)) => std::thread::sleep(Duration::from_millis(20)),
+                _ => break,
+            }
+        }
+        reap(edge);
+        None
+    }
+}
+
+/// True when the edge status server on 127.0.0.1:`port` answers `/health` with 200.
+pub async fn edge_healthy(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), ask).await, Ok(Some(true)))
+}
+
+impl LocalCluster {
+    /// Polls until edge `i` reports itself healthy (its view is fresh and its ports listen).
+    pub async fn wait_edge_healthy(&self, i: usize, timeout: Duration) -> bool {
+        let Some(ports) = self.edges[i].edge else { return false };
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if edge_healthy(ports.status).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+/// Starts `node` (appending its output to its log file).
+fn spawn(node: &mut LocalNode, fault_injection: bool) -> Result<(), LocalError> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&node.log)
+        .map_err(io("opening the node log"))?;
+    let err_log = log.try_clone().map_err(io("opening the node log"))?;
+    let mut command = Command::new(&node.argv[0]);
+    if fault_injection {
+        command.env("PGHA_FAULT_INJECTION", "1");
+    }
+    let child = command
+        .args(&node.argv[1..])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log)
+        .spawn()
+        .map_err(io(format!("starting {}", node.argv[0])))?;
+    node.pid = Some(child.id());
+    node.child = Some(child);
+    Ok(())
+}
+
+/// Sends `signal` to `node` by PID, if we started it and have not reaped it.
+fn send_signal(node: &LocalNode, signal: libc::c_int) {
+    if let Some(pid) = node.child.as_ref().map(Child::id) {
+        // SAFETY: kill(2) on the PID of a child we spawned and have not yet reaped.
+        unsafe {
+            libc::kill(pid as libc::pid_t, signal);
+        }
+    }
+}
+
+/// SIGKILLs `node` and reaps it.
+fn reap(node: &mut LocalNode) {
+    send_signal(node, libc::SIGKILL);
+    if let Some(mut child) = node.child.take() {
+        let _ = child.wait();
+    }
+    node.pid = None;
+}
+
+impl LocalCluster {
     /// Starts every node.
     pub fn start_all(&mut self) -> Result<(), LocalError> {
         (0..self.nodes.len()).try_for_each(|i| self.start(i))
@@ -240,21 +399,12 @@ impl LocalCluster {
 
     /// Sends `signal` to node `i` by PID.
     pub fn signal(&self, i: usize, signal: libc::c_int) {
-        if let Some(pid) = self.nodes[i].child.as_ref().map(Child::id) {
-            // SAFETY: kill(2) on the PID of a child we spawned and have not yet reaped.
-            unsafe {
-                libc::kill(pid as libc::pid_t, signal);
-            }
-        }
+        send_signal(&self.nodes[i], signal);
     }
 
     /// SIGKILLs node `i` and reaps it.
     pub fn kill(&mut self, i: usize) {
-        self.signal(i, libc::SIGKILL);
-        if let Some(mut child) = self.nodes[i].child.take() {
-            let _ = child.wait();
-        }
-        self.nodes[i].pid = None;
+        reap(&mut self.nodes[i]);
     }
 
     /// SIGTERMs node `i`, waits up to `grace`, then SIGKILLs it.
@@ -365,7 +515,8 @@ impl LocalCluster {
     /// Writes `demo.json`: every node's name, role, pid, addresses, data dir and restart argv.
     pub fn write_manifest(&self) -> Result<PathBuf, LocalError> {
         let path = self.dir.join("demo.json");
-        let manifest = serde_json::json!({ "dir": self.dir, "tls": self.tls, "nodes": self.nodes });
+        let manifest =
+            serde_json::json!({ "dir": self.dir, "tls": self.tls, "nodes": self.nodes, "edges": self.edges });
         let text = serde_json::to_string_pretty(&manifest).map_err(|e| io("encoding demo.json")(e.into()))?;
         let mut file = File::create(&path).map_err(io(format!("writing {}", path.display())))?;
         std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(format!("writing {}", path.display())))?;
@@ -435,6 +586,7 @@ fn layout_node(
         pg_port,
         pg_data: pg_port.map(|_| node_dir.join("data").join("pgdata")),
         rest_port,
+        edge: None,
         child: None,
     })
 }
@@ -526,6 +678,9 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        for edge in &mut self.edges {
+            reap(edge);
+        }
         for i in 0..self.nodes.len() {
             self.kill(i);
         }

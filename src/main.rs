@@ -16,6 +16,21 @@ fn main() -> ExitCode {
         pgha::ha::fence::run(deadline_file, pgdata);
         return ExitCode::SUCCESS;
     }
+    if let Command::FenceVip {
+        deadline_file,
+        address,
+        interface,
+    } = &cli.command
+    {
+        // No multi-threaded runtime: like `fence`, it must stay tiny and independent of the edge process.
+        return match pgha::edge::vip::fence::run(deadline_file, address, interface) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pgha fence-vip: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     pgha::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -128,6 +143,6 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("{} man pages in {}", pages.len(), dir.display());
             Ok(())
         }
-        Command::Fence { .. } => Ok(()), // handled before the runtime starts
+        Command::Fence { .. } | Command::FenceVip { .. } => Ok(()), // handled before the runtime starts
     }
 }

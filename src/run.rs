@@ -63,7 +63,7 @@ pub fn member_settings(config: &Config) -> anyhow::Result<MemberSettings> {
 pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     match role {
         Role::Db | Role::Witness => {}
-        Role::Edge => bail!("the edge role (proxy + VIP) is not part of this build yet; run db or witness nodes"),
+        Role::Edge => return crate::run_edge::run(config).await,
     }
     // Handlers first: a SIGTERM right after READY=1 (systemd may send one at any time) must mean a clean stop.
     let mut stop = StopSignals::install()?;

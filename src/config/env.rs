@@ -17,6 +17,8 @@ pub(super) enum Kind {
     List,
     /// Non-negative integer.
     Int,
+    /// Non-negative integer; empty unsets the key.
+    OptInt,
     /// Integer that may be negative.
     SignedInt,
     /// true/false, yes/no, on/off, 1/0.
@@ -25,7 +27,8 @@ pub(super) enum Kind {
     Table,
 }
 
-/// Every configuration key as (section, key, kind). A unit test checks this
+/// Every configuration key as (section, key, kind); a nested section is dotted (`edge.vip`, set as
+/// `PGHA_EDGE__VIP__ADDRESS`). A unit test checks this
 /// against the `Config` struct so the two cannot drift apart.
 pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("cluster", "name", Kind::Str),
@@ -68,6 +71,17 @@ pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("ha", "synchronous_mode_strict", Kind::Bool),
     ("ha", "synchronous_node_count", Kind::Int),
     ("ha", "tags", Kind::Table),
+    ("edge", "primary_listen", Kind::Str),
+    ("edge", "replica_listen", Kind::Str),
+    ("edge", "any_listen", Kind::Str),
+    ("edge", "status_listen", Kind::Str),
+    ("edge", "max_sessions", Kind::Int),
+    ("edge", "primary_wait_ms", Kind::Int),
+    ("edge", "replica_max_lag_bytes", Kind::OptInt),
+    ("edge.vip", "address", Kind::Str),
+    ("edge.vip", "interface", Kind::Str),
+    ("edge.vip", "priority", Kind::Int),
+    ("edge.vip", "preempt", Kind::Bool),
     ("tls", "plaintext", Kind::Bool),
     ("tls", "ca", Kind::OptStr),
     ("tls", "cert", Kind::OptStr),
@@ -121,6 +135,16 @@ fn unknown_key_message(segs: &[String]) -> String {
         }
         v
     });
+    if let [parent @ .., key] = segs {
+        let nested = parent.join(".");
+        if parent.len() > 1 && sections.contains(&nested.as_str()) {
+            let keys: Vec<&str> = KEYS.iter().filter(|k| k.0 == nested).map(|k| k.1).collect();
+            return format!(
+                "unknown configuration key `{nested}.{key}` (keys in [{nested}]: {})",
+                keys.join(", ")
+            );
+        }
+    }
     match segs {
         [section, key] if sections.contains(&section.as_str()) => {
             let keys: Vec<&str> = KEYS.iter().filter(|k| k.0 == section).map(|k| k.1).collect();
@@ -154,7 +178,8 @@ fn convert(kind: Kind, raw: &str) -> Result<Option<Value>, String> {
         Kind::Str => Ok(Some(Value::String(raw.to_string()))),
         Kind::OptStr if trimmed.is_empty() => Ok(None),
         Kind::OptStr => Ok(Some(Value::String(raw.to_string()))),
-        Kind::Int => trimmed
+        Kind::OptInt if trimmed.is_empty() => Ok(None),
+        Kind::Int | Kind::OptInt => trimmed
             .parse::<i64>()
             .ok()
             .filter(|n| *n >= 0)
@@ -216,6 +241,25 @@ fn convert(kind: Kind, raw: &str) -> Result<Option<Value>, String> {
     }
 }
 
+/// The table of a (possibly dotted) section, created when missing.
+fn section_table<'a>(table: &'a mut Table, section: &str) -> &'a mut Table {
+    let mut current = table;
+    for part in section.split('.') {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            // Not reachable after the file deserialized, but never panic on input.
+            *entry = Value::Table(Table::new());
+        }
+        current = match entry {
+            Value::Table(t) => t,
+            _ => unreachable!("made a table just above"),
+        };
+    }
+    current
+}
+
 /// Merges the configuration variables among `env` into `table` and returns
 /// their names (sorted) for error messages.
 pub(super) fn overlay(
@@ -235,10 +279,10 @@ pub(super) fn overlay(
             origin: format!("environment variable {name}"),
             message,
         };
-        let Some(&(section, key, kind)) = KEYS
-            .iter()
-            .find(|k| segs.len() == 2 && k.0 == segs[0] && k.1 == segs[1])
-        else {
+        let Some(&(section, key, kind)) = KEYS.iter().find(|k| match segs.split_last() {
+            Some((last, parent)) => !parent.is_empty() && k.0 == parent.join(".") && k.1 == last,
+            None => false,
+        }) else {
             return Err(parse_err(unknown_key_message(&segs)));
         };
         let path = format!("{section}.{key}");
@@ -252,27 +296,16 @@ pub(super) fn overlay(
             // Deserialize this value on its own so that a type error (say, an
             // unknown log format) names the variable that caused it.
             let mut probe = Table::new();
-            probe.insert(
-                section.to_string(),
-                Value::Table(Table::from_iter([(key.to_string(), value.clone())])),
-            );
+            section_table(&mut probe, section).insert(key.to_string(), value.clone());
             Value::Table(probe)
                 .try_into::<Config>()
                 .map_err(|e| parse_err(format!("{path}: {}", e.message().trim_end())))?;
         }
-        let entry = table
-            .entry(section.to_string())
-            .or_insert_with(|| Value::Table(Table::new()));
-        if !entry.is_table() {
-            // Not reachable after the file deserialized, but never panic on input.
-            *entry = Value::Table(Table::new());
-        }
-        if let Some(section_table) = entry.as_table_mut() {
-            match value {
-                Some(value) => section_table.insert(key.to_string(), value),
-                None => section_table.remove(key),
-            };
-        }
+        let section_table = section_table(table, section);
+        match value {
+            Some(value) => section_table.insert(key.to_string(), value),
+            None => section_table.remove(key),
+        };
         names.push(name);
     }
     Ok(names)

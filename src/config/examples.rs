@@ -250,6 +250,7 @@ const EDGE: &str = r#"# pgha configuration for an edge (`pgha edge`): TCP proxy 
 # Precedence: command-line flags > environment > this file > defaults.
 # Any key can be set from the environment as PGHA_<SECTION>__<KEY>, e.g.
 # PGHA_NODE__NAME=edge1 or PGHA_DCS__ENDPOINTS=10.0.0.1:7400,10.0.0.2:7400
+# ([edge.vip] keys as PGHA_EDGE__VIP__<KEY>, e.g. PGHA_EDGE__VIP__PRIORITY=150)
 
 [cluster]
 # Cluster name: lowercase letters, digits, '_' and '-'; the same on every
@@ -269,6 +270,42 @@ endpoints = ["10.0.0.1:7400", "10.0.0.2:7400", "10.0.0.3:7400"]
 # peers = ["db1=10.0.0.1:7400", "db2=10.0.0.2:7400", "w1=10.0.0.3:7400"]
 # Timeout of DCS requests, in ms. Default: 2000.
 request_timeout_ms = 2000
+
+[edge]
+# host:port for clients of the current primary only (the leader-key holder
+# once it runs as primary); "" disables the port. Default: "0.0.0.0:5432".
+primary_listen = "0.0.0.0:5432"
+# host:port balanced round-robin over the streaming replicas (members tagged
+# noloadbalance are skipped); "" disables it. Default: "0.0.0.0:5433".
+replica_listen = "0.0.0.0:5433"
+# host:port balanced over every running member; "" disables it.
+# Default: "0.0.0.0:5434".
+any_listen = "0.0.0.0:5434"
+# host:port of the HTTP status page, /metrics and /health; "" disables it.
+# Default: "0.0.0.0:8080".
+status_listen = "0.0.0.0:8080"
+# Concurrent client sessions over all ports; more clients wait in the
+# listen backlog. Default: 1000.
+max_sessions = 1000
+# While there is no primary (failover, switchover), new clients of the
+# primary port wait this long (ms) for one before they are disconnected.
+# Default: 5000.
+primary_wait_ms = 5000
+# Replicas whose replay position lags more than this many bytes get no new
+# sessions on the replica port. Default: unset (no limit).
+# replica_max_lag_bytes = 16777216
+
+[edge.vip]
+# The virtual IPv4 address with its prefix length; held by at most one edge
+# (the holder of the DCS `vip` lease), announced by gratuitous ARP. Needs
+# CAP_NET_ADMIN and CAP_NET_RAW. Remove this section for no VIP.
+address = "10.0.0.10/24"
+# Interface the address is added to. Required with [edge.vip].
+interface = "eth0"
+# Edges with a higher priority try to take the VIP first. Default: 100.
+priority = 100
+# Take the VIP from a healthy holder of lower priority. Default: false.
+preempt = false
 
 [tls]
 # true disables TLS entirely (trusted networks and tests only); ca, cert and

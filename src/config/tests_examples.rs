@@ -68,12 +68,14 @@ fn examples_document_every_key() {
         "log.level",
     ];
     let db_only = ["postgresql", "ha"];
+    let edge_only = ["edge", "edge.vip"];
     for role in Role::ALL {
         let text = example(role);
         for (section, key, kind) in env::KEYS {
             let path = format!("{section}.{key}");
-            if role == Role::Edge && !edge_keys.contains(&path.as_str())
+            if role == Role::Edge && !edge_keys.contains(&path.as_str()) && !edge_only.contains(section)
                 || role != Role::Db && db_only.contains(section)
+                || role != Role::Edge && edge_only.contains(section)
             {
                 continue;
             }
@@ -105,6 +107,9 @@ fn examples_document_every_key() {
             );
         }
     }
+    for role in [Role::Db, Role::Witness] {
+        assert!(!example(role).contains("[edge"), "{role}: has [edge]");
+    }
 }
 
 #[test]
@@ -121,18 +126,29 @@ fn key_table_matches_struct() {
     pg.superuser_password_file = Some("f".into());
     pg.replication_password_file = Some("g".into());
     full.ha.rest_listen = Some("0.0.0.0:8008".into());
+    full.edge.replica_max_lag_bytes = Some(1);
+    full.edge.vip = Some(VipSection::default());
     let value = toml::Value::try_from(&full).expect("serializable");
     let mut from_struct = BTreeSet::new();
     for (section, table) in value.as_table().expect("table") {
-        for key in table.as_table().expect("section table").keys() {
-            from_struct.insert(format!("{section}.{key}"));
+        for (key, v) in table.as_table().expect("section table") {
+            let nested = format!("{section}.{key}");
+            match v.as_table() {
+                // A nested section (not a map-valued key such as postgresql.parameters).
+                Some(sub) if env::KEYS.iter().any(|k| k.0 == nested) => {
+                    from_struct.extend(sub.keys().map(|k| format!("{nested}.{k}")));
+                }
+                _ => {
+                    from_struct.insert(nested);
+                }
+            }
         }
     }
     let from_table: BTreeSet<String> = env::KEYS.iter().map(|(s, k, _)| format!("{s}.{k}")).collect();
     assert_eq!(from_struct, from_table);
     // Every table key is a map in the struct, and only those.
     for (section, key, kind) in env::KEYS {
-        let is_table = value[section][key].is_table();
+        let is_table = section.split('.').fold(&value, |v, part| &v[part])[key].is_table();
         assert_eq!(is_table, *kind == Kind::Table, "{section}.{key}");
     }
 }

@@ -307,6 +307,9 @@ pub(super) fn problems(config: &Config, purpose: Purpose) -> Vec<Problem> {
         validate_pg::postgresql(config, &mut r);
         validate_pg::ha(&config.ha, &mut r);
     }
+    if purpose == Purpose::Run(Role::Edge) {
+        super::edge::edge(&config.edge, &mut r);
+    }
 
     if !tls.plaintext {
         let files = [

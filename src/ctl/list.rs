@@ -73,6 +73,7 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result
     let keys = Keys::new(cluster);
     let view = Store { dcs, keys: &keys }.view().await?;
     let rows = rows(&view);
+    let (edges, vip) = super::edges::read(dcs, &keys).await?;
     if out == Output::Json {
         return output::json(&serde_json::json!({
             "cluster": cluster,
@@ -80,6 +81,8 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result
             "leader": view.leader.as_ref().map(|l| l.name.clone()),
             "paused": view.config.paused,
             "members": rows,
+            "edges": edges,
+            "vip_holder": vip,
         }));
     }
     let sysid = view
@@ -129,6 +132,7 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result
     if view.config.paused {
         println!(" Maintenance mode: on");
     }
+    super::edges::print(&edges, vip.as_deref());
     Ok(())
 }
 

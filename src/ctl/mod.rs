@@ -5,6 +5,7 @@ mod config_doc;
 mod dcs_cmd;
 mod diff;
 mod edit_config;
+mod edges;
 mod ha_cmd;
 pub mod list;
 mod members;

@@ -350,6 +350,32 @@ impl DcsClient {
     /// Watches a key or prefix from `start_revision` (0 = from now). Events arrive in revision order without gaps,
     /// across member failures; the channel closes after a `Compacted` message or when the receiver is dropped.
     pub fn watch(&self, key: &[u8], prefix: bool, start_revision: i64) -> mpsc::Receiver<WatchMessage> {
+        self.watch_task(key, prefix, start_revision, None)
+    }
+
+    /// [`DcsClient::watch`] that also reports the watched member's progress messages (every 500 ms): the revision
+    /// the member had applied when it sent one, all matching events up to it already delivered (modulo events of
+    /// that very instant, which follow at once).
+    pub fn watch_with_progress(
+        &self,
+        key: &[u8],
+        prefix: bool,
+        start_revision: i64,
+    ) -> (mpsc::Receiver<WatchMessage>, tokio::sync::watch::Receiver<i64>) {
+        let (progress, progress_rx) = tokio::sync::watch::channel(0);
+        (
+            self.watch_task(key, prefix, start_revision, Some(progress)),
+            progress_rx,
+        )
+    }
+
+    fn watch_task(
+        &self,
+        key: &[u8],
+        prefix: bool,
+        start_revision: i64,
+        progress: Option<tokio::sync::watch::Sender<i64>>,
+    ) -> mpsc::Receiver<WatchMessage> {
         let (tx, rx) = mpsc::channel(256);
         let task = WatchTask {
             endpoints: self.endpoints.clone(),
@@ -358,6 +384,7 @@ impl DcsClient {
             key: key.to_vec(),
             prefix,
             next: start_revision,
+            progress,
         };
         tokio::spawn(task.run(tx));
         rx
@@ -372,6 +399,8 @@ struct WatchTask {
     prefix: bool,
     /// Next revision to deliver (0 until the first member told us where "now" is).
     next: i64,
+    /// Where progress messages are reported, when the caller asked for them.
+    progress: Option<tokio::sync::watch::Sender<i64>>,
 }
 
 enum StreamEnd {
@@ -449,6 +478,8 @@ impl WatchTask {
                 if tx.send(WatchMessage::Events(events)).await.is_err() {
                     return StreamEnd::ReceiverGone;
                 }
+            } else if let Some(progress) = &self.progress {
+                progress.send_replace(resp.revision);
             }
         }
     }

@@ -9,7 +9,7 @@ use super::model::{
     SyncState,
 };
 use crate::dcs::client::{ClientError, DcsClient};
-use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
+use crate::dcs::types::{Compare, CompareTarget, KeyValue, Op, Txn};
 
 /// Reads and writes the cluster's keys.
 pub struct Store<'a> {
@@ -44,6 +44,11 @@ impl Store<'_> {
     /// The whole cluster state in one linearizable read.
     pub async fn view(&self) -> Result<ClusterView, ClientError> {
         let (kvs, revision) = self.dcs.get(self.keys.root().as_bytes(), true).await?;
+        Ok(self.parse(kvs, revision))
+    }
+
+    /// The cluster view of the keys `kvs` (every key under the root) at `revision` (pure).
+    pub fn parse(&self, kvs: Vec<KeyValue>, revision: i64) -> ClusterView {
         let mut view = ClusterView {
             revision,
             ..ClusterView::default()
@@ -93,7 +98,7 @@ impl Store<'_> {
                 }
             }
         }
-        Ok(view)
+        view
     }
 
     /// Publishes our status under the session lease.

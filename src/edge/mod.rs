@@ -1,0 +1,14 @@
+//! The edge role: follows the cluster through the DCS, routes client ports to the right PostgreSQL (closing
+//! sessions whose backend lost its role), serves a status page, publishes itself, and may hold the VIP.
+
+pub mod copy;
+pub mod follow;
+pub mod http;
+pub mod info;
+pub mod proxy;
+pub mod publish;
+pub mod routing;
+pub mod state;
+pub mod status;
+pub mod updater;
+pub mod vip;

@@ -1,0 +1,228 @@
+//! Edge role wiring: config -> DCS client, listeners, follower, router, proxy, status page, publisher, VIP keeper;
+//! and the SIGTERM sequence (stop accepting, release the VIP, close sessions, leave the DCS).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{parse_vip_address, Config};
+use crate::dcs::client::DcsClient;
+use crate::edge::info::{EdgeInfo, EdgePorts};
+use crate::edge::proxy::Proxy;
+use crate::edge::routing::{Port, RoutingOpts};
+use crate::edge::state::EdgeState;
+use crate::edge::vip::{self, VipSettings};
+use crate::edge::{follow, http, publish, updater};
+use crate::ha::keys::Keys;
+
+async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+fn vip_settings(config: &Config) -> anyhow::Result<Option<VipSettings>> {
+    let Some(v) = &config.edge.vip else { return Ok(None) };
+    let (address, prefix_len) = parse_vip_address(&v.address).map_err(|e| anyhow::anyhow!("edge.vip.address: {e}"))?;
+    Ok(Some(VipSettings {
+        address,
+        prefix_len,
+        interface: v.interface.clone(),
+        priority: v.priority,
+        preempt: v.preempt,
+        // Replaced by the cluster's leader TTL once the first view is read.
+        ttl: Duration::from_secs(2),
+    }))
+}
+
+/// Runs the edge until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let e = &config.edge;
+    let name = config.node.name.clone();
+    let vip = vip_settings(&config)?;
+    if let Some(v) = &vip {
+        vip::check_capabilities(v).context("edge.vip")?;
+    }
+    let tls = if config.tls.plaintext {
+        tracing::warn!("tls.plaintext = true: DCS traffic is neither encrypted nor authenticated (demo/test use only)");
+        None
+    } else {
+        Some(crate::run::load_node_tls(&config)?.client_config())
+    };
+    let timeout = Duration::from_millis(config.dcs.request_timeout_ms);
+    let dcs = Arc::new(DcsClient::new(config.client_endpoints(), tls, timeout).context("dcs.endpoints")?);
+    let keys = Keys::new(&config.cluster.name);
+
+    let mut listeners = Vec::new();
+    for (port, key, addr) in [
+        (Port::Primary, "edge.primary_listen", &e.primary_listen),
+        (Port::Replica, "edge.replica_listen", &e.replica_listen),
+        (Port::Any, "edge.any_listen", &e.any_listen),
+    ] {
+        if !addr.is_empty() {
+            listeners.push((port, addr.clone(), bind(key, addr).await?));
+        }
+    }
+    let status_listener = match e.status_listen.as_str() {
+        "" => None,
+        addr => Some(bind("edge.status_listen", addr).await?),
+    };
+
+    let max_sessions = usize::try_from(e.max_sessions).unwrap_or(usize::MAX);
+    let proxy = Proxy::new(max_sessions, Duration::from_millis(e.primary_wait_ms));
+    let (followed_tx, followed_rx) = watch::channel(None);
+    let (healthy_tx, healthy_rx) = watch::channel(false);
+    let (ttl_tx, ttl_rx) = watch::channel(Duration::from_secs(2));
+    let (holder_tx, holder_rx) = watch::channel(None::<String>);
+    let state = EdgeState {
+        name: name.clone(),
+        cluster: config.cluster.name.clone(),
+        listens: listeners.iter().map(|(p, a, _)| (*p, a.clone())).collect(),
+        vip: e.vip.as_ref().map(|v| v.address.clone()),
+        proxy: proxy.clone(),
+        followed: followed_rx.clone(),
+        healthy: healthy_rx.clone(),
+        vip_holder: holder_rx.clone(),
+    };
+
+    // Tokens in shutdown order: accept loops, VIP keeper, sessions, the rest (follower, router, publisher, page).
+    let (accept, vip_stop, sessions, background) = (
+        CancellationToken::new(),
+        CancellationToken::new(),
+        TaskTracker::new(),
+        CancellationToken::new(),
+    );
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(follow::run(
+        dcs.clone(),
+        keys.clone(),
+        followed_tx,
+        background.clone(),
+    )));
+    let opts = RoutingOpts {
+        max_lag_bytes: e.replica_max_lag_bytes,
+    };
+    tasks.push(tokio::spawn(updater::run(
+        proxy.clone(),
+        followed_rx.clone(),
+        opts,
+        healthy_tx,
+        ttl_tx,
+        background.clone(),
+    )));
+    let mut accept_loops = Vec::new();
+    for (port, addr, listener) in listeners {
+        tracing::info!("{port} port listening on {addr}");
+        accept_loops.push(tokio::spawn(proxy.clone().serve(
+            port,
+            listener,
+            accept.clone(),
+            sessions.clone(),
+        )));
+    }
+    if let Some(listener) = status_listener {
+        tracing::info!("status page on http://{}/", e.status_listen);
+        tasks.push(tokio::spawn(http::serve(listener, state.clone(), background.clone())));
+    }
+    let info = EdgeInfo {
+        name: name.clone(),
+        status_addr: e.status_listen.clone(),
+        ports: EdgePorts {
+            primary: e.primary_listen.clone(),
+            replica: e.replica_listen.clone(),
+            any: e.any_listen.clone(),
+        },
+        healthy: false,
+        vip_priority: e.vip.as_ref().map(|v| v.priority),
+        vip_holder: false,
+    };
+    let (info_tx, info_rx) = watch::channel(info);
+    tasks.push(tokio::spawn(publish::run(
+        dcs.clone(),
+        keys.clone(),
+        info_rx,
+        ttl_rx.clone(),
+        background.clone(),
+    )));
+    tasks.push(tokio::spawn(mirror_info(
+        name.clone(),
+        healthy_rx.clone(),
+        holder_rx.clone(),
+        info_tx,
+        background.clone(),
+    )));
+    let keeper = vip.map(|mut v| {
+        let (dcs, keys, name, stop) = (dcs.clone(), keys.clone(), name.clone(), vip_stop.clone());
+        let (healthy, mut followed) = (healthy_rx.clone(), followed_rx.clone());
+        tokio::spawn(async move {
+            // The VIP lease uses the cluster's leader TTL: wait for the first view to know it.
+            let first = tokio::select! {
+                _ = stop.cancelled() => return,
+                f = followed.wait_for(|f| f.is_some()) => f.ok().and_then(|f| f.as_ref().map(|f| f.ttl())),
+            };
+            v.ttl = first.unwrap_or(v.ttl);
+            if let Err(e) = vip::run_keeper(v, name, dcs, keys, healthy, holder_tx, stop).await {
+                tracing::error!("VIP keeper stopped: {e}");
+            }
+        })
+    });
+    tracing::info!(name = %name, "edge running");
+
+    crate::run::wait_for_stop_signal().await?;
+    tracing::info!("stop requested: no new sessions, releasing the VIP, closing sessions");
+    accept.cancel();
+    for a in accept_loops {
+        let _ = a.await;
+    }
+    vip_stop.cancel();
+    if let Some(k) = keeper {
+        if tokio::time::timeout(Duration::from_secs(5), k).await.is_err() {
+            tracing::warn!("the VIP keeper did not stop within 5 s");
+        }
+    }
+    proxy.close_all("edge stopping");
+    sessions.close();
+    if tokio::time::timeout(Duration::from_secs(5), sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some sessions did not end within 5 s");
+    }
+    background.cancel();
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    tracing::info!("edge stopped");
+    Ok(())
+}
+
+/// Keeps the published [`EdgeInfo`] in step with health and VIP ownership.
+async fn mirror_info(
+    name: String,
+    mut healthy: watch::Receiver<bool>,
+    mut holder: watch::Receiver<Option<String>>,
+    info: watch::Sender<EdgeInfo>,
+    token: CancellationToken,
+) {
+    loop {
+        let h = *healthy.borrow_and_update();
+        let v = holder.borrow_and_update().as_deref() == Some(name.as_str());
+        info.send_if_modified(|i| {
+            let changed = i.healthy != h || i.vip_holder != v;
+            i.healthy = h;
+            i.vip_holder = v;
+            changed
+        });
+        tokio::select! {
+            _ = token.cancelled() => return,
+            // A closed channel (no VIP keeper) just stops waking us.
+            Ok(()) = healthy.changed() => {}
+            Ok(()) = holder.changed() => {}
+        }
+    }
+}
