@@ -16,6 +16,6 @@ pub mod postgres;
 pub mod proto;
 pub mod run;
 pub mod run_db;
-pub mod sd_notify;
 pub mod run_edge;
+pub mod sd_notify;
 pub mod tls;

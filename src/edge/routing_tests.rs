@@ -22,6 +22,8 @@ fn member(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
         noloadbalance: false,
         tags: BTreeMap::new(),
         system_identifier: 1,
+        paused: false,
+        version: String::new(),
     }
 }
 
