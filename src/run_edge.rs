@@ -35,8 +35,8 @@ fn vip_settings(config: &Config) -> anyhow::Result<Option<VipSettings>> {
         interface: v.interface.clone(),
         priority: v.priority,
         preempt: v.preempt,
-        // Replaced by the cluster's leader TTL once the first view is read.
-        ttl: Duration::from_secs(2),
+        // Without `edge.vip.ttl_ms`, replaced by the cluster's leader TTL once the first view is read.
+        ttl: Duration::from_millis(v.ttl_ms.unwrap_or(2000)),
     }))
 }
 
@@ -156,6 +156,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         info_tx,
         background.clone(),
     )));
+    let config_vip_ttl = config.edge.vip.as_ref().and_then(|v| v.ttl_ms);
     let keeper = vip.map(|mut v| {
         let (dcs, keys, name, stop) = (dcs.clone(), keys.clone(), name.clone(), vip_stop.clone());
         let (healthy, mut followed) = (healthy_rx.clone(), followed_rx.clone());
@@ -165,7 +166,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 _ = stop.cancelled() => return,
                 f = followed.wait_for(|f| f.is_some()) => f.ok().and_then(|f| f.as_ref().map(|f| f.ttl())),
             };
-            v.ttl = first.unwrap_or(v.ttl);
+            if config_vip_ttl.is_none() {
+                v.ttl = first.unwrap_or(v.ttl);
+            }
             if let Err(e) = vip::run_keeper(v, name, dcs, keys, healthy, holder_tx, stop).await {
                 tracing::error!("VIP keeper stopped: {e}");
             }

@@ -68,6 +68,10 @@ pub struct VipSection {
     /// `edge.vip.preempt` (`PGHA_EDGE__VIP__PREEMPT`): take the VIP from a healthy holder of lower priority.
     /// Default: `false`.
     pub preempt: bool,
+    /// `edge.vip.ttl_ms` (`PGHA_EDGE__VIP__TTL_MS`): TTL of the VIP lease in ms, which bounds how fast the VIP
+    /// leaves a dead edge (about one TTL). Below the DCS's leader-election time (~0.7 s) a DCS leader change can
+    /// make the holder release it (safe, but a short outage). At least 300. Default: unset, the cluster's ttl_ms.
+    pub ttl_ms: Option<u64>,
 }
 
 impl Default for VipSection {
@@ -77,6 +81,7 @@ impl Default for VipSection {
             interface: String::new(),
             priority: 100,
             preempt: false,
+            ttl_ms: None,
         }
     }
 }
@@ -164,6 +169,13 @@ pub(super) fn edge(edge: &EdgeSection, r: &mut Report) {
                 && n.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
         };
+        if vip.ttl_ms.is_some_and(|t| t < 300) {
+            r.add(
+                "edge.vip.ttl_ms",
+                "is below the minimum of 300 ms",
+                "leave it unset to use the cluster's ttl_ms, or use at least 300",
+            );
+        }
         if vip.interface.is_empty() {
             r.add(
                 "edge.vip.interface",

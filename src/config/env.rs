@@ -82,6 +82,7 @@ pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("edge.vip", "interface", Kind::Str),
     ("edge.vip", "priority", Kind::Int),
     ("edge.vip", "preempt", Kind::Bool),
+    ("edge.vip", "ttl_ms", Kind::OptInt),
     ("tls", "plaintext", Kind::Bool),
     ("tls", "ca", Kind::OptStr),
     ("tls", "cert", Kind::OptStr),

@@ -127,7 +127,10 @@ fn key_table_matches_struct() {
     pg.replication_password_file = Some("g".into());
     full.ha.rest_listen = Some("0.0.0.0:8008".into());
     full.edge.replica_max_lag_bytes = Some(1);
-    full.edge.vip = Some(VipSection::default());
+    full.edge.vip = Some(VipSection {
+        ttl_ms: Some(1000),
+        ..VipSection::default()
+    });
     let value = toml::Value::try_from(&full).expect("serializable");
     let mut from_struct = BTreeSet::new();
     for (section, table) in value.as_table().expect("table") {
