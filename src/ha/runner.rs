@@ -19,6 +19,9 @@ use super::store::Store;
 use crate::dcs::client::{DcsClient, WatchMessage};
 use crate::postgres::{DataState, PgStatus, Postgres};
 
+/// How often a leader whose commits wait for a synchronous standby looks for one.
+const SYNC_PENDING_POLL: Duration = Duration::from_millis(50);
+
 /// Settings of a db node's HA loop (from the config, at the binary's edge).
 #[derive(Clone, Debug)]
 pub struct DbSettings {
@@ -138,6 +141,9 @@ impl DbNode {
             if self.session.fence_armed() {
                 if let Some(at) = self.session.step_down_at() {
                     wake = wake.min(at);
+                }
+                if self.sync_pending() {
+                    wake = wake.min(Instant::now() + SYNC_PENDING_POLL);
                 }
             }
             tokio::select! {

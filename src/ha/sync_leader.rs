@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::model::ClusterView;
+use super::model::{ClusterView, SyncMode};
 use super::runner::DbNode;
 use super::sync::{self, Standby, SyncSpec, SyncStep};
 
@@ -49,60 +49,73 @@ impl DbNode {
         let grace = Duration::from_millis(self.config.ttl_ms.saturating_mul(2));
         let expected = view.members.values().any(|m| m.name != self.s.name && !m.nofailover);
         let hold = expected && since.is_some_and(|t| t.elapsed() < grace);
-        let key = view.sync.as_ref().map(|(k, _)| k);
-        let wanted = sync::desired(&self.config, &standbys, key, hold);
-        let step = sync::plan(
-            &self.s.name,
-            key,
-            self.sync_applied.as_ref(),
-            &wanted,
-            self.sync_switch_lsn,
-            &standbys,
-        );
+        let mut key = view.sync.as_ref().map(|(k, _)| k.clone());
+        let wanted = sync::desired(&self.config, &standbys, key.as_ref(), hold);
         let leader_revision = view.leader.as_ref().map(|l| l.mod_revision).unwrap_or(0);
-        match step {
-            SyncStep::Steady => {}
-            SyncStep::WriteKey(state) => {
-                if self.store().write_sync(Some(&state), leader_revision).await? {
-                    tracing::info!(
-                        members = ?state.members,
-                        quorum = state.quorum,
-                        "sync key updated: only these members may be promoted"
+        // A key write is followed by the PostgreSQL step in the same loop: while a new primary blocks commits, every
+        // loop it waits is write downtime.
+        for _ in 0..3 {
+            let step = sync::plan(
+                &self.s.name,
+                key.as_ref(),
+                self.sync_applied.as_ref(),
+                &wanted,
+                self.sync_switch_lsn,
+                &standbys,
+            );
+            match step {
+                SyncStep::Steady => {}
+                SyncStep::WriteKey(state) => {
+                    if self.store().write_sync(Some(&state), leader_revision).await? {
+                        tracing::info!(
+                            members = ?state.members,
+                            quorum = state.quorum,
+                            "sync key updated: only these members may be promoted"
+                        );
+                        key = Some(state);
+                        continue;
+                    }
+                }
+                SyncStep::DeleteKey => {
+                    if self.store().write_sync(None, leader_revision).await? {
+                        tracing::info!("sync key removed: replication is asynchronous");
+                    }
+                }
+                SyncStep::Apply(spec) => {
+                    self.pg.set_synchronous_standby_names(&spec.render());
+                    self.apply_parameters().await;
+                    let what = match &spec {
+                        SyncSpec::Async => "asynchronous (no synchronous standby available)".to_string(),
+                        SyncSpec::Blocking => "blocking commits until a synchronous standby is recorded".to_string(),
+                        SyncSpec::Quorum { .. } => spec.render(),
+                    };
+                    tracing::info!("synchronous_standby_names: {what}");
+                    self.sync_applied = Some(spec);
+                    self.sync_switch_lsn = None;
+                }
+                SyncStep::MarkSwitch => {
+                    let wanted_text = self.sync_applied.as_ref().map(SyncSpec::render).unwrap_or_default();
+                    if status.synchronous_standby_names == wanted_text {
+                        self.sync_switch_lsn = Some(status.wal_position());
+                    }
+                }
+                SyncStep::AwaitCatchUp { have, need } => {
+                    tracing::debug!(
+                        have,
+                        need,
+                        "waiting for the new synchronous standbys to pass the switch position"
                     );
                 }
             }
-            SyncStep::DeleteKey => {
-                if self.store().write_sync(None, leader_revision).await? {
-                    tracing::info!("sync key removed: replication is asynchronous");
-                }
-            }
-            SyncStep::Apply(spec) => {
-                self.pg.set_synchronous_standby_names(&spec.render());
-                self.apply_parameters().await;
-                let what = match &spec {
-                    SyncSpec::Async => "asynchronous (no synchronous standby available)".to_string(),
-                    SyncSpec::Blocking => "blocking commits until a synchronous standby is recorded".to_string(),
-                    SyncSpec::Quorum { .. } => spec.render(),
-                };
-                tracing::info!("synchronous_standby_names: {what}");
-                self.sync_applied = Some(spec);
-                self.sync_switch_lsn = None;
-            }
-            SyncStep::MarkSwitch => {
-                let wanted_text = self.sync_applied.as_ref().map(SyncSpec::render).unwrap_or_default();
-                if status.synchronous_standby_names == wanted_text {
-                    self.sync_switch_lsn = Some(status.wal_position());
-                }
-            }
-            SyncStep::AwaitCatchUp { have, need } => {
-                tracing::debug!(
-                    have,
-                    need,
-                    "waiting for the new synchronous standbys to pass the switch position"
-                );
-            }
+            break;
         }
         Ok(())
+    }
+
+    /// While this leader's commits wait for a synchronous standby to be chosen, the loop looks again soon: a
+    /// standby that starts streaming changes nothing in the DCS, so no watch event would wake it.
+    pub(super) fn sync_pending(&self) -> bool {
+        self.sync_applied.as_ref() == Some(&SyncSpec::Blocking) && self.config.synchronous_mode != SyncMode::Off
     }
 
     /// Bootstrap: the first primary must commit its own setup with no standby in existence.
