@@ -1,7 +1,8 @@
 //! The seeded fault suite (root + PostgreSQL 15): three db hosts in quorum synchronous mode, three edges with the
 //! VIP and a client writing through it, in network namespaces; a seeded schedule of kills, freezes, partitions of
 //! db and edge hosts and switchovers; DESIGN.md section 6 checked after every step and at the end.
-//! `PGHA_FAULT_SEED` (default fixed), `PGHA_FAULT_STEPS` (default 6) or `PGHA_FAULT_DURATION_S` (a soak run by hand).
+//! `PGHA_FAULT_SEED` (default fixed), `PGHA_FAULT_STEPS` (default 6) or `PGHA_FAULT_DURATION_S` (a soak run by hand);
+//! the logs are kept on failure, or always with `PGHA_FAULT_KEEP_LOGS=1`.
 
 mod common;
 #[path = "common/db.rs"]
@@ -559,10 +560,12 @@ impl Drop for Site {
         // Writer and monitor first: their threads sit in (or talk to) the namespaces about to go.
         self.writer = None;
         self.monitor = None;
-        if std::thread::panicking() {
+        let failed = std::thread::panicking();
+        if failed || std::env::var_os("PGHA_FAULT_KEEP_LOGS").is_some() {
             let keep = std::env::temp_dir().join(format!("pgha-fault-logs-{}-{}", self.seed, std::process::id()));
             let _ = std::fs::create_dir_all(&keep);
-            eprintln!("=== seed {} failed during {}; logs kept in {}", self.seed, self.current, keep.display());
+            let what = if failed { "failed during" } else { "finished" };
+            eprintln!("=== seed {} {what} {}; logs kept in {}", self.seed, self.current, keep.display());
             let mut names: Vec<&str> = DBS.to_vec();
             names.extend(EDGES.iter().map(|(e, _)| *e));
             for n in names {
