@@ -135,7 +135,8 @@ impl Monitor {
                             conn_ids[i] += 1;
                         }
                         let Some(c) = &clients[i] else { continue };
-                        let sql = "SELECT NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only') \
+                        let sql =
+                            "SELECT NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only') \
                                    = 'off', extract(epoch from clock_timestamp())::float8";
                         match tokio::time::timeout(Duration::from_millis(500), c.query_one(sql, &[])).await {
                             Ok(Ok(row)) => {
@@ -259,7 +260,10 @@ impl Site {
         hosts.extend(EDGES.iter().map(|(e, _)| *e));
         hosts.push("client");
         let topo = Topology::create(&hosts);
-        let dir = tempfile::Builder::new().prefix("pgha-faults-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("pgha-faults-")
+            .tempdir()
+            .expect("tempdir");
         // PostgreSQL runs as user postgres under a root pgha: it must traverse to its data directory.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         let secrets = dir.path().join("secrets");
@@ -297,7 +301,8 @@ impl Site {
             );
             std::fs::write(dir.path().join(format!("{e}.toml")), text).expect("write edge config");
         }
-        let ctl = format!("[cluster]\nname = \"demo\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n[tls]\nplaintext = true\n");
+        let ctl =
+            format!("[cluster]\nname = \"demo\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n[tls]\nplaintext = true\n");
         std::fs::write(dir.path().join("ctl.toml"), ctl).expect("write ctl config");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -346,7 +351,10 @@ impl Site {
     }
 
     fn child(&self, name: &str) -> &NsChild {
-        self.dbs.get(name).or_else(|| self.edges.get(name)).expect("a started host")
+        self.dbs
+            .get(name)
+            .or_else(|| self.edges.get(name))
+            .expect("a started host")
     }
 
     fn view(&self) -> VipView<'_> {
@@ -406,14 +414,20 @@ impl Site {
         let cfg = self.dir.path().join("ctl.toml");
         let mut argv = vec!["ctl", "-c", s(&cfg)];
         argv.extend_from_slice(args);
-        let run = common::pgha(&argv, &[("PGHA_DCS__REQUEST_TIMEOUT_MS", "10000")], Duration::from_secs(90));
+        let run = common::pgha(
+            &argv,
+            &[("PGHA_DCS__REQUEST_TIMEOUT_MS", "10000")],
+            Duration::from_secs(90),
+        );
         (run.ok(), format!("{}{}", run.stdout, run.stderr))
     }
 
     /// Every invariant, once settled: all nodes back, one VIP holder, writes through the VIP, nothing acked lost,
     /// never two writable primaries so far. Returns (primary, VIP holder).
     fn settle_and_check(&self) -> (String, String) {
+        let t0 = Instant::now();
         let primary = self.wait_pg_cluster();
+        let dbs_back = t0.elapsed();
         let healthy = Instant::now() + SETTLE;
         loop {
             let h = self.view().published_healthy();
@@ -428,7 +442,14 @@ impl Site {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let holder = self.view().settled_holder(&format!("seed {} {}", self.seed, self.current));
+        let edges_back = t0.elapsed();
+        let holder = self
+            .view()
+            .settled_holder(&format!("seed {} {}", self.seed, self.current));
+        eprintln!(
+            "  db members back after {dbs_back:?}, edges healthy after {edges_back:?}, VIP settled after {:?}",
+            t0.elapsed()
+        );
         let writer = self.writer.as_ref().expect("writer");
         let before = writer.acked().len();
         let deadline = Instant::now() + SETTLE;
@@ -454,10 +475,13 @@ impl Site {
         let ip = self.topo.host(primary).ip;
         let present = self.runtime.block_on(async {
             let c = connect(ip, &self.password).await?;
-            let rows = tokio::time::timeout(Duration::from_secs(10), c.query("SELECT id FROM probe ORDER BY id", &[]))
-                .await
-                .ok()?
-                .ok()?;
+            let rows = tokio::time::timeout(
+                Duration::from_secs(10),
+                c.query("SELECT id FROM probe ORDER BY id", &[]),
+            )
+            .await
+            .ok()?
+            .ok()?;
             Some(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<i64>>())
         });
         let Some(present) = present else {
@@ -467,7 +491,11 @@ impl Site {
         if !lost.is_empty() {
             self.fail(
                 "no acknowledged write lost",
-                &format!("{} of {} acked ids missing on {primary}: {lost:?}", lost.len(), acked.len()),
+                &format!(
+                    "{} of {} acked ids missing on {primary}: {lost:?}",
+                    lost.len(),
+                    acked.len()
+                ),
             );
         }
     }
@@ -565,7 +593,12 @@ impl Drop for Site {
             let keep = std::env::temp_dir().join(format!("pgha-fault-logs-{}-{}", self.seed, std::process::id()));
             let _ = std::fs::create_dir_all(&keep);
             let what = if failed { "failed during" } else { "finished" };
-            eprintln!("=== seed {} {what} {}; logs kept in {}", self.seed, self.current, keep.display());
+            eprintln!(
+                "=== seed {} {what} {}; logs kept in {}",
+                self.seed,
+                self.current,
+                keep.display()
+            );
             let mut names: Vec<&str> = DBS.to_vec();
             names.extend(EDGES.iter().map(|(e, _)| *e));
             for n in names {
@@ -623,7 +656,10 @@ fn seeded_faults_keep_the_invariants() {
     if !created {
         site.fail("the probe table is created", "no commit on the primary");
     }
-    site.monitor = Some(Monitor::start(DBS.iter().map(|d| site.topo.host(d).ip).collect(), pw.clone()));
+    site.monitor = Some(Monitor::start(
+        DBS.iter().map(|d| site.topo.host(d).ip).collect(),
+        pw.clone(),
+    ));
     site.writer = Some(ClientWriter::start(
         site.topo.host("client").ns.clone(),
         site.topo.addr(100),
@@ -669,7 +705,8 @@ impl Site {
             let rows = c.query("SELECT id FROM probe ORDER BY id", &[]).await.ok()?;
             Some(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<i64>>())
         });
-        let present = present.unwrap_or_else(|| self.fail("no acknowledged write lost", "cannot read the final primary"));
+        let present =
+            present.unwrap_or_else(|| self.fail("no acknowledged write lost", "cannot read the final primary"));
         let lost = probe::lost(acked, &present);
         if !lost.is_empty() {
             self.fail("no acknowledged write lost", &format!("{lost:?} missing on {primary}"));
@@ -689,7 +726,12 @@ fn overlapping_writable_runs_are_two_primaries() {
         writable,
     };
     // db1 writable 0..2 on one connection, db2 from 3: a clean handover.
-    let clean = [x(0, 1, 0.0, true), x(1, 1, 0.5, false), x(0, 1, 2.0, true), x(1, 1, 3.0, true)];
+    let clean = [
+        x(0, 1, 0.0, true),
+        x(1, 1, 0.5, false),
+        x(0, 1, 2.0, true),
+        x(1, 1, 3.0, true),
+    ];
     assert_eq!(two_writable(&clean, &DBS), None);
     // db2 writable at 1.0 inside db1's run 0..2: two primaries.
     let two = [x(0, 1, 0.0, true), x(1, 1, 1.0, true), x(0, 1, 2.0, true)];
@@ -698,6 +740,11 @@ fn overlapping_writable_runs_are_two_primaries() {
     let restarted = [x(0, 1, 0.0, true), x(1, 1, 1.0, true), x(0, 2, 2.0, true)];
     assert_eq!(two_writable(&restarted, &DBS), None);
     // A read-only answer breaks the run too.
-    let demoted = [x(0, 1, 0.0, true), x(0, 1, 0.9, false), x(1, 1, 1.0, true), x(0, 1, 2.0, false)];
+    let demoted = [
+        x(0, 1, 0.0, true),
+        x(0, 1, 0.9, false),
+        x(1, 1, 1.0, true),
+        x(0, 1, 2.0, false),
+    ];
     assert_eq!(two_writable(&demoted, &DBS), None);
 }

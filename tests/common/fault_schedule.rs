@@ -137,7 +137,11 @@ mod tests {
     fn same_seed_same_schedule_and_rules_hold() {
         assert_eq!(schedule(42, 8), schedule(42, 8));
         assert_ne!(schedule(42, 8), schedule(43, 8), "different seeds differ");
-        assert_eq!(schedule(7, 3), schedule(7, 8)[..3], "a longer run extends the same schedule");
+        assert_eq!(
+            schedule(7, 3),
+            schedule(7, 8)[..3],
+            "a longer run extends the same schedule"
+        );
         let mut kinds = std::collections::BTreeSet::new();
         for seed in 0..500 {
             let s = schedule(seed, 8);
