@@ -46,7 +46,7 @@ fn s(p: &Path) -> &str {
 async fn connect(ip: Ipv4Addr, password: &str) -> Option<tokio_postgres::Client> {
     let mut config = tokio_postgres::Config::new();
     config
-        .host(&ip.to_string())
+        .host(ip.to_string())
         .port(5432)
         .user("postgres")
         .password(password)
