@@ -89,6 +89,11 @@ impl Writer {
         self.acked.lock().map(|v| v.len()).unwrap_or(0)
     }
 
+    /// Every acknowledged (id, time) so far, while it keeps writing.
+    pub fn acked(&self) -> Vec<(i64, Instant)> {
+        self.acked.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
     /// Stops and returns every acknowledged (id, time).
     pub async fn stop(self) -> Vec<(i64, Instant)> {
         self.token.cancel();
