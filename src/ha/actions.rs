@@ -40,7 +40,20 @@ impl DbNode {
             }
             Action::Initialize => self.initialize().await,
             Action::Clone { host, port } => self.clone_from(&host, port).await,
-            Action::StartReplica { upstream } => self.start_replica(upstream).await,
+            Action::StartReplica { upstream } => {
+                let former_primary = matches!(
+                    self.pg.data_state().await?,
+                    crate::postgres::DataState::Initialized {
+                        standby_signal: false,
+                        ..
+                    }
+                );
+                if upstream.is_none() && former_primary {
+                    // Standing by to race, it may be outrun by a replica whose history forks from ours.
+                    std::fs::write(self.rewind_marker(), b"").context("marking the rewind as pending")?;
+                }
+                self.start_replica(upstream).await
+            }
             Action::StartPrimary => self.start_primary().await,
             Action::Follow { host, port } => self.follow(&host, port).await,
             Action::Rewind { host, port } => self.rewind(&host, port).await,
@@ -144,6 +157,7 @@ impl DbNode {
 
     async fn clone_from(&mut self, host: &str, port: u16) -> anyhow::Result<()> {
         self.activity = Some(PgState::CreatingReplica);
+        self.clear_rewind_marker();
         tracing::info!(source = %format!("{host}:{port}"), "cloning the leader with pg_basebackup");
         self.pg
             .basebackup(host, port, CLONE_TIMEOUT)
@@ -217,7 +231,10 @@ impl DbNode {
         self.expect_running = false;
         tracing::info!(source = %format!("{host}:{port}"), "rewinding the former primary");
         match self.pg.rewind(host, port, self.s.start_timeout).await {
-            Ok(()) => self.start_replica(Some((host.to_string(), port))).await,
+            Ok(()) => {
+                self.clear_rewind_marker();
+                self.start_replica(Some((host.to_string(), port))).await
+            }
             Err(e) if self.s.rewind_fallback_reinit => {
                 tracing::warn!(
                     "pg_rewind failed ({e}): re-cloning from the leader (postgresql.rewind_fallback_reinit)"
@@ -226,6 +243,7 @@ impl DbNode {
                     .wipe_data_dir()
                     .await
                     .context("wiping the data directory for a re-clone")?;
+                self.clear_rewind_marker();
                 Ok(())
             }
             Err(e) => Err(e).context("pg_rewind (no fallback configured)"),
@@ -311,6 +329,7 @@ impl DbNode {
             .await
             .context("promoting PostgreSQL")?;
         self.following = None;
+        self.clear_rewind_marker();
         self.guard_primary().await?;
         let after = self.pg.status().await?;
         tracing::info!(timeline = after.timeline, "promoted to primary: {reason}");
@@ -332,6 +351,14 @@ impl DbNode {
             tracing::warn!("recording the promotion in the history failed: {e}");
         }
         Ok(())
+    }
+
+    fn clear_rewind_marker(&self) {
+        if let Err(e) = std::fs::remove_file(self.rewind_marker()) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("removing the rewind marker failed: {e}");
+            }
+        }
     }
 
     /// Makes sure the fencing process guards this primary and the fence deadline follows our lease.

@@ -43,6 +43,9 @@ pub struct LocalState {
     pub now_unix_ms: u64,
     /// We have held a DCS session for a TTL: members holding data have had time to publish themselves.
     pub settled: bool,
+    /// This standby was a primary until it started without a leader to follow: its history may have diverged from
+    /// whoever leads next, so it must be rewound from that leader, not merely re-pointed.
+    pub rewind_pending: bool,
 }
 
 /// The next step.
@@ -269,6 +272,13 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                 (None, _) if local.nofailover => d(Action::Wait, "no leader, but this member is nofailover"),
                 (None, _) if local.lease.is_none() => d(Action::Wait, "no leader: waiting for a DCS session to race"),
                 (None, _) => d(Action::Race, "no leader"),
+                (Some(l), Some((host, port))) if local.rewind_pending => d(
+                    Action::Rewind { host, port },
+                    format!(
+                        "{} is the leader and we were a primary: rewinding before following it",
+                        l.name
+                    ),
+                ),
                 (Some(l), Some((host, port))) => {
                     if following.as_ref() == Some(&(host.clone(), port)) {
                         d(Action::Wait, format!("replicating from {}", l.name))

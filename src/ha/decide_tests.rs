@@ -65,6 +65,7 @@ fn local(pg: LocalPg) -> LocalState {
         nofailover: false,
         now_unix_ms: 1_000_000,
         settled: true,
+        rewind_pending: false,
     }
 }
 
@@ -159,6 +160,17 @@ fn decide_table() {
         empty.clone(),
         standby_data,
         Action::Wait,
+    );
+    let mut was_primary = local(replica_of(None));
+    was_primary.rewind_pending = true;
+    c(
+        "a former primary started without a leader is rewound, not re-pointed",
+        view(Some("db2")),
+        was_primary,
+        Action::Rewind {
+            host: "db2-host".into(),
+            port: 5432,
+        },
     );
     let mut fresh_nofailover = fresh.clone();
     fresh_nofailover.nofailover = true;

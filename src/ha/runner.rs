@@ -268,11 +268,18 @@ impl DbNode {
             lease: self.session.lease(),
             lease_valid: self.session.valid(Instant::now()),
             now_unix_ms: super::store::unix_ms(),
+            rewind_pending: self.rewind_marker().exists(),
             settled: self
                 .first_session_at
                 .is_some_and(|t| t.elapsed() >= Duration::from_millis(self.config.ttl_ms)),
             nofailover: self.s.nofailover,
         })
+    }
+
+    /// Present while this node, a former primary, runs as a standby that has not been rewound from a leader yet
+    /// (kept on disk: a pgha restart must not forget it).
+    pub(super) fn rewind_marker(&self) -> PathBuf {
+        self.s.fence_file.with_file_name("rewind.pending")
     }
 
     /// Hands this loop's picture to the REST API.
