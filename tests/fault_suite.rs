@@ -1,7 +1,7 @@
 //! The seeded fault suite (root + PostgreSQL 15): three db hosts in quorum synchronous mode, three edges with the
 //! VIP and a client writing through it, in network namespaces; a seeded schedule of kills, freezes, partitions of
 //! db and edge hosts and switchovers; DESIGN.md section 6 checked after every step and at the end.
-//! `PGHA_FAULT_SEED` (default fixed), `PGHA_FAULT_STEPS` (default 6) or `PGHA_FAULT_DURATION_S` (a soak run by hand);
+//! `PGHA_FAULT_SEED` (default fixed), `PGHA_FAULT_STEPS` (default 4) or `PGHA_FAULT_DURATION_S` (a soak run by hand);
 //! the logs are kept on failure, or always with `PGHA_FAULT_KEEP_LOGS=1`.
 
 mod common;
@@ -36,7 +36,7 @@ const DCS_PORT: u16 = 2379;
 /// Budget for the cluster to settle after a step (failover, rejoin with pg_rewind, on 2 shared cores).
 const SETTLE: Duration = Duration::from_secs(120);
 const DEFAULT_SEED: u64 = 20_240_606;
-const DEFAULT_STEPS: usize = 6;
+const DEFAULT_STEPS: usize = 4;
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

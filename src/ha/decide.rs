@@ -197,6 +197,9 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
         };
     }
 
+    // Becoming writable needs the lease valid by our own clock, not just a view naming us: the view may have been
+    // read before a freeze (SIGSTOP, long pause), and only a valid lease proves the key is still ours now.
+    let may_write = local.lease_valid;
     match &local.pg {
         LocalPg::Running { in_recovery: false, .. } => {
             if ours && local.lease_valid {
@@ -241,6 +244,12 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
             in_recovery: true,
             following,
         } => {
+            if ours && !may_write {
+                return d(
+                    Action::Wait,
+                    "the leader key names us but our lease is not valid by our clock: not promoting",
+                );
+            }
             if ours {
                 return d(Action::Promote, "won the leader key");
             }
@@ -253,7 +262,7 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                             "failover candidate, but not a synchronous standby: it may lack acknowledged commits",
                         );
                     }
-                    if sw.candidate == local.name && local.lease.is_some() {
+                    if sw.candidate == local.name && local.lease.is_some() && may_write {
                         return d(
                             Action::TakeOver,
                             "switchover/failover candidate: taking the free leader key",
@@ -271,6 +280,7 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                 (None, _) if paused => d(Action::Wait, "paused: no leader, not racing"),
                 (None, _) if local.nofailover => d(Action::Wait, "no leader, but this member is nofailover"),
                 (None, _) if local.lease.is_none() => d(Action::Wait, "no leader: waiting for a DCS session to race"),
+                (None, _) if !may_write => d(Action::Wait, "no leader, but our lease is not valid by our clock yet"),
                 (None, _) => d(Action::Race, "no leader"),
                 (Some(l), Some((host, port))) if local.rewind_pending => d(
                     Action::Rewind { host, port },
@@ -292,6 +302,10 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                 ),
             }
         }
+        LocalPg::Crashed { .. } | LocalPg::Stopped if ours && !may_write => d(
+            Action::Wait,
+            "the leader key names us but our lease is not valid by our clock: not starting as primary",
+        ),
         LocalPg::Crashed { for_ms } if ours => {
             if *for_ms < view.config.primary_start_timeout_ms {
                 d(

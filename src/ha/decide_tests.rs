@@ -172,6 +172,37 @@ fn decide_table() {
             port: 5432,
         },
     );
+    let mut me_stale = view(Some("db1"));
+    me_stale.leader.as_mut().expect("leader").lease = 9;
+    for (case, pg) in [
+        (
+            "thawed after a freeze, PostgreSQL crashed: no restart as primary",
+            LocalPg::Crashed { for_ms: 10 },
+        ),
+        (
+            "lease expired by our clock, PostgreSQL stopped: no start as primary",
+            LocalPg::Stopped,
+        ),
+        ("lease expired by our clock, standby: no promotion", replica_of(None)),
+    ] {
+        let mut expired = local(pg);
+        expired.lease_valid = false;
+        if !matches!(expired.pg, LocalPg::Running { .. }) {
+            expired.data = LocalData::Present {
+                system_identifier: SYSID,
+                standby: false,
+            };
+        }
+        c(case, me_stale.clone(), expired, Action::Wait);
+    }
+    let mut race_expired = local(replica_of(None));
+    race_expired.lease_valid = false;
+    c(
+        "no race with a lease not valid by our clock",
+        view(None),
+        race_expired,
+        Action::Wait,
+    );
     let mut fresh_nofailover = fresh.clone();
     fresh_nofailover.nofailover = true;
     c(
