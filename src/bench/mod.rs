@@ -3,6 +3,7 @@
 pub mod dcs;
 pub mod failover;
 pub mod probe;
+pub mod six_hosts;
 pub mod stats;
 
 use crate::cli::BenchCommand;
