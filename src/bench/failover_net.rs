@@ -27,6 +27,8 @@ const STEADY: usize = 25;
 const HOLD: Duration = Duration::from_millis(300);
 
 type Acked = Arc<Mutex<Vec<(i64, Instant)>>>;
+/// One db host's (time, writable) samples.
+type Samples = Arc<Mutex<Vec<(Instant, bool)>>>;
 
 /// The writer, on a thread inside the client host.
 struct NsProbe {
@@ -95,7 +97,7 @@ impl Drop for NsProbe {
 /// Per db host: (time, writable) samples of `pg_is_in_recovery()` asked locally inside that host (so a cut link
 /// does not hide a primary that still accepts writes).
 struct Writability {
-    samples: Vec<Arc<Mutex<Vec<(Instant, bool)>>>>,
+    samples: Vec<Samples>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -111,7 +113,12 @@ async fn writable_once(config: &tokio_postgres::Config, client: &mut Option<toki
         }
     }
     let Some(c) = client.as_ref() else { return false };
-    match tokio::time::timeout(Duration::from_millis(300), c.query_one("SELECT pg_is_in_recovery()", &[])).await {
+    match tokio::time::timeout(
+        Duration::from_millis(300),
+        c.query_one("SELECT pg_is_in_recovery()", &[]),
+    )
+    .await
+    {
         Ok(Ok(row)) => !row.get::<_, bool>(0),
         _ => {
             *client = None;
@@ -142,7 +149,9 @@ impl Writability {
                 if crate::netns::enter(&ns).is_err() {
                     return;
                 }
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
                 rt.block_on(async move {
                     let mut client = None;
                     while !stop.load(Ordering::Relaxed) {
@@ -230,7 +239,10 @@ async fn one_run(
     let probe = NsProbe::start(six.ns(CLIENT)?, via_vip(six), first)?;
     let start = Instant::now();
     while probe.snapshot().len() < STEADY {
-        anyhow::ensure!(start.elapsed() < DEADLINE, "no writes through the VIP within {DEADLINE:?}");
+        anyhow::ensure!(
+            start.elapsed() < DEADLINE,
+            "no writes through the VIP within {DEADLINE:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let t0 = Instant::now();
@@ -303,7 +315,9 @@ async fn one_run(
         Scenario::PrimaryPartition => six.restore(&primary)?,
         Scenario::EdgeCrash => {
             let vip = format!("{}/24", six.vip());
-            let _ = six.topo.run(&vip_holder, &["ip", "addr", "del", &vip, "dev", crate::netns::IFACE]);
+            let _ = six
+                .topo
+                .run(&vip_holder, &["ip", "addr", "del", &vip, "dev", crate::netns::IFACE]);
             six.restore(&vip_holder)?;
             six.start_pgha(&vip_holder, exe)?;
         }
@@ -359,7 +373,10 @@ async fn present_ids(six: &SixHosts) -> anyhow::Result<Vec<i64>> {
                 return Ok(rows.iter().map(|r| r.get(0)).collect());
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "no primary to count the writes on within {DEADLINE:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no primary to count the writes on within {DEADLINE:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -385,7 +402,10 @@ pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<Net
         .with_context(|| format!("starting the six-host topology\n{}", log_tails(&six)))?;
     let primary = direct(&six)?.primary().await.context("connecting to the primary")?;
     primary
-        .execute(&format!("CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY)"), &[])
+        .execute(
+            &format!("CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY)"),
+            &[],
+        )
         .await?;
     let pollers = Writability::start(&six)?;
     let scenarios = if args.scenario.is_empty() {
@@ -452,7 +472,9 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
 }
 
 fn cell(s: Option<super::stats::Summary>) -> String {
-    s.map_or("-".into(), |s| format!("{:.0} / {:.0} / {:.0}", s.p50_ms, s.p95_ms, s.max_ms))
+    s.map_or("-".into(), |s| {
+        format!("{:.0} / {:.0} / {:.0}", s.p50_ms, s.p95_ms, s.max_ms)
+    })
 }
 
 fn print_report(r: &NetReport) {

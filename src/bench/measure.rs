@@ -188,7 +188,10 @@ mod tests {
             run(Scenario::PrimaryCrash, 200.0, 0, 2),
             run(Scenario::EdgeCrash, 50.0, 0, 1),
         ];
-        let s = summarize_runs(&[Scenario::PrimaryCrash, Scenario::EdgeCrash, Scenario::Switchover], &runs);
+        let s = summarize_runs(
+            &[Scenario::PrimaryCrash, Scenario::EdgeCrash, Scenario::Switchover],
+            &runs,
+        );
         assert_eq!(s[0].runs, 3);
         let gap = s[0].write_gap.expect("gaps");
         assert_eq!((gap.p50_ms, gap.p95_ms, gap.max_ms), (200.0, 300.0, 300.0));

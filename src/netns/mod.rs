@@ -31,7 +31,11 @@ pub enum NetnsError {
     #[error("at most 249 hosts (asked for {0})")]
     TooManyHosts(usize),
     #[error("starting {argv} in {host}: {source}")]
-    Start { argv: String, host: String, source: std::io::Error },
+    Start {
+        argv: String,
+        host: String,
+        source: std::io::Error,
+    },
     #[error("opening {path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("entering namespace {ns}: {source}")]
@@ -72,7 +76,10 @@ pub fn ip(args: &[&str]) -> Result<Output, NetnsError> {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| NetnsError::Spawn { args: joined.clone(), source })?;
+        .map_err(|source| NetnsError::Spawn {
+            args: joined.clone(),
+            source,
+        })?;
     if !out.status.success() {
         return Err(NetnsError::Ip {
             args: joined,
@@ -198,7 +205,11 @@ impl Topology {
             path: log.display().to_string(),
             source,
         };
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io)?;
         let err = file.try_clone().map_err(io)?;
         let program = argv.first().copied().unwrap_or("true");
         let child = self
@@ -273,14 +284,21 @@ impl Topology {
     /// The MAC `host`'s neighbour table has for `ip`, if any.
     pub fn neighbour_mac(&self, host: &str, ip: Ipv4Addr) -> Result<Option<String>, NetnsError> {
         let ip = ip.to_string();
-        Ok(self.neighbours(host)?.into_iter().find(|(a, _)| *a == ip).map(|(_, m)| m))
+        Ok(self
+            .neighbours(host)?
+            .into_iter()
+            .find(|(a, _)| *a == ip)
+            .map(|(_, m)| m))
     }
 
     /// The IPv4 addresses (with prefix) on `host`'s interface.
     pub fn addresses(&self, host: &str) -> Result<Vec<String>, NetnsError> {
         let out = ip(&["-n", &self.host(host)?.ns, "-o", "-4", "addr", "show", "dev", IFACE])?;
         let text = String::from_utf8_lossy(&out.stdout);
-        Ok(field_after(&text, "inet").into_iter().map(|(_, a)| a.to_string()).collect())
+        Ok(field_after(&text, "inet")
+            .into_iter()
+            .map(|(_, a)| a.to_string())
+            .collect())
     }
 
     /// Whether `host`'s interface carries `ip`.
@@ -438,7 +456,10 @@ mod tests {
     #[test]
     fn parses_ip_output_fields() {
         let neigh = "10.231.4.100 lladdr 02:aa:bb:cc:dd:ee REACHABLE\n10.231.4.3 FAILED\n";
-        assert_eq!(field_after(neigh, "lladdr"), vec![("10.231.4.100", "02:aa:bb:cc:dd:ee")]);
+        assert_eq!(
+            field_after(neigh, "lladdr"),
+            vec![("10.231.4.100", "02:aa:bb:cc:dd:ee")]
+        );
         let addr = "2: eth0    inet 10.231.4.5/24 scope global eth0\\       valid_lft forever\n";
         assert_eq!(field_after(addr, "inet"), vec![("2:", "10.231.4.5/24")]);
     }
