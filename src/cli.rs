@@ -375,7 +375,8 @@ pub struct DemoArgs {
 pub enum BenchCommand {
     /// DCS latency, throughput, leader-loss recovery and keepalive footprint on a local 3-member cluster.
     Dcs(BenchDcsArgs),
-    /// Failover write gap and lost acknowledged writes on a local 3-node PostgreSQL cluster.
+    /// Failover write gap, leader change, VIP move and lost acknowledged writes in the six-host topology (network
+    /// namespaces, root), or on a loopback 3-node cluster with `--local`.
     Failover(BenchFailoverArgs),
 }
 
@@ -391,6 +392,14 @@ pub enum Scenario {
     Sigterm,
     /// Planned switchover to the best streaming replica (`ctl switchover`).
     Switchover,
+    /// Cut the primary host's link (six-host mode).
+    PrimaryPartition,
+    /// SIGSTOP the primary's pgha for 2 x ttl, then SIGCONT (six-host mode).
+    PrimaryFreeze,
+    /// SIGKILL every process of the VIP holder and take its link down, like a power-off (six-host mode).
+    EdgeCrash,
+    /// Cut the VIP holder's link (six-host mode).
+    EdgePartition,
 }
 
 #[derive(Debug, Args)]
@@ -410,6 +419,9 @@ pub struct BenchFailoverArgs {
     /// Synchronous replication during the runs: `on` or `quorum` (default: asynchronous).
     #[arg(long, value_parser = ["on", "quorum"])]
     pub sync: Option<String>,
+    /// Loopback 3-node cluster instead of the six-host topology (no root needed; db scenarios only).
+    #[arg(long)]
+    pub local: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ pub mod edge;
 pub mod ha;
 pub mod local;
 pub mod logging;
+pub mod netns;
 pub mod postgres;
 pub mod proto;
 pub mod run;

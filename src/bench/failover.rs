@@ -77,7 +77,8 @@ async fn one_run(
             cluster.signal_postgres(li, libc::SIGKILL);
         }
         Scenario::Sigterm => cluster.signal(li, libc::SIGTERM),
-        Scenario::Switchover => request_switchover(cluster).await?,
+        Scenario::Switchover => request_switchover(&cluster.client(Duration::from_secs(5))?).await?,
+        other => anyhow::bail!("scenario {other:?} needs the six-host topology (run without --local, as root)"),
     }
     let before = writer.count();
     wait_writes(&writer, before + 25, "writes after the fault").await?;
@@ -98,7 +99,7 @@ async fn one_run(
             cluster.stop(li, Duration::from_secs(30));
             cluster.start(li)?;
         }
-        Scenario::PostgresCrash | Scenario::Switchover => {}
+        _ => {}
     }
     Ok(RunResult {
         scenario,
@@ -111,10 +112,9 @@ async fn one_run(
 }
 
 /// Asks for a switchover to the best streaming replica, as `pgha ctl switchover --force` does.
-async fn request_switchover(cluster: &LocalCluster) -> anyhow::Result<()> {
-    let dcs = cluster.client(Duration::from_secs(5))?;
+pub async fn request_switchover(dcs: &crate::dcs::client::DcsClient) -> anyhow::Result<()> {
     let keys = crate::ha::keys::Keys::new("demo");
-    let store = crate::ha::store::Store { dcs: &dcs, keys: &keys };
+    let store = crate::ha::store::Store { dcs, keys: &keys };
     let view = store.view().await?;
     let candidate = crate::ctl::switchover::best_candidate(&view).context("no streaming replica to switch to")?;
     let request = crate::ha::model::SwitchoverRequest {
@@ -130,7 +130,7 @@ async fn request_switchover(cluster: &LocalCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the benchmark and prints a table (and JSON when asked).
+/// Runs the loopback benchmark (`--local`) and prints a table (and JSON when asked).
 pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
     crate::logging::init(LogFormat::Human, "warn");
     let exe = std::env::current_exe().context("locating the pgha binary")?;

@@ -2,7 +2,10 @@
 
 pub mod dcs;
 pub mod failover;
+pub mod failover_net;
+pub mod measure;
 pub mod probe;
+pub mod six_hosts;
 pub mod stats;
 
 use crate::cli::BenchCommand;
@@ -11,6 +14,7 @@ use crate::cli::BenchCommand;
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Dcs(args) => dcs::run(args).await,
-        BenchCommand::Failover(args) => failover::run(args).await,
+        BenchCommand::Failover(args) if args.local => failover::run(args).await,
+        BenchCommand::Failover(args) => failover_net::run(args).await,
     }
 }

@@ -84,6 +84,11 @@ impl Writer {
         Writer { acked, token, task }
     }
 
+    /// The shared list of acknowledged (id, time), growing while the writer runs.
+    pub fn acked_handle(&self) -> Arc<Mutex<Vec<(i64, Instant)>>> {
+        self.acked.clone()
+    }
+
     /// Acknowledged writes so far.
     pub fn count(&self) -> usize {
         self.acked.lock().map(|v| v.len()).unwrap_or(0)

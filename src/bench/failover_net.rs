@@ -1,0 +1,509 @@
+//! `pgha bench failover` in the six-host topology ([`SixHosts`]): a writer in the client host through VIP:5432,
+//! writability pollers inside every db host, one fault per run, and the numbers of [`super::measure`].
+//!
+//! The writer and the pollers are threads that entered a namespace with setns and run their own single-threaded
+//! tokio runtime, so every socket they open lives in that namespace (no child process to ship results back from).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::measure::{first_write_after_outage, gap_after, max_writable, opt_ms, summarize_runs, NetRun, NetSummary};
+use super::probe::{lost, Target, Writer};
+use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, DBS, PG_PORT};
+use crate::cli::{BenchFailoverArgs, Scenario};
+
+const READY: Duration = Duration::from_secs(180);
+/// Budget of one scenario from the fault to steady writes again.
+const DEADLINE: Duration = Duration::from_secs(60);
+const TABLE: &str = "pgha_bench_probe";
+/// Acknowledged writes that make "writing again" (about half a second).
+const STEADY: usize = 25;
+/// How long a writable sample counts when the host stops answering.
+const HOLD: Duration = Duration::from_millis(300);
+
+type Acked = Arc<Mutex<Vec<(i64, Instant)>>>;
+/// One db host's (time, writable) samples.
+type Samples = Arc<Mutex<Vec<(Instant, bool)>>>;
+
+/// The writer, on a thread inside the client host.
+struct NsProbe {
+    acked: Acked,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NsProbe {
+    fn start(ns: String, target: Target, first: i64) -> anyhow::Result<NsProbe> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel::<anyhow::Result<Acked>>();
+        let thread = std::thread::spawn(move || {
+            let runtime = crate::netns::enter(&ns)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?));
+            let runtime = match runtime {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = handle_tx.send(Err(e));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let writer = Writer::start(target, TABLE, first);
+                let _ = handle_tx.send(Ok(writer.acked_handle()));
+                let _ = stop_rx.await;
+                writer.stop().await;
+            });
+        });
+        let acked = handle_rx
+            .recv_timeout(Duration::from_secs(10))
+            .context("the client-host writer did not start")??;
+        Ok(NsProbe {
+            acked,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn snapshot(&self) -> Vec<(i64, Instant)> {
+        self.acked.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn stop(mut self) -> Vec<(i64, Instant)> {
+        self.halt();
+        self.snapshot()
+    }
+
+    fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for NsProbe {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Per db host: (time, writable) samples of `pg_is_in_recovery()` asked locally inside that host (so a cut link
+/// does not hide a primary that still accepts writes).
+struct Writability {
+    samples: Vec<Samples>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+async fn writable_once(config: &tokio_postgres::Config, client: &mut Option<tokio_postgres::Client>) -> bool {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        *client = None;
+        if let Ok(Ok((c, conn))) =
+            tokio::time::timeout(Duration::from_millis(300), config.connect(tokio_postgres::NoTls)).await
+        {
+            tokio::spawn(conn);
+            *client = Some(c);
+        }
+    }
+    let Some(c) = client.as_ref() else { return false };
+    match tokio::time::timeout(
+        Duration::from_millis(300),
+        c.query_one("SELECT pg_is_in_recovery()", &[]),
+    )
+    .await
+    {
+        Ok(Ok(row)) => !row.get::<_, bool>(0),
+        _ => {
+            *client = None;
+            false
+        }
+    }
+}
+
+impl Writability {
+    fn start(six: &SixHosts) -> anyhow::Result<Writability> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut samples = Vec::new();
+        let mut threads = Vec::new();
+        for d in DBS {
+            let ns = six.ns(d)?;
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host(six.ip(d)?.to_string())
+                .port(PG_PORT)
+                .user("postgres")
+                .password(six.password.as_str())
+                .dbname("postgres")
+                .connect_timeout(Duration::from_millis(300));
+            let out = Arc::new(Mutex::new(Vec::new()));
+            samples.push(out.clone());
+            let stop = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                if crate::netns::enter(&ns).is_err() {
+                    return;
+                }
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
+                rt.block_on(async move {
+                    let mut client = None;
+                    while !stop.load(Ordering::Relaxed) {
+                        let w = writable_once(&config, &mut client).await;
+                        if let Ok(mut v) = out.lock() {
+                            v.push((Instant::now(), w));
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                });
+            }));
+        }
+        Ok(Writability { samples, stop, threads })
+    }
+
+    /// Samples since `from`, per host.
+    fn since(&self, from: Instant) -> Vec<Vec<(Instant, bool)>> {
+        self.samples
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .map(|v| v.iter().filter(|(t, _)| *t >= from).copied().collect())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Writability {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct NetReport {
+    pub topology: &'static str,
+    pub replication: String,
+    pub runs: Vec<NetRun>,
+    pub summary: Vec<NetSummary>,
+}
+
+fn changes_leader(s: Scenario) -> bool {
+    matches!(
+        s,
+        Scenario::PrimaryCrash | Scenario::PrimaryPartition | Scenario::Switchover | Scenario::Sigterm
+    )
+}
+
+fn moves_vip(s: Scenario) -> bool {
+    matches!(s, Scenario::EdgeCrash | Scenario::EdgePartition)
+}
+
+/// Every host's log tail, for errors.
+fn log_tails(six: &SixHosts) -> String {
+    let mut out = String::new();
+    for h in six.topo.hosts.iter().filter(|h| h.name != CLIENT) {
+        let text = six.log(&h.name);
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!(
+            "--- {}\n{}\n",
+            h.name,
+            lines[lines.len().saturating_sub(8)..].join("\n")
+        ));
+    }
+    out
+}
+
+async fn one_run(
+    six: &mut SixHosts,
+    exe: &Path,
+    pollers: &Writability,
+    scenario: Scenario,
+    first: i64,
+) -> anyhow::Result<NetRun> {
+    let Ready { primary, vip_holder } = six
+        .wait_ready(READY)
+        .await
+        .with_context(|| format!("waiting for the cluster before a run\n{}", log_tails(six)))?;
+    let ttl = Duration::from_millis(six.view().await?.config.ttl_ms);
+    let probe = NsProbe::start(six.ns(CLIENT)?, via_vip(six), first)?;
+    let start = Instant::now();
+    while probe.snapshot().len() < STEADY {
+        anyhow::ensure!(
+            start.elapsed() < DEADLINE,
+            "no writes through the VIP within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t0 = Instant::now();
+    match scenario {
+        Scenario::PrimaryCrash => {
+            six.signal_host(&primary, libc::SIGKILL);
+        }
+        Scenario::PostgresCrash => {
+            six.signal_postgres(&primary, libc::SIGKILL);
+        }
+        Scenario::Sigterm => six.signal_pgha(&primary, libc::SIGTERM)?,
+        Scenario::PrimaryPartition => six.cut(&primary)?,
+        Scenario::PrimaryFreeze => six.signal_pgha(&primary, libc::SIGSTOP)?,
+        Scenario::Switchover => super::failover::request_switchover(six.dcs()).await?,
+        Scenario::EdgeCrash => {
+            // A power-off: every process dies and the host answers nothing (its address goes with it).
+            six.signal_host(&vip_holder, libc::SIGKILL);
+            six.cut(&vip_holder)?;
+        }
+        Scenario::EdgePartition => six.cut(&vip_holder)?,
+    }
+    let (mut new_leader_at, mut vip_at, mut thawed) = (None, None, scenario != Scenario::PrimaryFreeze);
+    let (mut new_leader, mut new_vip) = (primary.clone(), vip_holder.clone());
+    loop {
+        let now = Instant::now();
+        if !thawed && now >= t0 + 2 * ttl {
+            six.signal_pgha(&primary, libc::SIGCONT)?;
+            thawed = true;
+        }
+        if new_leader_at.is_none() {
+            if let Ok(view) = six.view().await {
+                if let Some(l) = view.leader_member() {
+                    if l.name != primary && l.role == crate::ha::model::PgRole::Primary {
+                        new_leader_at = Some(now - t0);
+                        new_leader = l.name.clone();
+                    }
+                }
+            }
+        }
+        if vip_at.is_none() {
+            if let Some(h) = six.vip_holders().into_iter().find(|h| *h != vip_holder) {
+                vip_at = Some(now - t0);
+                new_vip = h;
+            }
+        }
+        let events_done = thawed
+            && (!changes_leader(scenario) || new_leader_at.is_some())
+            && (!moves_vip(scenario) || vip_at.is_some());
+        let acked = probe.snapshot();
+        // Writing again: STEADY acknowledgements after the end of the longest pause since the fault.
+        let steady = first_write_after_outage(&acked, t0)
+            .is_some_and(|f| acked.iter().filter(|(_, t)| *t >= t0 + f).count() >= STEADY);
+        if events_done && steady {
+            break;
+        }
+        if now - t0 > DEADLINE {
+            anyhow::bail!(
+                "{scenario:?}: not writing steadily again within {DEADLINE:?} (new leader {new_leader_at:?}, VIP \
+                 move {vip_at:?})\n{}",
+                log_tails(six)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let acked = probe.stop();
+    let writable = max_writable(&pollers.since(t0 - Duration::from_secs(1)), HOLD);
+    // Undo the fault so the next run starts from a full cluster.
+    match scenario {
+        Scenario::PrimaryCrash | Scenario::Sigterm => six.start_pgha(&primary, exe)?,
+        Scenario::PrimaryPartition => six.restore(&primary)?,
+        Scenario::EdgeCrash => {
+            let vip = format!("{}/24", six.vip());
+            let _ = six
+                .topo
+                .run(&vip_holder, &["ip", "addr", "del", &vip, "dev", crate::netns::IFACE]);
+            six.restore(&vip_holder)?;
+            six.start_pgha(&vip_holder, exe)?;
+        }
+        Scenario::EdgePartition => six.restore(&vip_holder)?,
+        Scenario::PostgresCrash | Scenario::PrimaryFreeze | Scenario::Switchover => {}
+    }
+    let present = present_ids(six).await?;
+    Ok(NetRun {
+        scenario,
+        write_gap_ms: opt_ms(gap_after(&acked, t0)),
+        first_write_ms: opt_ms(first_write_after_outage(&acked, t0)),
+        new_leader_ms: opt_ms(new_leader_at),
+        vip_move_ms: opt_ms(vip_at),
+        old_leader: primary,
+        new_leader,
+        old_vip_holder: vip_holder,
+        new_vip_holder: new_vip,
+        acknowledged: acked.len(),
+        lost_acknowledged: lost(&acked, &present).len(),
+        max_writable: writable,
+    })
+}
+
+/// The writer's target: the VIP's primary port.
+fn via_vip(six: &SixHosts) -> Target {
+    Target {
+        nodes: vec![(six.vip().to_string(), PG_PORT)],
+        user: "postgres".into(),
+        password: six.password.clone(),
+    }
+}
+
+/// Every db host directly (from the machine, over the bridge).
+fn direct(six: &SixHosts) -> anyhow::Result<Target> {
+    let nodes = DBS
+        .iter()
+        .map(|d| Ok((six.ip(d)?.to_string(), PG_PORT)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Target {
+        nodes,
+        user: "postgres".into(),
+        password: six.password.clone(),
+    })
+}
+
+/// Ids present on the current primary (waits for one, within the deadline).
+async fn present_ids(six: &SixHosts) -> anyhow::Result<Vec<i64>> {
+    let target = direct(six)?;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(p) = target.primary().await {
+            if let Ok(rows) = p.query(&format!("SELECT id FROM {TABLE} ORDER BY id"), &[]).await {
+                return Ok(rows.iter().map(|r| r.get(0)).collect());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no primary to count the writes on within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs every scenario in a fresh six-host topology; the topology is gone when this returns.
+pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<NetReport> {
+    anyhow::ensure!(
+        crate::netns::is_root(),
+        "pgha bench failover builds network namespaces and needs root; use --local for the loopback cluster"
+    );
+    let opts = SixHostsOptions {
+        exe: exe.to_path_buf(),
+        dir: args.dir.clone(),
+        ha_lines: args
+            .sync
+            .as_deref()
+            .map(|mode| format!("synchronous_mode = \"{mode}\"\n"))
+            .unwrap_or_default(),
+    };
+    let mut six = SixHosts::start(&opts)?;
+    six.wait_ready(READY)
+        .await
+        .with_context(|| format!("starting the six-host topology\n{}", log_tails(&six)))?;
+    let primary = direct(&six)?.primary().await.context("connecting to the primary")?;
+    primary
+        .execute(
+            &format!("CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY)"),
+            &[],
+        )
+        .await?;
+    let pollers = Writability::start(&six)?;
+    let scenarios = if args.scenario.is_empty() {
+        vec![
+            Scenario::PrimaryCrash,
+            Scenario::PostgresCrash,
+            Scenario::PrimaryPartition,
+            Scenario::PrimaryFreeze,
+            Scenario::Switchover,
+            Scenario::EdgeCrash,
+            Scenario::EdgePartition,
+        ]
+    } else {
+        args.scenario.clone()
+    };
+    let mut runs = Vec::new();
+    let mut next_id = 1;
+    for scenario in &scenarios {
+        for i in 0..args.runs {
+            eprintln!("{scenario:?} run {}/{}...", i + 1, args.runs);
+            let r = one_run(&mut six, exe, &pollers, *scenario, next_id).await?;
+            next_id += 1_000_000;
+            eprintln!(
+                "  gap {:?} ms, leader {} -> {} after {:?} ms, VIP {} -> {} after {:?} ms, lost {}, max writable {}",
+                r.write_gap_ms.map(|v| v.round()),
+                r.old_leader,
+                r.new_leader,
+                r.new_leader_ms.map(|v| v.round()),
+                r.old_vip_holder,
+                r.new_vip_holder,
+                r.vip_move_ms.map(|v| v.round()),
+                r.lost_acknowledged,
+                r.max_writable
+            );
+            runs.push(r);
+        }
+    }
+    drop(pollers);
+    Ok(NetReport {
+        topology: "six hosts (network namespaces)",
+        replication: args
+            .sync
+            .clone()
+            .map_or("async".into(), |m| format!("synchronous_mode = {m}")),
+        summary: summarize_runs(&scenarios, &runs),
+        runs,
+    })
+}
+
+/// `pgha bench failover` (six-host mode): runs, prints the table, writes the JSON; Ctrl-C tears everything down.
+pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
+    crate::logging::init(crate::config::LogFormat::Human, "warn");
+    let exe = std::env::current_exe().context("locating the pgha binary")?;
+    let report = tokio::select! {
+        r = measure(&args, &exe) => r?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the topology was torn down"),
+    };
+    print_report(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn cell(s: Option<super::stats::Summary>) -> String {
+    s.map_or("-".into(), |s| {
+        format!("{:.0} / {:.0} / {:.0}", s.p50_ms, s.p95_ms, s.max_ms)
+    })
+}
+
+fn print_report(r: &NetReport) {
+    let rows: Vec<Vec<String>> = r
+        .summary
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{:?}", s.scenario),
+                s.runs.to_string(),
+                cell(s.write_gap),
+                cell(s.new_leader),
+                cell(s.first_write),
+                cell(s.vip_move),
+                s.lost_acknowledged.to_string(),
+                s.max_writable.to_string(),
+            ]
+        })
+        .collect();
+    let headers = [
+        "scenario",
+        "runs",
+        "write gap ms (p50/p95/max)",
+        "new leader ms",
+        "first write ms",
+        "VIP move ms",
+        "lost acked",
+        "max writable",
+    ];
+    println!("{}, replication: {}", r.topology, r.replication);
+    println!("{}", crate::ctl::output::table(&headers, &rows));
+}

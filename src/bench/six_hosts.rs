@@ -1,0 +1,334 @@
+//! The seeds' six-host topology on one machine: db1..db3 (`pgha run --role db` + PostgreSQL), edge1..edge3
+//! (`--role edge` holding the VIP) and a client host, in network namespaces on an isolated bridge, with mutual TLS.
+//!
+//! Everything is torn down when the value drops (on success, error, panic, or a Ctrl-C that ends the owner's
+//! future): the [`Topology`] SIGTERMs then SIGKILLs every process in the namespaces, and removes them and the bridge;
+//! the temporary directory goes last. PostgreSQL itself runs without TLS (`[postgresql] tls = false`) so the probe
+//! can connect without a client certificate; the bridge has no uplink, and pgha's own traffic (DCS, REST) uses mTLS.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::dcs::client::DcsClient;
+use crate::ha::keys::Keys;
+use crate::ha::model::{ClusterView, PgRole, PgState};
+use crate::ha::store::Store;
+use crate::netns::{NetnsError, NsChild, Topology, IFACE};
+use crate::tls::{NodeTls, TlsFiles};
+
+/// The db hosts.
+pub const DBS: [&str; 3] = ["db1", "db2", "db3"];
+/// The edge hosts and their VIP priorities.
+pub const EDGES: [(&str, u32); 3] = [("edge1", 100), ("edge2", 50), ("edge3", 10)];
+/// The client host.
+pub const CLIENT: &str = "client";
+/// The cluster name.
+pub const CLUSTER: &str = "demo";
+const DCS_PORT: u16 = 2379;
+/// The PostgreSQL port on db hosts and the edges' primary port on the VIP.
+pub const PG_PORT: u16 = 5432;
+/// Host part of the VIP in the topology's /24.
+const VIP_LAST: u8 = 100;
+
+/// Why the topology could not be built or observed.
+#[derive(Debug, thiserror::Error)]
+pub enum SixHostsError {
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Cert(#[from] crate::cert::CertError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Dcs(#[from] crate::dcs::client::ClientError),
+    #[error("not ready within {0:?}: {1}")]
+    NotReady(Duration, String),
+    #[error("no host {0}")]
+    NoHost(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SixHostsError {
+    let what = what.into();
+    move |source| SixHostsError::Io { what, source }
+}
+
+/// How to build the topology.
+#[derive(Clone, Debug, Default)]
+pub struct SixHostsOptions {
+    /// The `pgha` binary to run on every host.
+    pub exe: PathBuf,
+    /// Where configs, data and logs go (a temporary directory, removed at the end, when None).
+    pub dir: Option<PathBuf>,
+    /// Extra lines of the db hosts' `[ha]` section (e.g. `synchronous_mode = "quorum"`).
+    pub ha_lines: String,
+}
+
+/// What [`SixHosts::wait_ready`] found.
+#[derive(Clone, Debug)]
+pub struct Ready {
+    /// The primary's host.
+    pub primary: String,
+    /// The edge holding the VIP.
+    pub vip_holder: String,
+}
+
+/// The running topology; see the module doc.
+pub struct SixHosts {
+    // Field order is drop order: the topology stops every process (SIGTERM first) before the children are reaped
+    // and before the directory holding their data goes.
+    pub topo: Topology,
+    procs: BTreeMap<String, NsChild>,
+    dcs: DcsClient,
+    pub dir: PathBuf,
+    pub password: String,
+    _temp: Option<tempfile::TempDir>,
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+impl SixHosts {
+    /// Lays out certificates and configs and starts every pgha process. Must run inside a tokio runtime (the DCS
+    /// client's channels are built on it).
+    pub fn start(opts: &SixHostsOptions) -> Result<SixHosts, SixHostsError> {
+        let mut hosts: Vec<&str> = DBS.to_vec();
+        hosts.extend(EDGES.iter().map(|(e, _)| *e));
+        hosts.push(CLIENT);
+        let topo = Topology::create(&hosts)?;
+        let (dir, temp) = match &opts.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+                (d.clone(), None)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("pgha-bench-")
+                    .tempdir()
+                    .map_err(io("creating a temporary directory"))?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        // PostgreSQL runs as user postgres under a root pgha: it must traverse to its data directory.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io(format!("chmod {}", dir.display())))?;
+        let secrets = dir.join("secrets");
+        std::fs::create_dir_all(&secrets).map_err(io("creating the secrets directory"))?;
+        let password: String = (0..20).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect();
+        for name in ["superuser", "replication"] {
+            let path = secrets.join(name);
+            std::fs::write(&path, format!("{password}\n")).map_err(io(format!("writing {}", path.display())))?;
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(io(format!("chmod {}", path.display())))?;
+        }
+        // Certificates as an operator makes them (`pgha cert init` / `pgha cert issue`): one per host, one for ctl.
+        let certs = dir.join("certs");
+        crate::cert::init_ca(&certs, CLUSTER, 30, true)?;
+        for h in hosts.iter().filter(|h| **h != CLIENT) {
+            let ip = topo.host(h)?.ip;
+            crate::cert::issue(&certs, h, &[ip.into()], &[h.to_string()], 30)?;
+        }
+        crate::cert::issue(&certs, "ctl", &[topo.bridge_ip().into()], &["ctl".into()], 30)?;
+        let tls = |name: &str| {
+            format!(
+                "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                s(&certs.join("ca.pem")),
+                s(&certs.join(format!("{name}.pem"))),
+                s(&certs.join(format!("{name}-key.pem")))
+            )
+        };
+        let mut endpoints = Vec::new();
+        let mut peers = Vec::new();
+        for d in DBS {
+            let ip = topo.host(d)?.ip;
+            endpoints.push(format!("{ip}:{DCS_PORT}"));
+            peers.push(format!("{d}={ip}:{DCS_PORT}"));
+        }
+        let mut configs = Vec::new();
+        for d in DBS {
+            let ip = topo.host(d)?.ip;
+            let text = format!(
+                "[cluster]\nname = \"{CLUSTER}\"\n\n[node]\nname = \"{d}\"\ndata_dir = \"{data}\"\n\n[dcs]\n\
+                 listen = \"{ip}:{DCS_PORT}\"\npeers = {peers:?}\n\n{tls}\n[postgresql]\nlisten = \"{ip}:{PG_PORT}\"\n\
+                 tls = false\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n\n\
+                 [ha]\nrest_listen = \"{ip}:8008\"\n{ha}",
+                data = s(&dir.join(d)),
+                tls = tls(d),
+                su = s(&secrets.join("superuser")),
+                rep = s(&secrets.join("replication")),
+                ha = opts.ha_lines,
+            );
+            configs.push((d.to_string(), text));
+        }
+        for (e, prio) in EDGES {
+            let text = format!(
+                "[cluster]\nname = \"{CLUSTER}\"\n\n[node]\nname = \"{e}\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n\
+                 {tls}\n[edge.vip]\naddress = \"{vip}/24\"\ninterface = \"{IFACE}\"\npriority = {prio}\n",
+                tls = tls(e),
+                vip = topo.addr(VIP_LAST),
+            );
+            configs.push((e.to_string(), text));
+        }
+        for (name, text) in &configs {
+            let path = dir.join(format!("{name}.toml"));
+            std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
+        }
+        let files = TlsFiles {
+            ca: certs.join("ca.pem"),
+            cert: certs.join("ctl.pem"),
+            key: certs.join("ctl-key.pem"),
+        };
+        let client_tls = NodeTls::load(&files)?.client_config();
+        let dcs = DcsClient::new(endpoints, Some(client_tls), Duration::from_secs(2))?;
+        let mut six = SixHosts {
+            topo,
+            procs: BTreeMap::new(),
+            dcs,
+            dir,
+            password,
+            _temp: temp,
+        };
+        for (name, _) in &configs {
+            six.start_pgha(name, &opts.exe)?;
+        }
+        Ok(six)
+    }
+
+    /// (Re)starts `host`'s pgha with its config; its output goes to `<dir>/<host>.log`.
+    pub fn start_pgha(&mut self, host: &str, exe: &Path) -> Result<(), SixHostsError> {
+        let role = if DBS.contains(&host) { "db" } else { "edge" };
+        let cfg = s(&self.dir.join(format!("{host}.toml")));
+        let exe = s(exe);
+        let argv = [exe.as_str(), "run", "--role", role, "-c", cfg.as_str()];
+        let child = self.topo.spawn(host, &argv, &[], &self.log_path(host))?;
+        if let Some(mut old) = self.procs.insert(host.to_string(), child) {
+            old.kill();
+        }
+        Ok(())
+    }
+
+    /// The DCS client (mutual TLS as `ctl`).
+    pub fn dcs(&self) -> &DcsClient {
+        &self.dcs
+    }
+
+    /// The whole cluster view from the DCS.
+    pub async fn view(&self) -> Result<ClusterView, SixHostsError> {
+        let keys = Keys::new(CLUSTER);
+        let store = Store {
+            dcs: &self.dcs,
+            keys: &keys,
+        };
+        Ok(store.view().await?)
+    }
+
+    /// `host`'s address.
+    pub fn ip(&self, host: &str) -> Result<Ipv4Addr, SixHostsError> {
+        Ok(self.topo.host(host)?.ip)
+    }
+
+    /// The VIP.
+    pub fn vip(&self) -> Ipv4Addr {
+        self.topo.addr(VIP_LAST)
+    }
+
+    /// Edges whose interface carries the VIP right now.
+    pub fn vip_holders(&self) -> Vec<String> {
+        EDGES
+            .iter()
+            .filter(|(e, _)| self.topo.has_address(e, self.vip()).unwrap_or(false))
+            .map(|(e, _)| e.to_string())
+            .collect()
+    }
+
+    /// The `vip` key's value.
+    pub async fn vip_key(&self) -> Option<String> {
+        let key = Keys::new(CLUSTER).vip();
+        let (kvs, _) = self.dcs.get(key.as_bytes(), false).await.ok()?;
+        kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+    }
+
+    /// The primary's host when the leader is a running primary with `replicas` streaming replicas.
+    pub async fn primary_with(&self, replicas: usize) -> Option<String> {
+        let view = self.view().await.ok()?;
+        let streaming = view.members.values().filter(|m| m.state == PgState::Streaming).count();
+        let leader = view.leader_member()?;
+        (leader.role == PgRole::Primary && streaming >= replicas).then(|| leader.name.clone())
+    }
+
+    /// Waits for a primary with two streaming replicas and exactly one VIP holder that the `vip` key names.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<Ready, SixHostsError> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("nothing checked yet");
+        while Instant::now() < deadline {
+            let holders = self.vip_holders();
+            match (self.primary_with(2).await, holders.as_slice()) {
+                (Some(primary), [one]) if self.vip_key().await.as_deref() == Some(one.as_str()) => {
+                    return Ok(Ready {
+                        primary,
+                        vip_holder: one.clone(),
+                    })
+                }
+                (p, h) => last = format!("primary with 2 streaming replicas: {p:?}, VIP holders: {h:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(SixHostsError::NotReady(timeout, last))
+    }
+
+    /// Sends `sig` to `host`'s pgha process only.
+    pub fn signal_pgha(&self, host: &str, sig: libc::c_int) -> Result<(), SixHostsError> {
+        let p = self.procs.get(host).ok_or_else(|| SixHostsError::NoHost(host.into()))?;
+        p.signal(sig);
+        Ok(())
+    }
+
+    /// Sends `sig` to every process of `host` (pgha, its fencer, PostgreSQL); returns how many.
+    pub fn signal_host(&self, host: &str, sig: libc::c_int) -> usize {
+        self.topo.signal_host(host, sig)
+    }
+
+    /// `host`'s postmaster PID, if it runs.
+    pub fn postmaster_pid(&self, host: &str) -> Option<i32> {
+        let pid = crate::postgres::postmaster_pid(&self.dir.join(host).join("pgdata"))?;
+        i32::try_from(pid).ok()
+    }
+
+    /// Sends `sig` to `host`'s postmaster; false when none runs.
+    pub fn signal_postgres(&self, host: &str, sig: libc::c_int) -> bool {
+        match self.postmaster_pid(host) {
+            // SAFETY: kill(2) on the postmaster of a data directory this topology owns.
+            Some(pid) => unsafe { libc::kill(pid, sig) == 0 },
+            None => false,
+        }
+    }
+
+    /// Cuts `host` off the bridge.
+    pub fn cut(&self, host: &str) -> Result<(), SixHostsError> {
+        Ok(self.topo.cut(host)?)
+    }
+
+    /// Reconnects `host`.
+    pub fn restore(&self, host: &str) -> Result<(), SixHostsError> {
+        Ok(self.topo.restore(host)?)
+    }
+
+    /// Where `host`'s pgha logs go.
+    pub fn log_path(&self, host: &str) -> PathBuf {
+        self.dir.join(format!("{host}.log"))
+    }
+
+    /// `host`'s log so far.
+    pub fn log(&self, host: &str) -> String {
+        std::fs::read_to_string(self.log_path(host)).unwrap_or_default()
+    }
+
+    /// The namespace of `host` (for [`crate::netns::in_ns`] / [`crate::netns::enter`]).
+    pub fn ns(&self, host: &str) -> Result<String, SixHostsError> {
+        Ok(self.topo.host(host)?.ns.clone())
+    }
+}

@@ -1,0 +1,75 @@
+//! `pgha bench failover` end to end in the six-host topology (root + PostgreSQL 15): one primary crash and one
+//! edge crash in synchronous mode; the JSON has a measured write gap, no lost acknowledged write and never two
+//! writable primaries.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn bench_failover_six_hosts_primary_and_edge_crash() {
+    if !pgha::netns::is_root() {
+        eprintln!("skipped: bench_failover_six_hosts_primary_and_edge_crash needs root (network namespaces)");
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/postgresql/15/bin/postgres").exists() {
+        eprintln!("skipped: bench_failover_six_hosts_primary_and_edge_crash needs PostgreSQL 15");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("bench.json");
+    let out = Command::new(common::exe())
+        .args([
+            "bench",
+            "failover",
+            "--runs",
+            "1",
+            "--scenario",
+            "primary-crash",
+            "--scenario",
+            "edge-crash",
+        ])
+        .args(["--sync", "quorum", "--json"])
+        .arg(&json)
+        .output()
+        .expect("running pgha bench failover");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "bench failed:\n{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).expect("valid JSON");
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{text}");
+    for run in runs {
+        let scenario = run["scenario"].as_str().expect("scenario");
+        assert!(
+            run["write_gap_ms"].as_f64().is_some_and(|g| g > 0.0),
+            "{scenario}: gap measured\n{text}"
+        );
+        assert_eq!(
+            run["lost_acknowledged"], 0,
+            "{scenario}: nothing acknowledged is lost in sync mode\n{text}"
+        );
+        assert!(
+            run["max_writable"].as_u64().is_some_and(|w| w <= 1),
+            "{scenario}: never two writable\n{text}"
+        );
+        assert!(
+            run["acknowledged"].as_u64().is_some_and(|a| a >= 50),
+            "{scenario}: the writer wrote\n{text}"
+        );
+    }
+    assert_eq!(runs[0]["scenario"], "primary-crash");
+    assert_ne!(runs[0]["old_leader"], runs[0]["new_leader"], "a new leader\n{text}");
+    assert!(runs[0]["new_leader_ms"].as_f64().is_some(), "{text}");
+    assert_eq!(runs[1]["scenario"], "edge-crash");
+    assert_ne!(
+        runs[1]["old_vip_holder"], runs[1]["new_vip_holder"],
+        "the VIP moved\n{text}"
+    );
+    assert!(runs[1]["vip_move_ms"].as_f64().is_some(), "{text}");
+    eprintln!("{text}");
+}
