@@ -6,10 +6,7 @@ mod common;
 
 use std::process::Command;
 
-// Known failure, tracked in issue 6: with mutual TLS on six hosts the edges keep a stale DCS view after the
-// primary's host is killed and never route to the new primary (the loopback edge test and the fault suite recover).
 #[test]
-#[ignore = "issue 6: edges do not recover their primary route after a db host kill in the six-host bench"]
 fn bench_failover_six_hosts_primary_and_edge_crash() {
     if !pgha::netns::is_root() {
         eprintln!("skipped: bench_failover_six_hosts_primary_and_edge_crash needs root (network namespaces)");
