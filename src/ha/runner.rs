@@ -202,7 +202,12 @@ impl DbNode {
             .leader
             .as_ref()
             .is_some_and(|l| l.name == self.s.name && Some(l.lease) == local.lease);
-        if !leading {
+        // Not while we bootstrap (or adopt) the cluster: its setup commits with no standby in existence.
+        let bootstrapping = match view.initialize.as_deref() {
+            None => true,
+            Some(init) => init.strip_prefix("pending:") == Some(self.s.name.as_str()),
+        };
+        if !leading && !bootstrapping {
             self.keep_standby_sync_spec().await;
         }
         let decision = decide(&view, &local);
