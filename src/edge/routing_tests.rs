@@ -6,25 +6,10 @@ use super::*;
 use crate::ha::model::LeaderKey;
 
 fn member(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
-    MemberInfo {
-        name: name.into(),
-        api_addr: format!("{name}:7400"),
-        pg_host: format!("{name}.db"),
-        pg_port: 5432,
-        role,
-        state,
-        timeline: 1,
-        receive_lsn: lsn,
-        replay_lsn: lsn,
-        pending_restart: false,
-        nofailover: false,
-        failover_priority: 0,
-        noloadbalance: false,
-        tags: BTreeMap::new(),
-        system_identifier: 1,
-        paused: false,
-        version: String::new(),
-    }
+    let mut m = MemberInfo::for_test(name, role, state, lsn);
+    m.api_addr = format!("{name}:7400");
+    m.pg_host = format!("{name}.db");
+    m
 }
 
 fn primary(name: &str) -> MemberInfo {
