@@ -1,7 +1,5 @@
 //! Table-driven tests of the routing table and of `sessions_to_close`.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::ha::model::LeaderKey;
 
