@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use db::{index_of, port};
 use pgha::config::Role;
@@ -24,20 +24,14 @@ const EDGE_EXTRA: &str = "primary_wait_ms = 20000";
 
 /// Connects through an edge port (long timeout: the edge may hold the client while there is no primary).
 async fn connect(port: u16, password: &str) -> Option<Client> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(port)
-        .user("postgres")
-        .password(password)
-        .dbname("postgres")
-        .connect_timeout(Duration::from_secs(25));
-    let (client, conn) = tokio::time::timeout(Duration::from_secs(30), config.connect(NoTls))
-        .await
-        .ok()?
-        .ok()?;
-    tokio::spawn(conn);
-    Some(client)
+    probe::connect_to(
+        "127.0.0.1",
+        port,
+        password,
+        Duration::from_secs(25),
+        Duration::from_secs(30),
+    )
+    .await
 }
 
 /// (in recovery, server port) of the server behind `client`.

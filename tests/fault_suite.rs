@@ -44,20 +44,14 @@ fn s(p: &Path) -> &str {
 
 /// A connection to the PostgreSQL of a db host, from the test process (through the bridge).
 async fn connect(ip: Ipv4Addr, password: &str) -> Option<tokio_postgres::Client> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(ip.to_string())
-        .port(5432)
-        .user("postgres")
-        .password(password)
-        .dbname("postgres")
-        .connect_timeout(Duration::from_millis(500));
-    let (client, conn) = tokio::time::timeout(Duration::from_secs(2), config.connect(tokio_postgres::NoTls))
-        .await
-        .ok()?
-        .ok()?;
-    tokio::spawn(conn);
-    Some(client)
+    probe::connect_to(
+        &ip.to_string(),
+        5432,
+        password,
+        Duration::from_millis(500),
+        Duration::from_secs(2),
+    )
+    .await
 }
 
 /// One answer of the writability monitor: node, connection number, server clock (epoch seconds), writable.

@@ -17,18 +17,33 @@ pub fn password(dir: &Path) -> String {
 
 /// Connects to one node as the superuser (short timeouts: probes must not hang on a dead node).
 pub async fn connect(port: u16, password: &str) -> Option<Client> {
+    connect_to(
+        "127.0.0.1",
+        port,
+        password,
+        Duration::from_millis(500),
+        Duration::from_secs(2),
+    )
+    .await
+}
+
+/// Connects as the superuser to `host:port`: TCP connect within `connect_timeout`, the whole login within `within`.
+pub async fn connect_to(
+    host: &str,
+    port: u16,
+    password: &str,
+    connect_timeout: Duration,
+    within: Duration,
+) -> Option<Client> {
     let mut config = tokio_postgres::Config::new();
     config
-        .host("127.0.0.1")
+        .host(host)
         .port(port)
         .user("postgres")
         .password(password)
         .dbname("postgres")
-        .connect_timeout(Duration::from_millis(500));
-    let (client, conn) = tokio::time::timeout(Duration::from_secs(2), config.connect(NoTls))
-        .await
-        .ok()?
-        .ok()?;
+        .connect_timeout(connect_timeout);
+    let (client, conn) = tokio::time::timeout(within, config.connect(NoTls)).await.ok()?.ok()?;
     tokio::spawn(conn);
     Some(client)
 }
