@@ -378,6 +378,8 @@ pub enum BenchCommand {
     /// Failover write gap, leader change, VIP move and lost acknowledged writes in the six-host topology (network
     /// namespaces, root), or on a loopback 3-node cluster with `--local`.
     Failover(BenchFailoverArgs),
+    /// pgbench straight to the primary and through an edge, alternating, on a local one-node cluster.
+    Proxy(BenchProxyArgs),
 }
 
 /// A fault injected by `bench failover`.
@@ -422,6 +424,28 @@ pub struct BenchFailoverArgs {
     /// Loopback 3-node cluster instead of the six-host topology (no root needed; db scenarios only).
     #[arg(long)]
     pub local: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchProxyArgs {
+    /// pgbench clients (`-c`).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Seconds per pgbench run (`-T`).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// pgbench scale factor for `-i`.
+    #[arg(long, default_value_t = 10)]
+    pub scale: u32,
+    /// Direct/edge pairs per workload; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Keep the cluster's files in this directory (default: a temporary one).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

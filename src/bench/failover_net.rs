@@ -13,8 +13,9 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::measure::{first_write_after_outage, gap_after, max_writable, opt_ms, summarize_runs, NetRun, NetSummary};
+use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
 use super::probe::{lost, Target, Writer};
-use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, DBS, PG_PORT};
+use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT};
 use crate::cli::{BenchFailoverArgs, Scenario};
 
 const READY: Duration = Duration::from_secs(180);
@@ -246,6 +247,7 @@ async fn one_run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let t0 = Instant::now();
+    let t0_wall = std::time::SystemTime::now();
     match scenario {
         Scenario::PrimaryCrash => {
             six.signal_host(&primary, libc::SIGKILL);
@@ -325,6 +327,7 @@ async fn one_run(
         Scenario::PostgresCrash | Scenario::PrimaryFreeze | Scenario::Switchover => {}
     }
     let present = present_ids(six).await?;
+    let phases = run_phases(six, t0_wall, (new_leader != primary).then_some(new_leader.as_str()));
     Ok(NetRun {
         scenario,
         write_gap_ms: opt_ms(gap_after(&acked, t0)),
@@ -338,7 +341,28 @@ async fn one_run(
         acknowledged: acked.len(),
         lost_acknowledged: lost(&acked, &present).len(),
         max_writable: writable,
+        phases,
     })
+}
+
+/// Per-phase timings of the run that started at `t0` from every host's log.
+fn run_phases(six: &SixHosts, t0: std::time::SystemTime, new_leader: Option<&str>) -> Phases {
+    let lines: Vec<LogLine> = six
+        .topo
+        .hosts
+        .iter()
+        .filter(|h| h.name != CLIENT)
+        .flat_map(|h| parse_json_log(&h.name, &six.log(&h.name)))
+        .collect();
+    let edges: Vec<&str> = EDGES.iter().map(|(e, _)| *e).collect();
+    phases(
+        &lines,
+        &Outcome {
+            t0,
+            new_leader,
+            edges: &edges,
+        },
+    )
 }
 
 /// The writer's target: the VIP's primary port.
@@ -440,6 +464,15 @@ pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<Net
                 r.lost_acknowledged,
                 r.max_writable
             );
+            let p = &r.phases;
+            eprintln!(
+                "  phases ms: detect {:?}, elect {:?}, promote {:?}, route {:?}, VIP {:?}",
+                p.detect_ms.map(f64::round),
+                p.elect_ms.map(f64::round),
+                p.promote_ms.map(f64::round),
+                p.route_ms.map(f64::round),
+                p.vip_ms.map(f64::round)
+            );
             runs.push(r);
         }
     }
@@ -505,5 +538,28 @@ fn print_report(r: &NetReport) {
         "max writable",
     ];
     println!("{}, replication: {}", r.topology, r.replication);
+    println!("{}", crate::ctl::output::table(&headers, &rows));
+    let rows: Vec<Vec<String>> = r
+        .summary
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{:?}", s.scenario),
+                cell(s.detect),
+                cell(s.elect),
+                cell(s.promote),
+                cell(s.route),
+                cell(s.vip),
+            ]
+        })
+        .collect();
+    let headers = [
+        "phases from the logs, ms after the fault (p50/p95/max)",
+        "detect",
+        "elect",
+        "promote",
+        "route",
+        "VIP",
+    ];
     println!("{}", crate::ctl::output::table(&headers, &rows));
 }

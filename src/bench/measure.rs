@@ -65,6 +65,8 @@ pub struct NetRun {
     pub acknowledged: usize,
     pub lost_acknowledged: usize,
     pub max_writable: usize,
+    /// Per-phase timings from the hosts' logs.
+    pub phases: super::phases::Phases,
 }
 
 /// Summary of one scenario's runs.
@@ -78,6 +80,11 @@ pub struct NetSummary {
     pub vip_move: Option<Summary>,
     pub lost_acknowledged: usize,
     pub max_writable: usize,
+    pub detect: Option<Summary>,
+    pub elect: Option<Summary>,
+    pub promote: Option<Summary>,
+    pub route: Option<Summary>,
+    pub vip: Option<Summary>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -113,6 +120,11 @@ pub fn summarize_runs(scenarios: &[crate::cli::Scenario], runs: &[NetRun]) -> Ve
                 vip_move: summary_of(&of, |r| r.vip_move_ms),
                 lost_acknowledged: of.iter().map(|r| r.lost_acknowledged).sum(),
                 max_writable: of.iter().map(|r| r.max_writable).max().unwrap_or(0),
+                detect: summary_of(&of, |r| r.phases.detect_ms),
+                elect: summary_of(&of, |r| r.phases.elect_ms),
+                promote: summary_of(&of, |r| r.phases.promote_ms),
+                route: summary_of(&of, |r| r.phases.route_ms),
+                vip: summary_of(&of, |r| r.phases.vip_ms),
             }
         })
         .collect()
@@ -181,6 +193,10 @@ mod tests {
             acknowledged: 10,
             lost_acknowledged: lost,
             max_writable: w,
+            phases: crate::bench::phases::Phases {
+                detect_ms: Some(gap / 2.0),
+                ..Default::default()
+            },
         };
         let runs = vec![
             run(Scenario::PrimaryCrash, 100.0, 0, 1),
@@ -197,6 +213,8 @@ mod tests {
         assert_eq!((gap.p50_ms, gap.p95_ms, gap.max_ms), (200.0, 300.0, 300.0));
         assert_eq!((s[0].lost_acknowledged, s[0].max_writable), (2, 2));
         assert!(s[0].new_leader.is_none());
+        assert_eq!(s[0].detect.expect("detect").p50_ms, 100.0);
+        assert!(s[0].promote.is_none());
         assert_eq!(s[1].runs, 1);
         assert_eq!(s[2].runs, 0);
         assert!(s[2].write_gap.is_none());

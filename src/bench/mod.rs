@@ -4,7 +4,9 @@ pub mod dcs;
 pub mod failover;
 pub mod failover_net;
 pub mod measure;
+pub mod phases;
 pub mod probe;
+pub mod proxy;
 pub mod six_hosts;
 pub mod stats;
 
@@ -16,5 +18,6 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Dcs(args) => dcs::run(args).await,
         BenchCommand::Failover(args) if args.local => failover::run(args).await,
         BenchCommand::Failover(args) => failover_net::run(args).await,
+        BenchCommand::Proxy(args) => proxy::run(args).await,
     }
 }

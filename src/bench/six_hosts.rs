@@ -198,13 +198,16 @@ impl SixHosts {
         Ok(six)
     }
 
-    /// (Re)starts `host`'s pgha with its config; its output goes to `<dir>/<host>.log`.
+    /// (Re)starts `host`'s pgha with its config; its output (JSON log records) goes to `<dir>/<host>.log`.
     pub fn start_pgha(&mut self, host: &str, exe: &Path) -> Result<(), SixHostsError> {
         let role = if DBS.contains(&host) { "db" } else { "edge" };
         let cfg = s(&self.dir.join(format!("{host}.toml")));
         let exe = s(exe);
         let argv = [exe.as_str(), "run", "--role", role, "-c", cfg.as_str()];
-        let child = self.topo.spawn(host, &argv, &[], &self.log_path(host))?;
+        // JSON logs: the bench reads its per-phase timings from them.
+        let child = self
+            .topo
+            .spawn(host, &argv, &[("PGHA_LOG__FORMAT", "json")], &self.log_path(host))?;
         if let Some(mut old) = self.procs.insert(host.to_string(), child) {
             old.kill();
         }

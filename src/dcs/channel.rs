@@ -7,17 +7,8 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 /// How long a TCP connect may take before the member counts as unreachable (a LAN answers in well under this).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A lazily connected channel to `addr` (`host:port`), over TLS when `tls` is given; every request is bounded by
-/// `timeout`.
-pub fn lazy_channel(
-    addr: &str,
-    tls: Option<&ClientTlsConfig>,
-    timeout: Duration,
-) -> Result<Channel, tonic::transport::Error> {
-    build(addr, tls, Some(timeout), Duration::from_secs(1))
-}
-
-/// Like [`lazy_channel`] but without a per-request timeout and with faster keepalives (long-lived watch streams).
+/// A lazily connected channel to `addr` (`host:port`) without a per-request timeout and with faster keepalives, for
+/// long-lived watch streams.
 pub fn lazy_stream_channel(addr: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, tonic::transport::Error> {
     build(addr, tls, None, Duration::from_millis(500))
 }
@@ -42,4 +33,41 @@ fn build(
         endpoint = endpoint.tls_config(tls.clone())?;
     }
     Ok(endpoint.connect_lazy())
+}
+
+/// One lazily connected channel per member address, shared by every caller (HTTP/2 multiplexes them): a request
+/// never pays a fresh TCP and TLS handshake, which matters most for the leader's read-index heartbeats, whose
+/// whole budget is one heartbeat interval.
+pub struct ChannelPool {
+    tls: Option<ClientTlsConfig>,
+    timeout: Option<Duration>,
+    channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
+}
+
+impl ChannelPool {
+    /// Channels that bound every request by `timeout` (None: only by each request's own deadline).
+    pub fn new(tls: Option<ClientTlsConfig>, timeout: Option<Duration>) -> ChannelPool {
+        ChannelPool {
+            tls,
+            timeout,
+            channels: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The channel to `addr`, created on first use.
+    pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        // A poisoned lock only means another caller panicked mid-insert; the map itself is still usable.
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = build(addr, self.tls.as_ref(), self.timeout, Duration::from_secs(1))?;
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// The client TLS these channels use (None in plaintext mode).
+    pub fn tls(&self) -> Option<&ClientTlsConfig> {
+        self.tls.as_ref()
+    }
 }

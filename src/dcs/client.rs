@@ -1,17 +1,15 @@
 //! DCS client for processes that are not members (edge, ctl) and for tests: given every member address, it fails
 //! over between them on its own, and its watches resume on another member from the last delivered revision.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Code, Status};
 
-use super::channel::{lazy_channel, lazy_stream_channel};
+use super::channel::{lazy_stream_channel, ChannelPool};
 use super::types::{Event, KeyValue, Op, Txn};
 use super::watch::PROGRESS_INTERVAL;
 use crate::proto;
@@ -54,13 +52,34 @@ pub struct TxnOutcome {
 /// A failover-capable DCS client. Cheap to share behind an `Arc`.
 pub struct DcsClient {
     endpoints: Vec<String>,
-    tls: Option<ClientTlsConfig>,
     timeout: Duration,
-    current: AtomicUsize,
-    channels: Mutex<HashMap<String, Channel>>,
+    current: Rotation,
+    channels: ChannelPool,
     /// Test-only partition: while on, only `local` is reachable.
     fault: Option<(super::fault::FaultSwitch, String)>,
 }
+
+/// The member requests go to, shared by concurrent calls: the first caller to see it fail moves everyone on.
+#[derive(Debug, Default)]
+struct Rotation(AtomicUsize);
+
+impl Rotation {
+    /// The current member's index among `len`.
+    fn get(&self, len: usize) -> usize {
+        self.0.load(Ordering::Relaxed) % len.max(1)
+    }
+
+    /// Moves past `failed` unless another caller already has. The stored index stays below `len`: comparing a
+    /// wrapped counter with an index would stop matching after one round and pin every call to one member.
+    fn advance_from(&self, failed: usize, len: usize) {
+        let _ = self
+            .0
+            .compare_exchange(failed, (failed + 1) % len.max(1), Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// The least time one attempt on one member gets before the client moves on.
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 
 fn retryable(status: &Status) -> bool {
     matches!(
@@ -81,10 +100,9 @@ impl DcsClient {
         }
         let client = DcsClient {
             endpoints,
-            tls,
             timeout,
-            current: AtomicUsize::new(0),
-            channels: Mutex::new(HashMap::new()),
+            current: Rotation::default(),
+            channels: ChannelPool::new(tls, Some(timeout)),
             fault: None,
         };
         for addr in &client.endpoints {
@@ -112,17 +130,10 @@ impl DcsClient {
 
     /// A channel to one member address (cached).
     pub fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
-        let bad = |message: String| ClientError::BadEndpoint {
+        self.channels.get(addr).map_err(|e| ClientError::BadEndpoint {
             addr: addr.to_string(),
-            message,
-        };
-        let mut channels = self.channels.lock().map_err(|e| bad(e.to_string()))?;
-        if let Some(c) = channels.get(addr) {
-            return Ok(c.clone());
-        }
-        let c = lazy_channel(addr, self.tls.as_ref(), self.timeout).map_err(|e| bad(e.to_string()))?;
-        channels.insert(addr.to_string(), c.clone());
-        Ok(c)
+            message: e.to_string(),
+        })
     }
 
     /// Runs `f` against the current member, moving to the next one on transport errors, until the budget is spent.
@@ -135,9 +146,12 @@ impl DcsClient {
         let mut last = (String::new(), String::from("not tried"));
         let mut attempt = 0usize;
         while Instant::now() < deadline {
-            let index = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+            let index = self.current.get(self.endpoints.len());
             let addr = &self.endpoints[index];
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            // One silent member (cut off, frozen) must not eat the whole budget: each attempt gets a share of it,
+            // enough to ride out an election on a healthy member.
+            let share = (self.timeout / self.endpoints.len() as u32).max(MIN_ATTEMPT);
+            let remaining = deadline.saturating_duration_since(Instant::now()).min(share);
             let outcome = if self.cut_off(addr) {
                 Ok(Err(super::fault::partitioned_status()))
             } else {
@@ -156,9 +170,7 @@ impl DcsClient {
                 Err(_) => last = (addr.clone(), "timed out".to_string()),
             }
             // Move on; once every member was tried, pause briefly (an election may be under way).
-            let _ = self
-                .current
-                .compare_exchange(index, index + 1, Ordering::Relaxed, Ordering::Relaxed);
+            self.current.advance_from(index, self.endpoints.len());
             attempt += 1;
             if attempt % self.endpoints.len() == 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -379,8 +391,8 @@ impl DcsClient {
         let (tx, rx) = mpsc::channel(256);
         let task = WatchTask {
             endpoints: self.endpoints.clone(),
-            tls: self.tls.clone(),
-            start: self.current.load(Ordering::Relaxed),
+            tls: self.channels.tls().cloned(),
+            start: self.current.get(self.endpoints.len()),
             key: key.to_vec(),
             prefix,
             next: start_revision,
@@ -482,5 +494,27 @@ impl WatchTask {
                 progress.send_replace(resp.revision);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rotation;
+
+    #[test]
+    fn rotation_keeps_moving_after_a_full_round() {
+        let r = Rotation::default();
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            let i = r.get(3);
+            seen.push(i);
+            r.advance_from(i, 3);
+        }
+        assert_eq!(seen, [0, 1, 2, 0, 1, 2, 0]);
+        // A second caller that saw the same failure does not skip the next member.
+        let r = Rotation::default();
+        r.advance_from(0, 3);
+        r.advance_from(0, 3);
+        assert_eq!(r.get(3), 1);
     }
 }

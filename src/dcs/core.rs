@@ -1,8 +1,6 @@
 //! The member's DCS core: writes go through Raft (forwarded to the leader from a follower) and linearizable reads
 //! wait for a read index confirmed by the leader. Shared by the gRPC services.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -11,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, ClientTlsConfig};
 
-use super::channel::lazy_channel;
+use super::channel::ChannelPool;
 use super::state_machine::StateMachineStore;
 use super::types::{Command, CommandResult, PghaNode, Raft};
 use crate::proto::raft_internal_client::RaftInternalClient;
@@ -64,13 +62,12 @@ pub struct DcsCore {
     pub node_id: u64,
     pub node: PghaNode,
     pub cluster: String,
-    /// Client TLS used to reach other members (None in explicit plaintext mode).
-    pub tls: Option<ClientTlsConfig>,
     /// Budget of a client request, including leader elections in between.
     pub timeout: Duration,
     /// Test-only partition switch.
     pub fault: super::fault::FaultSwitch,
-    channels: Mutex<HashMap<String, Channel>>,
+    /// Channels to other members (client TLS None in explicit plaintext mode).
+    channels: ChannelPool,
 }
 
 impl DcsCore {
@@ -91,22 +88,15 @@ impl DcsCore {
             node_id,
             node,
             cluster,
-            tls,
             timeout,
             fault,
-            channels: Mutex::new(HashMap::new()),
+            channels: ChannelPool::new(tls, Some(timeout)),
         }
     }
 
     /// A channel to another member, created once per address.
     pub fn channel(&self, addr: &str) -> Result<Channel, DcsError> {
-        let mut channels = self.channels.lock().map_err(|e| DcsError::Stopped(e.to_string()))?;
-        if let Some(c) = channels.get(addr) {
-            return Ok(c.clone());
-        }
-        let c = lazy_channel(addr, self.tls.as_ref(), self.timeout).map_err(|e| DcsError::Invalid(e.to_string()))?;
-        channels.insert(addr.to_string(), c.clone());
-        Ok(c)
+        self.channels.get(addr).map_err(|e| DcsError::Invalid(e.to_string()))
     }
 
     /// The current leader as this member knows it.

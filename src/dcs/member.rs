@@ -102,7 +102,10 @@ impl Member {
         let sm = StateMachineStore::open(disk).map_err(|e| MemberError::Storage(e.to_string()))?;
         let fault = super::fault::FaultSwitch::from_env(&s.data_dir);
         let network = Network {
-            tls: s.tls.as_ref().map(|t| t.client.clone()),
+            channels: Arc::new(super::channel::ChannelPool::new(
+                s.tls.as_ref().map(|t| t.client.clone()),
+                None,
+            )),
             fault: fault.clone(),
         };
         let id = node_id(&s.name);

@@ -1,5 +1,6 @@
 //! Raft transport over gRPC: each openraft message travels serde-encoded in an opaque `RaftBytes`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -10,18 +11,18 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, ClientTlsConfig};
 
-use super::channel::lazy_channel;
+use super::channel::ChannelPool;
 use super::types::{PghaNode, TypeConfig};
 use crate::proto::raft_internal_client::RaftInternalClient;
 use crate::proto::RaftBytes;
 
-/// Creates one connection per Raft peer.
+/// Hands out connections to Raft peers over one shared channel per peer (openraft asks for a new client for every
+/// read-index round, and a fresh TLS handshake would eat its one-heartbeat budget).
 #[derive(Clone)]
 pub struct Network {
-    /// Client TLS for peer connections; None only in explicit plaintext mode.
-    pub tls: Option<ClientTlsConfig>,
+    /// Channels to peers; client TLS None only in explicit plaintext mode.
+    pub channels: Arc<ChannelPool>,
     /// Test-only partition switch.
     pub fault: super::fault::FaultSwitch,
 }
@@ -30,8 +31,7 @@ pub struct Network {
 pub struct PeerConnection {
     target: u64,
     node: PghaNode,
-    channel: Option<Channel>,
-    tls: Option<ClientTlsConfig>,
+    channels: Arc<ChannelPool>,
     fault: super::fault::FaultSwitch,
 }
 
@@ -48,8 +48,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             target,
             node: node.clone(),
-            channel: None,
-            tls: self.tls.clone(),
+            channels: self.channels.clone(),
             fault: self.fault.clone(),
         }
     }
@@ -74,15 +73,10 @@ impl PeerConnection {
             ))));
         }
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let channel = match &self.channel {
-            Some(c) => c.clone(),
-            None => {
-                let c = lazy_channel(&self.node.addr, self.tls.as_ref(), timeout)
-                    .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-                self.channel = Some(c.clone());
-                c
-            }
-        };
+        let channel = self
+            .channels
+            .get(&self.node.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut client = RaftInternalClient::new(channel);
         let mut request = tonic::Request::new(RaftBytes { data });
         request.set_timeout(timeout);

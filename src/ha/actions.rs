@@ -87,6 +87,7 @@ impl DbNode {
                     }
                 }
                 if self.store().take_leader(&self.s.name, lease).await? {
+                    tracing::info!("took the leader key as the switchover/failover candidate");
                     self.promote("switchover/failover candidate").await?;
                 }
                 Ok(())
