@@ -6,12 +6,7 @@ mod common;
 
 use std::process::Command;
 
-// Known intermittent failure, tracked in issue 6: after the primary's host is killed, a new leader takes the key,
-// but DCS clients outside the members (edges, the bench's observer) sometimes read nothing for a minute (the new
-// Raft leader logs "timeout while confirming leadership" for the dead member on every read). Run by hand with
-// `cargo test --test bench_six_hosts -- --ignored`.
 #[test]
-#[ignore = "issue 6: intermittent stale DCS reads for clients after a db host kill in the six-host bench"]
 fn bench_failover_six_hosts_primary_and_edge_crash() {
     if !pgha::netns::is_root() {
         eprintln!("skipped: bench_failover_six_hosts_primary_and_edge_crash needs root (network namespaces)");
@@ -70,11 +65,27 @@ fn bench_failover_six_hosts_primary_and_edge_crash() {
     assert_eq!(runs[0]["scenario"], "primary-crash");
     assert_ne!(runs[0]["old_leader"], runs[0]["new_leader"], "a new leader\n{text}");
     assert!(runs[0]["new_leader_ms"].as_f64().is_some(), "{text}");
+    // The phases come from the hosts' logs: the lease expired, then the new leader took the key, promoted, and an
+    // edge routed to it, in that order.
+    let phase = |run: &serde_json::Value, p: &str| run["phases"][p].as_f64();
+    let crash: Vec<Option<f64>> = ["detect_ms", "elect_ms", "promote_ms", "route_ms"]
+        .iter()
+        .map(|p| phase(&runs[0], p))
+        .collect();
+    assert!(
+        crash.iter().all(Option::is_some),
+        "every failover phase logged: {crash:?}\n{text}"
+    );
+    assert!(
+        crash.windows(2).all(|w| w[0] <= w[1]),
+        "phases in order: {crash:?}\n{text}"
+    );
     assert_eq!(runs[1]["scenario"], "edge-crash");
     assert_ne!(
         runs[1]["old_vip_holder"], runs[1]["new_vip_holder"],
         "the VIP moved\n{text}"
     );
     assert!(runs[1]["vip_move_ms"].as_f64().is_some(), "{text}");
+    assert!(phase(&runs[1], "vip_ms").is_some(), "the VIP take logged\n{text}");
     eprintln!("{text}");
 }

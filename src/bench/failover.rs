@@ -135,11 +135,7 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
     crate::logging::init(LogFormat::Human, "warn");
     let exe = std::env::current_exe().context("locating the pgha binary")?;
     let layout = Layout {
-        ha_lines: args
-            .sync
-            .as_deref()
-            .map(|mode| format!("synchronous_mode = \"{mode}\"\n"))
-            .unwrap_or_default(),
+        ha_lines: args.ha_lines(),
         ..Layout::default()
     };
     let mut cluster = LocalCluster::create_with(&exe, args.dir.as_deref(), 3, Role::Db, false, layout)?;
@@ -217,10 +213,7 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
         })
         .collect();
     let report = FailoverReport {
-        replication: args
-            .sync
-            .clone()
-            .map_or("async".into(), |m| format!("synchronous_mode = {m}")),
+        replication: args.profile(),
         runs,
         summary,
         idle_rss_bytes,

@@ -414,11 +414,8 @@ pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<Net
     let opts = SixHostsOptions {
         exe: exe.to_path_buf(),
         dir: args.dir.clone(),
-        ha_lines: args
-            .sync
-            .as_deref()
-            .map(|mode| format!("synchronous_mode = \"{mode}\"\n"))
-            .unwrap_or_default(),
+        ha_lines: args.ha_lines(),
+        vip_lines: args.vip_lines(),
     };
     let mut six = SixHosts::start(&opts)?;
     six.wait_ready(READY)
@@ -479,10 +476,7 @@ pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<Net
     drop(pollers);
     Ok(NetReport {
         topology: "six hosts (network namespaces)",
-        replication: args
-            .sync
-            .clone()
-            .map_or("async".into(), |m| format!("synchronous_mode = {m}")),
+        replication: args.profile(),
         summary: summarize_runs(&scenarios, &runs),
         runs,
     })

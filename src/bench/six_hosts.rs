@@ -65,6 +65,8 @@ pub struct SixHostsOptions {
     pub dir: Option<PathBuf>,
     /// Extra lines of the db hosts' `[ha]` section (e.g. `synchronous_mode = "quorum"`).
     pub ha_lines: String,
+    /// Extra lines of the edge hosts' `[edge.vip]` section (e.g. `ttl_ms = 500`).
+    pub vip_lines: String,
 }
 
 /// What [`SixHosts::wait_ready`] found.
@@ -167,9 +169,10 @@ impl SixHosts {
         for (e, prio) in EDGES {
             let text = format!(
                 "[cluster]\nname = \"{CLUSTER}\"\n\n[node]\nname = \"{e}\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n\
-                 {tls}\n[edge.vip]\naddress = \"{vip}/24\"\ninterface = \"{IFACE}\"\npriority = {prio}\n",
+                 {tls}\n[edge.vip]\naddress = \"{vip}/24\"\ninterface = \"{IFACE}\"\npriority = {prio}\n{extra}",
                 tls = tls(e),
                 vip = topo.addr(VIP_LAST),
+                extra = opts.vip_lines,
             );
             configs.push((e.to_string(), text));
         }

@@ -90,6 +90,11 @@ impl DbNode {
                         SyncSpec::Quorum { .. } => spec.render(),
                     };
                     tracing::info!("synchronous_standby_names: {what}");
+                    if matches!(spec, SyncSpec::Quorum { .. }) {
+                        if let Err(e) = self.pg.nudge_standbys(&spec.render()).await {
+                            tracing::debug!("asking the standbys for a flush report failed: {e}");
+                        }
+                    }
                     self.sync_applied = Some(spec);
                     self.sync_switch_lsn = None;
                 }

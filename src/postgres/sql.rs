@@ -196,6 +196,31 @@ impl Postgres {
         Ok(())
     }
 
+    /// Once the running server uses `synchronous_standby_names = wanted`, commits one tiny transaction with local
+    /// durability so that every standby reports its flush position again. Why: a commit that flushed while no
+    /// standby counted as synchronous (right after a promotion) is released only by the next standby report, and
+    /// without new WAL that report waits for `wal_receiver_status_interval`. Gives up quietly after about half a
+    /// second if the reload is not visible yet (the status interval then releases the waiters).
+    pub async fn nudge_standbys(&self, wanted: &str) -> Result<(), PgError> {
+        const STEP: &str = "asking the standbys for a flush report";
+        let client = self.connect().await?;
+        for _ in 0..50 {
+            let now: String = timed(
+                STEP,
+                SQL_TIMEOUT,
+                client.query_one("SELECT pg_catalog.current_setting('synchronous_standby_names')", &[]),
+            )
+            .await?
+            .get(0);
+            if now == wanted {
+                let sql = "BEGIN; SET LOCAL synchronous_commit = local; SELECT pg_catalog.txid_current(); COMMIT";
+                return timed(STEP, SQL_TIMEOUT, client.batch_execute(sql)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
     /// `CHECKPOINT` within [`CHECKPOINT_TIMEOUT`].
     pub async fn checkpoint(&self) -> Result<(), PgError> {
         self.checkpoint_within(CHECKPOINT_TIMEOUT).await
