@@ -137,7 +137,29 @@ impl DcsClient {
     }
 
     /// Runs `f` against the current member, moving to the next one on transport errors, until the budget is spent.
+    /// An attempt may use the whole remaining budget: a request that is not safe to repeat (a CAS that committed
+    /// but whose answer was slow would fail when retried elsewhere) is only repeated after a clear failure.
     async fn call<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        self.call_with(None, f).await
+    }
+
+    /// Like [`DcsClient::call`] for requests safe to repeat (reads, keepalives): one silent member (cut off,
+    /// frozen) must not eat the whole budget, so each attempt gets a share of it, still enough to ride out an
+    /// election on a healthy member.
+    async fn call_idempotent<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let share = (self.timeout / self.endpoints.len() as u32).max(MIN_ATTEMPT);
+        self.call_with(Some(share), f).await
+    }
+
+    async fn call_with<T, F, Fut>(&self, share: Option<Duration>, f: F) -> Result<T, ClientError>
     where
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
@@ -148,10 +170,8 @@ impl DcsClient {
         while Instant::now() < deadline {
             let index = self.current.get(self.endpoints.len());
             let addr = &self.endpoints[index];
-            // One silent member (cut off, frozen) must not eat the whole budget: each attempt gets a share of it,
-            // enough to ride out an election on a healthy member.
-            let share = (self.timeout / self.endpoints.len() as u32).max(MIN_ATTEMPT);
-            let remaining = deadline.saturating_duration_since(Instant::now()).min(share);
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = share.map_or(remaining, |s| remaining.min(s));
             let outcome = if self.cut_off(addr) {
                 Ok(Err(super::fault::partitioned_status()))
             } else {
@@ -185,7 +205,7 @@ impl DcsClient {
 
     async fn range(&self, key: &[u8], prefix: bool, serializable: bool) -> Result<(Vec<KeyValue>, i64), ClientError> {
         let resp = self
-            .call(|ch| async move {
+            .call_idempotent(|ch| async move {
                 let req = proto::RangeRequest {
                     key: key.to_vec(),
                     prefix,
@@ -277,7 +297,7 @@ impl DcsClient {
     /// Renews a lease; `None` when it no longer exists. The holder may count the TTL from when it SENT this call.
     pub async fn lease_keepalive(&self, id: i64) -> Result<Option<Duration>, ClientError> {
         let resp = self
-            .call(|ch| {
+            .call_idempotent(|ch| {
                 let req = proto::LeaseKeepAliveRequest { id };
                 async move { RawDcs::new(ch).lease_keep_alive(req).await }
             })
@@ -291,7 +311,7 @@ impl DcsClient {
     /// Revokes a lease and deletes its keys; false when it did not exist.
     pub async fn lease_revoke(&self, id: i64) -> Result<bool, ClientError> {
         let resp = self
-            .call(|ch| {
+            .call_idempotent(|ch| {
                 let req = proto::LeaseRevokeRequest { id };
                 async move { RawDcs::new(ch).lease_revoke(req).await }
             })
