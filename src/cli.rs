@@ -424,6 +424,9 @@ pub struct BenchFailoverArgs {
     /// Loopback 3-node cluster instead of the six-host topology (no root needed; db scenarios only).
     #[arg(long)]
     pub local: bool,
+    /// Also read through the VIP's replica port (port 5433) during every run and report its longest pause.
+    #[arg(long)]
+    pub reader: bool,
     /// Leader lease TTL of the cluster under test (`[ha] ttl_ms`; default: pgha's default, 2000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(500..=600_000))]
     pub ttl_ms: Option<u64>,

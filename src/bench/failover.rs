@@ -133,6 +133,10 @@ pub async fn request_switchover(dcs: &crate::dcs::client::DcsClient) -> anyhow::
 /// Runs the loopback benchmark (`--local`) and prints a table (and JSON when asked).
 pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
     crate::logging::init(LogFormat::Human, "warn");
+    anyhow::ensure!(
+        !args.reader && args.vip_ttl_ms.is_none(),
+        "--reader and --vip-ttl-ms need the edges of the six-host topology (run without --local, as root)"
+    );
     let exe = std::env::current_exe().context("locating the pgha binary")?;
     let layout = Layout {
         ha_lines: args.ha_lines(),

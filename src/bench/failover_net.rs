@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::measure::{first_write_after_outage, gap_after, max_writable, opt_ms, summarize_runs, NetRun, NetSummary};
 use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
-use super::probe::{lost, Target, Writer};
+use super::probe::{lost, Reader, Target, Writer};
 use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT};
 use crate::cli::{BenchFailoverArgs, Scenario};
 
@@ -22,6 +22,8 @@ const READY: Duration = Duration::from_secs(180);
 /// Budget of one scenario from the fault to steady writes again.
 const DEADLINE: Duration = Duration::from_secs(60);
 const TABLE: &str = "pgha_bench_probe";
+/// The edges' replica port (their default).
+const REPLICA_PORT: u16 = 5433;
 /// Acknowledged writes that make "writing again" (about half a second).
 const STEADY: usize = 25;
 /// How long a writable sample counts when the host stops answering.
@@ -31,17 +33,19 @@ type Acked = Arc<Mutex<Vec<(i64, Instant)>>>;
 /// One db host's (time, writable) samples.
 type Samples = Arc<Mutex<Vec<(Instant, bool)>>>;
 
-/// The writer, on a thread inside the client host.
+/// The writer (and the optional replica-port reader), on a thread inside the client host.
 struct NsProbe {
     acked: Acked,
+    /// Answered reads, when a reader runs.
+    read: Option<Acked>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl NsProbe {
-    fn start(ns: String, target: Target, first: i64) -> anyhow::Result<NsProbe> {
+    fn start(ns: String, target: Target, first: i64, reader: Option<Target>) -> anyhow::Result<NsProbe> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel::<anyhow::Result<Acked>>();
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel::<anyhow::Result<(Acked, Option<Acked>)>>();
         let thread = std::thread::spawn(move || {
             let runtime = crate::netns::enter(&ns)
                 .map_err(anyhow::Error::from)
@@ -55,16 +59,24 @@ impl NsProbe {
             };
             runtime.block_on(async move {
                 let writer = Writer::start(target, TABLE, first);
-                let _ = handle_tx.send(Ok(writer.acked_handle()));
+                let reader = reader.map(Reader::start);
+                let _ = handle_tx.send(Ok((
+                    writer.acked_handle(),
+                    reader.as_ref().map(Reader::answered_handle),
+                )));
                 let _ = stop_rx.await;
                 writer.stop().await;
+                if let Some(r) = reader {
+                    r.stop().await;
+                }
             });
         });
-        let acked = handle_rx
+        let (acked, read) = handle_rx
             .recv_timeout(Duration::from_secs(10))
             .context("the client-host writer did not start")??;
         Ok(NsProbe {
             acked,
+            read,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -74,9 +86,14 @@ impl NsProbe {
         self.acked.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
-    fn stop(mut self) -> Vec<(i64, Instant)> {
+    /// Stops; the acknowledged writes and the answered reads (None without a reader).
+    fn stop(mut self) -> (Vec<(i64, Instant)>, Option<Vec<(i64, Instant)>>) {
         self.halt();
-        self.snapshot()
+        let read = self
+            .read
+            .as_ref()
+            .map(|r| r.lock().map(|v| v.clone()).unwrap_or_default());
+        (self.snapshot(), read)
     }
 
     fn halt(&mut self) {
@@ -231,13 +248,15 @@ async fn one_run(
     pollers: &Writability,
     scenario: Scenario,
     first: i64,
+    reader: bool,
 ) -> anyhow::Result<NetRun> {
     let Ready { primary, vip_holder } = six
         .wait_ready(READY)
         .await
         .with_context(|| format!("waiting for the cluster before a run\n{}", log_tails(six)))?;
     let ttl = Duration::from_millis(six.view().await?.config.ttl_ms);
-    let probe = NsProbe::start(six.ns(CLIENT)?, via_vip(six), first)?;
+    let reader = reader.then(|| via_vip_port(six, REPLICA_PORT));
+    let probe = NsProbe::start(six.ns(CLIENT)?, via_vip_port(six, PG_PORT), first, reader)?;
     let start = Instant::now();
     while probe.snapshot().len() < STEADY {
         anyhow::ensure!(
@@ -309,7 +328,7 @@ async fn one_run(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let acked = probe.stop();
+    let (acked, read) = probe.stop();
     let writable = max_writable(&pollers.since(t0 - Duration::from_secs(1)), HOLD);
     // Undo the fault so the next run starts from a full cluster.
     match scenario {
@@ -331,6 +350,7 @@ async fn one_run(
     Ok(NetRun {
         scenario,
         write_gap_ms: opt_ms(gap_after(&acked, t0)),
+        read_gap_ms: read.and_then(|r| opt_ms(gap_after(&r, t0))),
         first_write_ms: opt_ms(first_write_after_outage(&acked, t0)),
         new_leader_ms: opt_ms(new_leader_at),
         vip_move_ms: opt_ms(vip_at),
@@ -365,10 +385,10 @@ fn run_phases(six: &SixHosts, t0: std::time::SystemTime, new_leader: Option<&str
     )
 }
 
-/// The writer's target: the VIP's primary port.
-fn via_vip(six: &SixHosts) -> Target {
+/// The VIP's `port` (the edges' primary port is [`PG_PORT`]).
+fn via_vip_port(six: &SixHosts, port: u16) -> Target {
     Target {
-        nodes: vec![(six.vip().to_string(), PG_PORT)],
+        nodes: vec![(six.vip().to_string(), port)],
         user: "postgres".into(),
         password: six.password.clone(),
     }
@@ -447,7 +467,7 @@ pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<Net
     for scenario in &scenarios {
         for i in 0..args.runs {
             eprintln!("{scenario:?} run {}/{}...", i + 1, args.runs);
-            let r = one_run(&mut six, exe, &pollers, *scenario, next_id).await?;
+            let r = one_run(&mut six, exe, &pollers, *scenario, next_id, args.reader).await?;
             next_id += 1_000_000;
             eprintln!(
                 "  gap {:?} ms, leader {} -> {} after {:?} ms, VIP {} -> {} after {:?} ms, lost {}, max writable {}",
@@ -516,6 +536,7 @@ fn print_report(r: &NetReport) {
                 cell(s.new_leader),
                 cell(s.first_write),
                 cell(s.vip_move),
+                cell(s.read_gap),
                 s.lost_acknowledged.to_string(),
                 s.max_writable.to_string(),
             ]
@@ -528,6 +549,7 @@ fn print_report(r: &NetReport) {
         "new leader ms",
         "first write ms",
         "VIP move ms",
+        "read gap ms",
         "lost acked",
         "max writable",
     ];

@@ -55,6 +55,8 @@ pub fn max_writable(samples: &[Vec<(Instant, bool)>], hold: Duration) -> usize {
 pub struct NetRun {
     pub scenario: crate::cli::Scenario,
     pub write_gap_ms: Option<f64>,
+    /// Longest pause of the replica-port reader after the fault (with `--reader`).
+    pub read_gap_ms: Option<f64>,
     pub first_write_ms: Option<f64>,
     pub new_leader_ms: Option<f64>,
     pub vip_move_ms: Option<f64>,
@@ -75,6 +77,7 @@ pub struct NetSummary {
     pub scenario: crate::cli::Scenario,
     pub runs: usize,
     pub write_gap: Option<Summary>,
+    pub read_gap: Option<Summary>,
     pub first_write: Option<Summary>,
     pub new_leader: Option<Summary>,
     pub vip_move: Option<Summary>,
@@ -115,6 +118,7 @@ pub fn summarize_runs(scenarios: &[crate::cli::Scenario], runs: &[NetRun]) -> Ve
                 scenario: *s,
                 runs: of.len(),
                 write_gap: summary_of(&of, |r| r.write_gap_ms),
+                read_gap: summary_of(&of, |r| r.read_gap_ms),
                 first_write: summary_of(&of, |r| r.first_write_ms),
                 new_leader: summary_of(&of, |r| r.new_leader_ms),
                 vip_move: summary_of(&of, |r| r.vip_move_ms),
@@ -183,6 +187,7 @@ mod tests {
         let run = |s, gap: f64, lost, w| NetRun {
             scenario: s,
             write_gap_ms: Some(gap),
+            read_gap_ms: None,
             first_write_ms: Some(gap),
             new_leader_ms: None,
             vip_move_ms: None,

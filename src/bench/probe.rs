@@ -1,5 +1,6 @@
 //! A continuous autocommit writer through a libpq-style multi-host target (`target_session_attrs=read-write`):
-//! what an application sees across a failover. Records every acknowledged id with its time.
+//! what an application sees across a failover. Records every acknowledged id with its time; and a reader for a
+//! replica port.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,6 +106,56 @@ impl Writer {
         let _ = self.task.await;
         let acked = self.acked.lock().map(|v| v.clone()).unwrap_or_default();
         acked
+    }
+}
+
+/// A continuous reader: `SELECT 1` every [`INTERVAL`] through `target` without session attributes (for a replica
+/// port: the proxy picks the node), reconnecting at once. Records the time of every answered read.
+pub struct Reader {
+    answered: Arc<Mutex<Vec<(i64, Instant)>>>,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    /// Starts reading.
+    pub fn start(target: Target) -> Reader {
+        let answered = Arc::new(Mutex::new(Vec::new()));
+        let token = CancellationToken::new();
+        let (a, t) = (answered.clone(), token.clone());
+        let task = tokio::spawn(async move {
+            let mut n = 0i64;
+            while !t.is_cancelled() {
+                let connected = tokio::time::timeout(Duration::from_secs(2), target.config(false).connect(NoTls)).await;
+                let Ok(Ok((client, conn))) = connected else {
+                    tokio::time::sleep(INTERVAL).await;
+                    continue;
+                };
+                tokio::spawn(conn);
+                while !t.is_cancelled() {
+                    match tokio::time::timeout(Duration::from_secs(2), client.simple_query("SELECT 1")).await {
+                        Ok(Ok(_)) => {
+                            n += 1;
+                            a.lock().map(|mut v| v.push((n, Instant::now()))).unwrap_or(());
+                        }
+                        _ => break,
+                    }
+                    tokio::time::sleep(INTERVAL).await;
+                }
+            }
+        });
+        Reader { answered, token, task }
+    }
+
+    /// The shared list of answered reads (sequence number, time).
+    pub fn answered_handle(&self) -> Arc<Mutex<Vec<(i64, Instant)>>> {
+        self.answered.clone()
+    }
+
+    /// Stops reading.
+    pub async fn stop(self) {
+        self.token.cancel();
+        let _ = self.task.await;
     }
 }
 
