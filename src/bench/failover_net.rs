@@ -29,7 +29,9 @@ const STEADY: usize = 25;
 /// How long a writable sample counts when the host stops answering.
 const HOLD: Duration = Duration::from_millis(300);
 
-type Acked = Arc<Mutex<Vec<(i64, Instant)>>>;
+/// (id or sequence number, time) of every acknowledged write or answered read.
+type Acks = Vec<(i64, Instant)>;
+type Acked = Arc<Mutex<Acks>>;
 /// One db host's (time, writable) samples.
 type Samples = Arc<Mutex<Vec<(Instant, bool)>>>;
 
@@ -87,7 +89,7 @@ impl NsProbe {
     }
 
     /// Stops; the acknowledged writes and the answered reads (None without a reader).
-    fn stop(mut self) -> (Vec<(i64, Instant)>, Option<Vec<(i64, Instant)>>) {
+    fn stop(mut self) -> (Acks, Option<Acks>) {
         self.halt();
         let read = self
             .read
