@@ -156,6 +156,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         info_tx,
         background.clone(),
     )));
+    if let Some(address) = vip.as_ref().map(|v| v.address) {
+        tokio::spawn(close_sessions_when_the_vip_leaves(
+            proxy.clone(),
+            address.into(),
+            name.clone(),
+            holder_rx.clone(),
+            background.clone(),
+        ));
+    }
     let config_vip_ttl = config.edge.vip.as_ref().and_then(|v| v.ttl_ms);
     let keeper = vip.map(|mut v| {
         let (dcs, keys, name, stop) = (dcs.clone(), keys.clone(), name.clone(), vip_stop.clone());
@@ -226,6 +235,29 @@ async fn mirror_info(
             // A closed channel (no VIP keeper) just stops waking us.
             Ok(()) = healthy.changed() => {}
             Ok(()) = holder.changed() => {}
+        }
+    }
+}
+
+/// Once this edge no longer holds the VIP, closes the sessions clients opened to it: the clients' packets now go to
+/// the new holder, so they learn at once instead of waiting on a connection nobody can answer on.
+async fn close_sessions_when_the_vip_leaves(
+    proxy: Arc<Proxy>,
+    address: std::net::IpAddr,
+    name: String,
+    mut holder: watch::Receiver<Option<String>>,
+    token: CancellationToken,
+) {
+    let mut mine = false;
+    loop {
+        let now_mine = holder.borrow_and_update().as_deref() == Some(name.as_str());
+        if mine && !now_mine {
+            proxy.close_sessions_to(address, "the VIP left this edge");
+        }
+        mine = now_mine;
+        tokio::select! {
+            _ = token.cancelled() => return,
+            changed = holder.changed() => if changed.is_err() { return },
         }
     }
 }

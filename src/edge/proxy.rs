@@ -54,6 +54,8 @@ pub struct SessionRow {
 struct Live {
     port: Port,
     client: SocketAddr,
+    /// The address the client connected to (the VIP or the edge's own).
+    local: Option<std::net::IpAddr>,
     backend: String,
     started: Instant,
     cancel: CancellationToken,
@@ -148,6 +150,19 @@ impl Proxy {
         self.table_tx.send_replace(new);
     }
 
+    /// Closes the sessions clients opened to `address` (the VIP, once another edge holds it: their packets now
+    /// reach that edge, so a client waiting for an answer here would hang until its own timeout).
+    pub fn close_sessions_to(&self, address: std::net::IpAddr, reason: &str) {
+        let Ok(reg) = self.registry.lock() else { return };
+        let to_close: Vec<&Live> = reg.sessions.values().filter(|l| l.local == Some(address)).collect();
+        if !to_close.is_empty() {
+            tracing::info!("closing {} session(s) to {address}: {reason}", to_close.len());
+        }
+        for live in to_close {
+            live.cancel.cancel();
+        }
+    }
+
     /// Closes every live session (shutdown).
     pub fn close_all(&self, reason: &str) {
         if let Ok(reg) = self.registry.lock() {
@@ -184,7 +199,14 @@ impl Proxy {
     }
 
     /// Registers a session to `backend` if it still holds the role of `port` in the table in force.
-    fn register(&self, id: u64, port: Port, backend: &str, client: SocketAddr) -> Option<Live> {
+    fn register(
+        &self,
+        id: u64,
+        port: Port,
+        backend: &str,
+        client: SocketAddr,
+        local: Option<std::net::IpAddr>,
+    ) -> Option<Live> {
         let mut reg = self.registry.lock().ok()?;
         if !reg.table.holds(port, backend) {
             return None;
@@ -192,6 +214,7 @@ impl Proxy {
         let live = Live {
             port,
             client,
+            local,
             backend: backend.to_string(),
             started: Instant::now(),
             cancel: CancellationToken::new(),
@@ -215,7 +238,13 @@ impl Proxy {
 
     /// Connects to a backend of `port` and registers the session; a primary-port client waits up to `primary_wait`
     /// for a primary (failover, switchover), others get one round over the current targets.
-    async fn connect(&self, id: u64, port: Port, client: SocketAddr) -> Option<(Backend, TcpStream, Live)> {
+    async fn connect(
+        &self,
+        id: u64,
+        port: Port,
+        client: SocketAddr,
+        local: Option<std::net::IpAddr>,
+    ) -> Option<(Backend, TcpStream, Live)> {
         let deadline = Instant::now()
             + if port == Port::Primary {
                 self.primary_wait
@@ -231,7 +260,7 @@ impl Proxy {
                 let backend = &targets[(start + k) % targets.len()];
                 let budget = CONNECT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()).max(RETRY_PAUSE));
                 match tokio::time::timeout(budget, TcpStream::connect(&backend.addr)).await {
-                    Ok(Ok(stream)) => match self.register(id, port, &backend.name, client) {
+                    Ok(Ok(stream)) => match self.register(id, port, &backend.name, client, local) {
                         Some(live) => return Some((backend.clone(), stream, live)),
                         None => break, // the table changed meanwhile: look again
                     },
@@ -296,7 +325,8 @@ impl Proxy {
         configure(&client);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let counters = self.counters(port);
-        let Some((backend, server, live)) = self.connect(id, port, peer).await else {
+        let local = client.local_addr().ok().map(|a| a.ip());
+        let Some((backend, server, live)) = self.connect(id, port, peer, local).await else {
             counters.refused.fetch_add(1, Ordering::Relaxed);
             let table = self.table();
             let why = match port {

@@ -251,31 +251,33 @@ impl DbNode {
         }
     }
 
-    /// The WAL positions of the members that answer (running PostgreSQL only), asked live over gRPC.
+    /// The WAL positions of the members that answer (running PostgreSQL only), asked live over gRPC, all at once:
+    /// a cut-off peer costs one [`RACE_RPC_TIMEOUT`], not one per peer after it.
     async fn peer_positions(&self, view: &ClusterView) -> Vec<Candidate> {
-        let mut peers = Vec::new();
-        for m in view.members.values().filter(|m| m.name != self.s.name) {
-            let Ok(channel) = self.dcs.channel(&m.api_addr) else {
-                continue;
-            };
-            let mut req = tonic::Request::new(WalPositionRequest {});
-            req.set_timeout(RACE_RPC_TIMEOUT);
-            match tokio::time::timeout(RACE_RPC_TIMEOUT, HaClient::new(channel).wal_position(req)).await {
-                Ok(Ok(resp)) => {
-                    let r = resp.into_inner();
-                    if r.running {
-                        peers.push(Candidate {
+        let asks = view.members.values().filter(|m| m.name != self.s.name).filter_map(|m| {
+            let channel = self.dcs.channel(&m.api_addr).ok()?;
+            let peer = m.name.clone();
+            Some(async move {
+                let mut req = tonic::Request::new(WalPositionRequest {});
+                req.set_timeout(RACE_RPC_TIMEOUT);
+                match tokio::time::timeout(RACE_RPC_TIMEOUT, HaClient::new(channel).wal_position(req)).await {
+                    Ok(Ok(resp)) => {
+                        let r = resp.into_inner();
+                        r.running.then(|| Candidate {
                             name: r.name,
                             lsn: r.lsn,
                             failover_priority: r.failover_priority,
                             nofailover: r.nofailover,
-                        });
+                        })
+                    }
+                    _ => {
+                        tracing::debug!(peer = %peer, "no WAL position from peer: it does not take part in the race");
+                        None
                     }
                 }
-                _ => tracing::debug!(peer = %m.name, "no WAL position from peer: it does not take part in the race"),
-            }
-        }
-        peers
+            })
+        });
+        futures::future::join_all(asks).await.into_iter().flatten().collect()
     }
 
     /// Whether we may be promoted: in synchronous mode only a member of the `sync` key that heard from enough of
