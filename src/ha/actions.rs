@@ -263,7 +263,7 @@ impl DbNode {
                 match tokio::time::timeout(RACE_RPC_TIMEOUT, HaClient::new(channel).wal_position(req)).await {
                     Ok(Ok(resp)) => {
                         let r = resp.into_inner();
-                        r.running.then(|| Candidate {
+                        r.running.then_some(Candidate {
                             name: r.name,
                             lsn: r.lsn,
                             failover_priority: r.failover_priority,
