@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn bench_proxy_measures_direct_and_edge() {
@@ -11,10 +11,8 @@ fn bench_proxy_measures_direct_and_edge() {
         eprintln!("skipped: bench_proxy_measures_direct_and_edge needs PostgreSQL 15's pgbench");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let json = dir.path().join("proxy.json");
-    let out = Command::new(common::exe())
-        .args([
+    let (report, text) = common::bench_report(
+        &[
             "bench",
             "proxy",
             "--seconds",
@@ -25,19 +23,9 @@ fn bench_proxy_measures_direct_and_edge() {
             "1",
             "--clients",
             "2",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("running pgha bench proxy");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        Duration::from_secs(300),
     );
-    assert!(out.status.success(), "bench failed:\n{text}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).expect("valid JSON");
     let rows = report["rows"].as_array().expect("rows");
     let workloads: Vec<&str> = rows.iter().filter_map(|r| r["workload"].as_str()).collect();
     assert_eq!(

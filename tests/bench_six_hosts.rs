@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn bench_failover_six_hosts_primary_and_edge_crash() {
@@ -16,10 +16,8 @@ fn bench_failover_six_hosts_primary_and_edge_crash() {
         eprintln!("skipped: bench_failover_six_hosts_primary_and_edge_crash needs PostgreSQL 15");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let json = dir.path().join("bench.json");
-    let out = Command::new(common::exe())
-        .args([
+    let (report, text) = common::bench_report(
+        &[
             "bench",
             "failover",
             "--runs",
@@ -28,19 +26,11 @@ fn bench_failover_six_hosts_primary_and_edge_crash() {
             "primary-crash",
             "--scenario",
             "edge-crash",
-        ])
-        .args(["--sync", "quorum", "--json"])
-        .arg(&json)
-        .output()
-        .expect("running pgha bench failover");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+            "--sync",
+            "quorum",
+        ],
+        Duration::from_secs(600),
     );
-    assert!(out.status.success(), "bench failed:\n{text}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).expect("valid JSON");
     let runs = report["runs"].as_array().expect("runs");
     assert_eq!(runs.len(), 2, "{text}");
     for run in runs {

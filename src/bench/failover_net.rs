@@ -15,15 +15,13 @@ use serde::Serialize;
 use super::measure::{first_write_after_outage, gap_after, max_writable, opt_ms, summarize_runs, NetRun, NetSummary};
 use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
 use super::probe::{lost, Reader, Target, Writer};
-use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT};
+use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT, REPLICA_PORT};
 use crate::cli::{BenchFailoverArgs, Scenario};
 
 const READY: Duration = Duration::from_secs(180);
 /// Budget of one scenario from the fault to steady writes again.
 const DEADLINE: Duration = Duration::from_secs(60);
 const TABLE: &str = "pgha_bench_probe";
-/// The edges' replica port (their default).
-const REPLICA_PORT: u16 = 5433;
 /// Acknowledged writes that make "writing again" (about half a second).
 const STEADY: usize = 25;
 /// How long a writable sample counts when the host stops answering.

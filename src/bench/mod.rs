@@ -6,6 +6,7 @@ pub mod failover_net;
 pub mod measure;
 pub mod phases;
 pub mod probe;
+pub mod profile;
 pub mod proxy;
 pub mod six_hosts;
 pub mod stats;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::stats::{peak_rss_bytes, rss_bytes};
+use super::stats::{nearest_rank, peak_rss_bytes, rss_bytes};
 use crate::cli::BenchProxyArgs;
 use crate::config::{LogFormat, Role};
 use crate::local::{Layout, LocalCluster};
@@ -58,10 +58,10 @@ pub fn parse_pgbench(out: &str) -> Option<PgbenchResult> {
     })
 }
 
-/// Median of a non-empty set (the lower middle for an even count, the pessimistic side for a throughput).
+/// Median of a set, nearest rank as in every other bench summary (the lower middle for an even count).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get((v.len().max(1) - 1) / 2).copied().unwrap_or(0.0)
+    nearest_rank(&v, 0.5)
 }
 
 /// One workload's numbers: medians over the rounds.

@@ -29,6 +29,8 @@ pub const CLUSTER: &str = "demo";
 const DCS_PORT: u16 = 2379;
 /// The PostgreSQL port on db hosts and the edges' primary port on the VIP.
 pub const PG_PORT: u16 = 5432;
+/// The edges' replica port (their default `edge.replica_listen`).
+pub const REPLICA_PORT: u16 = 5433;
 /// Host part of the VIP in the topology's /24.
 const VIP_LAST: u8 = 100;
 

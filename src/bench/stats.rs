@@ -22,7 +22,7 @@ pub fn summarize(samples: &[Duration]) -> Option<Summary> {
     }
     let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
-    let rank = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    let rank = |p: f64| nearest_rank(&ms, p);
     Some(Summary {
         count: ms.len(),
         p50_ms: rank(0.50),
@@ -30,6 +30,14 @@ pub fn summarize(samples: &[Duration]) -> Option<Summary> {
         p99_ms: rank(0.99),
         max_ms: rank(1.0),
     })
+}
+
+/// The nearest-rank `p` percentile (0 < p <= 1) of ascending `sorted` values; 0 when empty.
+pub fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// Resident set size of a process in bytes (Linux /proc), None if unavailable.

@@ -67,6 +67,18 @@ struct Registry {
     sessions: HashMap<u64, Live>,
 }
 
+impl Registry {
+    /// Cancels every session `close` picks (each ends on its own and unregisters); returns how many.
+    fn close_where(&self, close: impl Fn(&Live) -> bool) -> u64 {
+        let mut closed = 0;
+        for live in self.sessions.values().filter(|l| close(l)) {
+            live.cancel.cancel();
+            closed += 1;
+        }
+        closed
+    }
+}
+
 /// The proxy's shared state.
 pub struct Proxy {
     registry: Mutex<Registry>,
@@ -128,13 +140,7 @@ impl Proxy {
             tracing::info!("{line}");
         }
         for cut in sessions_to_close(&reg.table, &new) {
-            let mut closed = 0;
-            for live in reg.sessions.values() {
-                if live.port == cut.port && live.backend == cut.backend {
-                    live.cancel.cancel();
-                    closed += 1;
-                }
-            }
+            let closed = reg.close_where(|live| live.port == cut.port && live.backend == cut.backend);
             if closed > 0 {
                 self.counters(cut.port).cut.fetch_add(closed, Ordering::Relaxed);
                 tracing::info!(
@@ -154,24 +160,18 @@ impl Proxy {
     /// reach that edge, so a client waiting for an answer here would hang until its own timeout).
     pub fn close_sessions_to(&self, address: std::net::IpAddr, reason: &str) {
         let Ok(reg) = self.registry.lock() else { return };
-        let to_close: Vec<&Live> = reg.sessions.values().filter(|l| l.local == Some(address)).collect();
-        if !to_close.is_empty() {
-            tracing::info!("closing {} session(s) to {address}: {reason}", to_close.len());
-        }
-        for live in to_close {
-            live.cancel.cancel();
+        let closed = reg.close_where(|live| live.local == Some(address));
+        if closed > 0 {
+            tracing::info!("closing {closed} session(s) to {address}: {reason}");
         }
     }
 
     /// Closes every live session (shutdown).
     pub fn close_all(&self, reason: &str) {
-        if let Ok(reg) = self.registry.lock() {
-            if !reg.sessions.is_empty() {
-                tracing::info!("closing {} session(s): {reason}", reg.sessions.len());
-            }
-            for live in reg.sessions.values() {
-                live.cancel.cancel();
-            }
+        let Ok(reg) = self.registry.lock() else { return };
+        let closed = reg.close_where(|_| true);
+        if closed > 0 {
+            tracing::info!("closing {closed} session(s): {reason}");
         }
     }
 

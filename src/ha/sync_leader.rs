@@ -82,16 +82,17 @@ impl DbNode {
                     }
                 }
                 SyncStep::Apply(spec) => {
-                    self.pg.set_synchronous_standby_names(&spec.render());
+                    let rendered = spec.render();
+                    self.pg.set_synchronous_standby_names(&rendered);
                     self.apply_parameters().await;
                     let what = match &spec {
-                        SyncSpec::Async => "asynchronous (no synchronous standby available)".to_string(),
-                        SyncSpec::Blocking => "blocking commits until a synchronous standby is recorded".to_string(),
-                        SyncSpec::Quorum { .. } => spec.render(),
+                        SyncSpec::Async => "asynchronous (no synchronous standby available)",
+                        SyncSpec::Blocking => "blocking commits until a synchronous standby is recorded",
+                        SyncSpec::Quorum { .. } => rendered.as_str(),
                     };
                     tracing::info!("synchronous_standby_names: {what}");
                     if matches!(spec, SyncSpec::Quorum { .. }) {
-                        if let Err(e) = self.pg.nudge_standbys(&spec.render()).await {
+                        if let Err(e) = self.pg.nudge_standbys(&rendered).await {
                             tracing::debug!("asking the standbys for a flush report failed: {e}");
                         }
                     }

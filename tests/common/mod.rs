@@ -202,6 +202,21 @@ pub fn pgha(args: &[&str], envs: &[(&str, &str)], timeout: Duration) -> Run {
     }
 }
 
+/// Runs a `pgha bench ...` command with `--json FILE` appended (within `timeout`), asserts it succeeded, and
+/// returns the parsed report with the command's whole output for assertion messages.
+pub fn bench_report(args: &[&str], timeout: Duration) -> (serde_json::Value, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("report.json");
+    let json_arg = json.to_string_lossy().to_string();
+    let mut argv = args.to_vec();
+    argv.extend(["--json", json_arg.as_str()]);
+    let run = pgha(&argv, &[], timeout);
+    let text = format!("{}\n{}", run.stdout, run.stderr);
+    assert!(run.ok(), "bench failed:\n{text}");
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).expect("valid JSON");
+    (report, text)
+}
+
 /// [`pgha`] from async code, off the runtime's worker threads.
 pub async fn pgha_async(args: Vec<String>, envs: Vec<(String, String)>, timeout: Duration) -> Run {
     tokio::task::spawn_blocking(move || {
