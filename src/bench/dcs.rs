@@ -184,10 +184,7 @@ pub async fn run(args: BenchDcsArgs) -> anyhow::Result<()> {
         rss_bytes_after,
     };
     print_report(&report);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    super::write_json(args.json.as_deref(), &report)?;
     cluster.stop_all(Duration::from_secs(5));
     Ok(())
 }

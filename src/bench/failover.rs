@@ -223,30 +223,12 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
         idle_rss_bytes,
     };
     print_report(&report);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    super::write_json(args.json.as_deref(), &report)?;
     cluster.stop_all(Duration::from_secs(10));
     Ok(())
 }
 
 fn print_report(r: &FailoverReport) {
-    let rows: Vec<Vec<String>> = r
-        .summary
-        .iter()
-        .map(|s| {
-            vec![
-                format!("{:?}", s.scenario),
-                s.write_gap.count.to_string(),
-                format!("{:.0}", s.write_gap.p50_ms),
-                format!("{:.0}", s.write_gap.p95_ms),
-                format!("{:.0}", s.write_gap.max_ms),
-                s.leader_changes.to_string(),
-                s.lost_acknowledged.to_string(),
-            ]
-        })
-        .collect();
     let headers = [
         "scenario",
         "runs",
@@ -257,7 +239,18 @@ fn print_report(r: &FailoverReport) {
         "lost acked",
     ];
     println!("replication: {}", r.replication);
-    println!("{}", crate::ctl::output::table(&headers, &rows));
+    println!(
+        "{}",
+        crate::ctl::output::table_of(&headers, &r.summary, |s| vec![
+            format!("{:?}", s.scenario),
+            s.write_gap.count.to_string(),
+            format!("{:.0}", s.write_gap.p50_ms),
+            format!("{:.0}", s.write_gap.p95_ms),
+            format!("{:.0}", s.write_gap.max_ms),
+            s.leader_changes.to_string(),
+            s.lost_acknowledged.to_string(),
+        ])
+    );
     let mb: Vec<String> = r
         .idle_rss_bytes
         .iter()

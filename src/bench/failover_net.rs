@@ -17,6 +17,7 @@ use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
 use super::probe::{lost, Reader, Target, Writer};
 use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT, REPLICA_PORT};
 use crate::cli::{BenchFailoverArgs, Scenario};
+use crate::ctl::output::table_of;
 
 const READY: Duration = Duration::from_secs(180);
 /// Budget of one scenario from the fault to steady writes again.
@@ -511,10 +512,7 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the topology was torn down"),
     };
     print_report(&report);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    super::write_json(args.json.as_deref(), &report)?;
     Ok(())
 }
 
@@ -525,23 +523,6 @@ fn cell(s: Option<super::stats::Summary>) -> String {
 }
 
 fn print_report(r: &NetReport) {
-    let rows: Vec<Vec<String>> = r
-        .summary
-        .iter()
-        .map(|s| {
-            vec![
-                format!("{:?}", s.scenario),
-                s.runs.to_string(),
-                cell(s.write_gap),
-                cell(s.new_leader),
-                cell(s.first_write),
-                cell(s.vip_move),
-                cell(s.read_gap),
-                s.lost_acknowledged.to_string(),
-                s.max_writable.to_string(),
-            ]
-        })
-        .collect();
     let headers = [
         "scenario",
         "runs",
@@ -554,21 +535,20 @@ fn print_report(r: &NetReport) {
         "max writable",
     ];
     println!("{}, replication: {}", r.topology, r.replication);
-    println!("{}", crate::ctl::output::table(&headers, &rows));
-    let rows: Vec<Vec<String>> = r
-        .summary
-        .iter()
-        .map(|s| {
-            vec![
-                format!("{:?}", s.scenario),
-                cell(s.detect),
-                cell(s.elect),
-                cell(s.promote),
-                cell(s.route),
-                cell(s.vip),
-            ]
-        })
-        .collect();
+    println!(
+        "{}",
+        table_of(&headers, &r.summary, |s| vec![
+            format!("{:?}", s.scenario),
+            s.runs.to_string(),
+            cell(s.write_gap),
+            cell(s.new_leader),
+            cell(s.first_write),
+            cell(s.vip_move),
+            cell(s.read_gap),
+            s.lost_acknowledged.to_string(),
+            s.max_writable.to_string(),
+        ])
+    );
     let headers = [
         "phases from the logs, ms after the fault (p50/p95/max)",
         "detect",
@@ -577,5 +557,15 @@ fn print_report(r: &NetReport) {
         "route",
         "VIP",
     ];
-    println!("{}", crate::ctl::output::table(&headers, &rows));
+    println!(
+        "{}",
+        table_of(&headers, &r.summary, |s| vec![
+            format!("{:?}", s.scenario),
+            cell(s.detect),
+            cell(s.elect),
+            cell(s.promote),
+            cell(s.route),
+            cell(s.vip),
+        ])
+    );
 }

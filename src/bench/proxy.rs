@@ -217,37 +217,28 @@ pub async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
         r = measure(&args, &exe) => r?,
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster was stopped"),
     };
-    let rows: Vec<Vec<String>> = report
-        .rows
-        .iter()
-        .map(|r| {
-            vec![
-                format!("{:?}", r.workload),
-                format!("{:.0}", r.direct.tps),
-                format!("{:.0}", r.via_edge.tps),
-                format!("{:.2}x", r.ratio),
-                format!("{:.3}", r.direct.latency_ms),
-                format!("{:.3}", r.via_edge.latency_ms),
-            ]
-        })
-        .collect();
     println!(
         "pgbench, {} clients, {} s per run, scale {}, median of {} rounds",
         report.clients, report.seconds, report.scale, args.rounds
     );
+    let headers = [
+        "workload",
+        "direct tps",
+        "edge tps",
+        "edge/direct",
+        "direct latency ms",
+        "edge latency ms",
+    ];
     println!(
         "{}",
-        crate::ctl::output::table(
-            &[
-                "workload",
-                "direct tps",
-                "edge tps",
-                "edge/direct",
-                "direct latency ms",
-                "edge latency ms"
-            ],
-            &rows
-        )
+        crate::ctl::output::table_of(&headers, &report.rows, |r| vec![
+            format!("{:?}", r.workload),
+            format!("{:.0}", r.direct.tps),
+            format!("{:.0}", r.via_edge.tps),
+            format!("{:.2}x", r.ratio),
+            format!("{:.3}", r.direct.latency_ms),
+            format!("{:.3}", r.via_edge.latency_ms),
+        ])
     );
     let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6));
     println!(
@@ -255,10 +246,7 @@ pub async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
         mb(report.edge_rss_bytes),
         mb(report.edge_peak_rss_bytes)
     );
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    super::write_json(args.json.as_deref(), &report)?;
     Ok(())
 }
 

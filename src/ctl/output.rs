@@ -2,6 +2,12 @@
 
 use serde::Serialize;
 
+/// [`table`] with one row per item of `items`, made by `row`.
+pub fn table_of<T>(headers: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> String {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    table(headers, &rows)
+}
+
 /// Renders rows under headers, columns padded to their widest cell.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
