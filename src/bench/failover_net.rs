@@ -231,12 +231,12 @@ fn moves_vip(s: Scenario) -> bool {
 /// Every host's log tail, for errors.
 fn log_tails(six: &SixHosts) -> String {
     let mut out = String::new();
-    for h in six.topo.hosts.iter().filter(|h| h.name != CLIENT) {
-        let text = six.log(&h.name);
+    for h in log_hosts(six) {
+        let text = six.log(h);
         let lines: Vec<&str> = text.lines().collect();
         out.push_str(&format!(
             "--- {}\n{}\n",
-            h.name,
+            h,
             lines[lines.len().saturating_sub(8)..].join("\n")
         ));
     }
@@ -266,6 +266,8 @@ async fn one_run(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Where each host's log stands at the fault: the phases are read from there on, not from the start every run.
+    let marks: Vec<(String, u64)> = log_hosts(six).map(|h| (h.to_string(), six.log_len(h))).collect();
     let t0 = Instant::now();
     let t0_wall = std::time::SystemTime::now();
     match scenario {
@@ -347,7 +349,12 @@ async fn one_run(
         Scenario::PostgresCrash | Scenario::PrimaryFreeze | Scenario::Switchover => {}
     }
     let present = present_ids(six).await?;
-    let phases = run_phases(six, t0_wall, (new_leader != primary).then_some(new_leader.as_str()));
+    let phases = run_phases(
+        six,
+        &marks,
+        t0_wall,
+        (new_leader != primary).then_some(new_leader.as_str()),
+    );
     Ok(NetRun {
         scenario,
         write_gap_ms: opt_ms(gap_after(&acked, t0)),
@@ -366,14 +373,16 @@ async fn one_run(
     })
 }
 
-/// Per-phase timings of the run that started at `t0` from every host's log.
-fn run_phases(six: &SixHosts, t0: std::time::SystemTime, new_leader: Option<&str>) -> Phases {
-    let lines: Vec<LogLine> = six
-        .topo
-        .hosts
+/// The hosts that run pgha (and write logs).
+fn log_hosts(six: &SixHosts) -> impl Iterator<Item = &str> {
+    six.topo.hosts.iter().map(|h| h.name.as_str()).filter(|h| *h != CLIENT)
+}
+
+/// Per-phase timings of the run that started at `t0`, from every host's log past its mark.
+fn run_phases(six: &SixHosts, marks: &[(String, u64)], t0: std::time::SystemTime, new_leader: Option<&str>) -> Phases {
+    let lines: Vec<LogLine> = marks
         .iter()
-        .filter(|h| h.name != CLIENT)
-        .flat_map(|h| parse_json_log(&h.name, &six.log(&h.name)))
+        .flat_map(|(h, from)| parse_json_log(h, &six.log_since(h, *from)))
         .collect();
     let edges: Vec<&str> = EDGES.iter().map(|(e, _)| *e).collect();
     phases(

@@ -332,7 +332,24 @@ impl SixHosts {
 
     /// `host`'s log so far.
     pub fn log(&self, host: &str) -> String {
-        std::fs::read_to_string(self.log_path(host)).unwrap_or_default()
+        self.log_since(host, 0)
+    }
+
+    /// Bytes in `host`'s log so far: a mark for [`SixHosts::log_since`].
+    pub fn log_len(&self, host: &str) -> u64 {
+        std::fs::metadata(self.log_path(host)).map_or(0, |m| m.len())
+    }
+
+    /// `host`'s log from byte `from` on (logs are only appended to, across restarts too).
+    pub fn log_since(&self, host: &str, from: u64) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut bytes = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_path(host)) {
+            if f.seek(SeekFrom::Start(from)).is_ok() {
+                let _ = f.read_to_end(&mut bytes);
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// The namespace of `host` (for [`crate::netns::in_ns`] / [`crate::netns::enter`]).
