@@ -13,6 +13,7 @@ pub mod ha;
 pub mod local;
 pub mod logging;
 pub mod netns;
+pub mod ports;
 pub mod postgres;
 pub mod proto;
 pub mod run;

@@ -2,7 +2,6 @@
 //! `pgha bench` and the integration tests. Every child is ended by PID when the cluster is dropped.
 
 use std::fs::{self, File, OpenOptions};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,16 +93,9 @@ pub struct Layout {
     pub fault_injection: bool,
 }
 
-/// Reserves `n` distinct free ports on 127.0.0.1 (held together so they differ, then released for the children).
+/// Reserves `n` distinct free ports on 127.0.0.1 for the children (see [`crate::ports`]).
 pub fn free_ports(n: usize) -> Result<Vec<u16>, LocalError> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(io("reserving ports"))?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr().map_err(io("reading a reserved port"))?.port()))
-        .collect()
+    crate::ports::free_ports(n).map_err(io("reserving ports"))
 }
 
 impl LocalCluster {

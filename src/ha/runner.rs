@@ -71,6 +71,8 @@ pub struct DbNode {
     pub(super) sync_applied: Option<super::sync::SyncSpec>,
     /// WAL position once the current spec took effect (the new set must pass it before the key shrinks).
     pub(super) sync_switch_lsn: Option<u64>,
+    /// The leader's `sync` key still names members the applied setting no longer has (waiting for the shrink).
+    pub(super) sync_shrink_pending: bool,
     /// Since when the leader has seen no streaming standby it could name.
     pub(super) no_sync_candidate_since: Option<Instant>,
     /// When this process first held a DCS session.
@@ -109,6 +111,7 @@ impl DbNode {
             fencer: None,
             sync_applied: None,
             sync_switch_lsn: None,
+            sync_shrink_pending: false,
             no_sync_candidate_since: None,
             first_session_at: None,
             last_reason: String::new(),

@@ -191,6 +191,15 @@ pub fn plan(
     }
 }
 
+/// The switch position known at the moment `next` is applied over `previous`, without waiting for PostgreSQL to
+/// report the new setting: leaving `Blocking`, nothing was acknowledged under the old setting, so the commits the
+/// key must still cover all lie at or below the primary's current position (`position`). A new primary then drops
+/// itself from the key as soon as its standbys pass that position, instead of a few loops later: until then its own
+/// crash would leave nobody promotable.
+pub fn switch_at_apply(previous: Option<&SyncSpec>, next: &SyncSpec, position: u64) -> Option<u64> {
+    (previous == Some(&SyncSpec::Blocking) && matches!(next, SyncSpec::Quorum { .. })).then_some(position)
+}
+
 /// Whether `me` may take the leader key given the `sync` key and the members that answered the race (`me` counts
 /// as answering). `Ok` when the key does not restrict promotion.
 pub fn may_promote(key: Option<&SyncState>, me: &str, answered: &[&str]) -> Result<(), String> {

@@ -13,6 +13,7 @@ impl DbNode {
     pub(super) async fn keep_standby_sync_spec(&mut self) {
         let spec = sync::standby_spec(&self.config);
         self.sync_switch_lsn = None;
+        self.sync_shrink_pending = false;
         self.no_sync_candidate_since = None;
         if self.sync_applied.as_ref() == Some(&spec) {
             return;
@@ -54,7 +55,8 @@ impl DbNode {
         let leader_revision = view.leader.as_ref().map(|l| l.mod_revision).unwrap_or(0);
         // A key write is followed by the PostgreSQL step in the same loop: while a new primary blocks commits, every
         // loop it waits is write downtime.
-        for _ in 0..3 {
+        // Up to four steps: grow the key, apply, shrink the key (when the switch is known at apply), settle.
+        for _ in 0..4 {
             let step = sync::plan(
                 &self.s.name,
                 key.as_ref(),
@@ -64,7 +66,7 @@ impl DbNode {
                 &standbys,
             );
             match step {
-                SyncStep::Steady => {}
+                SyncStep::Steady => self.sync_shrink_pending = false,
                 SyncStep::WriteKey(state) => {
                     if self.store().write_sync(Some(&state), leader_revision).await? {
                         tracing::info!(
@@ -96,8 +98,13 @@ impl DbNode {
                             tracing::debug!("asking the standbys for a flush report failed: {e}");
                         }
                     }
+                    self.sync_switch_lsn =
+                        sync::switch_at_apply(self.sync_applied.as_ref(), &spec, status.wal_position());
                     self.sync_applied = Some(spec);
-                    self.sync_switch_lsn = None;
+                    self.sync_shrink_pending = self.sync_switch_lsn.is_some();
+                    if self.sync_shrink_pending {
+                        continue;
+                    }
                 }
                 SyncStep::MarkSwitch => {
                     let wanted_text = self.sync_applied.as_ref().map(SyncSpec::render).unwrap_or_default();
@@ -106,6 +113,7 @@ impl DbNode {
                     }
                 }
                 SyncStep::AwaitCatchUp { have, need } => {
+                    self.sync_shrink_pending = true;
                     tracing::debug!(
                         have,
                         need,
@@ -118,10 +126,12 @@ impl DbNode {
         Ok(())
     }
 
-    /// While this leader's commits wait for a synchronous standby to be chosen, the loop looks again soon: a
-    /// standby that starts streaming changes nothing in the DCS, so no watch event would wake it.
+    /// While this leader's commits wait for a synchronous standby to be chosen, or the key still names members it
+    /// means to drop (a new primary names itself until a standby passes its promotion), the loop looks again soon:
+    /// a standby that starts streaming or catches up changes nothing in the DCS, so no watch event would wake it.
     pub(super) fn sync_pending(&self) -> bool {
-        self.sync_applied.as_ref() == Some(&SyncSpec::Blocking) && self.config.synchronous_mode != SyncMode::Off
+        self.config.synchronous_mode != SyncMode::Off
+            && (self.sync_applied.as_ref() == Some(&SyncSpec::Blocking) || self.sync_shrink_pending)
     }
 
     /// Bootstrap: the first primary must commit its own setup with no standby in existence.

@@ -309,6 +309,52 @@ fn unknown_spec_is_reapplied_once_the_key_covers_it() {
 }
 
 #[test]
+fn switch_is_known_at_apply_only_when_leaving_blocking() {
+    let cases = [
+        (Some(SyncSpec::Blocking), q(1, &["db2"]), Some(500)),
+        (Some(SyncSpec::Blocking), SyncSpec::Async, None),
+        (Some(q(1, &["db2"])), q(1, &["db3"]), None),
+        (Some(SyncSpec::Async), q(1, &["db2"]), None),
+        (None, q(1, &["db2"]), None),
+    ];
+    for (previous, next, want) in cases {
+        assert_eq!(
+            switch_at_apply(previous.as_ref(), &next, 500),
+            want,
+            "{previous:?} -> {next:?}"
+        );
+    }
+}
+
+#[test]
+fn new_primary_leaves_its_own_key_once_a_standby_passes_its_promotion() {
+    // db2 was promoted while the key named db2 and db3; it grows the key over its new set, applies it, and with the
+    // switch known at apply the shrink follows as soon as db3 or db1 holds everything up to its position.
+    let old = key("db1", &["db2", "db3"], 1);
+    let want = q(1, &["db1", "db3"]);
+    let grown = key("db2", &["db1", "db2", "db3"], 1);
+    assert_eq!(
+        plan("db2", Some(&old), Some(&SyncSpec::Blocking), &want, None, &[]),
+        SyncStep::WriteKey(grown.clone())
+    );
+    assert_eq!(
+        plan("db2", Some(&grown), Some(&SyncSpec::Blocking), &want, None, &[]),
+        SyncStep::Apply(want.clone())
+    );
+    let switch = switch_at_apply(Some(&SyncSpec::Blocking), &want, 900);
+    let behind = [sb("db1", true, true, 800), sb("db3", true, true, 899)];
+    assert_eq!(
+        plan("db2", Some(&grown), Some(&want), &want, switch, &behind),
+        SyncStep::AwaitCatchUp { have: 0, need: 1 }
+    );
+    let caught_up = [sb("db1", true, true, 800), sb("db3", true, true, 900)];
+    assert_eq!(
+        plan("db2", Some(&grown), Some(&want), &want, switch, &caught_up),
+        SyncStep::WriteKey(key("db2", &["db1", "db3"], 1))
+    );
+}
+
+#[test]
 fn promotion_table() {
     let on = key("db1", &["db2"], 1);
     let quorum = key("db1", &["db2", "db3"], 1);

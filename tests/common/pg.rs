@@ -20,10 +20,9 @@ pub fn temp_root() -> tempfile::TempDir {
     dir
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1 (see `pgha::ports`).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    pgha::local::free_ports(1).expect("a free port")[0]
 }
 
 /// Settings of member `name` under `root` (data `<root>/<name>/data`, socket `<root>/<name>/run`), with
