@@ -170,6 +170,15 @@ async fn primary_replica_failover_and_rewind() {
     b.promote(START).await.expect("promote b");
     let s = status(&b).await;
     assert!(!s.in_recovery && s.timeline == 2, "{s:?}");
+    // pg_rewind reads the source's timeline from its last checkpoint: the HA loop checkpoints after a promotion
+    // and former primaries wait for `checkpoint_timeline` to catch up.
+    b.checkpoint_in_background()
+        .await
+        .expect("checkpoint started")
+        .await
+        .expect("checkpoint task")
+        .expect("checkpoint on b");
+    assert_eq!(status(&b).await.checkpoint_timeline, 2);
     insert(&b, 3).await;
     insert(&a, 100).await;
     a.stop(StopMode::Fast, START).await.expect("stop a");
@@ -198,6 +207,8 @@ async fn primary_replica_failover_and_rewind() {
     // 4. Promote a; b (the primary) diverges, crashes (immediate stop) and is rewound (crash recovery first).
     a.promote(START).await.expect("promote a");
     assert_eq!(status(&a).await.timeline, 3);
+    a.checkpoint().await.expect("checkpoint on a");
+    assert_eq!(status(&a).await.checkpoint_timeline, 3);
     insert(&b, 200).await;
     b.stop(StopMode::Immediate, START).await.expect("stop b");
     let crashed = b.data_state().await.expect("state");

@@ -11,6 +11,7 @@ fn pg(in_recovery: bool, lsn: u64) -> PgStatus {
     PgStatus {
         in_recovery,
         timeline: 1,
+        checkpoint_timeline: 1,
         current_lsn: (!in_recovery).then_some(lsn),
         receive_lsn: in_recovery.then_some(lsn),
         replay_lsn: in_recovery.then_some(lsn),
@@ -48,6 +49,7 @@ fn snapshot(primary: bool, lsn: u64, tags: &[(&str, &str)]) -> NodeSnapshot {
             role: PgRole::Primary,
             state: PgState::Running,
             timeline: 1,
+            checkpoint_timeline: 1,
             receive_lsn: 10_000,
             replay_lsn: 10_000,
             pending_restart: false,

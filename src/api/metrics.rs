@@ -163,6 +163,7 @@ mod tests {
             status: Some(PgStatus {
                 in_recovery: true,
                 timeline: 3,
+                checkpoint_timeline: 3,
                 current_lsn: None,
                 receive_lsn: Some(9_000),
                 replay_lsn: Some(9_000),

@@ -336,6 +336,7 @@ impl DbNode {
         self.guard_primary().await?;
         let after = self.pg.status().await?;
         tracing::info!(timeline = after.timeline, "promoted to primary: {reason}");
+        self.checkpoint_new_timeline(&after).await;
         // A switchover or failover request is fulfilled (or overtaken) by any promotion.
         if let Err(e) = self.store().delete_switchover().await {
             tracing::warn!("clearing the switchover request failed: {e}");
@@ -354,6 +355,34 @@ impl DbNode {
             tracing::warn!("recording the promotion in the history failed: {e}");
         }
         Ok(())
+    }
+
+    /// Until the last checkpoint is on the current timeline (right after a promotion, or after a pgha restart that
+    /// interrupted it), keeps one CHECKPOINT running in the background and logs how it ended: former primaries wait
+    /// for it before pg_rewind, clients do not.
+    async fn checkpoint_new_timeline(&mut self, status: &crate::postgres::PgStatus) {
+        if let Some(task) = self.checkpoint_after_promote.take_if(|t| t.is_finished()) {
+            match task.await {
+                Ok(Ok(())) => {
+                    tracing::info!(
+                        timeline = status.timeline,
+                        "first checkpoint on the new timeline done: former primaries may pg_rewind now"
+                    );
+                    // `status` may predate it: look again next loop rather than start a second one.
+                    return;
+                }
+                Ok(Err(e)) => tracing::warn!("checkpoint after the promotion failed (retrying): {e}"),
+                Err(e) => tracing::warn!("checkpoint after the promotion stopped (retrying): {e}"),
+            }
+        }
+        let behind =
+            !status.in_recovery && status.checkpoint_timeline != 0 && status.checkpoint_timeline < status.timeline;
+        if behind && self.checkpoint_after_promote.is_none() {
+            match self.pg.checkpoint_in_background().await {
+                Ok(task) => self.checkpoint_after_promote = Some(task),
+                Err(e) => tracing::warn!("starting the checkpoint after the promotion failed (retrying): {e}"),
+            }
+        }
     }
 
     fn clear_rewind_marker(&self) {
@@ -390,6 +419,9 @@ impl DbNode {
 
     async fn lead(&mut self, view: &ClusterView) -> anyhow::Result<()> {
         self.guard_primary().await?;
+        if let Some(status) = self.last_status.clone() {
+            self.checkpoint_new_timeline(&status).await;
+        }
         let wanted: Vec<String> = view
             .members
             .keys()

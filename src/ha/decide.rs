@@ -114,6 +114,20 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
         .leader_member()
         .filter(|_| !ours)
         .map(|m| (m.pg_host.clone(), m.pg_port));
+    // pg_rewind takes the source's timeline from its last checkpoint: right after a promotion that is still the old
+    // timeline and pg_rewind would find nothing to rewind, so a former primary waits for that first checkpoint.
+    let rewind_wait = view
+        .leader_member()
+        .filter(|m| m.checkpoint_timeline != 0 && m.checkpoint_timeline < m.timeline)
+        .map(|m| {
+            d(
+                Action::Wait,
+                format!(
+                    "waiting for {}'s first checkpoint on timeline {} before pg_rewind",
+                    m.name, m.timeline
+                ),
+            )
+        });
 
     let bootstrapping = view.initialize.as_deref() == Some(format!("pending:{}", local.name).as_str());
     let standby = match &local.data {
@@ -282,13 +296,15 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                 (None, _) if local.lease.is_none() => d(Action::Wait, "no leader: waiting for a DCS session to race"),
                 (None, _) if !may_write => d(Action::Wait, "no leader, but our lease is not valid by our clock yet"),
                 (None, _) => d(Action::Race, "no leader"),
-                (Some(l), Some((host, port))) if local.rewind_pending => d(
-                    Action::Rewind { host, port },
-                    format!(
-                        "{} is the leader and we were a primary: rewinding before following it",
-                        l.name
-                    ),
-                ),
+                (Some(l), Some((host, port))) if local.rewind_pending => rewind_wait.unwrap_or_else(|| {
+                    d(
+                        Action::Rewind { host, port },
+                        format!(
+                            "{} is the leader and we were a primary: rewinding before following it",
+                            l.name
+                        ),
+                    )
+                }),
                 (Some(l), Some((host, port))) => {
                     if following.as_ref() == Some(&(host.clone(), port)) {
                         d(Action::Wait, format!("replicating from {}", l.name))
@@ -324,7 +340,9 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                 return d(Action::StartPrimary, "holding the leader key with PostgreSQL stopped");
             }
             match leader_pg {
-                Some((host, port)) if !standby => d(Action::Rewind { host, port }, "former primary rejoins the leader"),
+                Some((host, port)) if !standby => {
+                    rewind_wait.unwrap_or_else(|| d(Action::Rewind { host, port }, "former primary rejoins the leader"))
+                }
                 Some((host, port)) => d(
                     Action::StartReplica {
                         upstream: Some((host, port)),

@@ -16,6 +16,7 @@ fn member(name: &str, role: PgRole) -> MemberInfo {
         role,
         state: PgState::Running,
         timeline: 1,
+        checkpoint_timeline: 1,
         receive_lsn: 100,
         replay_lsn: 100,
         pending_restart: false,
@@ -166,11 +167,33 @@ fn decide_table() {
     c(
         "a former primary started without a leader is rewound, not re-pointed",
         view(Some("db2")),
-        was_primary,
+        was_primary.clone(),
         Action::Rewind {
             host: "db2-host".into(),
             port: 5432,
         },
+    );
+    let mut promoted_now = view(Some("db2"));
+    if let Some(m) = promoted_now.members.get_mut("db2") {
+        m.timeline = 3;
+        m.checkpoint_timeline = 2;
+    }
+    let mut stopped_primary = local(LocalPg::Stopped);
+    stopped_primary.data = LocalData::Present {
+        system_identifier: SYSID,
+        standby: false,
+    };
+    c(
+        "a former primary waits for the new leader's first checkpoint on its timeline (running, marked)",
+        promoted_now.clone(),
+        was_primary.clone(),
+        Action::Wait,
+    );
+    c(
+        "a former primary waits for the new leader's first checkpoint on its timeline (stopped)",
+        promoted_now,
+        stopped_primary,
+        Action::Wait,
     );
     let mut me_stale = view(Some("db1"));
     me_stale.leader.as_mut().expect("leader").lease = 9;

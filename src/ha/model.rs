@@ -55,6 +55,9 @@ pub struct MemberInfo {
     pub role: PgRole,
     pub state: PgState,
     pub timeline: u32,
+    /// Timeline of the last checkpoint; behind `timeline` right after a promotion (0: unknown, older pgha).
+    #[serde(default)]
+    pub checkpoint_timeline: u32,
     /// Received (replica) or current (primary) WAL position.
     pub receive_lsn: u64,
     pub replay_lsn: u64,
@@ -84,6 +87,7 @@ impl MemberInfo {
             role,
             state,
             timeline: 1,
+            checkpoint_timeline: 1,
             receive_lsn: lsn,
             replay_lsn: lsn,
             pending_restart: false,

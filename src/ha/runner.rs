@@ -71,6 +71,8 @@ pub struct DbNode {
     pub(super) sync_applied: Option<super::sync::SyncSpec>,
     /// WAL position once the current spec took effect (the new set must pass it before the key shrinks).
     pub(super) sync_switch_lsn: Option<u64>,
+    /// The CHECKPOINT started after this node's promotion (pg_rewind of former primaries waits for it).
+    pub(super) checkpoint_after_promote: Option<tokio::task::JoinHandle<Result<(), crate::postgres::PgError>>>,
     /// The leader's `sync` key still names members the applied setting no longer has (waiting for the shrink).
     pub(super) sync_shrink_pending: bool,
     /// Since when the leader has seen no streaming standby it could name.
@@ -112,6 +114,7 @@ impl DbNode {
             sync_applied: None,
             sync_switch_lsn: None,
             sync_shrink_pending: false,
+            checkpoint_after_promote: None,
             no_sync_candidate_since: None,
             first_session_at: None,
             last_reason: String::new(),
@@ -335,6 +338,7 @@ impl DbNode {
             role,
             state,
             timeline: status.map(|s| s.timeline).unwrap_or(0),
+            checkpoint_timeline: status.map(|s| s.checkpoint_timeline).unwrap_or(0),
             receive_lsn: status.map(PgStatus::wal_position).unwrap_or(0),
             replay_lsn: status
                 .and_then(|s| if s.in_recovery { s.replay_lsn } else { s.current_lsn })

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::controldata::parse_controldata;
 use super::files;
 use super::os::{self, RunAs};
+use super::sql::{timed, SQL_TIMEOUT};
 use super::validate::validate_settings;
 use super::{DataState, PgError, PgSettings, StopMode};
 
@@ -15,6 +16,10 @@ pub const INITDB_TIMEOUT: Duration = Duration::from_secs(300);
 pub const QUICK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Extra time given to a `pg_ctl -t` before pgha kills it.
 const PG_CTL_MARGIN: Duration = Duration::from_secs(5);
+/// How often [`Postgres::promote`] looks whether recovery has ended.
+const PROMOTE_POLL: Duration = Duration::from_millis(10);
+/// How often [`Postgres::stop`] looks whether the postmaster has exited.
+const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// Controls one PostgreSQL instance (see the module docs of [`crate::postgres`] for the auth model).
 #[derive(Debug)]
@@ -242,35 +247,66 @@ impl Postgres {
         Ok(())
     }
 
-    /// `pg_ctl stop -m <mode> -w` within `timeout`; a no-op when not running.
+    /// Stops PostgreSQL in `mode` within `timeout`; a no-op when not running. Sends the postmaster the signal
+    /// `pg_ctl stop -m <mode>` would and polls for its end every 10 ms (pg_ctl looks every 100 ms, and in a
+    /// switchover every one of those is write downtime).
     pub async fn stop(&self, mode: StopMode, timeout: Duration) -> Result<(), PgError> {
-        if self.postmaster_pid().is_none() {
+        const STEP: &str = "stopping PostgreSQL";
+        let Some(pid) = self.postmaster_pid() else {
             tracing::debug!(member = %self.settings.name, "PostgreSQL not running: nothing to stop");
             return Ok(());
+        };
+        let deadline = Instant::now() + timeout;
+        if let Err(e) = os::send_signal(pid, mode.signal()) {
+            if self.postmaster_pid().is_some() {
+                return Err(PgError::io(STEP, self.data_dir())(e));
+            }
         }
-        let mut cmd = self.pg_ctl("stop");
-        cmd.arg("-m").arg(mode.as_arg()).arg("-w").arg("-t").arg(secs(timeout));
-        match os::run("stopping PostgreSQL", cmd, timeout + PG_CTL_MARGIN, None).await {
-            Err(PgError::Command { .. }) if self.postmaster_pid().is_none() => {}
-            Err(e) => return Err(e),
-            Ok(_) => {}
+        // The postmaster removes postmaster.pid as it exits; a killed one leaves the file but not the process.
+        while self.postmaster_pid().is_some() {
+            if Instant::now() >= deadline {
+                return Err(PgError::Timeout {
+                    step: STEP,
+                    command: format!("kill -{} {pid} (stop -m {})", mode.signal(), mode.as_arg()),
+                    timeout,
+                    log: os::file_tail(&self.log(), 20),
+                });
+            }
+            tokio::time::sleep(STOP_POLL).await;
         }
         tracing::info!(member = %self.settings.name, mode = mode.as_arg(), "PostgreSQL stopped");
         Ok(())
     }
 
-    /// `pg_ctl promote -w` within `timeout`, then a CHECKPOINT so the new timeline reaches pg_control at once
-    /// (PostgreSQL 15's pg_rewind reads the source's timeline from there).
+    /// Promotes (`pg_promote(wait => false)`) and polls `pg_is_in_recovery()` every 10 ms within `timeout`: pg_ctl
+    /// and pg_promote's own wait look only every 100 ms, and each of those is write downtime. The first checkpoint
+    /// on the new timeline is the caller's (see [`Postgres::checkpoint_in_background`]).
     pub async fn promote(&self, timeout: Duration) -> Result<(), PgError> {
+        const STEP: &str = "promoting PostgreSQL";
         let deadline = Instant::now() + timeout;
-        let mut cmd = self.pg_ctl("promote");
-        cmd.arg("-w").arg("-t").arg(secs(timeout));
-        os::run("promoting PostgreSQL", cmd, timeout + PG_CTL_MARGIN, None).await?;
-        tracing::info!(member = %self.settings.name, "PostgreSQL promoted");
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_secs(5));
-        self.checkpoint_within(left).await
+        let client = self.connect().await?;
+        timed(
+            STEP,
+            SQL_TIMEOUT,
+            client.execute("SELECT pg_promote(wait => false)", &[]),
+        )
+        .await?;
+        loop {
+            let row = timed(STEP, SQL_TIMEOUT, client.query_one("SELECT pg_is_in_recovery()", &[])).await?;
+            if !row.get::<_, bool>(0) {
+                tracing::info!(member = %self.settings.name, "PostgreSQL promoted");
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(PgError::Timeout {
+                    step: STEP,
+                    command: "SELECT pg_promote(wait => false)".into(),
+                    timeout,
+                    log: String::new(),
+                });
+            }
+            tokio::time::sleep(PROMOTE_POLL).await;
+        }
     }
 
     /// `pg_ctl reload` (SIGHUP): applies configuration changes that need no restart.

@@ -201,6 +201,15 @@ pub enum StopMode {
 }
 
 impl StopMode {
+    /// The postmaster's signal for this mode (what `pg_ctl stop -m` sends).
+    pub fn signal(self) -> libc::c_int {
+        match self {
+            StopMode::Smart => libc::SIGTERM,
+            StopMode::Fast => libc::SIGINT,
+            StopMode::Immediate => libc::SIGQUIT,
+        }
+    }
+
     /// The `-m` argument.
     pub fn as_arg(self) -> &'static str {
         match self {

@@ -142,6 +142,19 @@ pub fn pid_alive(pid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// Sends `signal` to process `pid` (pgha runs as root or as the PostgreSQL OS user, so it may signal the postmaster).
+pub fn send_signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad pid {pid}")))?;
+    // SAFETY: kill(2) on one positive pid; no memory is shared.
+    match unsafe { libc::kill(pid, signal) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 impl RunAs {
     /// uid/gid files must be chowned to (only when pgha switches users).
     pub fn owner(&self) -> Option<(u32, u32)> {

@@ -226,6 +226,15 @@ impl Postgres {
         self.checkpoint_within(CHECKPOINT_TIMEOUT).await
     }
 
+    /// Starts a `CHECKPOINT` (within [`CHECKPOINT_TIMEOUT`]) on its own connection and returns once it is sent: after
+    /// a promotion the new timeline must reach pg_control for pg_rewind, but clients need not wait for it.
+    pub async fn checkpoint_in_background(&self) -> Result<tokio::task::JoinHandle<Result<(), PgError>>, PgError> {
+        let client = self.connect().await?;
+        Ok(tokio::spawn(async move {
+            timed("checkpoint", CHECKPOINT_TIMEOUT, client.batch_execute("CHECKPOINT")).await
+        }))
+    }
+
     /// `CHECKPOINT` within `timeout`.
     pub async fn checkpoint_within(&self, timeout: Duration) -> Result<(), PgError> {
         let client = self.connect().await?;

@@ -17,6 +17,10 @@ pub struct PgStatus {
     /// Current timeline: from the current WAL file name on a primary (exact right after promotion), else the
     /// WAL receiver's `received_tli`, else the last checkpoint's.
     pub timeline: u32,
+    /// Timeline of the last checkpoint (`pg_control_checkpoint()`): behind `timeline` right after a promotion,
+    /// until the first checkpoint on the new timeline (pg_rewind reads the source's timeline from there).
+    #[serde(default)]
+    pub checkpoint_timeline: u32,
     /// `pg_current_wal_lsn()` (primary only).
     pub current_lsn: Option<u64>,
     /// `pg_last_wal_receive_lsn()` (standby only).
@@ -96,6 +100,7 @@ SELECT json_build_object(
   'timeline', CASE WHEN r.rec
       THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+  'checkpoint_timeline', (SELECT timeline_id FROM pg_control_checkpoint()),
   'system_identifier', (SELECT system_identifier::text FROM pg_control_system()),
   'pending_restart', EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart),
   'synchronous_standby_names', current_setting('synchronous_standby_names'),
@@ -115,6 +120,8 @@ struct RawStatus {
     receive_lsn: Option<String>,
     replay_lsn: Option<String>,
     timeline: Option<i64>,
+    #[serde(default)]
+    checkpoint_timeline: Option<i64>,
     system_identifier: String,
     pending_restart: bool,
     #[serde(default)]
@@ -200,6 +207,7 @@ pub fn parse_status(json: &str) -> Result<PgStatus, PgError> {
     Ok(PgStatus {
         in_recovery: raw.in_recovery,
         timeline,
+        checkpoint_timeline: raw.checkpoint_timeline.and_then(|t| u32::try_from(t).ok()).unwrap_or(0),
         current_lsn: lsn("current_lsn", raw.current_lsn)?,
         receive_lsn: lsn("receive_lsn", raw.receive_lsn)?,
         replay_lsn: lsn("replay_lsn", raw.replay_lsn)?,
@@ -230,7 +238,8 @@ mod tests {
     use super::*;
 
     const PRIMARY: &str = r#"{"in_recovery" : false, "current_lsn" : "0/3000148", "receive_lsn" : null,
-        "replay_lsn" : null, "timeline" : 2, "system_identifier" : "7312345678901234567", "pending_restart" : false,
+        "replay_lsn" : null, "timeline" : 2, "checkpoint_timeline" : 1, "system_identifier" : "7312345678901234567",
+        "pending_restart" : false,
         "wal_receiver" : null, "replication" : [{"application_name" : "db2", "client_addr" : "127.0.0.1",
         "state" : "streaming", "sync_state" : "async", "sent_lsn" : "0/3000148", "write_lsn" : "0/3000148",
         "flush_lsn" : "0/3000148", "replay_lsn" : null}]}"#;
@@ -243,6 +252,7 @@ mod tests {
     fn parses_primary_and_replica_rows() {
         let p = parse_status(PRIMARY).expect("primary");
         assert!(!p.in_recovery && p.timeline == 2 && p.system_identifier == 7312345678901234567);
+        assert_eq!(p.checkpoint_timeline, 1, "promoted, not checkpointed yet");
         assert_eq!(
             (p.current_lsn, p.wal_position(), p.is_streaming()),
             (Some(0x3000148), 0x3000148, false)
@@ -257,6 +267,7 @@ mod tests {
         let r = parse_status(REPLICA).expect("replica");
         assert!(r.in_recovery && r.pending_restart && r.is_streaming());
         assert_eq!(r.system_identifier, u64::MAX - 1);
+        assert_eq!(r.checkpoint_timeline, 0, "absent from the row: unknown");
         assert_eq!(r.wal_position(), 0x5000000);
         let w = r.wal_receiver.expect("receiver");
         assert_eq!(
