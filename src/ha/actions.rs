@@ -88,11 +88,11 @@ impl DbNode {
                 }
                 if self.store().take_leader(&self.s.name, lease).await? {
                     tracing::info!("took the leader key as the switchover/failover candidate");
-                    self.promote("switchover/failover candidate").await?;
+                    self.promote(view, "switchover/failover candidate").await?;
                 }
                 Ok(())
             }
-            Action::Promote => self.promote("won the leader race").await,
+            Action::Promote => self.promote(view, "won the leader race").await,
             Action::Demote => self.demote().await,
             Action::ReleaseLeader => {
                 self.store().delete_leader(&self.s.name, None).await?;
@@ -320,13 +320,18 @@ impl DbNode {
         };
         if self.store().take_leader(&self.s.name, lease).await? {
             tracing::info!(lsn = %crate::postgres::lsn_to_string(lsn), "won the leader race");
-            self.promote("won the leader race after the leader key expired").await?;
+            self.promote(view, "won the leader race after the leader key expired")
+                .await?;
         }
         Ok(())
     }
 
-    async fn promote(&mut self, reason: &str) -> anyhow::Result<()> {
+    async fn promote(&mut self, view: &ClusterView, reason: &str) -> anyhow::Result<()> {
         let before = self.pg.status().await.ok();
+        // Replicas follow the leader key, not the promotion: with their slots here they stream at once.
+        if let Err(e) = self.pg.create_slots(&self.member_slots(view)).await {
+            tracing::warn!("creating replication slots before the promotion failed (continuing): {e}");
+        }
         self.pg
             .promote(self.s.start_timeout)
             .await
@@ -336,6 +341,9 @@ impl DbNode {
         self.guard_primary().await?;
         let after = self.pg.status().await?;
         tracing::info!(timeline = after.timeline, "promoted to primary: {reason}");
+        // Edges route to the leader once it publishes itself primary: that comes before the bookkeeping below.
+        self.last_status = Some(after.clone());
+        self.publish(view).await;
         self.checkpoint_new_timeline(&after).await;
         // A switchover or failover request is fulfilled (or overtaken) by any promotion.
         if let Err(e) = self.store().delete_switchover().await {
@@ -422,17 +430,24 @@ impl DbNode {
         if let Some(status) = self.last_status.clone() {
             self.checkpoint_new_timeline(&status).await;
         }
-        let wanted: Vec<String> = view
-            .members
+        self.ensure_member_slots(view).await?;
+        self.manage_sync(view).await.context("synchronous replication")
+    }
+
+    /// One physical replication slot per other member, and no slot of a member that left.
+    async fn ensure_member_slots(&self, view: &ClusterView) -> anyhow::Result<()> {
+        self.pg
+            .ensure_slots(&self.member_slots(view))
+            .await
+            .context("managing replication slots")
+    }
+
+    fn member_slots(&self, view: &ClusterView) -> Vec<String> {
+        view.members
             .keys()
             .filter(|n| **n != self.s.name)
             .map(|n| slot_name(n))
-            .collect();
-        self.pg
-            .ensure_slots(&wanted)
-            .await
-            .context("managing replication slots")?;
-        self.manage_sync(view).await.context("synchronous replication")
+            .collect()
     }
 
     /// Runs an operator command (`ctl restart | reload | reinit`); returns what was done.

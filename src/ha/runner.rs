@@ -315,7 +315,7 @@ impl DbNode {
         }
     }
 
-    async fn publish(&self, view: &ClusterView) {
+    pub(super) async fn publish(&self, view: &ClusterView) {
         let Some(lease) = self.session.lease() else { return };
         let status = self.last_status.as_ref();
         let role = match status {

@@ -30,6 +30,8 @@ pub struct Postgres {
     pub(crate) dynamic: std::sync::RwLock<std::collections::BTreeMap<String, String>>,
     /// `synchronous_standby_names` chosen by the HA loop.
     pub(crate) sync_names: std::sync::RwLock<String>,
+    /// The connection [`Postgres::with_kept_client`] reuses.
+    pub(crate) kept_client: std::sync::Mutex<Option<std::sync::Arc<tokio_postgres::Client>>>,
 }
 
 /// Removes a (secret) file when dropped.
@@ -58,6 +60,7 @@ impl Postgres {
             run_as,
             dynamic: Default::default(),
             sync_names: Default::default(),
+            kept_client: Default::default(),
         })
     }
 
@@ -284,15 +287,21 @@ impl Postgres {
     pub async fn promote(&self, timeout: Duration) -> Result<(), PgError> {
         const STEP: &str = "promoting PostgreSQL";
         let deadline = Instant::now() + timeout;
-        let client = self.connect().await?;
-        timed(
-            STEP,
-            SQL_TIMEOUT,
-            client.execute("SELECT pg_promote(wait => false)", &[]),
-        )
+        self.with_kept_client(|client| async move {
+            timed(
+                STEP,
+                SQL_TIMEOUT,
+                client.execute("SELECT pg_promote(wait => false)", &[]),
+            )
+            .await
+        })
         .await?;
         loop {
-            let row = timed(STEP, SQL_TIMEOUT, client.query_one("SELECT pg_is_in_recovery()", &[])).await?;
+            let row = self
+                .with_kept_client(|client| async move {
+                    timed(STEP, SQL_TIMEOUT, client.query_one("SELECT pg_is_in_recovery()", &[])).await
+                })
+                .await?;
             if !row.get::<_, bool>(0) {
                 tracing::info!(member = %self.settings.name, "PostgreSQL promoted");
                 return Ok(());

@@ -47,7 +47,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("wal_keep_size", "256MB"),
     ("hot_standby_feedback", "on"),
     // A replica re-pointed at a new primary retries its WAL source after this (PostgreSQL's default is 5 s).
-    ("wal_retrieve_retry_interval", "500ms"),
+    ("wal_retrieve_retry_interval", "200ms"),
     // A standby reports its flush position at least this often (PostgreSQL's default is 10 s): the upper bound on
     // how long a commit waits for a synchronous standby chosen after the commit had already reached it.
     ("wal_receiver_status_interval", "1s"),

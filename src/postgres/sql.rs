@@ -1,6 +1,7 @@
 //! SQL on the local instance: the superuser connection over the unix socket, roles, slots and checkpoints.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
@@ -41,6 +42,13 @@ const QUIET: &str = "SET LOCAL log_statement = 'none'; SET LOCAL log_min_duratio
 const REWIND_GRANTS: &str = "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean), \
      pg_catalog.pg_stat_file(text, boolean), pg_catalog.pg_read_binary_file(text), \
      pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO %I";
+
+/// The physical slots as `(name, active, temporary)`.
+async fn physical_slots(client: &Client, step: &'static str) -> Result<Vec<SlotRow>, PgError> {
+    let sql = "SELECT slot_name::text, active, temporary FROM pg_replication_slots WHERE slot_type = 'physical'";
+    let rows = timed(step, SQL_TIMEOUT, client.query(sql, &[])).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
 
 /// What [`Postgres::ensure_slots`] does with the existing physical slots.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,6 +99,48 @@ impl Postgres {
                 tracing::debug!("PostgreSQL connection ended: {e}");
             }
         });
+        Ok(client)
+    }
+
+    /// Runs `work` on a connection kept between calls: the HA loop queries every iteration, and a new connection
+    /// costs a backend start and SCRAM authentication, tens of milliseconds on a busy host that a failover waits
+    /// for. A failure drops the connection; when the kept connection turns out closed (PostgreSQL restarted
+    /// since), `work` runs once more on a new one. Queries on it pipeline, so concurrent callers (the loop, the race
+    /// service) share it; a long statement (CHECKPOINT) takes its own connection.
+    pub(crate) async fn with_kept_client<T, F, Fut>(&self, work: F) -> Result<T, PgError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, PgError>>,
+    {
+        let kept = self
+            .kept_client
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .filter(|c| !c.is_closed());
+        let reused = kept.is_some();
+        let client = match kept {
+            Some(client) => client,
+            None => self.keep_new_client().await?,
+        };
+        let result = work(client.clone()).await;
+        if result.is_ok() {
+            return result;
+        }
+        if let Ok(mut slot) = self.kept_client.lock() {
+            slot.take_if(|c| Arc::ptr_eq(c, &client));
+        }
+        if reused && client.is_closed() {
+            return work(self.keep_new_client().await?).await;
+        }
+        result
+    }
+
+    async fn keep_new_client(&self) -> Result<Arc<Client>, PgError> {
+        let client = Arc::new(self.connect().await?);
+        if let Ok(mut slot) = self.kept_client.lock() {
+            *slot = Some(client.clone());
+        }
         Ok(client)
     }
 
@@ -158,29 +208,22 @@ impl Postgres {
     /// unwanted slot is left for a later call.
     pub async fn ensure_slots(&self, wanted: &[String]) -> Result<(), PgError> {
         const STEP: &str = "reconciling replication slots";
-        if let Some(bad) = wanted.iter().find(|w| !is_valid_slot_name(w)) {
-            return Err(PgError::Settings(format!(
-                "replication slot name {bad:?} is not [a-z0-9_]{{1,63}}"
-            )));
-        }
-        let client = self.connect().await?;
-        self.require_primary(&client, STEP).await?;
-        let sql = "SELECT slot_name::text, active, temporary FROM pg_replication_slots WHERE slot_type = 'physical'";
-        let rows = timed(STEP, SQL_TIMEOUT, client.query(sql, &[])).await?;
-        let existing: Vec<SlotRow> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
-        let plan = plan_slots(&existing, wanted);
-        for slot in &plan.create {
-            let sql = "SELECT pg_create_physical_replication_slot($1, true)";
-            match timed(STEP, SQL_TIMEOUT, client.execute(sql, &[slot])).await {
-                Ok(_) => tracing::info!(member = %self.settings.name, slot, "replication slot created"),
-                Err(PgError::Sql { error, .. })
-                    if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        self.with_kept_client(|client| async move {
+            self.require_primary(&client, STEP).await?;
+            let existing = physical_slots(&client, STEP).await?;
+            let plan = plan_slots(&existing, wanted);
+            self.create_slots_on(&client, &plan.create, STEP).await?;
+            self.drop_slots_on(&client, &plan, STEP).await;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Drops the plan's unwanted inactive slots (a failure is left for a later call).
+    async fn drop_slots_on(&self, client: &Client, plan: &SlotPlan, step: &'static str) {
         for slot in &plan.drop {
             let dropped = timed(
-                STEP,
+                step,
                 SQL_TIMEOUT,
                 client.execute("SELECT pg_drop_replication_slot($1)", &[slot]),
             )
@@ -192,6 +235,36 @@ impl Postgres {
         }
         for slot in &plan.busy {
             tracing::debug!(slot, "unwanted replication slot still active: dropped later");
+        }
+    }
+
+    /// Creates those of `wanted` that are missing, reserving WAL, and drops nothing; works on a standby too. A
+    /// promotion candidate calls it before promoting: replicas re-pointed at it stream at once (cascading, then
+    /// across the timeline switch) instead of failing on a missing slot and retrying later.
+    pub async fn create_slots(&self, wanted: &[String]) -> Result<(), PgError> {
+        const STEP: &str = "creating replication slots";
+        self.with_kept_client(|client| async move {
+            let existing = physical_slots(&client, STEP).await?;
+            let missing: Vec<String> = plan_slots(&existing, wanted).create;
+            self.create_slots_on(&client, &missing, STEP).await
+        })
+        .await
+    }
+
+    async fn create_slots_on(&self, client: &Client, slots: &[String], step: &'static str) -> Result<(), PgError> {
+        if let Some(bad) = slots.iter().find(|w| !is_valid_slot_name(w)) {
+            return Err(PgError::Settings(format!(
+                "replication slot name {bad:?} is not [a-z0-9_]{{1,63}}"
+            )));
+        }
+        for slot in slots {
+            let sql = "SELECT pg_create_physical_replication_slot($1, true)";
+            match timed(step, SQL_TIMEOUT, client.execute(sql, &[slot])).await {
+                Ok(_) => tracing::info!(member = %self.settings.name, slot, "replication slot created"),
+                Err(PgError::Sql { error, .. })
+                    if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

@@ -226,10 +226,10 @@ pub async fn query_status(client: &Client, timeout: Duration) -> Result<PgStatus
 }
 
 impl Postgres {
-    /// Connects over the socket and runs the status query (one round trip after connecting).
+    /// Runs the status query (on the kept connection: the HA loop asks every iteration, the race at once).
     pub async fn status(&self) -> Result<PgStatus, PgError> {
-        let client = self.connect().await?;
-        query_status(&client, SQL_TIMEOUT).await
+        self.with_kept_client(|client| async move { query_status(&client, SQL_TIMEOUT).await })
+            .await
     }
 }
 
