@@ -42,6 +42,8 @@ fn bench_proxy_measures_direct_and_edge() {
         }
         assert!(row["ratio"].as_f64().is_some_and(|r| r > 0.0), "{text}");
     }
-    assert!(report["edge_rss_bytes"].as_u64().is_some_and(|b| b > 0), "{text}");
+    let rss = report["edge_rss_bytes"].as_u64().unwrap_or(0);
+    let anon = report["edge_anon_rss_bytes"].as_u64().unwrap_or(0);
+    assert!(rss > 0 && anon > 0 && anon < rss, "RSS {rss}, anonymous {anon}\n{text}");
     assert!(text.contains("edge/direct"), "the table is printed\n{text}");
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::stats::{nearest_rank, peak_rss_bytes, rss_bytes};
+use super::stats::{anon_rss_bytes, nearest_rank, peak_rss_bytes, rss_bytes};
 use crate::cli::BenchProxyArgs;
 use crate::config::{LogFormat, Role};
 use crate::local::{Layout, LocalCluster};
@@ -84,6 +84,8 @@ pub struct ProxyReport {
     pub rows: Vec<ProxyRow>,
     pub edge_rss_bytes: Option<u64>,
     pub edge_peak_rss_bytes: Option<u64>,
+    /// Of `edge_rss_bytes`, the anonymous part (heap and stacks; the rest is the binary's code pages).
+    pub edge_anon_rss_bytes: Option<u64>,
 }
 
 /// Summarizes per-round (direct, edge) results into a row.
@@ -206,6 +208,7 @@ pub async fn measure(args: &BenchProxyArgs, exe: &Path) -> anyhow::Result<ProxyR
         rows,
         edge_rss_bytes: edge_pid.and_then(rss_bytes),
         edge_peak_rss_bytes: edge_pid.and_then(peak_rss_bytes),
+        edge_anon_rss_bytes: edge_pid.and_then(anon_rss_bytes),
     })
 }
 
@@ -242,9 +245,10 @@ pub async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
     );
     let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6));
     println!(
-        "edge RSS after the runs: {} (peak {})",
+        "edge RSS after the runs: {} (peak {}), of which anonymous {}",
         mb(report.edge_rss_bytes),
-        mb(report.edge_peak_rss_bytes)
+        mb(report.edge_peak_rss_bytes),
+        mb(report.edge_anon_rss_bytes)
     );
     super::write_json(args.json.as_deref(), &report)?;
     Ok(())

@@ -45,6 +45,12 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     status_bytes(pid, "VmRSS:")
 }
 
+/// The anonymous part of the resident set (heap, stacks) in bytes: the rest is mostly clean code pages of the
+/// binary, shared with every other process running it and reclaimable.
+pub fn anon_rss_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "RssAnon:")
+}
+
 /// Peak resident set size of a process in bytes (Linux /proc), None if unavailable.
 pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
     status_bytes(pid, "VmHWM:")
