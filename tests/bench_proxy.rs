@@ -7,8 +7,8 @@ use std::time::Duration;
 
 #[test]
 fn bench_proxy_measures_direct_and_edge() {
-    if !std::path::Path::new("/usr/lib/postgresql/15/bin/pgbench").exists() {
-        eprintln!("skipped: bench_proxy_measures_direct_and_edge needs PostgreSQL 15's pgbench");
+    let test = "bench_proxy_measures_direct_and_edge";
+    if !common::installed_or_skip("/usr/lib/postgresql/15/bin/pgbench", test, "PostgreSQL 15's pgbench") {
         return;
     }
     let (report, text) = common::bench_report(

@@ -12,8 +12,8 @@ fn bench_failover_six_hosts_primary_and_edge_crash() {
         eprintln!("skipped: bench_failover_six_hosts_primary_and_edge_crash needs root (network namespaces)");
         return;
     }
-    if !std::path::Path::new("/usr/lib/postgresql/15/bin/postgres").exists() {
-        eprintln!("skipped: bench_failover_six_hosts_primary_and_edge_crash needs PostgreSQL 15");
+    let test = "bench_failover_six_hosts_primary_and_edge_crash";
+    if !common::installed_or_skip("/usr/lib/postgresql/15/bin/postgres", test, "PostgreSQL 15") {
         return;
     }
     let (report, text) = common::bench_report(

@@ -174,8 +174,6 @@ async fn primary_replica_failover_and_rewind() {
     // and former primaries wait for `checkpoint_timeline` to catch up.
     b.checkpoint_in_background()
         .await
-        .expect("checkpoint started")
-        .await
         .expect("checkpoint task")
         .expect("checkpoint on b");
     assert_eq!(status(&b).await.checkpoint_timeline, 2);

@@ -386,10 +386,7 @@ impl DbNode {
         let behind =
             !status.in_recovery && status.checkpoint_timeline != 0 && status.checkpoint_timeline < status.timeline;
         if behind && self.checkpoint_after_promote.is_none() {
-            match self.pg.checkpoint_in_background().await {
-                Ok(task) => self.checkpoint_after_promote = Some(task),
-                Err(e) => tracing::warn!("starting the checkpoint after the promotion failed (retrying): {e}"),
-            }
+            self.checkpoint_after_promote = Some(self.pg.checkpoint_in_background());
         }
     }
 

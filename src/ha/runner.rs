@@ -69,12 +69,11 @@ pub struct DbNode {
     pub(super) fencer: Option<tokio::process::Child>,
     /// The `synchronous_standby_names` spec PostgreSQL runs with (None: not known yet).
     pub(super) sync_applied: Option<super::sync::SyncSpec>,
-    /// WAL position once the current spec took effect (the new set must pass it before the key shrinks).
+    /// WAL position once the current spec took effect (the new set must pass it before the key shrinks); None once
+    /// the key matches the applied set.
     pub(super) sync_switch_lsn: Option<u64>,
     /// The CHECKPOINT started after this node's promotion (pg_rewind of former primaries waits for it).
     pub(super) checkpoint_after_promote: Option<tokio::task::JoinHandle<Result<(), crate::postgres::PgError>>>,
-    /// The leader's `sync` key still names members the applied setting no longer has (waiting for the shrink).
-    pub(super) sync_shrink_pending: bool,
     /// Since when the leader has seen no streaming standby it could name.
     pub(super) no_sync_candidate_since: Option<Instant>,
     /// When this process first held a DCS session.
@@ -113,7 +112,6 @@ impl DbNode {
             fencer: None,
             sync_applied: None,
             sync_switch_lsn: None,
-            sync_shrink_pending: false,
             checkpoint_after_promote: None,
             no_sync_candidate_since: None,
             first_session_at: None,

@@ -13,7 +13,6 @@ impl DbNode {
     pub(super) async fn keep_standby_sync_spec(&mut self) {
         let spec = sync::standby_spec(&self.config);
         self.sync_switch_lsn = None;
-        self.sync_shrink_pending = false;
         self.no_sync_candidate_since = None;
         if self.sync_applied.as_ref() == Some(&spec) {
             return;
@@ -66,7 +65,8 @@ impl DbNode {
                 &standbys,
             );
             match step {
-                SyncStep::Steady => self.sync_shrink_pending = false,
+                // Settled: a switch position matters only until the key has shrunk to the applied set.
+                SyncStep::Steady => self.sync_switch_lsn = None,
                 SyncStep::WriteKey(state) => {
                     if self.store().write_sync(Some(&state), leader_revision).await? {
                         tracing::info!(
@@ -101,8 +101,7 @@ impl DbNode {
                     self.sync_switch_lsn =
                         sync::switch_at_apply(self.sync_applied.as_ref(), &spec, status.wal_position());
                     self.sync_applied = Some(spec);
-                    self.sync_shrink_pending = self.sync_switch_lsn.is_some();
-                    if self.sync_shrink_pending {
+                    if self.sync_switch_lsn.is_some() {
                         continue;
                     }
                 }
@@ -113,7 +112,6 @@ impl DbNode {
                     }
                 }
                 SyncStep::AwaitCatchUp { have, need } => {
-                    self.sync_shrink_pending = true;
                     tracing::debug!(
                         have,
                         need,
@@ -131,7 +129,7 @@ impl DbNode {
     /// a standby that starts streaming or catches up changes nothing in the DCS, so no watch event would wake it.
     pub(super) fn sync_pending(&self) -> bool {
         self.config.synchronous_mode != SyncMode::Off
-            && (self.sync_applied.as_ref() == Some(&SyncSpec::Blocking) || self.sync_shrink_pending)
+            && (self.sync_applied.as_ref() == Some(&SyncSpec::Blocking) || self.sync_switch_lsn.is_some())
     }
 
     /// Bootstrap: the first primary must commit its own setup with no standby in existence.

@@ -43,6 +43,17 @@ const REWIND_GRANTS: &str = "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text
      pg_catalog.pg_stat_file(text, boolean), pg_catalog.pg_read_binary_file(text), \
      pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO %I";
 
+/// Opens a connection; its task runs on the current runtime until the client is dropped.
+async fn open(cfg: tokio_postgres::Config) -> Result<Client, PgError> {
+    let (client, connection) = timed("connecting to PostgreSQL", CONNECT_TIMEOUT, cfg.connect(NoTls)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("PostgreSQL connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
 /// The physical slots as `(name, active, temporary)`.
 async fn physical_slots(client: &Client, step: &'static str) -> Result<Vec<SlotRow>, PgError> {
     let sql = "SELECT slot_name::text, active, temporary FROM pg_replication_slots WHERE slot_type = 'physical'";
@@ -85,6 +96,10 @@ impl Postgres {
     /// Connects as the superuser over the unix socket (`peer` auth through the `pgha` ident map: no password;
     /// see the module docs). The connection task runs on the current runtime until the client is dropped.
     pub async fn connect(&self) -> Result<Client, PgError> {
+        open(self.client_config()).await
+    }
+
+    fn client_config(&self) -> tokio_postgres::Config {
         let s = &self.settings;
         let mut cfg = tokio_postgres::Config::new();
         cfg.host_path(&s.socket_dir)
@@ -93,18 +108,11 @@ impl Postgres {
             .dbname("postgres")
             .application_name("pgha")
             .connect_timeout(CONNECT_TIMEOUT);
-        let (client, connection) = timed("connecting to PostgreSQL", CONNECT_TIMEOUT, cfg.connect(NoTls)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("PostgreSQL connection ended: {e}");
-            }
-        });
-        Ok(client)
+        cfg
     }
 
     /// Runs `work` on a connection kept between calls: the HA loop queries every iteration, and a new connection
-    /// costs a backend start and SCRAM authentication, tens of milliseconds on a busy host that a failover waits
-    /// for. A failure drops the connection; when the kept connection turns out closed (PostgreSQL restarted
+    /// costs a backend start (fork, catalog caches), ~25 ms on a busy host, which a failover waits for. A failure drops the connection; when the kept connection turns out closed (PostgreSQL restarted
     /// since), `work` runs once more on a new one. Queries on it pipeline, so concurrent callers (the loop, the race
     /// service) share it; a long statement (CHECKPOINT) takes its own connection.
     pub(crate) async fn with_kept_client<T, F, Fut>(&self, work: F) -> Result<T, PgError>
@@ -276,22 +284,26 @@ impl Postgres {
     /// second if the reload is not visible yet (the status interval then releases the waiters).
     pub async fn nudge_standbys(&self, wanted: &str) -> Result<(), PgError> {
         const STEP: &str = "asking the standbys for a flush report";
-        let client = self.connect().await?;
-        for _ in 0..50 {
-            let now: String = timed(
-                STEP,
-                SQL_TIMEOUT,
-                client.query_one("SELECT pg_catalog.current_setting('synchronous_standby_names')", &[]),
-            )
-            .await?
-            .get(0);
-            if now == wanted {
-                let sql = "BEGIN; SET LOCAL synchronous_commit = local; SELECT pg_catalog.txid_current(); COMMIT";
-                return timed(STEP, SQL_TIMEOUT, client.batch_execute(sql)).await;
+        // On the kept connection (a new one is the first commit's wait): the transaction goes as one simple query,
+        // so statements of other callers pipelined on it cannot land inside.
+        self.with_kept_client(|client| async move {
+            for _ in 0..50 {
+                let now: String = timed(
+                    STEP,
+                    SQL_TIMEOUT,
+                    client.query_one("SELECT pg_catalog.current_setting('synchronous_standby_names')", &[]),
+                )
+                .await?
+                .get(0);
+                if now == wanted {
+                    let sql = "BEGIN; SET LOCAL synchronous_commit = local; SELECT pg_catalog.txid_current(); COMMIT";
+                    return timed(STEP, SQL_TIMEOUT, client.batch_execute(sql)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// `CHECKPOINT` within [`CHECKPOINT_TIMEOUT`].
@@ -299,13 +311,15 @@ impl Postgres {
         self.checkpoint_within(CHECKPOINT_TIMEOUT).await
     }
 
-    /// Starts a `CHECKPOINT` (within [`CHECKPOINT_TIMEOUT`]) on its own connection and returns once it is sent: after
-    /// a promotion the new timeline must reach pg_control for pg_rewind, but clients need not wait for it.
-    pub async fn checkpoint_in_background(&self) -> Result<tokio::task::JoinHandle<Result<(), PgError>>, PgError> {
-        let client = self.connect().await?;
-        Ok(tokio::spawn(async move {
+    /// Starts a `CHECKPOINT` (within [`CHECKPOINT_TIMEOUT`]) on a connection of its own, opened inside the task, and
+    /// returns at once: after a promotion the new timeline must reach pg_control for pg_rewind, but neither clients
+    /// nor the HA loop need wait for it.
+    pub fn checkpoint_in_background(&self) -> tokio::task::JoinHandle<Result<(), PgError>> {
+        let cfg = self.client_config();
+        tokio::spawn(async move {
+            let client = open(cfg).await?;
             timed("checkpoint", CHECKPOINT_TIMEOUT, client.batch_execute("CHECKPOINT")).await
-        }))
+        })
     }
 
     /// `CHECKPOINT` within `timeout`.

@@ -204,6 +204,15 @@ pub fn pgha(args: &[&str], envs: &[(&str, &str)], timeout: Duration) -> Run {
 
 /// Runs a `pgha bench ...` command with `--json FILE` appended (within `timeout`), asserts it succeeded, and
 /// returns the parsed report with the command's whole output for assertion messages.
+/// False (after printing why the calling test skips) when the program at `path` is not installed.
+pub fn installed_or_skip(path: &str, test: &str, what: &str) -> bool {
+    let installed = Path::new(path).exists();
+    if !installed {
+        eprintln!("skipped: {test} needs {what}");
+    }
+    installed
+}
+
 pub fn bench_report(args: &[&str], timeout: Duration) -> (serde_json::Value, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("report.json");
