@@ -16,6 +16,7 @@ pub mod netns;
 pub mod ports;
 pub mod postgres;
 pub mod proto;
+pub mod retry;
 pub mod run;
 pub mod run_db;
 pub mod run_edge;

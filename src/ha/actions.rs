@@ -18,6 +18,8 @@ use crate::proto::WalPositionRequest;
 const RACE_RPC_TIMEOUT: Duration = Duration::from_millis(500);
 /// Budget of a clone (pg_basebackup).
 const CLONE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a start waits for PostgreSQL to accept connections before the loop moves on (it then sees it starting).
+const START_WAIT: Duration = Duration::from_secs(2);
 
 impl DbNode {
     /// Applies one action.
@@ -94,6 +96,44 @@ impl DbNode {
             }
             Action::Promote => self.promote(view, "won the leader race").await,
             Action::Demote => self.demote().await,
+            Action::StepDown => self.step_down().await,
+            Action::Reclone { host, port } => {
+                tracing::warn!(event = "reclone", source = %format!("{host}:{port}"), "re-cloning a standby that cannot rejoin");
+                if self.pg.postmaster_pid().is_some() {
+                    self.pg.stop(StopMode::Immediate, self.s.start_timeout).await?;
+                }
+                self.expect_running = false;
+                self.following = None;
+                self.pg
+                    .wipe_data_dir()
+                    .await
+                    .context("wiping the data directory for a re-clone")?;
+                self.clear_rewind_marker();
+                self.restart_stall_clock();
+                Ok(())
+            }
+            Action::NeedsReinit => {
+                self.activity = Some(PgState::NeedsReinit);
+                Ok(())
+            }
+            Action::RunCommand { command, mod_revision } => {
+                match self.execute(&command, view).await {
+                    Ok(what) => {
+                        tracing::info!(event = "command_done", command = ?command, "operator command done: {what}")
+                    }
+                    Err(e) => {
+                        tracing::warn!(event = "command_failed", command = ?command, "operator command failed: {e:#}")
+                    }
+                }
+                // Done or failed, the command is consumed: a bad one must not run again on every loop.
+                self.store().complete_command(&self.s.name, mod_revision).await?;
+                Ok(())
+            }
+            Action::DropCommand { mod_revision, why } => {
+                tracing::info!(event = "command_dropped", "operator command not carried out: {why}");
+                self.store().complete_command(&self.s.name, mod_revision).await?;
+                Ok(())
+            }
             Action::ReleaseLeader => {
                 self.store().delete_leader(&self.s.name, None).await?;
                 self.session.disarm_fence()?;
@@ -128,7 +168,13 @@ impl DbNode {
             .await
             .context("writing the primary configuration")?;
         if self.pg.postmaster_pid().is_none() {
-            self.start(false).await?;
+            // Bootstrap needs the server ready (roles, the system identifier), and no other primary can exist yet.
+            self.activity = Some(PgState::Starting);
+            self.pg
+                .start(self.s.start_timeout)
+                .await
+                .context("starting PostgreSQL")?;
+            self.expect_running = true;
         } else {
             // Adopting a running instance: apply pgha's configuration without interrupting it; parameters that
             // need a restart show up as pending_restart (`pgha ctl restart --pending`).
@@ -164,6 +210,7 @@ impl DbNode {
             .basebackup(host, port, CLONE_TIMEOUT)
             .await
             .context("pg_basebackup")?;
+        self.stall_rewound = false;
         self.start_replica(Some((host.to_string(), port))).await
     }
 
@@ -178,16 +225,19 @@ impl DbNode {
         }
     }
 
-    async fn start(&mut self, _replica: bool) -> anyhow::Result<()> {
+    /// Starts PostgreSQL, waiting at most [`START_WAIT`] for it to accept connections: a standby that cannot become
+    /// consistent must not hold the loop, which re-points, rewinds or re-clones it.
+    async fn start(&mut self) -> anyhow::Result<()> {
         self.activity = Some(PgState::Starting);
-        let result = self.pg.start(self.s.start_timeout).await;
+        let result = self.pg.start_bounded(START_WAIT).await;
         if let Err(e) = &result {
             self.activity = Some(PgState::StartFailed);
-            tracing::error!("PostgreSQL failed to start: {e}");
+            tracing::error!(event = "pg_start_failed", "PostgreSQL failed to start: {e}");
         }
         result.context("starting PostgreSQL")?;
         self.expect_running = true;
         self.crashed_since = None;
+        self.restart_stall_clock();
         Ok(())
     }
 
@@ -196,8 +246,8 @@ impl DbNode {
             .write_config(&self.replica_role(&upstream))
             .await
             .context("writing the replica configuration")?;
-        self.start(true).await?;
-        tracing::info!(upstream = ?upstream, "PostgreSQL started as a replica");
+        self.start().await?;
+        tracing::info!(event = "start_replica", upstream = ?upstream, "PostgreSQL started as a replica");
         self.following = upstream;
         Ok(())
     }
@@ -207,10 +257,11 @@ impl DbNode {
             .write_config(&ConfRole::Primary)
             .await
             .context("writing the primary configuration")?;
-        self.start(false).await?;
-        self.following = None;
+        // Armed before the postmaster exists: it must never accept a write unguarded.
         self.guard_primary().await?;
-        tracing::info!("PostgreSQL started as the primary");
+        self.start().await?;
+        self.following = None;
+        tracing::info!(event = "start_primary", "PostgreSQL started as the primary");
         Ok(())
     }
 
@@ -220,8 +271,9 @@ impl DbNode {
             // primary_conninfo is reloadable since PostgreSQL 13: no restart.
             self.pg.reload().await.context("reloading PostgreSQL")?;
         }
-        tracing::info!(upstream = %format!("{host}:{port}"), "replica now follows the leader");
+        tracing::info!(event = "follow", upstream = %format!("{host}:{port}"), "replica now follows the leader");
         self.following = upstream;
+        self.restart_stall_clock();
         Ok(())
     }
 
@@ -230,7 +282,9 @@ impl DbNode {
             self.pg.stop(StopMode::Fast, self.s.start_timeout).await?;
         }
         self.expect_running = false;
-        tracing::info!(source = %format!("{host}:{port}"), "rewinding the former primary");
+        self.stall_rewound = true;
+        self.restart_stall_clock();
+        tracing::info!(event = "rewind", source = %format!("{host}:{port}"), "rewinding from the leader");
         match self.pg.rewind(host, port, self.s.start_timeout).await {
             Ok(()) => {
                 self.clear_rewind_marker();
@@ -332,15 +386,20 @@ impl DbNode {
         if let Err(e) = self.pg.create_slots(&self.member_slots(view)).await {
             tracing::warn!("creating replication slots before the promotion failed (continuing): {e}");
         }
+        // Guarded before it can accept a write, whatever happens to the promotion's polling below.
+        self.guard_primary().await?;
         self.pg
             .promote(self.s.start_timeout)
             .await
             .context("promoting PostgreSQL")?;
         self.following = None;
         self.clear_rewind_marker();
-        self.guard_primary().await?;
         let after = self.pg.status().await?;
-        tracing::info!(timeline = after.timeline, "promoted to primary: {reason}");
+        tracing::info!(
+            event = "promote",
+            timeline = after.timeline,
+            "promoted to primary: {reason}"
+        );
         // Edges route to the leader once it publishes itself primary: that comes before the bookkeeping below.
         self.last_status = Some(after.clone());
         self.publish(view).await;
@@ -398,11 +457,39 @@ impl DbNode {
         }
     }
 
-    /// Makes sure the fencing process guards this primary and the fence deadline follows our lease.
-    async fn guard_primary(&mut self) -> anyhow::Result<()> {
-        self.session.arm_fence()?;
-        let running = match self.fencer.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
+    /// Makes sure the fencing process guards this primary (or the primary about to start or be promoted) and the
+    /// fence deadline follows our lease. If the fence cannot be armed, PostgreSQL is stopped: a primary never runs
+    /// on the HA loop alone.
+    pub(super) async fn guard_primary(&mut self) -> anyhow::Result<()> {
+        let Err(e) = self.arm_fencer() else {
+            return Ok(());
+        };
+        tracing::error!(
+            event = "fence_failed",
+            "cannot arm the fence ({e:#}): stopping PostgreSQL"
+        );
+        if let Err(stop) = self.pg.stop(StopMode::Immediate, self.s.start_timeout).await {
+            tracing::error!("stopping the unguarded PostgreSQL failed: {stop}");
+        }
+        self.expect_running = false;
+        let _ = self.session.disarm_fence();
+        Err(e)
+    }
+
+    /// Writes the deadline, then (re)starts the fencer if it is not running: it exits when it finds no file.
+    fn arm_fencer(&mut self) -> anyhow::Result<()> {
+        self.session.arm_fence().context("writing the fence deadline")?;
+        let running = match self.fencer.as_mut().map(|child| child.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(Ok(Some(status))) => {
+                // It exits by itself when it fenced or its postmaster stopped; otherwise someone killed it.
+                tracing::info!(event = "fencer_exited", %status, "the fencing process has exited: starting a new one");
+                false
+            }
+            Some(Err(e)) => {
+                tracing::warn!("cannot check the fencing process ({e}): starting a new one");
+                false
+            }
             None => false,
         };
         if !running {
@@ -416,7 +503,7 @@ impl DbNode {
                 .kill_on_drop(false)
                 .spawn()
                 .context("starting the fencing process")?;
-            tracing::info!(pid = child.id(), "fencing process started");
+            tracing::info!(event = "fencer_started", pid = child.id(), "fencing process started");
             self.fencer = Some(child);
         }
         Ok(())
@@ -462,16 +549,19 @@ impl DbNode {
                 Ok("no parameter change pending: not restarted")
             }
             NodeCommand::Restart { .. } => {
+                let primary = self.last_status.as_ref().is_some_and(|s| !s.in_recovery);
                 if running {
                     self.pg
                         .stop(StopMode::Fast, self.s.start_timeout)
                         .await
                         .context("stopping PostgreSQL")?;
                 }
-                self.start(false).await?;
-                if self.session.fence_armed() {
+                if primary {
+                    // `decide` let this restart through only with a valid lease; the fencer exited with the old
+                    // postmaster, so a new one waits for the new postmaster before it starts.
                     self.guard_primary().await?;
                 }
+                self.start().await?;
                 Ok("PostgreSQL restarted")
             }
             NodeCommand::Reinit => {
@@ -535,8 +625,35 @@ impl DbNode {
         Ok(())
     }
 
+    /// Our lease ran out by our own clock: nobody can have been promoted yet, so drain first (fast shutdown: the
+    /// connected standbys receive every WAL record) and escalate to an immediate stop at the fence instant, like the
+    /// fencer would.
+    pub(super) async fn step_down(&mut self) -> anyhow::Result<()> {
+        let drain = self
+            .session
+            .fence_at()
+            .map(|at| at.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_default();
+        tracing::warn!(
+            event = "step_down",
+            drain_ms = drain.as_millis() as u64,
+            "stepping down: fast shutdown (standbys receive all WAL), immediate if not done by the fence instant"
+        );
+        self.pg.stop_draining(drain).await.context("stopping PostgreSQL")?;
+        self.session.disarm_fence()?;
+        self.expect_running = false;
+        self.following = None;
+        if let Err(e) = self.store().delete_leader(&self.s.name, None).await {
+            tracing::debug!("leader key not released (it expires with the lease): {e}");
+        }
+        Ok(())
+    }
+
     async fn demote(&mut self) -> anyhow::Result<()> {
-        tracing::warn!("demoting: immediate stop (client sessions are terminated), then rejoin as a replica");
+        tracing::warn!(
+            event = "demote",
+            "demoting: immediate stop (client sessions are terminated), then rejoin as a replica"
+        );
         self.pg
             .stop(StopMode::Immediate, Duration::from_secs(10))
             .await

@@ -4,8 +4,15 @@
 //! Safety rules encoded here: a primary without a valid leader lease demotes; only the holder of the leader key
 //! promotes; a data directory of another cluster is never touched; nothing races or demotes while paused (except a
 //! primary whose own lease ran out, which always steps down: invariant 1 outranks maintenance mode).
+//! Liveness (invariant 7): a standby that does not stream from the leader is re-pointed at once (even before it
+//! accepts connections), rewound after [`STALL_TTLS`] x ttl, and re-cloned (or reported as needing it) after as long
+//! again; operator commands are decisions too, so none can make a node writable without its lease.
 
-use super::model::ClusterView;
+use super::model::{ClusterView, NodeCommand};
+
+/// A standby that has not streamed from a serving leader for this many TTLs is rewound; as long again after a rewind,
+/// re-cloned (`rewind_fallback_reinit`) or reported as needing a reinit.
+pub const STALL_TTLS: u64 = 5;
 
 /// What the local data directory holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +28,12 @@ pub enum LocalPg {
     Running {
         in_recovery: bool,
         following: Option<(String, u16)>,
+    },
+    /// The postmaster runs but accepts no connections yet (crash recovery, or a standby not consistent yet); `for_ms`
+    /// since it was noticed.
+    Starting {
+        following: Option<(String, u16)>,
+        for_ms: u64,
     },
     /// It was running under this pgha and died; `for_ms` since it was noticed.
     Crashed {
@@ -46,6 +59,12 @@ pub struct LocalState {
     /// This standby was a primary until it started without a leader to follow: its history may have diverged from
     /// whoever leads next, so it must be rewound from that leader, not merely re-pointed.
     pub rewind_pending: bool,
+    /// How long this standby has not streamed while a serving leader exists (0: streaming, or not applicable).
+    pub stalled_ms: u64,
+    /// A rewind was already tried during this stall.
+    pub stall_rewound: bool,
+    /// `postgresql.rewind_fallback_reinit`: a standby that cannot rejoin may be wiped and re-cloned.
+    pub allow_reinit: bool,
 }
 
 /// The next step.
@@ -79,6 +98,17 @@ pub enum Action {
     Promote,
     /// Stop being writable at once, then rejoin as a replica.
     Demote,
+    /// Our lease ran out by our own clock: fast shutdown (the standbys receive every WAL record), immediate at the
+    /// fence instant, then rejoin as a replica.
+    StepDown,
+    /// A standby that cannot rejoin: wipe it and clone the leader again.
+    Reclone { host: String, port: u16 },
+    /// A standby that cannot rejoin and may not be wiped (`rewind_fallback_reinit` off): published, operator's call.
+    NeedsReinit,
+    /// Carry out an operator command (`commands/<name>`), then delete it.
+    RunCommand { command: NodeCommand, mod_revision: i64 },
+    /// Delete an operator command that does not apply in this state, logging why.
+    DropCommand { mod_revision: i64, why: String },
     /// Give up the leader key so another member can be promoted now.
     ReleaseLeader,
     /// The leader key names us but belongs to a previous session of ours: delete it (CAS on its revision).
@@ -104,8 +134,54 @@ fn d(action: Action, reason: impl Into<String>) -> Decision {
     }
 }
 
-/// Decides the next action.
+/// Decides the next action: the HA state first, then a pending operator command when the HA state leaves room.
 pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
+    let decision = decide_state(view, local);
+    let Some(pending) = view.commands.get(&local.name) else {
+        return decision;
+    };
+    if !matches!(decision.action, Action::Wait | Action::Lead) {
+        return decision; // the HA step first (a demotion, a start, a re-point); the command waits one more loop
+    }
+    let mod_revision = pending.mod_revision;
+    let ours = view
+        .leader
+        .as_ref()
+        .is_some_and(|l| l.name == local.name && Some(l.lease) == local.lease);
+    let drop = |why: &str| {
+        d(
+            Action::DropCommand {
+                mod_revision,
+                why: why.into(),
+            },
+            why.to_string(),
+        )
+    };
+    let run = |what: &str| {
+        d(
+            Action::RunCommand {
+                command: pending.command.clone(),
+                mod_revision,
+            },
+            format!("operator command: {what}"),
+        )
+    };
+    let running = matches!(local.pg, LocalPg::Running { .. });
+    match (&pending.command, &local.pg) {
+        (NodeCommand::Reload, _) if running => run("reload"),
+        (NodeCommand::Reload, _) => drop("reload: PostgreSQL is not running, nothing to reload"),
+        (NodeCommand::Restart { .. }, LocalPg::Running { in_recovery: false, .. }) if !(ours && local.lease_valid) => {
+            drop("restart refused: a primary restarts only while it holds a valid leader lease")
+        }
+        (NodeCommand::Restart { .. }, _) if running => run("restart"),
+        (NodeCommand::Restart { .. }, _) => drop("restart: PostgreSQL is not running; the HA loop starts it"),
+        (NodeCommand::Reinit, _) if ours => drop("reinit refused on the leader"),
+        (NodeCommand::Reinit, _) if view.leader_member().is_none() => drop("reinit refused: no leader to clone from"),
+        (NodeCommand::Reinit, _) => run("reinit"),
+    }
+}
+
+fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
     let paused = view.config.paused;
     let leader = view.leader.as_ref();
     let ours = leader.is_some_and(|l| l.name == local.name && Some(l.lease) == local.lease);
@@ -195,7 +271,7 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
         }
         let primary_data = match &local.pg {
             LocalPg::Running { in_recovery, .. } => !in_recovery,
-            LocalPg::Stopped | LocalPg::Crashed { .. } => !standby,
+            LocalPg::Stopped | LocalPg::Crashed { .. } | LocalPg::Starting { .. } => !standby,
         };
         let mod_revision = stale.mod_revision;
         return if primary_data {
@@ -240,7 +316,7 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
             }
             if ours {
                 return d(
-                    Action::Demote,
+                    Action::StepDown,
                     "leader lease not renewed in time: stepping down before anyone can promote",
                 );
             }
@@ -290,34 +366,49 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                     }
                 }
             }
-            match (leader, leader_pg) {
-                (None, _) if paused => d(Action::Wait, "paused: no leader, not racing"),
-                (None, _) if local.nofailover => d(Action::Wait, "no leader, but this member is nofailover"),
-                (None, _) if local.lease.is_none() => d(Action::Wait, "no leader: waiting for a DCS session to race"),
-                (None, _) if !may_write => d(Action::Wait, "no leader, but our lease is not valid by our clock yet"),
-                (None, _) => d(Action::Race, "no leader"),
-                (Some(l), Some((host, port))) if local.rewind_pending => rewind_wait.unwrap_or_else(|| {
-                    d(
-                        Action::Rewind { host, port },
-                        format!(
-                            "{} is the leader and we were a primary: rewinding before following it",
-                            l.name
-                        ),
-                    )
-                }),
-                (Some(l), Some((host, port))) => {
-                    if following.as_ref() == Some(&(host.clone(), port)) {
-                        d(Action::Wait, format!("replicating from {}", l.name))
-                    } else {
-                        d(Action::Follow { host, port }, format!("{} is the leader", l.name))
-                    }
-                }
-                (Some(l), None) => d(
-                    Action::Wait,
-                    format!("{} holds the leader key but has not published its address", l.name),
-                ),
+            match leader {
+                None if paused => d(Action::Wait, "paused: no leader, not racing"),
+                None if local.nofailover => d(Action::Wait, "no leader, but this member is nofailover"),
+                None if local.lease.is_none() => d(Action::Wait, "no leader: waiting for a DCS session to race"),
+                None if !may_write => d(Action::Wait, "no leader, but our lease is not valid by our clock yet"),
+                None => d(Action::Race, "no leader"),
+                Some(_) => follow_leader(view, local, following, leader_pg, rewind_wait),
             }
         }
+        LocalPg::Starting { following, .. } if standby => match leader {
+            Some(l) if l.name == local.name => d(
+                Action::Wait,
+                "the leader key names us but PostgreSQL is not ready: waiting for it before promoting",
+            ),
+            Some(_) => follow_leader(view, local, following, leader_pg, rewind_wait),
+            None => d(
+                Action::Wait,
+                "no leader, and PostgreSQL does not accept connections yet: not racing",
+            ),
+        },
+        LocalPg::Starting { for_ms, .. } => match leader {
+            // Crash recovery of primary data: ours, it is the primary starting in place (the fence is armed).
+            Some(_) if ours && *for_ms >= view.config.primary_start_timeout_ms => d(
+                Action::Demote,
+                "PostgreSQL did not become ready within primary_start_timeout: stopping it and handing over",
+            ),
+            Some(_) if ours => d(Action::Wait, "PostgreSQL is starting as the primary (recovery)"),
+            Some(l) if paused => d(
+                Action::Wait,
+                format!(
+                    "paused: {} holds the leader key, not stopping our starting primary",
+                    l.name
+                ),
+            ),
+            Some(l) => d(
+                Action::Demote,
+                format!(
+                    "{} holds the leader key: stopping our starting primary before it accepts writes",
+                    l.name
+                ),
+            ),
+            None => d(Action::Wait, "PostgreSQL is starting (recovery): no leader yet"),
+        },
         LocalPg::Crashed { .. } | LocalPg::Stopped if ours && !may_write => d(
             Action::Wait,
             "the leader key names us but our lease is not valid by our clock: not starting as primary",
@@ -356,6 +447,59 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
                 ),
             }
         }
+    }
+}
+
+/// A standby (running, or starting and not consistent yet) with a leader: rewind a former primary, re-point at the
+/// leader, and when it still does not stream after [`STALL_TTLS`] x ttl, rewind it, then re-clone it.
+fn follow_leader(
+    view: &ClusterView,
+    local: &LocalState,
+    following: &Option<(String, u16)>,
+    leader_pg: Option<(String, u16)>,
+    rewind_wait: Option<Decision>,
+) -> Decision {
+    let leader_name = view.leader.as_ref().map(|l| l.name.as_str()).unwrap_or("?");
+    let Some((host, port)) = leader_pg else {
+        return d(
+            Action::Wait,
+            format!("{leader_name} holds the leader key but has not published its address"),
+        );
+    };
+    if local.rewind_pending {
+        return rewind_wait.unwrap_or_else(|| {
+            d(
+                Action::Rewind { host, port },
+                format!("{leader_name} is the leader and we were a primary: rewinding before following it"),
+            )
+        });
+    }
+    if following.as_ref() != Some(&(host.clone(), port)) {
+        return d(Action::Follow { host, port }, format!("{leader_name} is the leader"));
+    }
+    let bound = STALL_TTLS.saturating_mul(view.config.ttl_ms);
+    if local.stalled_ms < bound {
+        return d(Action::Wait, format!("replicating from {leader_name}"));
+    }
+    let secs = local.stalled_ms / 1000;
+    match () {
+        _ if !local.stall_rewound => rewind_wait.unwrap_or_else(|| {
+            d(
+                Action::Rewind { host, port },
+                format!("not streaming from {leader_name} for {secs} s: rewinding from it"),
+            )
+        }),
+        _ if local.allow_reinit => d(
+            Action::Reclone { host, port },
+            format!("still not streaming from {leader_name} after a rewind: re-cloning (rewind_fallback_reinit)"),
+        ),
+        _ => d(
+            Action::NeedsReinit,
+            format!(
+                "still not streaming from {leader_name} after a rewind: needs `pgha ctl reinit` \
+                 (or postgresql.rewind_fallback_reinit = true)"
+            ),
+        ),
     }
 }
 

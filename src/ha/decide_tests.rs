@@ -67,6 +67,9 @@ fn local(pg: LocalPg) -> LocalState {
         now_unix_ms: 1_000_000,
         settled: true,
         rewind_pending: false,
+        stalled_ms: 0,
+        stall_rewound: false,
+        allow_reinit: false,
     }
 }
 
@@ -312,18 +315,18 @@ fn decide_table() {
     let mut expired = local(primary());
     expired.lease_valid = false;
     c(
-        "lease not renewed in time: demote",
+        "lease not renewed in time: step down (drain first)",
         me_leader.clone(),
         expired.clone(),
-        Action::Demote,
+        Action::StepDown,
     );
     let mut expired_paused = me_leader.clone();
     expired_paused.config.paused = true;
     c(
-        "lease expired demotes even when paused",
+        "lease expired steps down even when paused",
         expired_paused,
         expired,
-        Action::Demote,
+        Action::StepDown,
     );
     c(
         "another member holds the key: demote",
@@ -584,4 +587,234 @@ fn paused_view() -> ClusterView {
     let mut v = view(None);
     v.config.paused = true;
     v
+}
+
+fn starting(following: Option<&str>) -> LocalPg {
+    LocalPg::Starting {
+        following: following.map(|h| (h.to_string(), 5432)),
+        for_ms: 1_000,
+    }
+}
+
+fn to_db2() -> (String, u16) {
+    ("db2-host".into(), 5432)
+}
+
+/// Invariant 7: whatever state PostgreSQL is in, a standby is brought to the leader: re-pointed, rewound, re-cloned.
+#[test]
+fn rejoin_table() {
+    let bound = STALL_TTLS * DynamicConfig::default().ttl_ms;
+    let stalled = |pg: LocalPg, ms: u64, rewound: bool, reinit: bool| {
+        let mut l = local(pg);
+        l.stalled_ms = ms;
+        l.stall_rewound = rewound;
+        l.allow_reinit = reinit;
+        l
+    };
+    let (host, port) = to_db2();
+    let mut primary_data_starting = local(starting(None));
+    primary_data_starting.data = LocalData::Present {
+        system_identifier: SYSID,
+        standby: false,
+    };
+    let mut me_leader = view(Some("db1"));
+    me_leader.leader.as_mut().expect("leader").lease = 9;
+    let mut me_leader_slow = me_leader.clone();
+    me_leader_slow.config.primary_start_timeout_ms = 500;
+    let cases: Vec<(&str, ClusterView, LocalState, Action)> = vec![
+        (
+            "not consistent yet, pointed at a former leader: re-pointed at once",
+            view(Some("db2")),
+            local(starting(Some("db3-host"))),
+            Action::Follow {
+                host: host.clone(),
+                port,
+            },
+        ),
+        (
+            "not consistent yet, after a pgha restart (upstream unknown): re-pointed",
+            view(Some("db2")),
+            local(starting(None)),
+            Action::Follow {
+                host: host.clone(),
+                port,
+            },
+        ),
+        (
+            "not consistent yet, pointed at the leader, within the bound: wait",
+            view(Some("db2")),
+            stalled(starting(Some("db2-host")), bound - 1, false, false),
+            Action::Wait,
+        ),
+        (
+            "not consistent past the bound: rewind",
+            view(Some("db2")),
+            stalled(starting(Some("db2-host")), bound, false, false),
+            Action::Rewind {
+                host: host.clone(),
+                port,
+            },
+        ),
+        (
+            "running replica not streaming past the bound: rewind",
+            view(Some("db2")),
+            stalled(replica_of(Some("db2-host")), bound, false, false),
+            Action::Rewind {
+                host: host.clone(),
+                port,
+            },
+        ),
+        (
+            "still not streaming after a rewind, reinit allowed: re-clone",
+            view(Some("db2")),
+            stalled(replica_of(Some("db2-host")), bound, true, true),
+            Action::Reclone {
+                host: host.clone(),
+                port,
+            },
+        ),
+        (
+            "still not streaming after a rewind, reinit not allowed: needs reinit",
+            view(Some("db2")),
+            stalled(starting(Some("db2-host")), bound, true, false),
+            Action::NeedsReinit,
+        ),
+        (
+            "streaming replica: nothing to do",
+            view(Some("db2")),
+            local(replica_of(Some("db2-host"))),
+            Action::Wait,
+        ),
+        (
+            "not consistent, no leader: no race (it cannot be promoted)",
+            view(None),
+            local(starting(None)),
+            Action::Wait,
+        ),
+        (
+            "primary data starting while another leads: stop it before it accepts writes",
+            view(Some("db2")),
+            primary_data_starting.clone(),
+            Action::Demote,
+        ),
+        (
+            "our primary in crash recovery: wait",
+            me_leader.clone(),
+            primary_data_starting.clone(),
+            Action::Wait,
+        ),
+        (
+            "our primary not ready within primary_start_timeout: stop and hand over",
+            me_leader_slow,
+            primary_data_starting,
+            Action::Demote,
+        ),
+    ];
+    for (name, view, local, expect) in cases {
+        let got = decide(&view, &local);
+        assert_eq!(got.action, expect, "{name}: reason was {:?}", got.reason);
+    }
+}
+
+/// Operator commands are decisions: none runs ahead of a safety step, none starts a primary without its lease.
+#[test]
+fn command_table() {
+    use crate::ha::model::{NodeCommand, PendingCommand};
+    let with = |mut v: ClusterView, command: NodeCommand| {
+        v.commands.insert(
+            "db1".into(),
+            PendingCommand {
+                command,
+                mod_revision: 77,
+            },
+        );
+        v
+    };
+    let restart = NodeCommand::Restart { pending_only: false };
+    let run = |command: &NodeCommand| Action::RunCommand {
+        command: command.clone(),
+        mod_revision: 77,
+    };
+    let is_drop = |a: &Action| matches!(a, Action::DropCommand { mod_revision: 77, .. });
+    let mut me_leader = view(Some("db1"));
+    me_leader.leader.as_mut().expect("leader").lease = 9;
+    let mut expired = local(primary());
+    expired.lease_valid = false;
+    let mut former_primary = local(LocalPg::Stopped);
+    former_primary.data = LocalData::Present {
+        system_identifier: SYSID,
+        standby: false,
+    };
+    let rewind = Action::Rewind {
+        host: "db2-host".into(),
+        port: 5432,
+    };
+    // (name, view, local, expected action or None for "the command is dropped")
+    let cases: Vec<(&str, ClusterView, LocalState, Option<Action>)> = vec![
+        (
+            "restart of the leading primary",
+            with(me_leader.clone(), restart.clone()),
+            local(primary()),
+            Some(run(&restart)),
+        ),
+        (
+            "restart of a primary whose lease ran out: the step-down comes first",
+            with(me_leader.clone(), restart.clone()),
+            expired,
+            Some(Action::StepDown),
+        ),
+        (
+            "restart of a stopped former primary: the rewind comes first, never a writable start",
+            with(view(Some("db2")), restart.clone()),
+            former_primary,
+            Some(rewind),
+        ),
+        (
+            "restart of a streaming replica",
+            with(view(Some("db2")), restart.clone()),
+            local(replica_of(Some("db2-host"))),
+            Some(run(&restart)),
+        ),
+        (
+            "restart while stopped by nothing else to do",
+            with(view(Some("db2")), restart.clone()),
+            local(starting(Some("db2-host"))),
+            None,
+        ),
+        (
+            "reload of a replica",
+            with(view(Some("db2")), NodeCommand::Reload),
+            local(replica_of(Some("db2-host"))),
+            Some(run(&NodeCommand::Reload)),
+        ),
+        (
+            "reinit of the leader is refused",
+            with(me_leader, NodeCommand::Reinit),
+            local(primary()),
+            None,
+        ),
+        (
+            "reinit of a replica",
+            with(view(Some("db2")), NodeCommand::Reinit),
+            local(replica_of(Some("db2-host"))),
+            Some(run(&NodeCommand::Reinit)),
+        ),
+        (
+            "reinit without a leader is refused",
+            with(view(None), NodeCommand::Reinit),
+            local(starting(None)),
+            None,
+        ),
+    ];
+    for (name, view, local, expect) in cases {
+        let got = decide(&view, &local);
+        match expect {
+            Some(action) => assert_eq!(got.action, action, "{name}: reason was {:?}", got.reason),
+            None => assert!(
+                is_drop(&got.action),
+                "{name}: expected the command dropped, got {:?}",
+                got
+            ),
+        }
+    }
 }

@@ -1,16 +1,26 @@
-//! Fencing (invariant 5): a tiny `pgha fence` process beside the postmaster stops PostgreSQL (immediate shutdown)
-//! once the primary's lease deadline passes without pgha moving it forward. It is a separate process in its own
-//! process group, so a frozen (SIGSTOP), stuck or killed pgha cannot keep PostgreSQL writable past the lease.
+//! Fencing (invariant 5): a tiny `pgha fence` process beside the postmaster stops PostgreSQL once the primary's lease
+//! runs out without pgha moving it forward. It is a separate process in its own process group, so a frozen (SIGSTOP),
+//! stuck or killed pgha cannot keep PostgreSQL writable past the lease.
 //!
-//! Protocol: pgha writes the deadline (CLOCK_MONOTONIC nanoseconds, shared by all processes of the host) to the
-//! deadline file after each renewal, atomically (tmp + rename); removing the file disarms the fence. The fencer
-//! polls the file and the postmaster, and exits when the postmaster is gone or the file is removed.
+//! It drains before it kills: at the drain deadline a fast shutdown (SIGINT: no new commit, every backend ends, the
+//! walsenders ship all WAL to the connected standbys before the postmaster exits), at the hard deadline an immediate
+//! one (SIGQUIT) if the postmaster still runs. Both lie before the DCS can expire the lease.
+//!
+//! Protocol: pgha writes "<drain_ns> <hard_ns>" (CLOCK_MONOTONIC nanoseconds, shared by all processes of the host; one
+//! number means both) to the deadline file after each renewal, atomically (tmp + rename); removing the file disarms
+//! the fence. pgha arms the fence BEFORE it starts or promotes PostgreSQL, so the fencer waits for a postmaster to
+//! appear; it exits when the file is removed, when the postmaster it guarded is gone, or when none appeared within
+//! [`LINGER`] after the hard deadline. The file is not fsynced: monotonic time means nothing after a reboot.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How often the fencer looks at the deadline.
 pub const POLL: Duration = Duration::from_millis(10);
+
+/// How long after the hard deadline a fencer that never saw a postmaster keeps watching for one (a start that pgha
+/// launched just before it froze); any postmaster that appears after the hard deadline is stopped at once.
+pub const LINGER: Duration = Duration::from_secs(60);
 
 /// Errors of the fencing helpers.
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +48,32 @@ pub fn monotonic_ns_in(in_: Duration) -> u64 {
 
 /// Arms (or moves) the fence: PostgreSQL is stopped at `deadline_ns` unless moved again.
 pub fn arm(file: &Path, deadline_ns: u64) -> Result<(), FenceError> {
+    write_deadlines(file, &deadline_ns.to_string())
+}
+
+/// Arms (or moves) a draining fence: a fast shutdown at `drain_ns`, an immediate one at `hard_ns`.
+pub fn arm_draining(file: &Path, drain_ns: u64, hard_ns: u64) -> Result<(), FenceError> {
+    write_deadlines(file, &format!("{} {hard_ns}", drain_ns.min(hard_ns)))
+}
+
+fn write_deadlines(file: &Path, text: &str) -> Result<(), FenceError> {
     let tmp = file.with_extension("tmp");
     let io = |source| FenceError::Io {
         path: file.to_path_buf(),
         source,
     };
-    std::fs::write(&tmp, deadline_ns.to_string()).map_err(io)?;
+    std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, file).map_err(io)
+}
+
+/// The deadlines in a deadline file: (drain, hard); None when torn or garbled.
+pub fn parse_deadlines(text: &str) -> Option<(u64, u64)> {
+    let mut parts = text.split_whitespace().map(|p| p.parse::<u64>());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(hard)), None, None) => Some((hard, hard)),
+        (Some(Ok(drain)), Some(Ok(hard)), None) => Some((drain.min(hard), hard)),
+        _ => None,
+    }
 }
 
 /// Disarms the fence (no-op when not armed).
@@ -66,7 +95,19 @@ pub enum FenceStep {
     Exit(&'static str),
     /// Stop the postmaster now.
     Fence,
+    /// Start a fast shutdown (the drain deadline passed; the hard one has not).
+    Drain,
     Sleep,
+}
+
+/// What the PostgreSQL fencer knows about the postmaster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Postmaster {
+    pub alive: bool,
+    /// A postmaster was alive at some earlier poll.
+    pub seen: bool,
+    /// A fast shutdown was already requested.
+    pub drained: bool,
 }
 
 /// Decides one fencer step from the deadline file content, whether the postmaster lives, and the clock.
@@ -83,15 +124,58 @@ pub fn step(deadline: Option<&str>, postmaster_alive: bool, now_ns: u64) -> Fenc
     }
 }
 
+/// Decides one step of the PostgreSQL fencer (pure): drain at the first deadline, kill at the second, wait for a
+/// postmaster that is about to start, exit when there is nothing (left) to guard.
+pub fn pg_step(deadline: Option<&str>, pm: Postmaster, now_ns: u64) -> FenceStep {
+    let Some(text) = deadline else {
+        return FenceStep::Exit("fence disarmed");
+    };
+    if !pm.alive {
+        return match parse_deadlines(text) {
+            _ if pm.seen => FenceStep::Exit("postmaster is gone"),
+            Some((_, hard)) if now_ns >= hard.saturating_add(LINGER.as_nanos() as u64) => {
+                FenceStep::Exit("no postmaster appeared before the deadline")
+            }
+            _ => FenceStep::Sleep,
+        };
+    }
+    match parse_deadlines(text) {
+        // A torn or garbled file must not disarm the fence: treat it as expired.
+        None => FenceStep::Fence,
+        Some((_, hard)) if now_ns >= hard => FenceStep::Fence,
+        Some((drain, _)) if now_ns >= drain && !pm.drained => FenceStep::Drain,
+        Some(_) => FenceStep::Sleep,
+    }
+}
+
 /// The `pgha fence` process: runs until the postmaster is gone, the fence is disarmed, or it fences.
 pub fn run(deadline_file: &Path, pgdata: &Path) {
+    let mut pm = Postmaster {
+        alive: false,
+        seen: false,
+        drained: false,
+    };
     loop {
         let deadline = std::fs::read_to_string(deadline_file).ok();
         let pid = crate::postgres::postmaster_pid(pgdata).and_then(|p| i32::try_from(p).ok());
-        match step(deadline.as_deref(), pid.is_some(), monotonic_ns()) {
+        pm.alive = pid.is_some();
+        match pg_step(deadline.as_deref(), pm, monotonic_ns()) {
             FenceStep::Exit(why) => {
                 eprintln!("pgha fence: exiting: {why}");
                 return;
+            }
+            FenceStep::Drain => {
+                if let Some(pid) = pid {
+                    eprintln!(
+                        "pgha fence: lease not renewed in time: fast shutdown of postmaster {pid} (connected standbys \
+                         receive all WAL)"
+                    );
+                    // SAFETY: SIGINT to the postmaster of this data directory = fast shutdown.
+                    unsafe {
+                        libc::kill(pid, libc::SIGINT);
+                    }
+                }
+                pm.drained = true;
             }
             FenceStep::Fence => {
                 if let Some(pid) = pid {
@@ -106,8 +190,10 @@ pub fn run(deadline_file: &Path, pgdata: &Path) {
                 let _ = disarm(deadline_file);
                 return;
             }
-            FenceStep::Sleep => std::thread::sleep(POLL),
+            FenceStep::Sleep => {}
         }
+        pm.seen |= pm.alive;
+        std::thread::sleep(POLL);
     }
 }
 
@@ -131,6 +217,52 @@ mod tests {
     }
 
     #[test]
+    fn pg_fencer_drains_then_kills_and_waits_for_a_starting_postmaster() {
+        let pm = |alive, seen, drained| Postmaster { alive, seen, drained };
+        let linger = LINGER.as_nanos() as u64;
+        let cases = [
+            // (file, postmaster, now, step)
+            (Some("100 200"), pm(true, true, false), 99, FenceStep::Sleep),
+            (Some("100 200"), pm(true, true, false), 100, FenceStep::Drain),
+            (Some("100 200"), pm(true, true, true), 150, FenceStep::Sleep),
+            (Some("100 200"), pm(true, true, true), 200, FenceStep::Fence),
+            (Some("100 200"), pm(true, true, false), 250, FenceStep::Fence),
+            (Some("200"), pm(true, true, false), 200, FenceStep::Fence),
+            (Some("200"), pm(true, true, false), 199, FenceStep::Sleep),
+            (Some("300 200"), pm(true, true, false), 200, FenceStep::Fence),
+            (Some("garbage"), pm(true, false, false), 0, FenceStep::Fence),
+            (Some("1 2 3"), pm(true, false, false), 0, FenceStep::Fence),
+            (None, pm(true, true, false), 0, FenceStep::Exit("fence disarmed")),
+            (None, pm(false, false, false), 0, FenceStep::Exit("fence disarmed")),
+            // Armed before the start: wait for the postmaster to appear.
+            (Some("100 200"), pm(false, false, false), 50, FenceStep::Sleep),
+            (
+                Some("100 200"),
+                pm(false, false, false),
+                200 + linger - 1,
+                FenceStep::Sleep,
+            ),
+            (
+                Some("100 200"),
+                pm(false, false, false),
+                200 + linger,
+                FenceStep::Exit("no postmaster appeared before the deadline"),
+            ),
+            // A postmaster that appears after the hard deadline is stopped at once.
+            (Some("100 200"), pm(true, false, false), 300, FenceStep::Fence),
+            (
+                Some("100 200"),
+                pm(false, true, true),
+                150,
+                FenceStep::Exit("postmaster is gone"),
+            ),
+        ];
+        for (file, pm, now, expect) in cases {
+            assert_eq!(pg_step(file, pm, now), expect, "{file:?} {pm:?} {now}");
+        }
+    }
+
+    #[test]
     fn arm_and_disarm() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("fence.deadline");
@@ -138,6 +270,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&file).expect("read"), "42");
         disarm(&file).expect("disarm");
         disarm(&file).expect("disarm twice is fine");
+        arm_draining(&file, 40, 42).expect("arm draining");
+        assert_eq!(
+            parse_deadlines(&std::fs::read_to_string(&file).expect("read")),
+            Some((40, 42))
+        );
         assert!(monotonic_ns_in(Duration::from_secs(1)) > monotonic_ns());
     }
 }

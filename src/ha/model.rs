@@ -26,6 +26,8 @@ pub enum PgState {
     CreatingReplica,
     Crashed,
     Initializing,
+    /// A standby that could not rejoin by re-pointing or rewinding: `ctl reinit` (or rewind_fallback_reinit) needed.
+    NeedsReinit,
 }
 
 impl PgState {
@@ -40,6 +42,7 @@ impl PgState {
             PgState::CreatingReplica => "creating replica",
             PgState::Crashed => "crashed",
             PgState::Initializing => "initializing",
+            PgState::NeedsReinit => "needs reinit",
         }
     }
 }

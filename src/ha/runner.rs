@@ -2,13 +2,16 @@
 //! PostgreSQL, asks `decide` for one action, applies it, and publishes this member's status.
 //!
 //! Hazards: actions can be slow (basebackup, restart), so the lease is renewed by `session::keep`, not here; the
-//! loop also wakes at the lease's step-down instant so a leader that cannot renew demotes on time.
+//! loop also wakes at the lease's step-down instant so a leader that cannot renew demotes on time, and steps down by
+//! its own clock even when the DCS cannot be read. A failing loop waits `loop_wait` with backoff (DCS events do not
+//! wake it early) and logs each kind of failure once, not once per attempt.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{decide, LocalData, LocalPg, LocalState};
@@ -18,9 +21,12 @@ use super::session::{self, Session};
 use super::store::Store;
 use crate::dcs::client::{DcsClient, WatchMessage};
 use crate::postgres::{DataState, PgStatus, Postgres};
+use crate::retry::{log_transition, Backoff, FailureLog};
 
 /// How often a leader whose commits wait for a synchronous standby looks for one.
 const SYNC_PENDING_POLL: Duration = Duration::from_millis(50);
+/// Longest wait between attempts of a failing loop.
+const BACKOFF_CAP: Duration = Duration::from_secs(2);
 
 /// Settings of a db node's HA loop (from the config, at the binary's edge).
 #[derive(Clone, Debug)]
@@ -63,6 +69,12 @@ pub struct DbNode {
     /// PostgreSQL was running under this pgha (so "not running" now means crashed).
     pub(super) expect_running: bool,
     pub(super) crashed_since: Option<Instant>,
+    /// Since when the postmaster runs without accepting connections.
+    pub(super) starting_since: Option<Instant>,
+    /// Since when this standby has not streamed while a serving leader exists (see `decide::STALL_TTLS`).
+    pub(super) stalled_since: Option<Instant>,
+    /// A rewind was tried during the current stall.
+    pub(super) stall_rewound: bool,
     /// Set while a long action runs, for the published state.
     pub(super) activity: Option<PgState>,
     pub(super) last_status: Option<PgStatus>,
@@ -107,6 +119,9 @@ impl DbNode {
             following: None,
             expect_running: false,
             crashed_since: None,
+            starting_since: None,
+            stalled_since: None,
+            stall_rewound: false,
             activity: None,
             last_status: None,
             fencer: None,
@@ -136,25 +151,39 @@ impl DbNode {
             token.clone(),
         ));
         let mut watch = self.dcs.watch(self.keys.root().as_bytes(), true, 0);
+        let mut backoff = Backoff::new(Duration::from_millis(self.config.loop_wait_ms), BACKOFF_CAP);
+        let mut failures = FailureLog::default();
         loop {
-            if let Err(e) = self.iteration().await {
-                tracing::warn!("HA loop: {e:#}");
+            match self.iteration().await {
+                Ok(()) => {
+                    backoff.succeeded();
+                    log_transition("HA loop", failures.succeeded());
+                }
+                Err(e) => {
+                    backoff.failed();
+                    // The outermost context names what failed; the causes below it may carry changing details.
+                    log_transition("HA loop", failures.failed(&e.to_string(), &format!("{e:#}")));
+                }
             }
             let loop_wait = Duration::from_millis(self.config.loop_wait_ms);
-            let mut wake = Instant::now() + loop_wait;
+            backoff.set_base(loop_wait, BACKOFF_CAP.max(loop_wait));
+            let mut wake = Instant::now() + backoff.delay();
             if self.session.fence_armed() {
                 if let Some(at) = self.session.step_down_at() {
                     wake = wake.min(at);
                 }
-                if self.sync_pending() {
+                if self.sync_pending() && backoff.failures() == 0 {
                     wake = wake.min(Instant::now() + SYNC_PENDING_POLL);
                 }
             }
+            // After a failure only the deadline (or the step-down instant) wakes the loop: DCS events would turn a
+            // failing loop into a hot one.
+            let failing = backoff.failures() > 0;
             tokio::select! {
                 _ = token.cancelled() => break,
                 _ = tokio::time::sleep_until(wake.into()) => {}
-                _ = self.session.changed() => {}
-                msg = watch.recv() => match msg {
+                _ = self.session.changed(), if !failing => {}
+                msg = watch.recv(), if !failing => match msg {
                     Some(WatchMessage::Events(_)) => {}
                     Some(WatchMessage::Compacted { .. }) | None => {
                         watch = self.dcs.watch(self.keys.root().as_bytes(), true, 0);
@@ -167,7 +196,15 @@ impl DbNode {
     }
 
     async fn iteration(&mut self) -> anyhow::Result<()> {
-        let view = self.store().view().await?;
+        // Invariant 1 must not depend on reading the DCS: a leader whose lease ran out by its own clock stops now.
+        if self.session.fence_armed() && !self.session.valid(Instant::now()) {
+            tracing::warn!(
+                event = "step_down",
+                "leader lease not renewed in time: stepping down before anyone can promote"
+            );
+            self.step_down().await?;
+        }
+        let view = self.store().view().await.context("reading the cluster from the DCS")?;
         if view.config != self.config {
             tracing::info!(config = ?view.config, "dynamic configuration changed");
             self.config = view.config.clone();
@@ -186,22 +223,12 @@ impl DbNode {
         if self.pg.set_dynamic_parameters(&self.config.postgresql_parameters) {
             self.apply_parameters().await;
         }
-        if let Some(pending) = view.commands.get(&self.s.name).cloned() {
-            match self.execute(&pending.command, &view).await {
-                Ok(what) => tracing::info!(command = ?pending.command, "operator command done: {what}"),
-                Err(e) => tracing::warn!(command = ?pending.command, "operator command failed: {e:#}"),
-            }
-            // Done or failed, the command is consumed: a bad one must not run again on every loop.
-            self.store()
-                .complete_command(&self.s.name, pending.mod_revision)
-                .await?;
-        }
         match self.follow_ttl_change(&view).await {
             Ok(true) => return Ok(()), // the view names the old lease: decide on a fresh one
             Ok(false) => {}
             Err(e) => tracing::warn!("moving the session to the new TTL failed (retrying next loop): {e:#}"),
         }
-        let local = self.local_state().await?;
+        let local = self.local_state(&view).await?;
         let leading = view
             .leader
             .as_ref()
@@ -216,7 +243,7 @@ impl DbNode {
         }
         let decision = decide(&view, &local);
         if decision.reason != self.last_reason {
-            tracing::info!(action = ?decision.action, "{}", decision.reason);
+            tracing::info!(event = "decision", action = ?decision.action, "{}", decision.reason);
             self.last_reason = decision.reason.clone();
         }
         if !view.members.contains_key(&self.s.name) {
@@ -231,7 +258,7 @@ impl DbNode {
         applied
     }
 
-    async fn local_state(&mut self) -> anyhow::Result<LocalState> {
+    async fn local_state(&mut self, view: &ClusterView) -> anyhow::Result<LocalState> {
         if self.session.lease().is_some() && self.first_session_at.is_none() {
             self.first_session_at = Some(Instant::now());
         }
@@ -248,8 +275,16 @@ impl DbNode {
         };
         let pg = if self.pg.postmaster_pid().is_some() {
             self.crashed_since = None;
-            match self.pg.status().await {
-                Ok(s) => {
+            // Ask the postmaster's own status line first: connecting to a server that is not consistent yet would
+            // fork a backend (and log a FATAL line) per attempt.
+            let accepts = self.pg.postmaster_state().is_none_or(|s| s.accepts_connections());
+            let status = match accepts {
+                true => self.pg.status().await.ok(),
+                false => None,
+            };
+            match status {
+                Some(s) => {
+                    self.starting_since = None;
                     let in_recovery = s.in_recovery;
                     self.last_status = Some(s);
                     LocalPg::Running {
@@ -257,9 +292,17 @@ impl DbNode {
                         following: self.following.clone(),
                     }
                 }
-                Err(e) => anyhow::bail!("PostgreSQL runs but does not answer yet: {e}"),
+                None => {
+                    self.last_status = None;
+                    let since = *self.starting_since.get_or_insert_with(Instant::now);
+                    LocalPg::Starting {
+                        following: self.following.clone(),
+                        for_ms: since.elapsed().as_millis() as u64,
+                    }
+                }
             }
         } else {
+            self.starting_since = None;
             self.last_status = None;
             if self.expect_running {
                 let since = *self.crashed_since.get_or_insert_with(Instant::now);
@@ -270,7 +313,11 @@ impl DbNode {
                 LocalPg::Stopped
             }
         };
+        self.track_stall(view, &pg, &data);
         Ok(LocalState {
+            stalled_ms: self.stalled_since.map(|t| t.elapsed().as_millis() as u64).unwrap_or(0),
+            stall_rewound: self.stall_rewound,
+            allow_reinit: self.s.rewind_fallback_reinit,
             name: self.s.name.clone(),
             data,
             pg,
@@ -283,6 +330,33 @@ impl DbNode {
                 .is_some_and(|t| t.elapsed() >= Duration::from_millis(self.config.ttl_ms)),
             nofailover: self.s.nofailover,
         })
+    }
+
+    /// Counts how long this standby has gone without streaming while the leader serves as primary; streaming ends
+    /// the stall (and forgets the rewind tried during it).
+    fn track_stall(&mut self, view: &ClusterView, pg: &LocalPg, data: &LocalData) {
+        let standby = match pg {
+            LocalPg::Running { in_recovery, .. } => *in_recovery,
+            LocalPg::Starting { .. } => matches!(data, LocalData::Present { standby: true, .. }),
+            LocalPg::Stopped | LocalPg::Crashed { .. } => false,
+        };
+        let leader_serves = view
+            .leader_member()
+            .is_some_and(|m| m.name != self.s.name && m.role == PgRole::Primary && m.state == PgState::Running);
+        let streaming = self.last_status.as_ref().is_some_and(PgStatus::is_streaming);
+        if streaming {
+            self.stall_rewound = false;
+        }
+        if streaming || !standby || !leader_serves {
+            self.stalled_since = None;
+        } else {
+            self.stalled_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// A new attempt to make this standby stream starts now (re-pointed, restarted, rewound or cloned).
+    pub(super) fn restart_stall_clock(&mut self) {
+        self.stalled_since = None;
     }
 
     /// Present while this node, a former primary, runs as a standby that has not been rewound from a leader yet

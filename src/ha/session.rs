@@ -51,6 +51,11 @@ impl Session {
         self.clock.lock().ok().and_then(|c| c.step_down_at())
     }
 
+    /// When the fencer kills PostgreSQL if no renewal succeeds.
+    pub fn fence_at(&self) -> Option<Instant> {
+        self.clock.lock().ok().and_then(|c| c.fence_at())
+    }
+
     /// Starts guarding PostgreSQL with the fence (the caller made sure the fencer process runs).
     pub fn arm_fence(&self) -> Result<(), fence::FenceError> {
         self.fence_armed.store(true, Ordering::SeqCst);
@@ -69,12 +74,19 @@ impl Session {
     }
 
     fn write_fence(&self) -> Result<(), fence::FenceError> {
-        let fence_at = self.clock.lock().ok().and_then(|c| c.fence_at());
-        // No valid lease: fence immediately (deadline now) rather than leave PostgreSQL unguarded.
-        let remaining = fence_at
-            .map(|at| at.saturating_duration_since(Instant::now()))
+        let (drain_at, fence_at) = self
+            .clock
+            .lock()
+            .ok()
+            .map(|c| (c.step_down_at(), c.fence_at()))
             .unwrap_or_default();
-        fence::arm(&self.fence_file, fence::monotonic_ns_in(remaining))
+        // No valid lease: fence immediately (deadline now) rather than leave PostgreSQL unguarded.
+        let now = Instant::now();
+        let ns_at = |at: Option<Instant>| {
+            fence::monotonic_ns_in(at.map(|a| a.saturating_duration_since(now)).unwrap_or_default())
+        };
+        // The fencer drains (fast shutdown) when pgha itself would have stepped down, and kills at the fence instant.
+        fence::arm_draining(&self.fence_file, ns_at(drain_at), ns_at(fence_at))
     }
 
     /// Waits until the session changes (lost or regained).

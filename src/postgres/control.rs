@@ -250,6 +250,46 @@ impl Postgres {
         Ok(())
     }
 
+    /// Starts PostgreSQL and waits at most `wait` for it to accept connections, so a standby that cannot become
+    /// consistent (waiting for WAL it cannot get) never holds the HA loop: the loop sees it not ready and re-points
+    /// it, rewinds or re-clones it. Fails only when the postmaster did not stay up (with the server log's tail).
+    pub async fn start_bounded(&self, wait: Duration) -> Result<Readiness, PgError> {
+        match self.start(wait).await {
+            Ok(()) => Ok(Readiness::Ready),
+            Err(PgError::Command { .. } | PgError::Timeout { .. }) if self.postmaster_pid().is_some() => {
+                tracing::info!(
+                    member = %self.settings.name,
+                    event = "pg_starting",
+                    "PostgreSQL is up but not accepting connections yet (recovery); not waiting for it"
+                );
+                Ok(Readiness::Starting)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the postmaster says of itself in `postmaster.pid` (no connection, so no backend is forked).
+    pub fn postmaster_state(&self) -> Option<PmState> {
+        postmaster_state(self.data_dir())
+    }
+
+    /// Stops PostgreSQL draining first: a fast shutdown (no new commit; the walsenders ship every WAL record to the
+    /// connected standbys before the postmaster exits), escalated to an immediate one after `drain`.
+    pub async fn stop_draining(&self, drain: Duration) -> Result<(), PgError> {
+        match self.stop(StopMode::Fast, drain).await {
+            Err(PgError::Timeout { .. }) => {
+                tracing::warn!(
+                    member = %self.settings.name,
+                    event = "pg_stop_escalated",
+                    "fast shutdown did not finish in {} ms: immediate shutdown",
+                    drain.as_millis()
+                );
+                self.stop(StopMode::Immediate, QUICK_TIMEOUT).await
+            }
+            other => other,
+        }
+    }
+
     /// Stops PostgreSQL in `mode` within `timeout`; a no-op when not running. Sends the postmaster the signal
     /// `pg_ctl stop -m <mode>` would and polls for its end every 10 ms (pg_ctl looks every 100 ms, and in a
     /// switchover every one of those is write downtime).
@@ -367,9 +407,81 @@ impl Postgres {
     }
 }
 
+/// Whether a started PostgreSQL accepts connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// The postmaster runs but recovery has not reached a consistent state yet.
+    Starting,
+}
+
+/// The postmaster's own status line in `postmaster.pid` (PM_STATUS, PostgreSQL >= 10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PmState {
+    Starting,
+    /// Accepting connections as a primary.
+    Ready,
+    /// Accepting read-only connections (hot standby).
+    Standby,
+    Stopping,
+}
+
+impl PmState {
+    /// Whether connections are accepted.
+    pub fn accepts_connections(self) -> bool {
+        matches!(self, PmState::Ready | PmState::Standby)
+    }
+}
+
+/// Parses `postmaster.pid`: (pid, status line); the status is None when the file predates it (pure).
+pub fn parse_postmaster_pid(text: &str) -> Option<(u32, Option<PmState>)> {
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse::<u32>().ok().filter(|p| *p > 0)?;
+    let state = match lines.nth(6).map(str::trim) {
+        Some("starting") => Some(PmState::Starting),
+        Some("ready") => Some(PmState::Ready),
+        Some("standby") => Some(PmState::Standby),
+        Some("stopping") => Some(PmState::Stopping),
+        _ => None,
+    };
+    Some((pid, state))
+}
+
+fn read_postmaster_pid(pgdata: &std::path::Path) -> Option<(u32, Option<PmState>)> {
+    let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
+    parse_postmaster_pid(&text).filter(|(pid, _)| os::pid_alive(*pid))
+}
+
 /// The PID in `<pgdata>/postmaster.pid`, if that process is alive (the one reader of that file in pgha).
 pub fn postmaster_pid(pgdata: &std::path::Path) -> Option<u32> {
-    let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
-    let pid = text.lines().next()?.trim().parse::<u32>().ok()?;
-    (pid > 0 && os::pid_alive(pid)).then_some(pid)
+    read_postmaster_pid(pgdata).map(|(pid, _)| pid)
+}
+
+/// The status of a live postmaster of `pgdata` (None: not running, or too old to say).
+pub fn postmaster_state(pgdata: &std::path::Path) -> Option<PmState> {
+    read_postmaster_pid(pgdata).and_then(|(_, state)| state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postmaster_pid_file_table() {
+        let file = |status: &str| format!("4242\n/data\n1700000000\n5432\n/run/pg\n*\n  5432001 0\n{status}\n");
+        let cases = [
+            (file("starting"), Some((4242, Some(PmState::Starting)))),
+            (file("ready   "), Some((4242, Some(PmState::Ready)))),
+            (file("standby "), Some((4242, Some(PmState::Standby)))),
+            (file("stopping"), Some((4242, Some(PmState::Stopping)))),
+            ("4242\n/data\n".to_string(), Some((4242, None))),
+            ("0\n".to_string(), None),
+            ("garbage\n".to_string(), None),
+            (String::new(), None),
+        ];
+        for (text, expect) in cases {
+            assert_eq!(parse_postmaster_pid(&text), expect, "{text:?}");
+        }
+        assert!(PmState::Standby.accepts_connections() && !PmState::Starting.accepts_connections());
+    }
 }

@@ -123,7 +123,8 @@ pub fn run(deadline_file: &Path, cidr: &str, interface: &str) -> Result<(), VipE
                 let _ = dbfence::disarm(deadline_file);
                 return removed;
             }
-            FenceStep::Sleep => std::thread::sleep(dbfence::POLL),
+            // `step` never drains: an address has no graceful removal.
+            FenceStep::Drain | FenceStep::Sleep => std::thread::sleep(dbfence::POLL),
         }
     }
 }
