@@ -32,20 +32,26 @@ async fn frozen_primary_rejoins(mode: &str) {
     db::create_probe_table(port(&cluster, li), &pw).await;
     let ports = db::ports(&cluster);
     let writer = probe::writer(&ports, &pw);
-    common::wait_until(Duration::from_secs(30), "the writer's first acknowledgements", || async {
-        writer.count() > 20
-    })
+    common::wait_until(
+        Duration::from_secs(30),
+        "the writer's first acknowledgements",
+        || async { writer.count() > 20 },
+    )
     .await;
 
     cluster.signal(li, libc::SIGSTOP);
     let frozen_at = Instant::now();
-    let new_leader = common::wait_for(Duration::from_secs(60), "a new leader while the primary is frozen", || async {
-        cluster
-            .wait_pg_cluster(0, Duration::from_millis(500))
-            .await
-            .ok()
-            .filter(|l| *l != leader)
-    })
+    let new_leader = common::wait_for(
+        Duration::from_secs(60),
+        "a new leader while the primary is frozen",
+        || async {
+            cluster
+                .wait_pg_cluster(0, Duration::from_millis(500))
+                .await
+                .ok()
+                .filter(|l| *l != leader)
+        },
+    )
     .await;
     let freeze = TTL * 10;
     if let Some(rest) = freeze.checked_sub(frozen_at.elapsed()) {
@@ -85,7 +91,10 @@ async fn frozen_primary_loses_nothing_and_rejoins_in_async_mode() {
 /// No hot loop: the node's log does not hold one warning per attempt (the issue saw ~6,500 a minute).
 fn assert_log_quiet(cluster: &LocalCluster, i: usize, when: &str) {
     let log = std::fs::read_to_string(&cluster.nodes[i].log).unwrap_or_default();
-    let warnings = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count();
     assert!(
         warnings < 100,
         "{when}: node {i} logged {warnings} warnings/errors: a loop logs per attempt"
@@ -154,12 +163,26 @@ async fn inconsistent_standby_pointed_at_a_non_leader_is_repointed() {
     }
     let repl_pw = std::fs::read_to_string(cluster.dir.join("secrets/replication")).expect("replication password");
     let out = pg_program("pg_basebackup", &data)
-        .args(["-h", "127.0.0.1", "-p", &port(&cluster, li).to_string(), "-U", "replicator", "-X", "none", "-D"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port(&cluster, li).to_string(),
+            "-U",
+            "replicator",
+            "-X",
+            "none",
+            "-D",
+        ])
         .arg(&data)
         .env("PGPASSWORD", repl_pw.trim())
         .output()
         .expect("pg_basebackup");
-    assert!(out.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pg_basebackup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The replica's own settings, pointed at the other replica with a slot that does not exist there.
     let leader_port = port(&cluster, li).to_string();
     let other_port = port(&cluster, other).to_string();
@@ -170,7 +193,11 @@ async fn inconsistent_standby_pointed_at_a_non_leader_is_repointed() {
         .expect("the replica's primary_conninfo")
         .replace(&format!("port={leader_port}"), &format!("port={other_port}"));
     assert!(conninfo.contains(&other_port), "re-pointed conninfo: {conninfo}");
-    let conf = set_conf(&set_conf(&own_conf, "primary_conninfo", &conninfo), "primary_slot_name", "pgha_no_such_slot");
+    let conf = set_conf(
+        &set_conf(&own_conf, "primary_conninfo", &conninfo),
+        "primary_slot_name",
+        "pgha_no_such_slot",
+    );
     std::fs::write(data.join("pgha.conf"), conf).expect("pgha.conf");
     std::fs::write(data.join("standby.signal"), "").expect("standby.signal");
     let (uid, gid) = owner(&data);
@@ -189,9 +216,11 @@ async fn inconsistent_standby_pointed_at_a_non_leader_is_repointed() {
         .expect("pg_ctl start");
     assert!(status.success(), "pg_ctl start");
     // It cannot become consistent: the WAL it needs comes from nowhere.
-    common::wait_until(Duration::from_secs(20), "the postmaster to run, not accepting connections", || async {
-        pgha::postgres::postmaster_state(&data) == Some(pgha::postgres::PmState::Starting)
-    })
+    common::wait_until(
+        Duration::from_secs(20),
+        "the postmaster to run, not accepting connections",
+        || async { pgha::postgres::postmaster_state(&data) == Some(pgha::postgres::PmState::Starting) },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await; // still not consistent after a while: the dead end is real
     assert_eq!(
@@ -209,14 +238,19 @@ async fn inconsistent_standby_pointed_at_a_non_leader_is_repointed() {
         .expect("the standby is re-pointed at the leader and streams");
     eprintln!("re-pointed and streaming {:?} after pgha started", started.elapsed());
     let log = std::fs::read_to_string(&cluster.nodes[ri].log).unwrap_or_default();
-    assert!(log.contains("\"follow\"") || log.contains("event=\"follow\"") || log.contains("now follows the leader"), "re-pointed");
+    assert!(
+        log.contains("\"follow\"") || log.contains("event=\"follow\"") || log.contains("now follows the leader"),
+        "re-pointed"
+    );
     assert_log_quiet(&cluster, ri, "after the re-point");
 }
 
 /// The `pgha fence` processes guarding a data directory (found by their command line).
 fn fencers(data_dir: &Path) -> Vec<i32> {
     let needle = data_dir.to_string_lossy().into_owned();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
         .filter(|pid| {
@@ -275,9 +309,11 @@ async fn fencer_killed_or_frozen_is_not_the_only_guard() {
     let postmaster = cluster.postmaster_pid(li).expect("primary postmaster");
     cluster.partition(li).expect("cut the primary off");
     let cut_at = Instant::now();
-    common::wait_until(Duration::from_secs(10), "the cut-off primary's PostgreSQL to stop", || async {
-        !common::pid_alive(postmaster)
-    })
+    common::wait_until(
+        Duration::from_secs(10),
+        "the cut-off primary's PostgreSQL to stop",
+        || async { !common::pid_alive(postmaster) },
+    )
     .await;
     let stopped_after = cut_at.elapsed();
     eprintln!("PostgreSQL stopped {stopped_after:?} after the cut, with its fencer frozen");

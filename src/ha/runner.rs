@@ -154,7 +154,17 @@ impl DbNode {
         let mut backoff = Backoff::new(Duration::from_millis(self.config.loop_wait_ms), BACKOFF_CAP);
         let mut failures = FailureLog::default();
         loop {
-            match self.iteration().await {
+            if let Err(e) = self.step_down_if_lapsed().await {
+                tracing::error!(event = "step_down_failed", "stepping down failed: {e:#}");
+            }
+            // A leader's iteration may wait on a DCS that does not answer: it must not outlast the lease.
+            let session = self.session.clone();
+            let guarded = self.session.fence_armed();
+            let result = tokio::select! {
+                r = self.iteration() => r,
+                _ = session.lapsed(), if guarded => Err(anyhow::anyhow!("the lease ran out during the HA loop")),
+            };
+            match result {
                 Ok(()) => {
                     backoff.succeeded();
                     log_transition("HA loop", failures.succeeded());
@@ -195,15 +205,15 @@ impl DbNode {
         keeper.abort();
     }
 
-    async fn iteration(&mut self) -> anyhow::Result<()> {
-        // Invariant 1 must not depend on reading the DCS: a leader whose lease ran out by its own clock stops now.
+    /// Invariant 1 must not depend on reading the DCS: a leader whose lease ran out by its own clock stops now.
+    async fn step_down_if_lapsed(&mut self) -> anyhow::Result<()> {
         if self.session.fence_armed() && !self.session.valid(Instant::now()) {
-            tracing::warn!(
-                event = "step_down",
-                "leader lease not renewed in time: stepping down before anyone can promote"
-            );
             self.step_down().await?;
         }
+        Ok(())
+    }
+
+    async fn iteration(&mut self) -> anyhow::Result<()> {
         let view = self.store().view().await.context("reading the cluster from the DCS")?;
         if view.config != self.config {
             tracing::info!(config = ?view.config, "dynamic configuration changed");

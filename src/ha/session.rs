@@ -51,6 +51,18 @@ impl Session {
         self.clock.lock().ok().and_then(|c| c.step_down_at())
     }
 
+    /// Completes once the lease is no longer valid by our clock (at once when there is none); renewals meanwhile
+    /// push it later.
+    pub async fn lapsed(&self) {
+        loop {
+            let now = Instant::now();
+            match self.step_down_at() {
+                Some(at) if at > now => tokio::time::sleep_until(at.into()).await,
+                _ => return,
+            }
+        }
+    }
+
     /// When the fencer kills PostgreSQL if no renewal succeeds.
     pub fn fence_at(&self) -> Option<Instant> {
         self.clock.lock().ok().and_then(|c| c.fence_at())
