@@ -312,7 +312,8 @@ async fn fencer_killed_or_frozen_is_not_the_only_guard() {
     common::wait_until(
         Duration::from_secs(10),
         "the cut-off primary's PostgreSQL to stop",
-        || async { !common::pid_alive(postmaster) },
+        // The postmaster removes postmaster.pid as it exits (its zombie may outlive that until it is reaped).
+        || async { cluster.postmaster_pid(li) != Some(postmaster) },
     )
     .await;
     let stopped_after = cut_at.elapsed();
