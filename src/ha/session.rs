@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::fence;
 use super::lease::LeaseClock;
 use crate::dcs::client::DcsClient;
+use crate::retry::{log_transition, FailureLog};
 
 /// Shared state of the session, read by the HA loop.
 pub struct Session {
@@ -22,6 +23,8 @@ pub struct Session {
     fence_file: PathBuf,
     /// Wakes the HA loop when the session is lost or regained.
     changed: tokio::sync::Notify,
+    /// Failures to move the fence deadline, logged once per change.
+    fence_failures: Mutex<FailureLog>,
 }
 
 impl Session {
@@ -33,6 +36,7 @@ impl Session {
             fence_armed: AtomicBool::new(false),
             fence_file,
             changed: tokio::sync::Notify::new(),
+            fence_failures: Mutex::default(),
         })
     }
 
@@ -83,6 +87,19 @@ impl Session {
     /// Whether the fence is armed.
     pub fn fence_armed(&self) -> bool {
         self.fence_armed.load(Ordering::SeqCst)
+    }
+
+    /// Moves the fence deadline after a renewal; a failure leaves the old deadline in place (the fencer then stops
+    /// PostgreSQL at it) and is logged once per change.
+    fn move_fence(&self) {
+        let result = self.write_fence();
+        if let Ok(mut log) = self.fence_failures.lock() {
+            let now = match &result {
+                Ok(()) => log.succeeded(),
+                Err(e) => log.failed("fence", &e.to_string()),
+            };
+            log_transition("moving the fence deadline", now);
+        }
     }
 
     fn write_fence(&self) -> Result<(), fence::FenceError> {
@@ -136,9 +153,7 @@ impl Session {
         }
         self.set_lease(Some(lease));
         if self.fence_armed() {
-            if let Err(e) = self.write_fence() {
-                tracing::error!("cannot move the fence deadline: {e}");
-            }
+            self.move_fence();
         }
     }
 
@@ -176,9 +191,7 @@ impl Session {
                 }
                 self.set_lease(Some(id));
                 if self.fence_armed() {
-                    if let Err(e) = self.write_fence() {
-                        tracing::error!("cannot move the fence deadline: {e}");
-                    }
+                    self.move_fence();
                 }
                 true
             }
