@@ -2,7 +2,8 @@
 //!
 //! Hazards handled here: the watch broadcast is sent while the state lock is held, so a watcher that reads history
 //! and subscribes under the same lock never misses or duplicates an event; a snapshot install replaces the history,
-//! so watchers are told to re-sync (`SmEvent::Reset`) instead of silently skipping revisions.
+//! so watchers are told to re-sync (`SmEvent::Reset`) instead of silently skipping revisions; a snapshot's meta and
+//! data are persisted in one atomic write before openraft hears it is done, and never replaced by an older one.
 // openraft's trait methods return its large StorageError; our helpers share that type on purpose.
 #![allow(clippy::result_large_err)]
 
@@ -27,8 +28,6 @@ type StoreError = StorageError<u64>;
 type Membership = StoredMembership<u64, PghaNode>;
 type Meta = SnapshotMeta<u64, PghaNode>;
 
-const SNAPSHOT_META: &str = "snapshot_meta";
-const SNAPSHOT_DATA: &str = "snapshot_data";
 /// Capacity of the broadcast to watchers; a slower watcher re-reads from history.
 const WATCH_CHANNEL: usize = 1024;
 
@@ -53,6 +52,8 @@ struct Shared {
     events: broadcast::Sender<SmEvent>,
     disk: Arc<dyn RaftDisk>,
     snapshot_seq: std::sync::atomic::AtomicU64,
+    /// Serializes snapshot writes (built in the background vs installed from the leader).
+    snapshot_write: Mutex<()>,
 }
 
 /// Handle on the state machine; cheap to clone.
@@ -85,47 +86,58 @@ impl StateMachineStore {
             events,
             disk,
             snapshot_seq: std::sync::atomic::AtomicU64::new(0),
+            snapshot_write: Mutex::new(()),
         };
         let store = StateMachineStore {
             shared: Arc::new(shared),
         };
         if let Some((meta, data)) = store.read_snapshot()? {
-            store.restore(&meta, &data)?;
+            store.restore(&meta, Self::decode(&meta, &data)?)?;
         }
         Ok(store)
     }
 
     fn read_snapshot(&self) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
-        let disk = &self.shared.disk;
-        let meta = disk
-            .read_meta(SNAPSHOT_META)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        let data = disk
-            .read_meta(SNAPSHOT_DATA)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        let (Some(meta), Some(data)) = (meta, data) else {
+        let Some((meta, data)) = self
+            .shared
+            .disk
+            .read_snapshot()
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?
+        else {
             return Ok(None);
         };
         let stored: StoredMeta = serde_json::from_slice(&meta).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(Some((stored.meta, data)))
     }
 
-    fn write_snapshot(&self, meta: &SnapshotMeta<u64, PghaNode>, data: &[u8]) -> Result<(), StoreError> {
+    /// Persists a snapshot (meta and data in one atomic, synced write) unless a newer one is stored already.
+    fn write_snapshot(&self, meta: &Meta, data: &[u8]) -> Result<(), StoreError> {
         let err = |e: &dyn std::fmt::Display| -> StoreError {
             StorageIOError::write_snapshot(Some(meta.signature()), &std::io::Error::other(e.to_string())).into()
         };
+        // openraft builds snapshots in a spawned task, so a build that started before an install may finish after
+        // it: writing it then would put the state back behind the purged log.
+        let _serial = self.shared.snapshot_write.lock().map_err(|e| err(&e))?;
+        if let Some((stored, _)) = self.read_snapshot()? {
+            if stored.last_log_id > meta.last_log_id {
+                tracing::debug!(kept = %stored, skipped = %meta, "a newer snapshot is stored");
+                return Ok(());
+            }
+        }
         let stored = serde_json::to_vec(&StoredMeta { meta: meta.clone() }).map_err(|e| err(&e))?;
-        let disk = &self.shared.disk;
-        disk.write_meta(SNAPSHOT_DATA, data).map_err(|e| err(&e))?;
-        disk.write_meta(SNAPSHOT_META, &stored).map_err(|e| err(&e))?;
-        disk.sync().map_err(|e| err(&e))
+        self.shared.disk.save_snapshot(&stored, data).map_err(|e| err(&e))
     }
 
-    /// Replaces the state with a snapshot's and tells watchers to re-sync.
-    fn restore(&self, meta: &SnapshotMeta<u64, PghaNode>, data: &[u8]) -> Result<(), StoreError> {
+    /// Decodes a snapshot's state (before anything is replaced: a bad snapshot changes nothing).
+    fn decode(meta: &Meta, data: &[u8]) -> Result<KvState, StoreError> {
         let mut kv: KvState =
             serde_json::from_slice(data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         kv.reset_history();
+        Ok(kv)
+    }
+
+    /// Replaces the state with a snapshot's and tells watchers to re-sync.
+    fn restore(&self, meta: &Meta, kv: KvState) -> Result<(), StoreError> {
         let mut guard = self.shared.data.write().map_err(lock_poisoned)?;
         let leases = kv
             .leases()
@@ -299,8 +311,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StoreError> {
         let data = snapshot.into_inner();
-        self.restore(meta, &data)?;
-        self.write_snapshot(meta, &data)
+        let kv = Self::decode(meta, &data)?;
+        // Durable first: once the state is replaced in memory openraft may purge the log it came from.
+        self.write_snapshot(meta, &data)?;
+        self.restore(meta, kv)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
@@ -308,5 +322,121 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dcs::disk::{DiskError, SledDisk, SnapshotBytes};
+    use openraft::CommittedLeaderId;
+
+    /// A sled disk that counts the writes the state machine makes.
+    struct Recording {
+        inner: SledDisk,
+        meta_writes: Mutex<Vec<String>>,
+        snapshot_saves: Mutex<usize>,
+    }
+
+    impl RaftDisk for Recording {
+        fn read_meta(&self, key: &str) -> Result<Option<Vec<u8>>, DiskError> {
+            self.inner.read_meta(key)
+        }
+        fn write_meta(&self, key: &str, value: &[u8]) -> Result<(), DiskError> {
+            self.meta_writes.lock().expect("lock").push(key.to_string());
+            self.inner.write_meta(key, value)
+        }
+        fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), DiskError> {
+            self.inner.append(entries)
+        }
+        fn read_range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, DiskError> {
+            self.inner.read_range(start, end)
+        }
+        fn last_entry(&self) -> Result<Option<(u64, Vec<u8>)>, DiskError> {
+            self.inner.last_entry()
+        }
+        fn remove_from(&self, start: u64) -> Result<(), DiskError> {
+            self.inner.remove_from(start)
+        }
+        fn remove_upto(&self, end: u64) -> Result<(), DiskError> {
+            self.inner.remove_upto(end)
+        }
+        fn save_snapshot(&self, meta: &[u8], data: &[u8]) -> Result<(), DiskError> {
+            *self.snapshot_saves.lock().expect("lock") += 1;
+            self.inner.save_snapshot(meta, data)
+        }
+        fn read_snapshot(&self) -> Result<Option<SnapshotBytes>, DiskError> {
+            self.inner.read_snapshot()
+        }
+        fn sync(&self) -> Result<(), DiskError> {
+            self.inner.sync()
+        }
+        fn size_on_disk(&self) -> u64 {
+            self.inner.size_on_disk()
+        }
+    }
+
+    fn meta_at(index: u64) -> Meta {
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+            last_membership: Membership::default(),
+            snapshot_id: format!("test-{index}"),
+        }
+    }
+
+    /// A serialized state holding `leases` leases (the marker the tests read back).
+    fn state_with(leases: u64) -> Vec<u8> {
+        let mut kv = KvState::default();
+        for i in 0..leases {
+            kv.apply(i + 1, &Command::LeaseGrant { ttl_ms: 60_000 });
+        }
+        serde_json::to_vec(&kv).expect("serializing a state")
+    }
+
+    #[tokio::test]
+    async fn an_installed_snapshot_is_one_write_and_reopens_whole() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let disk = Arc::new(Recording {
+            inner: SledDisk::open(dir.path()).expect("opening the store"),
+            meta_writes: Mutex::default(),
+            snapshot_saves: Mutex::default(),
+        });
+        let mut sm = StateMachineStore::open(disk.clone()).expect("opening the state machine");
+        sm.install_snapshot(&meta_at(10), Box::new(Cursor::new(state_with(1))))
+            .await
+            .expect("installing a snapshot");
+        assert_eq!(
+            *disk.snapshot_saves.lock().expect("lock"),
+            1,
+            "meta and data in one save"
+        );
+        assert_eq!(
+            *disk.meta_writes.lock().expect("lock"),
+            Vec::<String>::new(),
+            "no separate writes"
+        );
+        drop(sm);
+        drop(disk);
+
+        let disk = Arc::new(SledDisk::open(dir.path()).expect("reopening the store"));
+        let mut sm = StateMachineStore::open(disk).expect("reopening the state machine");
+        let (applied, _) = sm.applied_state().await.expect("applied state");
+        assert_eq!(applied, meta_at(10).last_log_id);
+        assert_eq!(sm.lease_count(), 1, "the data of the same snapshot");
+    }
+
+    #[tokio::test]
+    async fn a_late_older_snapshot_does_not_replace_a_newer_one() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let disk = Arc::new(SledDisk::open(dir.path()).expect("opening the store"));
+        let mut sm = StateMachineStore::open(disk).expect("opening the state machine");
+        sm.install_snapshot(&meta_at(10), Box::new(Cursor::new(state_with(1))))
+            .await
+            .expect("installing a snapshot");
+        // A build that read the state at index 5 before the install and finishes after it.
+        sm.write_snapshot(&meta_at(5), &state_with(2)).expect("a late build");
+        let current = sm.get_current_snapshot().await.expect("reading").expect("a snapshot");
+        assert_eq!(current.meta, meta_at(10));
+        assert_eq!(current.snapshot.into_inner(), state_with(1));
     }
 }
