@@ -1,4 +1,5 @@
-//! `pgha run`: turns a validated config into a running node and keeps it up until SIGTERM/SIGINT.
+//! `pgha run`: turns a validated config into a running node and keeps it up until SIGTERM/SIGINT, or until its DCS
+//! member fails for good (then it stops the same way and returns an error: a non-zero exit).
 
 use std::time::Duration;
 
@@ -59,7 +60,8 @@ pub fn member_settings(config: &Config) -> anyhow::Result<MemberSettings> {
     })
 }
 
-/// Runs a node in `role` until SIGTERM or SIGINT.
+/// Runs a node in `role` until SIGTERM or SIGINT (`Ok`), or until its DCS member's Raft core stops on its own
+/// (`Err`, after the same clean stop).
 pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     match role {
         Role::Db | Role::Witness => {}
@@ -83,14 +85,35 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let ha = db.map(|db| db.spawn());
     // Ready once the DCS member serves (the HA loop then brings PostgreSQL up on its own schedule).
     crate::sd_notify::ready(&format!("{role} {} serving the DCS", config.node.name));
-    stop.wait().await;
-    tracing::info!("stop requested: leaving cleanly");
-    crate::sd_notify::stopping();
+    let fatal = tokio::select! {
+        () = stop.wait() => None,
+        fatal = member.fatal() => Some(fatal),
+    };
+    match &fatal {
+        None => {
+            tracing::info!("stop requested: leaving cleanly");
+            crate::sd_notify::stopping();
+        }
+        Some(fatal) => {
+            // A member whose Raft core stopped neither votes nor stores: left running it would silently cost the
+            // cluster a voter. Stop like on SIGTERM (the db role hands over and stops PostgreSQL), then exit
+            // non-zero so the supervisor restarts it on a fresh core that re-reads its store.
+            tracing::error!(
+                event = "dcs_fatal",
+                cause = %fatal.cause,
+                "DCS member failed: its Raft core stopped for good; stopping the node, it exits with an error"
+            );
+            crate::sd_notify::stopping_after_failure(&format!("{} failed: {fatal}", config.node.name));
+        }
+    }
     if let Some(ha) = ha {
         ha.stop().await;
     }
     member.shutdown().await;
-    Ok(())
+    match fatal {
+        None => Ok(()),
+        Some(fatal) => Err(fatal.into()),
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -66,6 +66,17 @@ pub fn stopping() {
     send_logged("STOPPING=1\nSTATUS=stopping");
 }
 
+/// Tells systemd the service is no longer ready and is going down on its own after a failure (`STOPPING=1` with
+/// `status` as its status line); the non-zero exit that follows makes `Restart=on-failure` start it again.
+pub fn stopping_after_failure(status: &str) {
+    send_logged(&failure_state(status));
+}
+
+/// The datagram for [`stopping_after_failure`]: STATUS= is one line, so newlines in `status` become spaces.
+fn failure_state(status: &str) -> String {
+    format!("STOPPING=1\nSTATUS={}", status.replace(['\r', '\n'], " "))
+}
+
 fn send_logged(state: &str) {
     match notify(state) {
         Ok(true) => tracing::debug!(state, "notified systemd"),
@@ -79,6 +90,14 @@ fn send_logged(state: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_status_is_one_line() {
+        assert_eq!(
+            failure_state("DCS failed: append\nNo space left"),
+            "STOPPING=1\nSTATUS=DCS failed: append No space left"
+        );
+    }
 
     #[test]
     fn targets() {

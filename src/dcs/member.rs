@@ -69,6 +69,14 @@ pub enum MemberError {
     Raft(String),
 }
 
+/// Why a member's Raft core stopped on its own (see [`Member::fatal`]).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("the DCS member's Raft core stopped for good: {cause}")]
+pub struct DcsFatal {
+    /// openraft's error, e.g. the storage operation that failed and the I/O error.
+    pub cause: String,
+}
+
 /// A running member.
 pub struct Member {
     pub core: Arc<DcsCore>,
@@ -97,10 +105,11 @@ impl Member {
         .validate()
         .map_err(|e| MemberError::Config(e.to_string()))?;
 
+        let fault = super::fault::FaultSwitch::from_env(&s.data_dir);
         let disk: Arc<dyn RaftDisk> = Arc::new(SledDisk::open(&s.data_dir.join("dcs"))?);
+        let disk = fault.wrap_disk(disk);
         let log_store = LogStore::new(disk.clone());
         let sm = StateMachineStore::open(disk).map_err(|e| MemberError::Storage(e.to_string()))?;
-        let fault = super::fault::FaultSwitch::from_env(&s.data_dir);
         let network = Network {
             channels: Arc::new(super::channel::ChannelPool::new(
                 s.tls.as_ref().map(|t| t.client.clone()),
@@ -160,6 +169,27 @@ impl Member {
             token,
             tasks,
         })
+    }
+
+    /// Resolves when this member's Raft core stops without being asked to: a storage error (openraft then stops
+    /// for good, `Fatal`) or a panic. Such a member neither votes nor stores again, yet its process would keep
+    /// running and its gRPC server answering; the caller must take the node down so its supervisor restarts it.
+    pub fn fatal(&self) -> impl std::future::Future<Output = DcsFatal> + Send + 'static {
+        let mut metrics = self.core.raft.metrics();
+        async move {
+            loop {
+                if let Err(e) = &metrics.borrow_and_update().running_state {
+                    return DcsFatal { cause: e.to_string() };
+                }
+                // The sender is dropped when the core task ends, which it does after reporting `Err` above unless
+                // it panicked.
+                if metrics.changed().await.is_err() {
+                    return DcsFatal {
+                        cause: "the Raft core ended without reporting why (panicked)".to_string(),
+                    };
+                }
+            }
+        }
     }
 
     /// Stops serving and shuts Raft down.
