@@ -254,8 +254,8 @@ fn ensure_dir(dir: &Path) -> Result<(), CertError> {
         })
 }
 
-/// Writes `contents` atomically: a temp file created with `mode` (so a key is never readable
-/// by others, not even briefly), then renamed over `path`.
+/// Writes `contents` atomically and durably: a temp file created with `mode` (so a key is never readable
+/// by others, not even briefly), synced, renamed over `path`, then the directory synced.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
     let io_err = |p: &Path| {
         let p = p.to_owned();
@@ -287,7 +287,13 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> 
         return Err(io_err(&tmp)(e));
     }
     drop(file);
-    fs::rename(&tmp, path).map_err(io_err(path))
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    // The rename is a directory entry: sync the directory too, or a crash may leave the old file (or none).
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 #[cfg(test)]

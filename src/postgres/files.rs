@@ -1,4 +1,4 @@
-//! Blocking file helpers: atomic writes with mode and owner, directory creation, emptiness checks.
+//! Blocking file helpers: atomic, durable writes with mode and owner, directory creation, emptiness checks.
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -42,8 +42,9 @@ pub fn remove_file(path: &Path) -> Result<bool, PgError> {
     }
 }
 
-/// Writes `contents` to `path` via a temporary file and rename, with `mode` and `owner`; returns false (and
-/// writes nothing) when the file already has exactly that content, mode and owner.
+/// Writes `contents` to `path` via a temporary file and rename, with `mode` and `owner`, durably (the file is
+/// synced before the rename, its directory after); returns false (and writes nothing) when the file already has
+/// exactly that content, mode and owner.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<bool, PgError> {
     const STEP: &str = "writing a file";
     if let (Ok(meta), Ok(existing)) = (std::fs::metadata(path), std::fs::read(path)) {
@@ -70,10 +71,27 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Option<(u32,
         std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(PgError::io("changing a file's owner", &tmp))?;
     }
     file.write_all(contents).map_err(PgError::io(STEP, &tmp))?;
+    // Crash consistency: the contents reach the disk before the rename can expose them, and the rename itself
+    // (a directory entry) before we report the file written.
     file.sync_all().map_err(PgError::io(STEP, &tmp))?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(PgError::io(STEP, path))?;
+    let dir = parent_dir(path);
+    sync_dir(dir).map_err(PgError::io("syncing a directory", dir))?;
     Ok(true)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// fsync of a directory: makes the entries created, renamed or removed in it durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Creates `dir` (and missing parents) if needed. A directory it creates, or any when `enforce`, gets `mode`
