@@ -464,16 +464,19 @@ impl DbNode {
         let Err(e) = self.arm_fencer() else {
             return Ok(());
         };
-        tracing::error!(
-            event = "fence_failed",
-            "cannot arm the fence ({e:#}): stopping PostgreSQL"
-        );
-        if let Err(stop) = self.pg.stop(StopMode::Immediate, self.s.start_timeout).await {
-            tracing::error!("stopping the unguarded PostgreSQL failed: {stop}");
+        if self.pg.postmaster_pid().is_some() {
+            tracing::error!(
+                event = "fence_failed",
+                "cannot arm the fence ({e:#}): stopping PostgreSQL"
+            );
+            if let Err(stop) = self.pg.stop(StopMode::Immediate, self.s.start_timeout).await {
+                tracing::error!("stopping the unguarded PostgreSQL failed: {stop}");
+            }
         }
-        self.expect_running = false;
+        // It should run and does not: `decide` counts that against primary_start_timeout, then hands the key over.
+        self.expect_running = true;
         let _ = self.session.disarm_fence();
-        Err(e)
+        Err(e.context("cannot arm the fence, so PostgreSQL may not run as the primary"))
     }
 
     /// Writes the deadline, then (re)starts the fencer if it is not running: it exits when it finds no file.
