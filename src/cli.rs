@@ -380,6 +380,29 @@ pub enum BenchCommand {
     Failover(BenchFailoverArgs),
     /// pgbench straight to the primary and through an edge, alternating, on a local one-node cluster.
     Proxy(BenchProxyArgs),
+    /// A long seeded fault schedule in the six-host topology (network namespaces, root), the invariants checked after
+    /// every step; exits non-zero on any violation.
+    Chaos(BenchChaosArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchChaosArgs {
+    /// Steps of the schedule (one or two faults each, healed, then checked).
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Seed of the schedule: the same seed gives the same faults (default: from the clock, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Replication: `quorum` (synchronous; a lost acknowledged write is a violation) or `off` (asynchronous; lost
+    /// writes are only counted).
+    #[arg(long, default_value = "quorum", value_parser = ["off", "quorum"])]
+    pub sync: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Keep the cluster's files and logs in this directory (default: a temporary one; logs are copied out on failure).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// A fault injected by `bench failover`.

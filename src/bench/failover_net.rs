@@ -1,20 +1,18 @@
 //! `pgha bench failover` in the six-host topology ([`SixHosts`]): a writer in the client host through VIP:5432,
 //! writability pollers inside every db host, one fault per run, and the numbers of [`super::measure`].
 //!
-//! The writer and the pollers are threads that entered a namespace with setns and run their own single-threaded
-//! tokio runtime, so every socket they open lives in that namespace (no child process to ship results back from).
+//! The writer and the pollers are [`super::ns_probe`]'s threads inside the namespaces.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
 
 use super::measure::{first_write_after_outage, gap_after, max_writable, opt_ms, summarize_runs, NetRun, NetSummary};
+use super::ns_probe::{NsProbe, Writability};
 use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
-use super::probe::{lost, Reader, Target, Writer};
+use super::probe::{lost, Target};
 use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT, REPLICA_PORT};
 use crate::cli::{BenchFailoverArgs, Scenario};
 use crate::ctl::output::table_of;
@@ -27,186 +25,6 @@ const TABLE: &str = "pgha_bench_probe";
 const STEADY: usize = 25;
 /// How long a writable sample counts when the host stops answering.
 const HOLD: Duration = Duration::from_millis(300);
-
-/// (id or sequence number, time) of every acknowledged write or answered read.
-type Acks = Vec<(i64, Instant)>;
-type Acked = Arc<Mutex<Acks>>;
-/// One db host's (time, writable) samples.
-type Samples = Arc<Mutex<Vec<(Instant, bool)>>>;
-
-/// The writer (and the optional replica-port reader), on a thread inside the client host.
-struct NsProbe {
-    acked: Acked,
-    /// Answered reads, when a reader runs.
-    read: Option<Acked>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl NsProbe {
-    fn start(ns: String, target: Target, first: i64, reader: Option<Target>) -> anyhow::Result<NsProbe> {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel::<anyhow::Result<(Acked, Option<Acked>)>>();
-        let thread = std::thread::spawn(move || {
-            let runtime = crate::netns::enter(&ns)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?));
-            let runtime = match runtime {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = handle_tx.send(Err(e));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let writer = Writer::start(target, TABLE, first);
-                let reader = reader.map(Reader::start);
-                let _ = handle_tx.send(Ok((
-                    writer.acked_handle(),
-                    reader.as_ref().map(Reader::answered_handle),
-                )));
-                let _ = stop_rx.await;
-                writer.stop().await;
-                if let Some(r) = reader {
-                    r.stop().await;
-                }
-            });
-        });
-        let (acked, read) = handle_rx
-            .recv_timeout(Duration::from_secs(10))
-            .context("the client-host writer did not start")??;
-        Ok(NsProbe {
-            acked,
-            read,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
-    }
-
-    fn snapshot(&self) -> Vec<(i64, Instant)> {
-        self.acked.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-
-    /// Stops; the acknowledged writes and the answered reads (None without a reader).
-    fn stop(mut self) -> (Acks, Option<Acks>) {
-        self.halt();
-        let read = self
-            .read
-            .as_ref()
-            .map(|r| r.lock().map(|v| v.clone()).unwrap_or_default());
-        (self.snapshot(), read)
-    }
-
-    fn halt(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for NsProbe {
-    fn drop(&mut self) {
-        self.halt();
-    }
-}
-
-/// Per db host: (time, writable) samples of `pg_is_in_recovery()` asked locally inside that host (so a cut link
-/// does not hide a primary that still accepts writes).
-struct Writability {
-    samples: Vec<Samples>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-async fn writable_once(config: &tokio_postgres::Config, client: &mut Option<tokio_postgres::Client>) -> bool {
-    if client.as_ref().is_none_or(|c| c.is_closed()) {
-        *client = None;
-        if let Ok(Ok((c, conn))) =
-            tokio::time::timeout(Duration::from_millis(300), config.connect(tokio_postgres::NoTls)).await
-        {
-            tokio::spawn(conn);
-            *client = Some(c);
-        }
-    }
-    let Some(c) = client.as_ref() else { return false };
-    match tokio::time::timeout(
-        Duration::from_millis(300),
-        c.query_one("SELECT pg_is_in_recovery()", &[]),
-    )
-    .await
-    {
-        Ok(Ok(row)) => !row.get::<_, bool>(0),
-        _ => {
-            *client = None;
-            false
-        }
-    }
-}
-
-impl Writability {
-    fn start(six: &SixHosts) -> anyhow::Result<Writability> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut samples = Vec::new();
-        let mut threads = Vec::new();
-        for d in DBS {
-            let ns = six.ns(d)?;
-            let mut config = tokio_postgres::Config::new();
-            config
-                .host(six.ip(d)?.to_string())
-                .port(PG_PORT)
-                .user("postgres")
-                .password(six.password.as_str())
-                .dbname("postgres")
-                .connect_timeout(Duration::from_millis(300));
-            let out = Arc::new(Mutex::new(Vec::new()));
-            samples.push(out.clone());
-            let stop = stop.clone();
-            threads.push(std::thread::spawn(move || {
-                if crate::netns::enter(&ns).is_err() {
-                    return;
-                }
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                    return;
-                };
-                rt.block_on(async move {
-                    let mut client = None;
-                    while !stop.load(Ordering::Relaxed) {
-                        let w = writable_once(&config, &mut client).await;
-                        if let Ok(mut v) = out.lock() {
-                            v.push((Instant::now(), w));
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                });
-            }));
-        }
-        Ok(Writability { samples, stop, threads })
-    }
-
-    /// Samples since `from`, per host.
-    fn since(&self, from: Instant) -> Vec<Vec<(Instant, bool)>> {
-        self.samples
-            .iter()
-            .map(|s| {
-                s.lock()
-                    .map(|v| v.iter().filter(|(t, _)| *t >= from).copied().collect())
-                    .unwrap_or_default()
-            })
-            .collect()
-    }
-}
-
-impl Drop for Writability {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
 
 /// The whole report.
 #[derive(Debug, Serialize)]
@@ -257,7 +75,7 @@ async fn one_run(
         .with_context(|| format!("waiting for the cluster before a run\n{}", log_tails(six)))?;
     let ttl = Duration::from_millis(six.view().await?.config.ttl_ms);
     let reader = reader.then(|| via_vip_port(six, REPLICA_PORT));
-    let probe = NsProbe::start(six.ns(CLIENT)?, via_vip_port(six, PG_PORT), first, reader)?;
+    let probe = NsProbe::start(six.ns(CLIENT)?, via_vip_port(six, PG_PORT), TABLE, first, reader)?;
     let start = Instant::now();
     while probe.snapshot().len() < STEADY {
         anyhow::ensure!(
@@ -271,9 +89,7 @@ async fn one_run(
     let t0 = Instant::now();
     let t0_wall = std::time::SystemTime::now();
     match scenario {
-        Scenario::PrimaryCrash => {
-            six.signal_host(&primary, libc::SIGKILL);
-        }
+        Scenario::PrimaryCrash => six.kill_host(&primary).await,
         Scenario::PostgresCrash => {
             six.signal_postgres(&primary, libc::SIGKILL);
         }
@@ -281,11 +97,8 @@ async fn one_run(
         Scenario::PrimaryPartition => six.cut(&primary)?,
         Scenario::PrimaryFreeze => six.signal_pgha(&primary, libc::SIGSTOP)?,
         Scenario::Switchover => super::failover::request_switchover(six.dcs()).await?,
-        Scenario::EdgeCrash => {
-            // A power-off: every process dies and the host answers nothing (its address goes with it).
-            six.signal_host(&vip_holder, libc::SIGKILL);
-            six.cut(&vip_holder)?;
-        }
+        // A power-off: every process dies and the host answers nothing (its address goes with it).
+        Scenario::EdgeCrash => six.power_off(&vip_holder).await?,
         Scenario::EdgePartition => six.cut(&vip_holder)?,
     }
     let (mut new_leader_at, mut vip_at, mut thawed) = (None, None, scenario != Scenario::PrimaryFreeze);
@@ -337,14 +150,7 @@ async fn one_run(
     match scenario {
         Scenario::PrimaryCrash | Scenario::Sigterm => six.start_pgha(&primary, exe)?,
         Scenario::PrimaryPartition => six.restore(&primary)?,
-        Scenario::EdgeCrash => {
-            let vip = format!("{}/24", six.vip());
-            let _ = six
-                .topo
-                .run(&vip_holder, &["ip", "addr", "del", &vip, "dev", crate::netns::IFACE]);
-            six.restore(&vip_holder)?;
-            six.start_pgha(&vip_holder, exe)?;
-        }
+        Scenario::EdgeCrash => six.power_on(&vip_holder, exe)?,
         Scenario::EdgePartition => six.restore(&vip_holder)?,
         Scenario::PostgresCrash | Scenario::PrimaryFreeze | Scenario::Switchover => {}
     }
@@ -446,6 +252,7 @@ pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<Net
         dir: args.dir.clone(),
         ha_lines: args.ha_lines(),
         vip_lines: args.vip_lines(),
+        pg_disk_mib: None,
     };
     let mut six = SixHosts::start(&opts)?;
     six.wait_ready(READY)

@@ -1,15 +1,25 @@
 //! `pgha bench`: benchmarks users run themselves.
 
+pub mod chaos;
+pub mod chaos_checks;
+pub mod chaos_faults;
+pub mod chaos_report;
+pub mod chaos_schedule;
 pub mod dcs;
 pub mod failover;
 pub mod failover_net;
 pub mod measure;
+pub mod ns_probe;
+pub mod pg_disk;
 pub mod phases;
 pub mod probe;
 pub mod profile;
 pub mod proxy;
+pub mod rejoin;
 pub mod six_hosts;
 pub mod stats;
+pub mod vip_settle;
+pub mod writable_runs;
 
 use std::path::Path;
 
@@ -24,6 +34,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Failover(args) if args.local => failover::run(args).await,
         BenchCommand::Failover(args) => failover_net::run(args).await,
         BenchCommand::Proxy(args) => proxy::run(args).await,
+        BenchCommand::Chaos(args) => chaos::run(args).await,
     }
 }
 

@@ -18,6 +18,8 @@ use crate::ha::store::Store;
 use crate::netns::{NetnsError, NsChild, Topology, IFACE};
 use crate::tls::{NodeTls, TlsFiles};
 
+use super::pg_disk::PgDisk;
+
 /// The db hosts.
 pub const DBS: [&str; 3] = ["db1", "db2", "db3"];
 /// The edge hosts and their VIP priorities.
@@ -69,6 +71,9 @@ pub struct SixHostsOptions {
     pub ha_lines: String,
     /// Extra lines of the edge hosts' `[edge.vip]` section (e.g. `ttl_ms = 500`).
     pub vip_lines: String,
+    /// Each db host's PostgreSQL data directory on its own tmpfs of this many MiB ([`PgDisk`], so it can be filled),
+    /// instead of under the host's directory.
+    pub pg_disk_mib: Option<u64>,
 }
 
 /// What [`SixHosts::wait_ready`] found.
@@ -86,6 +91,8 @@ pub struct SixHosts {
     // and before the directory holding their data goes.
     pub topo: Topology,
     procs: BTreeMap<String, NsChild>,
+    // Unmounted once every process is gone, before the directory holding them is removed.
+    disks: BTreeMap<String, PgDisk>,
     dcs: DcsClient,
     pub dir: PathBuf,
     pub password: String,
@@ -153,12 +160,23 @@ impl SixHosts {
             peers.push(format!("{d}={ip}:{DCS_PORT}"));
         }
         let mut configs = Vec::new();
+        let mut disks = BTreeMap::new();
         for d in DBS {
             let ip = topo.host(d)?.ip;
+            let pg_dir = match opts.pg_disk_mib {
+                Some(mib) => {
+                    let disk =
+                        PgDisk::mount(&dir.join(d).join("disk"), mib).map_err(io("PostgreSQL's own filesystem"))?;
+                    let line = format!("data_dir = \"{}\"\n", s(&disk.path().join("pgdata")));
+                    disks.insert(d.to_string(), disk);
+                    line
+                }
+                None => String::new(),
+            };
             let text = format!(
                 "[cluster]\nname = \"{CLUSTER}\"\n\n[node]\nname = \"{d}\"\ndata_dir = \"{data}\"\n\n[dcs]\n\
                  listen = \"{ip}:{DCS_PORT}\"\npeers = {peers:?}\n\n{tls}\n[postgresql]\nlisten = \"{ip}:{PG_PORT}\"\n\
-                 tls = false\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n\n\
+                 {pg_dir}tls = false\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n\n\
                  [ha]\nrest_listen = \"{ip}:8008\"\n{ha}",
                 data = s(&dir.join(d)),
                 tls = tls(d),
@@ -178,6 +196,13 @@ impl SixHosts {
             );
             configs.push((e.to_string(), text));
         }
+        // `pgha ctl -c ctl.toml` as an operator runs it, with the ctl certificate.
+        let ctl = format!(
+            "[cluster]\nname = \"{CLUSTER}\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n{}",
+            tls("ctl")
+        );
+        let ctl_path = dir.join("ctl.toml");
+        std::fs::write(&ctl_path, ctl).map_err(io(format!("writing {}", ctl_path.display())))?;
         for (name, text) in &configs {
             let path = dir.join(format!("{name}.toml"));
             std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
@@ -192,6 +217,7 @@ impl SixHosts {
         let mut six = SixHosts {
             topo,
             procs: BTreeMap::new(),
+            disks,
             dcs,
             dir,
             password,
@@ -300,10 +326,73 @@ impl SixHosts {
         self.topo.signal_host(host, sig)
     }
 
+    /// `host`'s PostgreSQL data directory.
+    pub fn pgdata(&self, host: &str) -> PathBuf {
+        match self.disks.get(host) {
+            Some(disk) => disk.path().join("pgdata"),
+            None => self.dir.join(host).join("pgdata"),
+        }
+    }
+
+    /// `host`'s PostgreSQL filesystem, when the topology was built with [`SixHostsOptions::pg_disk_mib`].
+    pub fn disk(&self, host: &str) -> Option<&PgDisk> {
+        self.disks.get(host)
+    }
+
     /// `host`'s postmaster PID, if it runs.
     pub fn postmaster_pid(&self, host: &str) -> Option<i32> {
-        let pid = crate::postgres::postmaster_pid(&self.dir.join(host).join("pgdata"))?;
+        let pid = crate::postgres::postmaster_pid(&self.pgdata(host))?;
         i32::try_from(pid).ok()
+    }
+
+    /// SIGKILL every process of `host` (pgha, its fencers, PostgreSQL) until none is left (a child forked meanwhile
+    /// is caught by the next round); bounded to 2 s.
+    pub async fn kill_host(&mut self, host: &str) {
+        if let Some(p) = self.procs.get_mut(host) {
+            p.kill();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.signal_host(host, libc::SIGKILL) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A power-off: every process of `host` killed and its link cut (it answers nothing, for its VIP neither).
+    pub async fn power_off(&mut self, host: &str) -> Result<(), SixHostsError> {
+        self.kill_host(host).await;
+        self.cut(host)
+    }
+
+    /// Undoes [`SixHosts::power_off`] like a boot: the interface comes back without the VIP, pgha starts again.
+    pub fn power_on(&mut self, host: &str, exe: &Path) -> Result<(), SixHostsError> {
+        let vip = format!("{}/24", self.vip());
+        // Absent on a host that did not hold the VIP: then `ip` fails, which is fine.
+        let _ = self.topo.run(host, &["ip", "addr", "del", &vip, "dev", IFACE]);
+        self.restore(host)?;
+        self.start_pgha(host, exe)
+    }
+
+    /// Whether `host`'s pgha process still runs.
+    pub fn pgha_running(&mut self, host: &str) -> bool {
+        self.procs.get_mut(host).is_some_and(NsChild::running)
+    }
+
+    /// The `pgha ctl` config (mutual TLS with the ctl certificate).
+    pub fn ctl_config(&self) -> PathBuf {
+        self.dir.join("ctl.toml")
+    }
+
+    /// Edges whose published status (`edges/<name>`) says healthy.
+    pub async fn healthy_edges(&self) -> Vec<String> {
+        let prefix = Keys::new(CLUSTER).edges();
+        let Ok((kvs, _)) = self.dcs.get(prefix.as_bytes(), true).await else {
+            return Vec::new();
+        };
+        kvs.iter()
+            .filter_map(|kv| serde_json::from_slice::<crate::edge::vip::decide::Candidate>(&kv.value).ok())
+            .filter(|c| c.healthy)
+            .map(|c| c.name)
+            .collect()
     }
 
     /// Sends `sig` to `host`'s postmaster; false when none runs.
