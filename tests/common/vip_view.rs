@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use pgha::bench::vip_settle::{VipSettle, VipVerdict};
 use pgha::dcs::client::DcsClient;
 use pgha::ha::keys::Keys;
 
@@ -64,30 +65,16 @@ impl VipView<'_> {
     }
 
     /// Waits until exactly one edge holds the VIP, the `vip` key names it, and that stays so for a second; never
-    /// two holders meanwhile.
+    /// two holders meanwhile ([`VipSettle`], shared with `bench chaos`).
     pub fn settled_holder(&self, what: &str) -> String {
         let deadline = Instant::now() + MOVE;
-        let mut stable: Option<(String, Instant)> = None;
+        let mut settle = VipSettle::new(Duration::from_secs(1));
         while Instant::now() < deadline {
-            let h = self.holders();
-            assert!(
-                h.len() <= 1,
-                "{what}: several edges hold the VIP: {h:?}\n{}",
-                self.logs()
-            );
-            let one =
-                (h.len() == 1 && self.key_holder().as_deref() == h.first().map(String::as_str)).then(|| h[0].clone());
-            stable = match (one, stable) {
-                (Some(n), Some((s, since))) if n == s => {
-                    if since.elapsed() >= Duration::from_secs(1) {
-                        return n;
-                    }
-                    Some((s, since))
-                }
-                (Some(n), _) => Some((n, Instant::now())),
-                (None, _) => None,
-            };
-            std::thread::sleep(Duration::from_millis(50));
+            match settle.observe(&self.holders(), self.key_holder().as_deref(), Instant::now()) {
+                VipVerdict::Settled(h) => return h,
+                VipVerdict::TwoHolders(h) => panic!("{what}: several edges hold the VIP: {h:?}\n{}", self.logs()),
+                VipVerdict::Pending => std::thread::sleep(Duration::from_millis(50)),
+            }
         }
         panic!(
             "{what}: no single settled VIP holder within {MOVE:?}: {:?}\n{}",
