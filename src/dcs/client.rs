@@ -15,6 +15,7 @@ use super::watch::PROGRESS_INTERVAL;
 use crate::proto;
 use crate::proto::admin_client::AdminClient;
 use crate::proto::dcs_client::DcsClient as RawDcs;
+use crate::retry::{Backoff, FailureLog, LogNow};
 
 /// A client-side failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -80,6 +81,14 @@ impl Rotation {
 
 /// The least time one attempt on one member gets before the client moves on.
 const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+/// Within one call, the least time between the starts of two rounds over every member (doubling up to the cap):
+/// the same member is never asked again sooner after a failure.
+const ROUND_MIN: Duration = Duration::from_millis(100);
+const ROUND_CAP: Duration = Duration::from_millis(400);
+/// A watch that failed on every member waits this long before the next round (doubling up to the cap); it resumes on
+/// another member at once after a single loss.
+const WATCH_ROUND_MIN: Duration = Duration::from_millis(100);
+const WATCH_ROUND_CAP: Duration = Duration::from_secs(1);
 
 fn retryable(status: &Status) -> bool {
     matches!(
@@ -167,6 +176,8 @@ impl DcsClient {
         let deadline = Instant::now() + self.timeout;
         let mut last = (String::new(), String::from("not tried"));
         let mut attempt = 0usize;
+        let mut pause = Backoff::new(ROUND_MIN, ROUND_CAP);
+        let mut round_started = Instant::now();
         while Instant::now() < deadline {
             let index = self.current.get(self.endpoints.len());
             let addr = &self.endpoints[index];
@@ -189,11 +200,16 @@ impl DcsClient {
                 Ok(Err(status)) => last = (addr.clone(), status.message().to_string()),
                 Err(_) => last = (addr.clone(), "timed out".to_string()),
             }
-            // Move on; once every member was tried, pause briefly (an election may be under way).
+            // Move on at once (the next member may answer). Once every member was tried, the next round starts no
+            // sooner than the pause after this round's start: members that all refuse at once (every one down)
+            // are not hammered, while rounds slowed by timeouts go on without extra waiting.
             self.current.advance_from(index, self.endpoints.len());
             attempt += 1;
             if attempt % self.endpoints.len() == 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                pause.failed();
+                let next_round = (round_started + pause.delay()).min(deadline);
+                tokio::time::sleep_until(next_round.into()).await;
+                round_started = Instant::now();
             }
         }
         Err(ClientError::Unavailable {
@@ -441,30 +457,65 @@ enum StreamEnd {
     Broken,
 }
 
+/// Logs a watch's failure transitions at debug level: a lost stream that resumes on another member is routine (the
+/// edge's follower reports at warn when its view suffers), but a watch failing on every member must not log per try.
+fn log_watch(key: &[u8], now: LogNow) {
+    let key = String::from_utf8_lossy(key);
+    match now {
+        LogNow::Failing {
+            message,
+            repeats_before,
+        } => {
+            tracing::debug!(event = "dcs_watch_failing", %key, repeats_before, "DCS watch: {message} (resuming; repeats are not logged)")
+        }
+        LogNow::Recovered { last, count } => {
+            tracing::debug!(event = "dcs_watch_resumed", %key, count, "DCS watch resumed after {count} lost streams (last: {last})")
+        }
+        LogNow::Quiet => {}
+    }
+}
+
 impl WatchTask {
     async fn run(mut self, tx: mpsc::Sender<WatchMessage>) {
         let mut index = self.start;
-        let mut failures = 0u32;
+        let mut failures = 0usize;
+        let mut pause = Backoff::new(WATCH_ROUND_MIN, WATCH_ROUND_CAP);
+        let mut log = FailureLog::default();
         loop {
             let addr = self.endpoints[index % self.endpoints.len()].clone();
-            match self.follow(&addr, &tx).await {
+            let mut answered = false;
+            match self.follow(&addr, &tx, &mut log, &mut answered).await {
                 StreamEnd::ReceiverGone | StreamEnd::Compacted => return,
                 StreamEnd::Broken => {
-                    tracing::debug!(member = %addr, next = self.next, "watch stream lost; resuming on another member");
+                    let what = format!("stream from {addr} lost at revision {}", self.next);
+                    log_watch(&self.key, log.failed("stream lost", &what));
                 }
+            }
+            // A member that answered resets the count: only rounds in which no member answered are paced.
+            if answered {
+                failures = 0;
+                pause.succeeded();
             }
             index += 1;
             failures += 1;
-            if failures % self.endpoints.len() as u32 == 0 {
+            if failures % self.endpoints.len() == 0 {
+                pause.failed();
                 tokio::select! {
                     _ = tx.closed() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = tokio::time::sleep(pause.delay()) => {}
                 }
             }
         }
     }
 
-    async fn follow(&mut self, addr: &str, tx: &mpsc::Sender<WatchMessage>) -> StreamEnd {
+    /// Follows the stream of one member until it ends; `answered` is set once the member sent a message.
+    async fn follow(
+        &mut self,
+        addr: &str,
+        tx: &mpsc::Sender<WatchMessage>,
+        log: &mut FailureLog,
+        answered: &mut bool,
+    ) -> StreamEnd {
         let Ok(channel) = lazy_stream_channel(addr, self.tls.as_ref()) else {
             return StreamEnd::Broken;
         };
@@ -488,6 +539,10 @@ impl WatchTask {
                 Ok(Ok(Some(resp))) => resp,
                 _ => return StreamEnd::Broken,
             };
+            if !*answered {
+                *answered = true;
+                log_watch(&self.key, log.succeeded());
+            }
             if resp.compact_revision > 0 {
                 let _ = tx
                     .send(WatchMessage::Compacted {
