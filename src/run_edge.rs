@@ -179,14 +179,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 v.ttl = first.unwrap_or(v.ttl);
             }
             if let Err(e) = vip::run_keeper(v, name, dcs, keys, healthy, holder_tx, stop).await {
-                tracing::error!("VIP keeper stopped: {e}");
+                tracing::error!(event = "vip_keeper_stopped", "VIP keeper stopped: {e}");
             }
         })
     });
-    tracing::info!(name = %name, "edge running");
+    tracing::info!(event = "edge_running", name = %name, "edge running");
 
     crate::run::wait_for_stop_signal().await?;
-    tracing::info!("stop requested: no new sessions, releasing the VIP, closing sessions");
+    tracing::info!(
+        event = "edge_stopping",
+        "stop requested: no new sessions, releasing the VIP, closing sessions"
+    );
     accept.cancel();
     for a in accept_loops {
         let _ = a.await;
@@ -209,7 +212,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    tracing::info!("edge stopped");
+    tracing::info!(event = "edge_stopped", "edge stopped");
     Ok(())
 }
 

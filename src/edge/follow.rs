@@ -6,6 +6,8 @@
 //! cluster revision R at the time it was SENT (`s`); once the watch has delivered everything up to R (events or a
 //! progress message), the view is known to be current as of `s`. If the watch does not reach R within ttl/2, it
 //! is re-established (the client has meanwhile moved to a member that answers linearizable reads).
+//!
+//! Failures are paced (`pacing.rs`: the cluster's loop_wait doubling up to its TTL) and logged once per change.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -16,11 +18,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::pacing::{self, Resume};
 use crate::dcs::client::{ClientError, DcsClient, WatchMessage};
 use crate::dcs::types::{EventKind, KeyValue};
 use crate::ha::keys::Keys;
-use crate::ha::model::ClusterView;
+use crate::ha::model::{ClusterView, DynamicConfig};
 use crate::ha::store::Store;
+use crate::retry::{log_transition, Backoff, FailureLog};
 
 /// The cluster as the edge last knew it.
 #[derive(Clone, Debug)]
@@ -51,10 +55,34 @@ fn confirm(dcs: Arc<DcsClient>, key: String) -> Confirm {
     })
 }
 
+/// What the follower's failure log calls itself.
+const WHAT: &str = "DCS follow";
+
+/// Why a watch session ended.
+enum SessionEnd {
+    Cancelled,
+    /// Compacted, lagging behind the cluster, or the watch gone: re-read the cluster.
+    Reread,
+}
+
+/// Sleeps `d`; false when `token` was cancelled first.
+async fn pause(token: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = token.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
 /// Follows the cluster until `token` is cancelled, publishing every new view or confirmation on `out`.
+///
+/// Failures (the read, the freshness reads, a watch that lags) are paced by the cluster's `loop_wait` doubling up
+/// to its TTL, and logged once when they start or change and once when the view is confirmed current again.
 pub async fn run(dcs: Arc<DcsClient>, keys: Keys, out: watch::Sender<Option<Followed>>, token: CancellationToken) {
     let root = keys.root().as_bytes().to_vec();
-    let mut last_error = String::new();
+    let mut health = Health {
+        pace: pacing::backoff(&DynamicConfig::default()),
+        log: FailureLog::default(),
+    };
     loop {
         let sent = Instant::now();
         let read = tokio::select! {
@@ -64,50 +92,106 @@ pub async fn run(dcs: Arc<DcsClient>, keys: Keys, out: watch::Sender<Option<Foll
         let (kvs, revision) = match read {
             Ok(r) => r,
             Err(e) => {
-                if e.to_string() != last_error {
-                    tracing::warn!("cannot read the cluster from the DCS (retrying): {e}");
-                    last_error = e.to_string();
+                health.failed("read", &format!("cannot read the cluster (retrying): {e}"));
+                if !pause(&token, health.pace.delay()).await {
+                    return;
                 }
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
-                }
+                continue;
             }
         };
-        if !last_error.is_empty() {
-            tracing::info!("reading the cluster from the DCS again");
-            last_error.clear();
-        }
         let copy: BTreeMap<Vec<u8>, KeyValue> = kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
         let store = Store { dcs: &dcs, keys: &keys };
         let view = store.parse(copy.values().cloned().collect(), revision);
+        pacing::retune(&mut health.pace, &view.config);
         let mut state = Following {
             store,
             copy,
             view,
             delivered: revision,
             confirmed_at: sent,
+            confirmed_in_session: false,
         };
         state.publish(&out);
-        let (mut events, mut progress) = dcs.watch_with_progress(&root, true, revision + 1);
+        if let SessionEnd::Cancelled = state.session(&dcs, &keys, &root, &out, &token, &mut health).await {
+            return;
+        }
+        if pacing::resume_after_session(state.confirmed_in_session) == Resume::AfterDelay
+            && !pause(&token, health.pace.delay()).await
+        {
+            return;
+        }
+    }
+}
+
+/// The follower's failure state: pacing and what was last logged.
+struct Health {
+    pace: Backoff,
+    log: FailureLog,
+}
+
+impl Health {
+    fn failed(&mut self, kind: &str, message: &str) {
+        self.pace.failed();
+        log_transition(WHAT, self.log.failed(kind, message));
+    }
+
+    /// The view was just proven current.
+    fn confirmed(&mut self) {
+        self.pace.succeeded();
+        log_transition(WHAT, self.log.succeeded());
+    }
+}
+
+/// The local copy of the cluster's keys while one watch runs.
+struct Following<'a> {
+    store: Store<'a>,
+    copy: BTreeMap<Vec<u8>, KeyValue>,
+    /// The view of `copy`.
+    view: ClusterView,
+    /// Every matching event up to this revision has been applied.
+    delivered: i64,
+    confirmed_at: Instant,
+    /// A freshness read was matched by the watch during this session.
+    confirmed_in_session: bool,
+}
+
+impl Following<'_> {
+    /// Applies the watch from the read's revision on, proving the view current every ttl/4, until the watch ends
+    /// or lags behind the cluster. Events are applied and published at once.
+    async fn session(
+        &mut self,
+        dcs: &Arc<DcsClient>,
+        keys: &Keys,
+        root: &[u8],
+        out: &watch::Sender<Option<Followed>>,
+        token: &CancellationToken,
+        health: &mut Health,
+    ) -> SessionEnd {
+        let (mut events, mut progress) = dcs.watch_with_progress(root, true, self.delivered + 1);
         let mut pending: VecDeque<(Instant, i64)> = VecDeque::new();
         let mut confirming: Option<Confirm> = None;
         let mut next_confirm = Instant::now();
         loop {
-            let ttl = Duration::from_millis(state.view.config.ttl_ms.max(100));
+            let ttl = Duration::from_millis(self.view.config.ttl_ms.max(100));
             tokio::select! {
-                _ = token.cancelled() => return,
+                _ = token.cancelled() => return SessionEnd::Cancelled,
                 msg = events.recv() => match msg {
-                    Some(WatchMessage::Events(batch)) => state.apply(batch),
-                    Some(WatchMessage::Compacted { revision }) => {
-                        tracing::info!(revision, "watch compacted: re-reading the cluster");
-                        break;
+                    Some(WatchMessage::Events(batch)) => {
+                        self.apply(batch);
+                        pacing::retune(&mut health.pace, &self.view.config);
                     }
-                    None => break,
+                    Some(WatchMessage::Compacted { revision }) => {
+                        tracing::info!(event = "edge_watch_compacted", revision, "watch compacted: re-reading the cluster");
+                        return SessionEnd::Reread;
+                    }
+                    None => {
+                        health.failed("watch ended", "the watch ended: re-reading the cluster");
+                        return SessionEnd::Reread;
+                    }
                 },
                 Ok(()) = progress.changed() => {
                     let r = *progress.borrow_and_update();
-                    state.delivered = state.delivered.max(r);
+                    self.delivered = self.delivered.max(r);
                 }
                 _ = tokio::time::sleep_until(next_confirm.into()), if confirming.is_none() => {
                     confirming = Some(confirm(dcs.clone(), keys.leader()));
@@ -122,38 +206,35 @@ pub async fn run(dcs: Arc<DcsClient>, keys: Keys, out: watch::Sender<Option<Foll
                     confirming = None;
                     match result {
                         Ok(r) => pending.push_back((sent, r)),
-                        Err(e) => tracing::debug!("freshness read failed: {e}"),
+                        Err(e) => {
+                            health.failed("freshness read", &format!("cannot confirm the view is current: {e}"));
+                            // Every ttl/4 from the last start normally; after a failure (which may have been
+                            // at once) no sooner than the backoff.
+                            next_confirm = next_confirm.max(Instant::now() + health.pace.delay());
+                        }
                     }
                 }
             }
             while let Some(&(sent, r)) = pending.front() {
-                if state.delivered < r {
+                if self.delivered < r {
                     break;
                 }
-                state.confirmed_at = state.confirmed_at.max(sent);
+                self.confirmed_at = self.confirmed_at.max(sent);
+                self.confirmed_in_session = true;
+                health.confirmed();
                 pending.pop_front();
             }
             if pending.front().is_some_and(|(sent, _)| sent.elapsed() > ttl / 2) {
-                tracing::warn!("the watch lags the cluster's linearizable revision: re-reading the cluster");
-                break;
+                health.failed(
+                    "watch lags",
+                    "the watch lags the cluster's linearizable revision: re-reading the cluster",
+                );
+                return SessionEnd::Reread;
             }
-            state.publish(&out);
+            self.publish(out);
         }
     }
-}
 
-/// The local copy of the cluster's keys while one watch runs.
-struct Following<'a> {
-    store: Store<'a>,
-    copy: BTreeMap<Vec<u8>, KeyValue>,
-    /// The view of `copy`.
-    view: ClusterView,
-    /// Every matching event up to this revision has been applied.
-    delivered: i64,
-    confirmed_at: Instant,
-}
-
-impl Following<'_> {
     fn apply(&mut self, batch: Vec<crate::dcs::types::Event>) {
         let mut revision = self.view.revision;
         for event in batch {

@@ -5,6 +5,7 @@ pub mod copy;
 pub mod follow;
 pub mod http;
 pub mod info;
+pub mod pacing;
 pub mod proxy;
 pub mod publish;
 pub mod routing;

@@ -5,7 +5,7 @@
 //! against that table, so no session can slip through to a backend that has just lost its role; the session cap is
 //! a semaphore acquired before `accept`, so excess clients wait in the listen backlog (backpressure).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,11 +18,15 @@ use tokio_util::task::TaskTracker;
 
 use super::copy::{pump, Side};
 use super::routing::{describe_changes, sessions_to_close, Backend, Port, RoutingTable};
+use crate::retry::{log_transition, Backoff, FailureLog};
 
 /// How long one backend connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Pause between attempts while a primary-port client waits for a primary.
+/// Pause between attempts while a primary-port client waits for a primary; also the first pause after a failed
+/// accept.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between failed accepts (the listen backlog holds clients meanwhile).
+const ACCEPT_RETRY_CAP: Duration = Duration::from_secs(1);
 
 /// Counters of one port.
 #[derive(Debug, Default)]
@@ -137,13 +141,14 @@ impl Proxy {
             return;
         }
         for line in describe_changes(&reg.table, &new) {
-            tracing::info!("{line}");
+            tracing::info!(event = "edge_route_changed", "{line}");
         }
         for cut in sessions_to_close(&reg.table, &new) {
             let closed = reg.close_where(|live| live.port == cut.port && live.backend == cut.backend);
             if closed > 0 {
                 self.counters(cut.port).cut.fetch_add(closed, Ordering::Relaxed);
                 tracing::info!(
+                    event = "edge_sessions_cut",
                     "closing {closed} session(s) to {} on the {} port: {}",
                     cut.backend,
                     cut.port,
@@ -252,6 +257,8 @@ impl Proxy {
                 Duration::ZERO
             };
         let mut rx = self.table_tx.subscribe();
+        // A waiting client retries every 100 ms: each backend's failure is logged once per session, not per try.
+        let mut logged: HashSet<(String, String)> = HashSet::new();
         loop {
             let table = rx.borrow_and_update().clone();
             let targets = table.targets(port);
@@ -264,13 +271,21 @@ impl Proxy {
                         Some(live) => return Some((backend.clone(), stream, live)),
                         None => break, // the table changed meanwhile: look again
                     },
-                    Ok(Err(e)) => tracing::debug!(session = id, "backend {} ({}): {e}", backend.name, backend.addr),
-                    Err(_) => tracing::debug!(
-                        session = id,
-                        "backend {} ({}): connect timed out",
-                        backend.name,
-                        backend.addr
-                    ),
+                    Ok(Err(e)) => {
+                        if logged.insert((backend.name.clone(), e.kind().to_string())) {
+                            tracing::debug!(session = id, "backend {} ({}): {e}", backend.name, backend.addr)
+                        }
+                    }
+                    Err(_) => {
+                        if logged.insert((backend.name.clone(), "timeout".into())) {
+                            tracing::debug!(
+                                session = id,
+                                "backend {} ({}): connect timed out",
+                                backend.name,
+                                backend.addr
+                            )
+                        }
+                    }
                 }
             }
             let now = Instant::now();
@@ -292,6 +307,10 @@ impl Proxy {
         stop: CancellationToken,
         tracker: TaskTracker,
     ) {
+        // EMFILE and friends: back off instead of spinning, and log the failure once, not per attempt.
+        let mut pace = Backoff::new(RETRY_PAUSE, ACCEPT_RETRY_CAP);
+        let mut failures = FailureLog::default();
+        let what = format!("{port} port");
         loop {
             let permit = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -306,6 +325,8 @@ impl Proxy {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    pace.succeeded();
+                    log_transition(&what, failures.succeeded());
                     let proxy = self.clone();
                     tracker.spawn(async move {
                         proxy.session(port, stream, peer).await;
@@ -313,9 +334,16 @@ impl Proxy {
                     });
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("{port} port: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    drop(permit);
+                    pace.failed();
+                    let kind = e
+                        .raw_os_error()
+                        .map_or_else(|| format!("{:?}", e.kind()), |c| c.to_string());
+                    log_transition(&what, failures.failed(&kind, &format!("accept failed: {e}")));
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(pace.delay()) => {}
+                    }
                 }
             }
         }

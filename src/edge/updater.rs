@@ -35,9 +35,12 @@ pub async fn run(
         };
         if current.is_some() && was_fresh != Some(fresh) {
             if fresh {
-                tracing::info!("DCS view is fresh: routing on");
+                tracing::info!(event = "edge_view_fresh", "DCS view is fresh: routing on");
             } else {
-                tracing::warn!("DCS view is older than the leader TTL: no primary route, edge unhealthy");
+                tracing::warn!(
+                    event = "edge_view_stale",
+                    "DCS view is older than the leader TTL: no primary route, edge unhealthy"
+                );
             }
             was_fresh = Some(fresh);
         }
