@@ -34,11 +34,21 @@ impl VipFence {
         }
     }
 
-    /// Arms or moves the deadline (monotonic ns), starting the fencer if it is not running.
+    /// None while the fencer we started runs; else how it ended (or that none was started).
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            None => Some("not started".into()),
+            Some(Ok(None)) => None,
+            Some(Ok(Some(status))) => Some(status.to_string()),
+            Some(Err(e)) => Some(format!("unknown state: {e}")),
+        }
+    }
+
+    /// Arms or moves the deadline (monotonic ns), starting the fencer if it is not running. Ok means both: the
+    /// deadline is written and a fencer process runs.
     pub fn arm(&mut self, deadline_ns: u64) -> Result<(), VipError> {
         dbfence::arm(&self.file, deadline_ns).map_err(|e| VipError::Fence(e.to_string()))?;
-        let running = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
-        if !running {
+        if self.exited().is_some() {
             let child = tokio::process::Command::new(&self.exe)
                 .arg("fence-vip")
                 .arg("--deadline-file")

@@ -1,17 +1,22 @@
-//! The VIP keeper loop: reads the `vip` key and the edges' status, asks `decide`, and carries the decision out.
+//! The VIP keeper loop: reads the `vip` key and the edges' status, asks `decide`, and carries the decision out
+//! (taking and giving up the VIP is in `holding.rs`).
 //!
-//! One pass: renew the lease if due, read the view, decide, act, announce (gratuitous ARP) if due; then wait in one
-//! `select!` for shutdown, a DCS change (watch), a health change, or the next deadline (keepalive, step-down,
-//! announcement, rank delay, 1 s poll). Order of effects, so the address never outlives the right to hold it:
-//! acquire = lease -> CAS key -> arm fence -> add address -> announce; release = remove address -> disarm fence ->
-//! revoke lease. The fence deadline follows each successful keepalive (`send + ttl - ttl/8`), the holder steps down
-//! at `send + ttl - ttl/4`, and the DCS cannot expire the lease before `send + ttl`.
+//! One pass: renew the lease if due, read the view, decide, act, keep the fence running, announce (gratuitous ARP)
+//! if due; then wait in one `select!` for shutdown, a DCS change (watch), a health change, or the next deadline
+//! (keepalive, step-down, announcement, rank delay, retry, 1 s poll). The fence deadline follows each successful
+//! keepalive (`send + ttl - ttl/8`), the holder steps down at `send + ttl - ttl/4`, and the DCS cannot expire the
+//! lease before `send + ttl`.
+//!
+//! Failures are paced and logged once per change (`crate::retry`): a failed read is retried on the next DCS change
+//! or health change at once, otherwise no sooner than the poll period doubling up to 4 s; a failed acquisition no
+//! sooner than the poll period doubling up to 8 s; keepalives keep their ttl/4 period (the lease depends on them).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{decide, Candidate, Decision, Holder, Input};
@@ -19,13 +24,19 @@ use super::fence::VipFence;
 use super::netlink::VipAddress;
 use super::{garp, VipError, VipSettings};
 use crate::dcs::client::{DcsClient, WatchMessage};
-use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
-use crate::ha::fence::monotonic_ns_in;
 use crate::ha::keys::Keys;
 use crate::ha::lease::LeaseClock;
+use crate::retry::{log_transition, Backoff, FailureLog};
 
-/// Re-read and reconcile at least this often, even without DCS events.
-const POLL: Duration = Duration::from_secs(1);
+/// Re-read and reconcile at least this often, even without DCS events; also the least pause after a failed read
+/// or acquisition.
+pub(super) const POLL: Duration = Duration::from_secs(1);
+/// Longest pause between reads that keep failing (a DCS or health change still triggers one at once).
+const READ_RETRY_CAP: Duration = Duration::from_secs(4);
+/// Longest pause between acquisitions that keep failing (e.g. the fence cannot start).
+pub(super) const ACQUIRE_RETRY_CAP: Duration = Duration::from_secs(8);
+/// A DCS watch that ended is re-created after this pause (doubling up to POLL x 4); the poll covers the gap.
+const REWATCH: Duration = Duration::from_millis(250);
 
 /// Runs the keeper until `shutdown`, with this executable as the fencing process (`pgha fence-vip`).
 pub async fn run_keeper(
@@ -56,6 +67,7 @@ pub async fn run_keeper_with(
     let vip = VipAddress::open(&s.interface, s.address, s.prefix_len).await?;
     let file = super::fence::deadline_file(&std::env::temp_dir(), &edge_name, std::process::id());
     let fence = VipFence::new(file, exe, &s.interface, s.address, s.prefix_len);
+    let now = Instant::now();
     let mut k = Keeper {
         clock: LeaseClock::new(s.ttl),
         s,
@@ -69,45 +81,119 @@ pub async fn run_keeper_with(
         fence,
         lease: None,
         owning: false,
-        next_keepalive: Instant::now(),
+        next_keepalive: now,
         acquired_at: None,
         bursts: 0,
         holder: None,
         candidates: Vec::new(),
+        unreadable: BTreeSet::new(),
         last_holder: None,
         free_since: None,
-        settle_until: Instant::now() + super::decide::RANK_STEP,
+        settle_until: now + super::decide::RANK_STEP,
+        read_pace: Backoff::new(POLL, READ_RETRY_CAP),
+        read_after: now,
+        acquire_pace: Backoff::new(POLL, ACQUIRE_RETRY_CAP),
+        acquire_after: now,
+        logs: Logs::default(),
     };
     k.run(shutdown).await;
     Ok(())
 }
 
-struct Keeper {
-    s: VipSettings,
-    me: String,
-    dcs: Arc<DcsClient>,
-    keys: Keys,
+/// One failure log per kind of effect, so each is reported once when it starts and once when it clears.
+#[derive(Default)]
+pub(super) struct Logs {
+    pub read: FailureLog,
+    pub keepalive: FailureLog,
+    pub acquire: FailureLog,
+    pub fence: FailureLog,
+    pub netlink: FailureLog,
+    pub garp: FailureLog,
+}
+
+pub(super) struct Keeper {
+    pub s: VipSettings,
+    pub me: String,
+    pub dcs: Arc<DcsClient>,
+    pub keys: Keys,
     healthy: watch::Receiver<bool>,
     /// The proxy dropped its health sender: it is gone, so we count as unhealthy.
     healthy_closed: bool,
-    holder_tx: watch::Sender<Option<String>>,
-    vip: VipAddress,
-    fence: VipFence,
+    pub holder_tx: watch::Sender<Option<String>>,
+    pub vip: VipAddress,
+    pub fence: VipFence,
     /// Our VIP lease while owning.
-    lease: Option<i64>,
-    clock: LeaseClock,
-    owning: bool,
-    next_keepalive: Instant,
-    acquired_at: Option<Instant>,
+    pub lease: Option<i64>,
+    pub clock: LeaseClock,
+    pub owning: bool,
+    pub next_keepalive: Instant,
+    pub acquired_at: Option<Instant>,
     /// Gratuitous ARP bursts sent since acquiring.
-    bursts: u32,
+    pub bursts: u32,
     /// The `vip` key: (holder name, its lease); None = free; not read yet = None with `free_since` None.
-    holder: Option<(String, i64)>,
+    pub holder: Option<(String, i64)>,
     candidates: Vec<Candidate>,
-    last_holder: Option<String>,
-    free_since: Option<Instant>,
+    /// Keys under `edges/` whose value did not parse at the last read (already reported).
+    unreadable: BTreeSet<Vec<u8>>,
+    pub last_holder: Option<String>,
+    pub free_since: Option<Instant>,
     /// No take before this (see `Input::settle_until`).
     settle_until: Instant,
+    read_pace: Backoff,
+    /// After a failed read, no blind re-read before this.
+    read_after: Instant,
+    pub acquire_pace: Backoff,
+    /// After a failed acquisition, no new attempt before this.
+    pub acquire_after: Instant,
+    pub logs: Logs,
+}
+
+/// A DCS watch that is re-created, paced, when it ends.
+struct KeyWatch {
+    key: String,
+    prefix: bool,
+    rx: Option<mpsc::Receiver<WatchMessage>>,
+    pace: Backoff,
+    retry_at: Instant,
+}
+
+impl KeyWatch {
+    fn new(dcs: &DcsClient, key: String, prefix: bool) -> KeyWatch {
+        KeyWatch {
+            rx: Some(dcs.watch(key.as_bytes(), prefix, 0)),
+            key,
+            prefix,
+            pace: Backoff::new(REWATCH, POLL * 4),
+            retry_at: Instant::now(),
+        }
+    }
+
+    /// Re-creates an ended watch once its pause is over; returns when to look again if it is still waiting.
+    fn ensure(&mut self, dcs: &DcsClient) -> Option<Instant> {
+        if self.rx.is_some() {
+            return None;
+        }
+        if Instant::now() < self.retry_at {
+            return Some(self.retry_at);
+        }
+        self.rx = Some(dcs.watch(self.key.as_bytes(), self.prefix, 0));
+        None
+    }
+
+    /// The next change (true), or the end of the watch (false; re-created later by `ensure`).
+    async fn changed(&mut self) -> bool {
+        let Some(rx) = self.rx.as_mut() else {
+            return std::future::pending().await;
+        };
+        if let Some(WatchMessage::Events(_)) = rx.recv().await {
+            self.pace.succeeded();
+            return true;
+        }
+        self.rx = None;
+        self.pace.failed();
+        self.retry_at = Instant::now() + self.pace.delay();
+        false
+    }
 }
 
 impl Keeper {
@@ -116,6 +202,7 @@ impl Keeper {
             Ok(removed) => {
                 if removed {
                     tracing::info!(
+                        event = "vip_leftover_removed",
                         "VIP {} removed from {} at start: left over from an earlier run",
                         self.vip.cidr(),
                         self.vip.interface()
@@ -126,21 +213,29 @@ impl Keeper {
             }
             Err(e) => tracing::error!("VIP: cannot check the address at start: {e}"),
         }
-        let mut vip_events = self.dcs.watch(self.keys.vip().as_bytes(), false, 0);
-        let mut edge_events = self.dcs.watch(self.keys.edges().as_bytes(), true, 0);
+        let mut vip_watch = KeyWatch::new(&self.dcs, self.keys.vip(), false);
+        let mut edge_watch = KeyWatch::new(&self.dcs, self.keys.edges(), true);
         let mut last_reconcile = Instant::now();
+        // Something changed (DCS event, health): read at once even while reads are paced after failures.
+        let mut changed = true;
         while !shutdown.is_cancelled() {
             // Past the step-down instant a keepalive cannot help (we release below); e.g. after a freeze.
             if self.owning && Instant::now() >= self.next_keepalive && self.clock.valid(Instant::now()) {
                 self.keepalive().await;
             }
-            self.read_view().await;
+            if changed || Instant::now() >= self.read_after {
+                self.read_view().await;
+            }
             let mut wake = Instant::now() + POLL;
             match self.decide() {
+                Decision::Acquire(_) if Instant::now() < self.acquire_after => wake = wake.min(self.acquire_after),
                 Decision::Acquire(reason) => self.acquire(&reason).await,
                 Decision::Release(reason) => self.release(&reason, false).await,
                 Decision::Wait(d) => wake = wake.min(Instant::now() + d),
                 Decision::Keep | Decision::Idle => {}
+            }
+            if self.owning {
+                self.keep_fence_running().await;
             }
             if last_reconcile.elapsed() >= POLL {
                 last_reconcile = Instant::now();
@@ -156,21 +251,28 @@ impl Keeper {
                     wake = wake.min(garp::next_due(acquired, self.bursts));
                 }
             }
-            let closed = self.healthy_closed;
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep_until(wake.into()) => {}
-                m = vip_events.recv() => if !matches!(m, Some(WatchMessage::Events(_))) {
-                    vip_events = self.dcs.watch(self.keys.vip().as_bytes(), false, 0);
-                },
-                m = edge_events.recv() => if !matches!(m, Some(WatchMessage::Events(_))) {
-                    edge_events = self.dcs.watch(self.keys.edges().as_bytes(), true, 0);
-                },
-                r = self.healthy.changed(), if !closed => if r.is_err() {
-                    tracing::warn!("VIP: the proxy's health signal is gone: counting as unhealthy");
-                    self.healthy_closed = true;
-                },
+            for w in [&mut vip_watch, &mut edge_watch] {
+                if let Some(at) = w.ensure(&self.dcs) {
+                    wake = wake.min(at);
+                }
             }
+            let closed = self.healthy_closed;
+            changed = tokio::select! {
+                _ = shutdown.cancelled() => false,
+                _ = tokio::time::sleep_until(wake.into()) => false,
+                c = vip_watch.changed() => c,
+                c = edge_watch.changed() => c,
+                r = self.healthy.changed(), if !closed => {
+                    if r.is_err() {
+                        tracing::warn!(
+                            event = "vip_health_gone",
+                            "VIP: the proxy's health signal is gone: counting as unhealthy"
+                        );
+                        self.healthy_closed = true;
+                    }
+                    true
+                },
+            };
         }
         if self.owning {
             self.release("shutting down", true).await;
@@ -204,7 +306,7 @@ impl Keeper {
     }
 
     /// Budget for one DCS call: a late answer is useless once the lease could be gone.
-    fn budget(&self) -> Duration {
+    pub(super) fn budget(&self) -> Duration {
         (self.s.ttl / 2).max(Duration::from_millis(100))
     }
 
@@ -214,6 +316,9 @@ impl Keeper {
         let mut budget = self.budget();
         if let (true, Some(at)) = (self.owning, self.clock.step_down_at()) {
             budget = budget.min(at.saturating_duration_since(Instant::now()));
+            if budget.is_zero() {
+                return; // past the step-down instant (e.g. after a freeze): this pass releases, no read needed
+            }
         }
         let (vip_key, edges_prefix) = (self.keys.vip(), self.keys.edges());
         let both = async {
@@ -222,23 +327,33 @@ impl Keeper {
                 self.dcs.get(edges_prefix.as_bytes(), true)
             )
         };
-        let Ok((Ok((vip, _)), Ok((edges, _)))) = tokio::time::timeout(budget, both).await else {
-            tracing::debug!("VIP: reading the DCS failed; keeping the last view");
-            return;
+        let (vip, edges) = match tokio::time::timeout(budget, both).await {
+            Ok((Ok((vip, _)), Ok((edges, _)))) => (vip, edges),
+            Ok((Err(e), _)) | Ok((_, Err(e))) => return self.read_failed("error", &format!("reading the DCS: {e}")),
+            Err(_) => return self.read_failed("timeout", &format!("reading the DCS timed out after {budget:?}")),
         };
+        self.read_pace.succeeded();
+        self.read_after = Instant::now();
+        log_transition("VIP", self.logs.read.succeeded());
         let holder = vip
             .first()
             .map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.lease));
+        let mut unreadable = BTreeSet::new();
         self.candidates = edges
             .iter()
             .filter_map(|kv| match serde_json::from_slice::<Candidate>(&kv.value) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::debug!(key = %String::from_utf8_lossy(&kv.key), "VIP: unreadable edge status: {e}");
+                    // Read on every pass: report each bad value once, not once per pass.
+                    if !self.unreadable.contains(&kv.key) {
+                        tracing::debug!(key = %String::from_utf8_lossy(&kv.key), "VIP: unreadable edge status: {e}");
+                    }
+                    unreadable.insert(kv.key.clone());
                     None
                 }
             })
             .collect();
+        self.unreadable = unreadable;
         match (&self.holder, &holder) {
             (Some((previous, _)), None) => {
                 self.last_holder = Some(previous.clone());
@@ -257,6 +372,19 @@ impl Keeper {
         });
     }
 
+    fn read_failed(&mut self, kind: &str, message: &str) {
+        self.read_pace.failed();
+        self.read_after = Instant::now() + self.read_pace.delay();
+        log_transition(
+            "VIP",
+            self.logs
+                .read
+                .failed(kind, &format!("{message}; keeping the last view")),
+        );
+    }
+
+    /// Renews our lease (every ttl/4 while owning, whatever happened before: the lease depends on it) and moves the
+    /// fence deadline with it; a fence that cannot follow means release.
     async fn keepalive(&mut self) {
         let Some(id) = self.lease else { return };
         let sent = Instant::now();
@@ -267,152 +395,73 @@ impl Keeper {
             .map(|at| at.saturating_duration_since(sent))
             .unwrap_or_default();
         let budget = self.budget().min(until_step_down).max(Duration::from_millis(10));
-        match tokio::time::timeout(budget, self.dcs.lease_keepalive(id)).await {
+        let failure = match tokio::time::timeout(budget, self.dcs.lease_keepalive(id)).await {
             Ok(Ok(Some(granted))) => {
                 self.clock.set_ttl(granted);
                 self.clock.renewed(sent);
-                self.move_fence();
+                log_transition("VIP keepalive", self.logs.keepalive.succeeded());
+                if let Err(e) = self.move_fence() {
+                    let reason = format!("cannot move the fence deadline ({e}): not keeping the address unfenced");
+                    return self.release(&reason, false).await;
+                }
+                return;
             }
             Ok(Ok(None)) => {
-                tracing::warn!("VIP: the VIP lease is gone from the DCS");
+                tracing::warn!(event = "vip_lease_gone", "VIP: the VIP lease is gone from the DCS");
                 self.clock.reset();
+                return;
             }
-            Ok(Err(e)) => tracing::warn!("VIP: keepalive failed: {e}"),
-            Err(_) => tracing::warn!("VIP: keepalive timed out after {budget:?}"),
-        }
-    }
-
-    fn move_fence(&mut self) {
-        let remaining = self
-            .clock
-            .fence_at()
-            .map(|at| at.saturating_duration_since(Instant::now()))
-            .unwrap_or_default();
-        if let Err(e) = self.fence.arm(monotonic_ns_in(remaining)) {
-            tracing::error!("VIP: cannot move the fence deadline: {e}");
-        }
-    }
-
-    async fn acquire(&mut self, reason: &str) {
-        let budget = self.budget();
-        let sent = Instant::now();
-        let (id, granted) = match tokio::time::timeout(budget, self.dcs.lease_grant(self.s.ttl)).await {
-            Ok(Ok(g)) => g,
-            Ok(Err(e)) => return tracing::warn!("VIP: cannot get a lease to take the VIP: {e}"),
-            Err(_) => return tracing::warn!("VIP: lease grant timed out"),
+            Ok(Err(e)) => ("error", format!("keepalive failed: {e}")),
+            Err(_) => ("timeout", format!("keepalive timed out after {budget:?}")),
         };
-        let key = self.keys.vip().into_bytes();
-        let txn = Txn {
-            compares: vec![Compare {
-                key: key.clone(),
-                target: CompareTarget::Absent,
-            }],
-            success: vec![Op::Put {
-                key,
-                value: self.me.clone().into_bytes(),
-                lease: id,
-            }],
-            failure: vec![],
-        };
-        let taken = matches!(tokio::time::timeout(budget, self.dcs.txn(txn)).await, Ok(Ok(o)) if o.succeeded);
-        if !taken {
-            // Lost the race (or the outcome is unknown): revoking also deletes the key if our put went through.
-            tracing::debug!("VIP: key not taken; another edge was faster");
-            self.revoke_in_background(id);
-            return;
-        }
-        self.clock = LeaseClock::new(granted);
-        self.clock.renewed(sent);
-        self.lease = Some(id);
-        self.owning = true;
-        self.next_keepalive = sent + self.s.ttl / 4;
-        self.holder = Some((self.me.clone(), id));
-        self.free_since = None;
-        // The fence first: from here on a crash cannot leave the address behind for longer than the lease.
-        self.move_fence();
-        if !self.clock.valid(Instant::now()) {
-            return self.release("lease deadline passed while taking the key", false).await;
-        }
-        if let Err(e) = self.vip.add().await {
-            tracing::error!("VIP: {e}");
-            return self.release("cannot add the address", false).await;
-        }
-        self.acquired_at = Some(Instant::now());
-        self.bursts = 0;
-        tracing::info!("VIP {} acquired on {}: {reason}", self.vip.cidr(), self.vip.interface());
-        self.holder_tx.send_replace(Some(self.me.clone()));
-        self.announce_if_due().await;
-    }
-
-    /// Removes the address, disarms the fence and gives the key up (revoking our lease deletes it).
-    async fn release(&mut self, reason: &str, wait_for_revoke: bool) {
-        if let Err(e) = self.vip.remove().await {
-            tracing::error!("VIP: {e} (the fencing process removes it at the lease deadline)");
-        }
-        if let Err(e) = self.fence.disarm() {
-            tracing::error!("VIP: {e}");
-        }
-        self.owning = false;
-        self.acquired_at = None;
-        self.clock.reset();
-        self.last_holder = Some(self.me.clone());
-        tracing::info!(
-            "VIP {} released from {}: {reason}",
-            self.vip.cidr(),
-            self.vip.interface()
-        );
-        if let Some(id) = self.lease.take() {
-            if wait_for_revoke {
-                match tokio::time::timeout(self.budget(), self.dcs.lease_revoke(id)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!("VIP: revoking the lease failed (it will expire): {e}"),
-                    Err(_) => tracing::warn!("VIP: revoking the lease timed out (it will expire)"),
-                }
-            } else {
-                self.revoke_in_background(id);
-            }
-        }
-    }
-
-    fn revoke_in_background(&self, id: i64) {
-        let dcs = self.dcs.clone();
-        let budget = self.budget();
-        tokio::spawn(async move {
-            if let Ok(Err(e)) = tokio::time::timeout(budget, dcs.lease_revoke(id)).await {
-                tracing::debug!("VIP: revoking lease {id} failed (it will expire): {e}");
-            }
-        });
+        log_transition("VIP keepalive", self.logs.keepalive.failed(failure.0, &failure.1));
     }
 
     /// The kernel's address list must match what we hold (someone may have added or removed it by hand).
     async fn reconcile(&mut self) {
         match self.vip.reconcile(self.owning).await {
-            Ok(true) if self.owning => tracing::warn!(
-                "VIP {} was missing on {}: re-added",
-                self.vip.cidr(),
-                self.vip.interface()
+            Ok(changed) => {
+                log_transition("VIP netlink", self.logs.netlink.succeeded());
+                match (changed, self.owning) {
+                    (true, true) => tracing::warn!(
+                        event = "vip_readded",
+                        "VIP {} was missing on {}: re-added",
+                        self.vip.cidr(),
+                        self.vip.interface()
+                    ),
+                    (true, false) => tracing::warn!(
+                        event = "vip_stray_removed",
+                        "VIP {} found on {} while not holding it: removed",
+                        self.vip.cidr(),
+                        self.vip.interface()
+                    ),
+                    (false, _) => {}
+                }
+            }
+            Err(e) => log_transition(
+                "VIP netlink",
+                self.logs
+                    .netlink
+                    .failed("reconcile", &format!("reconciling the address failed: {e}")),
             ),
-            Ok(true) => tracing::warn!(
-                "VIP {} found on {} while not holding it: removed",
-                self.vip.cidr(),
-                self.vip.interface()
-            ),
-            Ok(false) => {}
-            Err(e) => tracing::error!("VIP: reconciling the address failed: {e}"),
         }
     }
 
-    async fn announce_if_due(&mut self) {
+    pub(super) async fn announce_if_due(&mut self) {
         let Some(acquired) = self.acquired_at else { return };
         if !self.owning || Instant::now() < garp::next_due(acquired, self.bursts) {
             return;
         }
         self.bursts += 1;
         let (interface, ip) = (self.s.interface.clone(), self.s.address);
-        match tokio::task::spawn_blocking(move || garp::send_burst(&interface, ip)).await {
-            Ok(Ok(())) => tracing::debug!("VIP: gratuitous ARP burst {} sent", self.bursts),
-            Ok(Err(e)) => tracing::warn!("VIP: {e}"),
-            Err(e) => tracing::warn!("VIP: gratuitous ARP task failed: {e}"),
-        }
+        let failure = match tokio::task::spawn_blocking(move || garp::send_burst(&interface, ip)).await {
+            Ok(Ok(())) => {
+                tracing::debug!("VIP: gratuitous ARP burst {} sent", self.bursts);
+                return log_transition("VIP announcement", self.logs.garp.succeeded());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("gratuitous ARP task failed: {e}"),
+        };
+        log_transition("VIP announcement", self.logs.garp.failed("send", &failure));
     }
 }

@@ -10,8 +10,10 @@ pub mod caps;
 pub mod decide;
 pub mod fence;
 pub mod garp;
+pub mod holding;
 pub mod keeper;
 pub mod netlink;
+pub mod steps;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
