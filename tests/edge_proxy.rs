@@ -286,3 +286,72 @@ async fn edge_routes_to_the_primary_across_switchover_and_failover() {
         "the edge exits 0 on SIGTERM: {status:?}"
     );
 }
+
+/// An edge whose whole DCS is gone (the only member SIGKILLed) keeps retrying for 20 s without flooding its log:
+/// every repeated failure is logged once when it starts and once when it clears, even at debug level. Once the
+/// member is back, the edge routes the primary port again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_without_its_dcs_logs_little_and_routes_again_when_it_returns() {
+    if db::skip_without_pg() {
+        return;
+    }
+    let mut cluster = db::start(1, "");
+    cluster.wait_pg_cluster(0, db::READY).await.expect("a primary");
+    // Debug level for pgha itself: a line per retry would show here even where warn-level output is quiet.
+    let e = cluster
+        .add_edge(&format!("{EDGE_EXTRA}\n\n[log]\nlevel = \"info,pgha=debug\""))
+        .expect("laying out the edge");
+    let ports = cluster.edges[e].edge.expect("edge ports");
+    cluster.start_edge(e).expect("starting the edge");
+    assert!(
+        cluster.wait_edge_healthy(e, Duration::from_secs(30)).await,
+        "the edge became healthy"
+    );
+    let pw = probe::password(&cluster.dir);
+    let pg_port = port(&cluster, 0);
+    let got = common::wait_for(Duration::from_secs(30), "the primary through the edge", || async {
+        through(ports.primary, &pw).await
+    })
+    .await;
+    assert_eq!(got, (false, pg_port));
+
+    let log_path = cluster.edges[e].log.clone();
+    let mark = std::fs::metadata(&log_path).expect("edge log").len() as usize;
+    cluster.kill(0);
+    let outage = Duration::from_secs(20);
+    tokio::time::sleep(outage).await;
+    assert_ne!(
+        http_get(ports.status, "/health").await.map(|r| r.0),
+        Some(200),
+        "an edge without its DCS is not healthy"
+    );
+    let log = std::fs::read_to_string(&log_path).expect("edge log");
+    let during: Vec<&str> = log[mark..].lines().collect();
+    eprintln!(
+        "{} edge log lines during {outage:?} without the DCS:\n{}",
+        during.len(),
+        during.join("\n")
+    );
+    assert!(
+        during.len() <= 30,
+        "{} log lines in {outage:?}: failures are logged per attempt somewhere",
+        during.len()
+    );
+
+    // The member comes back (its PostgreSQL restarted by pgha): the edge follows it again and routes.
+    cluster.stop_postgres(0);
+    cluster.start(0).expect("restarting the member");
+    let got = common::wait_for(
+        Duration::from_secs(60),
+        "the primary through the edge again",
+        || async { through(ports.primary, &pw).await.filter(|r| !r.0) },
+    )
+    .await;
+    assert_eq!(got, (false, pg_port));
+    let log = std::fs::read_to_string(&log_path).expect("edge log");
+    assert!(
+        log[mark..].contains("DCS view is fresh: routing on"),
+        "{}",
+        &log[mark..]
+    );
+}

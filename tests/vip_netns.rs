@@ -12,7 +12,7 @@ mod vip_view;
 
 use std::time::{Duration, Instant};
 
-use netns::{in_ns, root_or_skip, tcp_touch, Topology, IFACE};
+use netns::{in_ns, root_or_skip, tcp_touch, NsChild, Topology, IFACE};
 use pgha::edge::vip::{garp, netlink::VipAddress};
 
 const SETTLE: Duration = Duration::from_secs(10);
@@ -226,6 +226,181 @@ fn a_better_edge_preempts_when_enabled() {
         return;
     }
     vip_keepers::preemption();
+}
+
+/// Starts the keeper of `edge` (the `vip_keeper_child` helper) in its namespace, fencing with `fence_exe`.
+fn spawn_keeper(topo: &Topology, dir: &std::path::Path, edge: &str, priority: u32, fence_exe: &str) -> NsChild {
+    let exe = std::env::current_exe().expect("test binary");
+    let argv = [
+        exe.to_str().expect("utf-8 path"),
+        "vip_keeper_child",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ];
+    let endpoint = format!("{}:{DCS_PORT}", topo.host("db1").ip);
+    let cidr = format!("{}/24", topo.addr(100));
+    let health = dir.join(format!("{edge}.unhealthy"));
+    let priority = priority.to_string();
+    let envs = [
+        ("PGHA_VIP_CHILD", edge),
+        ("PGHA_VIP_PRIORITY", priority.as_str()),
+        ("PGHA_VIP_ENDPOINTS", endpoint.as_str()),
+        ("PGHA_VIP_ADDRESS", cidr.as_str()),
+        ("PGHA_VIP_TTL_MS", "2000"),
+        ("PGHA_VIP_PREEMPT", "false"),
+        ("PGHA_VIP_HEALTH_FILE", health.to_str().expect("utf-8 path")),
+        ("PGHA_VIP_EXE", fence_exe),
+    ];
+    topo.spawn(edge, &argv, &envs, &dir.join(format!("{edge}.log")))
+}
+
+/// PIDs of the `pgha fence-vip` processes in `host`'s namespace.
+fn fencers(topo: &Topology, host: &str) -> Vec<i32> {
+    topo.pids(host)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"fence-vip"))
+        })
+        .collect()
+}
+
+const DCS_PORT: u16 = 2379;
+
+/// A keeper whose fence cannot start (the fencing executable does not exist) never adds the address: it gives the
+/// key back, logs the failure once however often it retries, and retries no faster than the poll period doubling.
+/// Another edge then takes the VIP; its fencer, SIGKILLed while it holds the VIP, is restarted and that is logged.
+#[test]
+fn no_address_without_its_fence_and_a_dead_fencer_is_restarted() {
+    if !root_or_skip("no_address_without_its_fence_and_a_dead_fencer_is_restarted") {
+        return;
+    }
+    let topo = Topology::create(&["db1", "edge1", "edge2"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vip = topo.addr(100);
+    // One witness is the whole DCS.
+    let db1 = topo.host("db1").ip;
+    let config = dir.path().join("db1.toml");
+    let text = format!(
+        "[cluster]\nname = \"demo\"\n\n[node]\nname = \"db1\"\ndata_dir = \"{data}\"\n\n[dcs]\n\
+         listen = \"{db1}:{DCS_PORT}\"\npeers = [\"db1={db1}:{DCS_PORT}\"]\n\n[tls]\nplaintext = true\n",
+        data = dir.path().join("db1").display(),
+    );
+    std::fs::write(&config, text).expect("write config");
+    let pgha = common::exe();
+    let pgha = pgha.to_str().expect("utf-8 path");
+    let _witness = topo.spawn(
+        "db1",
+        &[
+            pgha,
+            "run",
+            "--role",
+            "witness",
+            "-c",
+            config.to_str().expect("utf-8 path"),
+        ],
+        &[],
+        &dir.path().join("db1.log"),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dcs = {
+        let _in_runtime = runtime.enter();
+        pgha::dcs::client::DcsClient::new(vec![format!("{db1}:{DCS_PORT}")], None, Duration::from_secs(2))
+            .expect("DCS client")
+    };
+    let keys = pgha::ha::keys::Keys::new("demo");
+    // Every put of the `vip` key is one acquisition attempt that got as far as the key.
+    let (mut events, mut progress) = runtime.block_on(async {
+        common::wait_for(SETTLE, "the DCS", || async { dcs.get(b"/", true).await.ok() }).await;
+        dcs.watch_with_progress(keys.vip().as_bytes(), false, 0)
+    });
+    runtime.block_on(async {
+        tokio::time::timeout(SETTLE, progress.changed())
+            .await
+            .expect("the watch runs")
+            .expect("progress")
+    });
+    let view = vip_view::VipView {
+        topo: &topo,
+        edges: vec!["edge1".into(), "edge2".into()],
+        vip,
+        runtime: &runtime,
+        dcs: &dcs,
+        keys: keys.clone(),
+        log_dir: dir.path(),
+    };
+
+    let _edge1 = spawn_keeper(&topo, dir.path(), "edge1", 100, "/nonexistent/pgha");
+    let first_try = runtime.block_on(async {
+        tokio::time::timeout(SETTLE, events.recv())
+            .await
+            .expect("edge1 takes the key")
+            .expect("watch open")
+    });
+    assert!(
+        matches!(&first_try, pgha::dcs::client::WatchMessage::Events(e) if e.iter().any(|e| e.kv.value == b"edge1")),
+        "{first_try:?}"
+    );
+    let mut attempts = 1;
+    let window = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < window {
+        assert!(
+            !topo.has_address("edge1", vip),
+            "edge1 added the VIP without its fence\n{}",
+            view.logs()
+        );
+        runtime.block_on(async {
+            while let Ok(Some(pgha::dcs::client::WatchMessage::Events(batch))) =
+                tokio::time::timeout(Duration::from_millis(20), events.recv()).await
+            {
+                attempts += batch
+                    .iter()
+                    .filter(|e| e.kind == pgha::dcs::types::EventKind::Put && e.kv.value == b"edge1")
+                    .count();
+            }
+        });
+    }
+    // Tries at about 0, 1, 3 and 7 s (the poll period doubling); one every pass would be 9 or more.
+    eprintln!("edge1 without a fence executable: {attempts} acquisition attempts in 9 s");
+    assert!(
+        (3..=5).contains(&attempts),
+        "{attempts} acquisition attempts in 9 s\n{}",
+        view.logs()
+    );
+    assert_eq!(view.log_count("edge1", "cannot arm the fence"), 1, "{}", view.logs());
+    assert_eq!(view.log_count("edge1", "acquired on"), 0, "{}", view.logs());
+    common::wait_until_sync(SETTLE, "the key given back", || view.key_holder().is_none());
+
+    // A working edge takes the VIP (the failing one goes last).
+    let _edge2 = spawn_keeper(&topo, dir.path(), "edge2", 50, pgha);
+    assert_eq!(view.settled_holder("edge2 up"), "edge2");
+    assert!(!topo.has_address("edge1", vip));
+
+    // Its fencer dies while it holds the VIP: restarted on the next pass, logged once, the VIP stays.
+    let old = fencers(&topo, "edge2");
+    assert_eq!(old.len(), 1, "one fencer runs for the holder: {old:?}");
+    // SAFETY: kill(2) on a process in our own test namespace (started by our keeper).
+    unsafe {
+        libc::kill(old[0], libc::SIGKILL);
+    }
+    common::wait_until_sync(SETTLE, "a new fencer for edge2", || {
+        let now = fencers(&topo, "edge2");
+        now.len() == 1 && now != old
+    });
+    let restarts = view
+        .logs()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("fencing process exited"))
+        .count();
+    assert_eq!(restarts, 1, "the restart is logged once\n{}", view.logs());
+    assert_eq!(view.settled_holder("after the fencer restart"), "edge2");
+    assert_eq!(view.log_count("edge2", "released from"), 0, "{}", view.logs());
 }
 
 /// Not a test: the keeper process that `keepers_hold_the_vip_once_and_move_it_on_faults` starts in each edge
