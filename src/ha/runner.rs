@@ -287,10 +287,18 @@ impl DbNode {
             self.crashed_since = None;
             // Ask the postmaster's own status line first: connecting to a server that is not consistent yet would
             // fork a backend (and log a FATAL line) per attempt.
-            let accepts = self.pg.postmaster_state().is_none_or(|s| s.accepts_connections());
-            let status = match accepts {
-                true => self.pg.status().await.ok(),
-                false => None,
+            // A server that says it accepts connections but does not answer is an error of this loop (paced by
+            // the backoff), not a start: an overloaded primary must not count against primary_start_timeout.
+            let status = match self.pg.postmaster_state() {
+                Some(s) if !s.accepts_connections() => None,
+                Some(_) => Some(
+                    self.pg
+                        .status()
+                        .await
+                        .context("PostgreSQL accepts connections but does not answer")?,
+                ),
+                // No status line yet: the postmaster is just starting.
+                None => self.pg.status().await.ok(),
             };
             match status {
                 Some(s) => {
