@@ -14,7 +14,6 @@ use super::chaos_report::{render, summarize_kinds, ChaosReport, StepRecord};
 use super::chaos_schedule::{schedule, timeline, violation, Step};
 use super::measure::{gap_after, opt_ms};
 use super::ns_probe::{NsProbe, Writability};
-use super::probe::Target;
 use super::six_hosts::{SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT};
 use crate::cli::BenchChaosArgs;
 
@@ -90,40 +89,15 @@ fn keep_logs(six: &SixHosts, opts: &ChaosOptions) -> String {
     }
     let keep = std::env::temp_dir().join(format!("pgha-chaos-logs-{}-{}", opts.seed, std::process::id()));
     let _ = std::fs::create_dir_all(&keep);
-    for h in DBS.iter().chain(EDGES.iter().map(|(e, _)| e)) {
+    for h in six.log_hosts() {
         let _ = std::fs::copy(six.log_path(h), keep.join(format!("{h}.log")));
     }
     keep.display().to_string()
 }
 
-fn log_tails(six: &SixHosts) -> String {
-    let mut out = String::new();
-    for h in DBS.iter().chain(EDGES.iter().map(|(e, _)| e)) {
-        let text = six.log(h);
-        let lines: Vec<&str> = text.lines().collect();
-        out.push_str(&format!(
-            "--- {h}\n{}\n",
-            lines[lines.len().saturating_sub(8)..].join("\n")
-        ));
-    }
-    out
-}
-
-fn every_db(six: &SixHosts) -> anyhow::Result<Target> {
-    let nodes = DBS
-        .iter()
-        .map(|d| Ok((six.ip(d)?.to_string(), PG_PORT)))
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Target {
-        nodes,
-        user: "postgres".into(),
-        password: six.password.clone(),
-    })
-}
-
 /// Creates the probe table, retried: in synchronous mode the commit waits for a recorded synchronous standby.
 async fn create_table(six: &SixHosts) -> anyhow::Result<()> {
-    let target = every_db(six)?;
+    let target = six.direct()?;
     let sql = format!("CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY)");
     let deadline = Instant::now() + READY;
     for _ in 0..READY.as_secs() * 5 {
@@ -145,7 +119,7 @@ async fn drive(six: &mut SixHosts, opts: &ChaosOptions) -> anyhow::Result<ChaosR
     let ready = six
         .wait_ready(READY)
         .await
-        .with_context(|| format!("starting the six-host topology\n{}", log_tails(six)))?;
+        .with_context(|| format!("starting the six-host topology\n{}", six.log_tails(8)))?;
     let ttl = Duration::from_millis(six.view().await?.config.ttl_ms);
     let plan = schedule(opts.seed, opts.steps, ttl);
     if let Some(v) = violation(&plan, EDGES.len(), ttl) {
@@ -153,18 +127,14 @@ async fn drive(six: &mut SixHosts, opts: &ChaosOptions) -> anyhow::Result<ChaosR
     }
     create_table(six).await?;
     let pollers = Writability::start(six)?;
-    let vip = Target {
-        nodes: vec![(six.vip().to_string(), PG_PORT)],
-        user: "postgres".into(),
-        password: six.password.clone(),
-    };
-    let probe = NsProbe::start(six.ns(CLIENT)?, vip, TABLE, 1, None)?;
+    let probe = NsProbe::start(six.ns(CLIENT)?, six.via_vip(PG_PORT), TABLE, 1, None)?;
     Checks::wait_writes(&probe, Duration::from_secs(60))
         .await
         .map_err(anyhow::Error::msg)
         .context("before the first step")?;
     eprintln!(
-        "chaos: seed {}, {} steps, ttl {} ms, ready after {:.0?}: primary {}, VIP on {}",
+        "{} chaos: seed {}, {} steps, ttl {} ms, ready after {:.0?}: primary {}, VIP on {}",
+        utc_now(),
         opts.seed,
         plan.len(),
         ttl.as_millis(),
@@ -247,7 +217,7 @@ impl Chaos<'_> {
             vip_before: holder.into(),
             ..Default::default()
         };
-        eprintln!("step {n}/{of}: {}; {}", r.faults, r.hosts.join(", "));
+        eprintln!("{} step {n}/{of}: {}; {}", utc_now(), r.faults, r.hosts.join(", "));
         let marks: Vec<(&str, u64)> = DBS.iter().map(|d| (*d, self.six.log_len(d))).collect();
         let start = Instant::now();
         let mut running = Vec::new();
@@ -304,22 +274,28 @@ impl Chaos<'_> {
         }
         r.write_gap_ms = opt_ms(gap_after(&self.probe.since(start), start));
         r.violations.extend(self.checks.new_two_writable(&self.pollers));
+        // The acknowledgements first: every id in them was committed before the primary is read.
         let acked = self.probe.snapshot();
-        let lost = self.checks.new_lost(self.six, &leader, &acked).await?;
-        r.lost_acknowledged = lost.len();
-        if self.opts.quorum && !lost.is_empty() {
-            r.violations.push(format!(
-                "no acknowledged write lost: {} of {} missing on {leader}: {:?}",
-                lost.len(),
-                acked.len(),
-                &lost[..lost.len().min(20)]
-            ));
+        match self.checks.new_lost(self.six, &acked).await {
+            Err(why) => r.violations.push(why),
+            Ok((on, lost)) => {
+                r.lost_acknowledged = lost.len();
+                if self.opts.quorum && !lost.is_empty() {
+                    r.violations.push(format!(
+                        "no acknowledged write lost: {} of {} missing on {on}: {:?}",
+                        lost.len(),
+                        acked.len(),
+                        &lost[..lost.len().min(20)]
+                    ));
+                }
+            }
         }
         eprintln!(
-            "  rejoined after {:?} ms, settled after {:?} ms, write gap {:?} ms, primary {leader}, VIP on {}{}",
-            r.rejoin_ms.map(f64::round),
-            r.settle_ms.map(f64::round),
-            r.write_gap_ms.map(f64::round),
+            "{} rejoined after {} ms, settled after {} ms, write gap {} ms, primary {leader}, VIP on {}{}",
+            utc_now(),
+            ms(r.rejoin_ms),
+            ms(r.settle_ms),
+            ms(r.write_gap_ms),
             r.vip_after.as_deref().unwrap_or("?"),
             if r.violations.is_empty() {
                 String::new()
@@ -352,22 +328,31 @@ impl Chaos<'_> {
                 acked.len()
             ));
         }
-        let leader = match six.wait_ready(REJOIN).await {
-            Ok(r) => r.primary,
-            Err(e) => {
-                violations.push(format!("a settled cluster at the end: {e}"));
-                return (acked.len(), checks.lost_so_far(), violations);
-            }
-        };
-        match checks.new_lost(six, &leader, &acked).await {
-            Ok(lost) if opts.quorum && !lost.is_empty() => {
-                violations.push(format!("no acknowledged write lost: {lost:?} missing on {leader}"))
+        if let Err(e) = six.wait_ready(REJOIN).await {
+            violations.push(format!("a settled cluster at the end: {e}"));
+        }
+        match checks.new_lost(six, &acked).await {
+            Ok((on, lost)) if opts.quorum && !lost.is_empty() => {
+                violations.push(format!("no acknowledged write lost: {lost:?} missing on {on}"))
             }
             Ok(_) => {}
-            Err(e) => violations.push(format!("{e:#}")),
+            Err(why) => violations.push(why),
         }
         (acked.len(), checks.lost_so_far(), violations)
     }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.0}"))
+}
+
+/// The wall-clock time of day (UTC, ms) for progress lines, to find the moment in the hosts' JSON logs.
+fn utc_now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let text = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    text.get(11..23).unwrap_or(&text).to_string()
 }
 
 /// A seed from the clock when none is given (printed, so the run can be repeated).

@@ -6,8 +6,6 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use super::ns_probe::{Acks, NsProbe, Writability};
 use super::probe::{lost, Target};
 use super::rejoin::rejoined;
@@ -166,33 +164,51 @@ impl Checks {
             .collect()
     }
 
-    /// Acknowledged ids missing on `leader` that were not reported before (waits for it to answer, within
-    /// [`REJOIN`]).
-    pub async fn new_lost(&mut self, six: &SixHosts, leader: &str, acked: &Acks) -> anyhow::Result<Vec<i64>> {
+    /// The ids on whichever db host accepts writes now (retried for [`REJOIN`]): (its address, ids), or what went
+    /// wrong last.
+    async fn present_ids(&self, six: &SixHosts) -> Result<(String, Vec<i64>), String> {
+        let target = six.direct().map_err(|e| e.to_string())?;
         let sql = format!("SELECT id FROM {} ORDER BY id", self.table);
         let deadline = Instant::now() + REJOIN;
-        let mut present = None;
+        let mut last = String::from("not tried");
         for _ in 0..REJOIN.as_millis() / POLL.as_millis() + 1 {
-            if let Some(c) = self.leader_client(six, leader).await {
-                match tokio::time::timeout(REJOIN, c.query(&sql, &[])).await {
+            match target.primary().await {
+                None => last = "no db host accepts a read-write connection".into(),
+                Some(c) => match tokio::time::timeout(Duration::from_secs(10), c.query(&sql, &[])).await {
                     Ok(Ok(rows)) => {
-                        present = Some(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>());
-                        break;
+                        let addr = c
+                            .query_one("SELECT host(inet_server_addr())", &[])
+                            .await
+                            .map_or_else(|_| "?".into(), |r| r.get::<_, String>(0));
+                        let host = DBS
+                            .iter()
+                            .find(|d| six.ip(d).is_ok_and(|ip| ip.to_string() == addr))
+                            .map_or(addr, |d| d.to_string());
+                        return Ok((host, rows.iter().map(|r| r.get(0)).collect()));
                     }
-                    _ => self.leader = None,
-                }
+                    Ok(Err(e)) => last = format!("query: {e}"),
+                    Err(_) => last = "query: no answer within 10 s".into(),
+                },
             }
             if Instant::now() >= deadline {
                 break;
             }
             tokio::time::sleep(POLL).await;
         }
-        let present = present.with_context(|| format!("reading the acknowledged ids on {leader}"))?;
-        let new: Vec<i64> = lost(acked, &present)
+        Err(last)
+    }
+
+    /// Acknowledged ids missing on the primary that were not reported before: (primary's address, ids).
+    pub async fn new_lost(&mut self, six: &SixHosts, acked: &Acks) -> Result<(String, Vec<i64>), String> {
+        let (host, present) = self
+            .present_ids(six)
+            .await
+            .map_err(|why| format!("reading the acknowledged ids on the primary within {REJOIN:?}: {why}"))?;
+        let new = lost(acked, &present)
             .into_iter()
             .filter(|id| self.known_lost.insert(*id))
             .collect();
-        Ok(new)
+        Ok((host, new))
     }
 
     /// Every acknowledged id found missing so far.

@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::measure::{first_write_after_outage, gap_after, max_writable, opt_ms, summarize_runs, NetRun, NetSummary};
 use super::ns_probe::{NsProbe, Writability};
 use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
-use super::probe::{lost, Target};
-use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT, REPLICA_PORT};
+use super::probe::lost;
+use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, EDGES, PG_PORT, REPLICA_PORT};
 use crate::cli::{BenchFailoverArgs, Scenario};
 use crate::ctl::output::table_of;
 
@@ -46,21 +46,6 @@ fn moves_vip(s: Scenario) -> bool {
     matches!(s, Scenario::EdgeCrash | Scenario::EdgePartition)
 }
 
-/// Every host's log tail, for errors.
-fn log_tails(six: &SixHosts) -> String {
-    let mut out = String::new();
-    for h in log_hosts(six) {
-        let text = six.log(h);
-        let lines: Vec<&str> = text.lines().collect();
-        out.push_str(&format!(
-            "--- {}\n{}\n",
-            h,
-            lines[lines.len().saturating_sub(8)..].join("\n")
-        ));
-    }
-    out
-}
-
 async fn one_run(
     six: &mut SixHosts,
     exe: &Path,
@@ -72,10 +57,10 @@ async fn one_run(
     let Ready { primary, vip_holder } = six
         .wait_ready(READY)
         .await
-        .with_context(|| format!("waiting for the cluster before a run\n{}", log_tails(six)))?;
+        .with_context(|| format!("waiting for the cluster before a run\n{}", six.log_tails(8)))?;
     let ttl = Duration::from_millis(six.view().await?.config.ttl_ms);
-    let reader = reader.then(|| via_vip_port(six, REPLICA_PORT));
-    let probe = NsProbe::start(six.ns(CLIENT)?, via_vip_port(six, PG_PORT), TABLE, first, reader)?;
+    let reader = reader.then(|| six.via_vip(REPLICA_PORT));
+    let probe = NsProbe::start(six.ns(CLIENT)?, six.via_vip(PG_PORT), TABLE, first, reader)?;
     let start = Instant::now();
     while probe.snapshot().len() < STEADY {
         anyhow::ensure!(
@@ -85,7 +70,7 @@ async fn one_run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Where each host's log stands at the fault: the phases are read from there on, not from the start every run.
-    let marks: Vec<(String, u64)> = log_hosts(six).map(|h| (h.to_string(), six.log_len(h))).collect();
+    let marks: Vec<(String, u64)> = six.log_hosts().map(|h| (h.to_string(), six.log_len(h))).collect();
     let t0 = Instant::now();
     let t0_wall = std::time::SystemTime::now();
     match scenario {
@@ -139,7 +124,7 @@ async fn one_run(
             anyhow::bail!(
                 "{scenario:?}: not writing steadily again within {DEADLINE:?} (new leader {new_leader_at:?}, VIP \
                  move {vip_at:?})\n{}",
-                log_tails(six)
+                six.log_tails(8)
             );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -179,11 +164,6 @@ async fn one_run(
     })
 }
 
-/// The hosts that run pgha (and write logs).
-fn log_hosts(six: &SixHosts) -> impl Iterator<Item = &str> {
-    six.topo.hosts.iter().map(|h| h.name.as_str()).filter(|h| *h != CLIENT)
-}
-
 /// Per-phase timings of the run that started at `t0`, from every host's log past its mark.
 fn run_phases(six: &SixHosts, marks: &[(String, u64)], t0: std::time::SystemTime, new_leader: Option<&str>) -> Phases {
     let lines: Vec<LogLine> = marks
@@ -201,31 +181,9 @@ fn run_phases(six: &SixHosts, marks: &[(String, u64)], t0: std::time::SystemTime
     )
 }
 
-/// The VIP's `port` (the edges' primary port is [`PG_PORT`]).
-fn via_vip_port(six: &SixHosts, port: u16) -> Target {
-    Target {
-        nodes: vec![(six.vip().to_string(), port)],
-        user: "postgres".into(),
-        password: six.password.clone(),
-    }
-}
-
-/// Every db host directly (from the machine, over the bridge).
-fn direct(six: &SixHosts) -> anyhow::Result<Target> {
-    let nodes = DBS
-        .iter()
-        .map(|d| Ok((six.ip(d)?.to_string(), PG_PORT)))
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Target {
-        nodes,
-        user: "postgres".into(),
-        password: six.password.clone(),
-    })
-}
-
 /// Ids present on the current primary (waits for one, within the deadline).
 async fn present_ids(six: &SixHosts) -> anyhow::Result<Vec<i64>> {
-    let target = direct(six)?;
+    let target = six.direct()?;
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(p) = target.primary().await {
@@ -257,8 +215,8 @@ pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<Net
     let mut six = SixHosts::start(&opts)?;
     six.wait_ready(READY)
         .await
-        .with_context(|| format!("starting the six-host topology\n{}", log_tails(&six)))?;
-    let primary = direct(&six)?.primary().await.context("connecting to the primary")?;
+        .with_context(|| format!("starting the six-host topology\n{}", six.log_tails(8)))?;
+    let primary = six.direct()?.primary().await.context("connecting to the primary")?;
     primary
         .execute(
             &format!("CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY)"),

@@ -19,6 +19,7 @@ use crate::netns::{NetnsError, NsChild, Topology, IFACE};
 use crate::tls::{NodeTls, TlsFiles};
 
 use super::pg_disk::PgDisk;
+use super::probe::Target;
 
 /// The db hosts.
 pub const DBS: [&str; 3] = ["db1", "db2", "db3"];
@@ -412,6 +413,47 @@ impl SixHosts {
     /// Reconnects `host`.
     pub fn restore(&self, host: &str) -> Result<(), SixHostsError> {
         Ok(self.topo.restore(host)?)
+    }
+
+    /// A superuser target through the VIP's `port` ([`PG_PORT`]: the edges' primary port).
+    pub fn via_vip(&self, port: u16) -> Target {
+        Target {
+            nodes: vec![(self.vip().to_string(), port)],
+            user: "postgres".into(),
+            password: self.password.clone(),
+        }
+    }
+
+    /// A superuser target of every db host directly (from the machine, over the bridge).
+    pub fn direct(&self) -> Result<Target, SixHostsError> {
+        let nodes = DBS
+            .iter()
+            .map(|d| Ok((self.ip(d)?.to_string(), PG_PORT)))
+            .collect::<Result<_, SixHostsError>>()?;
+        Ok(Target {
+            nodes,
+            user: "postgres".into(),
+            password: self.password.clone(),
+        })
+    }
+
+    /// The hosts that run pgha (and write logs).
+    pub fn log_hosts(&self) -> impl Iterator<Item = &str> {
+        self.topo.hosts.iter().map(|h| h.name.as_str()).filter(|h| *h != CLIENT)
+    }
+
+    /// The last `n` lines of every host's log, for errors.
+    pub fn log_tails(&self, n: usize) -> String {
+        let mut out = String::new();
+        for h in self.log_hosts() {
+            let text = self.log(h);
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!(
+                "--- {h}\n{}\n",
+                lines[lines.len().saturating_sub(n)..].join("\n")
+            ));
+        }
+        out
     }
 
     /// Where `host`'s pgha logs go.
