@@ -84,7 +84,7 @@ impl DbNode {
                     // A manual failover with no leader handing over: in synchronous mode the candidate must know
                     // it holds every acknowledged commit, like a race winner.
                     if let Err(why) = self.may_take_leader(view).await? {
-                        tracing::warn!("failover candidate, but not taking the leader key: {why}");
+                        self.note_race_lost("failover candidate, but not taking the leader key", &why);
                         return Ok(());
                     }
                 }
@@ -363,12 +363,21 @@ impl DbNode {
         Ok(should_take_leader(&me, &peers, self.last_leader_lsn, max_lag).map(|()| me.lsn))
     }
 
+    /// Logs why this member does not take the free key, once per reason (the race runs every loop, and the reason's
+    /// numbers change on every attempt).
+    fn note_race_lost(&mut self, what: &str, why: &str) {
+        let kind = why.split(" (").next().unwrap_or(why);
+        if matches!(self.race_log.failed(kind, why), crate::retry::LogNow::Failing { .. }) {
+            tracing::info!(event = "race_lost", "{what}: {why}");
+        }
+    }
+
     async fn race(&mut self, view: &ClusterView) -> anyhow::Result<()> {
         let lease = self.session.lease().context("no DCS session")?;
         let lsn = match self.may_take_leader(view).await? {
             Ok(lsn) => lsn,
             Err(why) => {
-                tracing::info!("not taking the leader key: {why}");
+                self.note_race_lost("not taking the leader key", &why);
                 return Ok(());
             }
         };

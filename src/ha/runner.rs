@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use super::decide::{decide, LocalData, LocalPg, LocalState};
+use super::decide::{decide, Action, LocalData, LocalPg, LocalState};
 use super::keys::Keys;
 use super::model::{ClusterView, DynamicConfig, MemberInfo, PgRole, PgState};
 use super::session::{self, Session};
@@ -75,6 +75,8 @@ pub struct DbNode {
     pub(super) stalled_since: Option<Instant>,
     /// A rewind was tried during the current stall.
     pub(super) stall_rewound: bool,
+    /// Why the last leader races were not won (logged once per reason, forgotten once there is no race).
+    pub(super) race_log: FailureLog,
     /// Set while a long action runs, for the published state.
     pub(super) activity: Option<PgState>,
     pub(super) last_status: Option<PgStatus>,
@@ -122,6 +124,7 @@ impl DbNode {
             starting_since: None,
             stalled_since: None,
             stall_rewound: false,
+            race_log: FailureLog::default(),
             activity: None,
             last_status: None,
             fencer: None,
@@ -252,6 +255,9 @@ impl DbNode {
             self.keep_standby_sync_spec().await;
         }
         let decision = decide(&view, &local);
+        if !matches!(decision.action, Action::Race | Action::TakeOver) {
+            self.race_log = FailureLog::default();
+        }
         if decision.reason != self.last_reason {
             tracing::info!(event = "decision", action = ?decision.action, "{}", decision.reason);
             self.last_reason = decision.reason.clone();
