@@ -41,18 +41,7 @@ async fn frozen_primary_rejoins(mode: &str) {
 
     cluster.signal(li, libc::SIGSTOP);
     let frozen_at = Instant::now();
-    let new_leader = common::wait_for(
-        Duration::from_secs(60),
-        "a new leader while the primary is frozen",
-        || async {
-            cluster
-                .wait_pg_cluster(0, Duration::from_millis(500))
-                .await
-                .ok()
-                .filter(|l| *l != leader)
-        },
-    )
-    .await;
+    let new_leader = db::wait_new_leader(&cluster, &leader, Duration::from_secs(60)).await;
     let freeze = TTL * 10;
     if let Some(rest) = freeze.checked_sub(frozen_at.elapsed()) {
         tokio::time::sleep(rest).await; // the fault's length, not a wait for a condition
@@ -346,14 +335,7 @@ async fn unwritable_fence_deadline_stops_the_primary_and_it_rejoins() {
     // `fence.tmp` is where the deadline is written before its rename: a directory there fails every write.
     let blocker: PathBuf = cluster.nodes[li].data_dir.join("fence.tmp");
     std::fs::create_dir(&blocker).expect("block the fence file");
-    let new_leader = common::wait_for(Duration::from_secs(60), "another leader", || async {
-        cluster
-            .wait_pg_cluster(0, Duration::from_millis(500))
-            .await
-            .ok()
-            .filter(|l| *l != leader)
-    })
-    .await;
+    let new_leader = db::wait_new_leader(&cluster, &leader, Duration::from_secs(60)).await;
     assert_ne!(
         probe::in_recovery(ports[li], &pw).await,
         Some(false),

@@ -652,6 +652,11 @@ impl DbNode {
             "stepping down: fast shutdown (standbys receive all WAL), immediate if not done by the fence instant"
         );
         self.pg.stop_draining(drain).await.context("stopping PostgreSQL")?;
+        self.stopped_leading().await
+    }
+
+    /// After PostgreSQL stopped: disarm the fence, forget the upstream, release the leader key if we can.
+    async fn stopped_leading(&mut self) -> anyhow::Result<()> {
         self.session.disarm_fence()?;
         self.expect_running = false;
         self.following = None;
@@ -670,13 +675,7 @@ impl DbNode {
             .stop(StopMode::Immediate, Duration::from_secs(10))
             .await
             .context("stopping PostgreSQL")?;
-        self.session.disarm_fence()?;
-        self.expect_running = false;
-        self.following = None;
-        if let Err(e) = self.store().delete_leader(&self.s.name, None).await {
-            tracing::debug!("leader key not released (it expires with the lease): {e}");
-        }
-        Ok(())
+        self.stopped_leading().await
     }
 
     /// Clean stop (SIGTERM): a primary checkpoints, stops fast (replicas receive everything), and releases the

@@ -57,6 +57,18 @@ pub fn lay_out(members: usize, extra: &str, ha_lines: &str) -> LocalCluster {
     LocalCluster::create_with(&common::exe(), keep.as_deref(), members, Role::Db, false, layout).expect("laying out")
 }
 
+/// Polls until a member other than `old` leads with PostgreSQL running as primary; returns its name.
+pub async fn wait_new_leader(cluster: &LocalCluster, old: &str, timeout: Duration) -> String {
+    common::wait_for(timeout, &format!("a leader other than {old}"), || async {
+        cluster
+            .wait_pg_cluster(0, Duration::from_millis(500))
+            .await
+            .ok()
+            .filter(|l| l != old)
+    })
+    .await
+}
+
 pub fn index_of(cluster: &LocalCluster, name: &str) -> usize {
     cluster
         .nodes
