@@ -392,8 +392,9 @@ impl DbNode {
     async fn promote(&mut self, view: &ClusterView, reason: &str) -> anyhow::Result<()> {
         let before = self.pg.status().await.ok();
         // Replicas follow the leader key, not the promotion: with their slots here they stream at once.
-        if let Err(e) = self.pg.create_slots(&self.member_slots(view)).await {
-            tracing::warn!("creating replication slots before the promotion failed (continuing): {e}");
+        match self.pg.create_slots(&self.member_slots(view)).await {
+            Ok(created) => self.record_slots(&created, &[]),
+            Err(e) => tracing::warn!("creating replication slots before the promotion failed (continuing): {e}"),
         }
         // Guarded before it can accept a write, whatever happens to the promotion's polling below.
         self.guard_primary().await?;
@@ -530,12 +531,48 @@ impl DbNode {
         self.manage_sync(view).await.context("synchronous replication")
     }
 
-    /// One physical replication slot per other member, and no slot of a member that left.
-    async fn ensure_member_slots(&self, view: &ClusterView) -> anyhow::Result<()> {
-        self.pg
-            .ensure_slots(&self.member_slots(view))
+    /// One physical replication slot per other member, kept `member_slots_ttl_ms` after the member's key is gone;
+    /// only slots pgha created are dropped; a slot retaining too much WAL is warned about once.
+    async fn ensure_member_slots(&mut self, view: &ClusterView) -> anyhow::Result<()> {
+        if let Err(e) = self.owned_slots.adopt_if_unknown(&self.member_slots(view)) {
+            tracing::warn!("cannot write the slot record: {e}");
+        }
+        let wanted = super::slots::kept_member_slots(
+            &self.s.name,
+            view.members.keys().map(String::as_str),
+            &self.member_seen,
+            std::time::Instant::now(),
+            Duration::from_millis(self.config.member_slots_ttl_ms),
+        );
+        let changes = self
+            .pg
+            .ensure_slots(&wanted, &self.owned_slots.names())
             .await
-            .context("managing replication slots")
+            .context("managing replication slots")?;
+        self.record_slots(&changes.created, &changes.dropped);
+        let threshold = self.config.slot_retained_warn_bytes;
+        if threshold > 0 {
+            if let Ok(report) = self.pg.slot_report().await {
+                for (slot, bytes) in super::slots::newly_over(&report, threshold, &mut self.slots_warned) {
+                    tracing::warn!(
+                        event = "slot_retains_wal",
+                        slot,
+                        retained_bytes = bytes,
+                        "replication slot {slot} retains {} MiB of WAL (slot_retained_warn_bytes {} MiB): its consumer \
+                         is away or behind; drop the slot or lower member_slots_ttl_ms if it will not come back",
+                        bytes >> 20,
+                        threshold >> 20
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record_slots(&mut self, created: &[String], dropped: &[String]) {
+        if let Err(e) = self.owned_slots.record(created, dropped) {
+            tracing::warn!("cannot write the slot record: {e}");
+        }
     }
 
     fn member_slots(&self, view: &ClusterView) -> Vec<String> {

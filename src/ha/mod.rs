@@ -11,6 +11,7 @@ pub mod race;
 mod rebind;
 pub mod runner;
 pub mod session;
+pub mod slots;
 pub mod store;
 pub mod sync;
 mod sync_leader;

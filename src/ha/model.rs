@@ -117,6 +117,10 @@ pub struct DynamicConfig {
     pub maximum_lag_on_failover: u64,
     /// How long a crashed primary may take to restart in place before it gives up the lease.
     pub primary_start_timeout_ms: u64,
+    /// How long the primary keeps the replication slot of a member whose key is gone (a replica rebooting).
+    pub member_slots_ttl_ms: u64,
+    /// A slot retaining more WAL than this is warned about once per crossing (0: never).
+    pub slot_retained_warn_bytes: u64,
     /// Maintenance mode: no automatic promotion or demotion.
     pub paused: bool,
     /// Cluster-wide PostgreSQL parameters (a node's local `[postgresql.parameters]` win over them).
@@ -198,6 +202,8 @@ impl Default for DynamicConfig {
             loop_wait_ms: 250,
             maximum_lag_on_failover: 1 << 20,
             primary_start_timeout_ms: 10_000,
+            member_slots_ttl_ms: 30 * 60 * 1000,
+            slot_retained_warn_bytes: 1 << 30,
             paused: false,
             postgresql_parameters: BTreeMap::new(),
             synchronous_mode: SyncMode::Off,

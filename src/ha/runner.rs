@@ -77,6 +77,12 @@ pub struct DbNode {
     pub(super) stall_rewound: bool,
     /// Why the last leader races were not won (logged once per reason, forgotten once there is no race).
     pub(super) race_log: FailureLog,
+    /// The replication slots this node created (the only ones it ever drops).
+    pub(super) owned_slots: super::slots::OwnedSlots,
+    /// When each other member was last in the view (its slot is kept `member_slots_ttl_ms` after).
+    pub(super) member_seen: BTreeMap<String, Instant>,
+    /// Slots already warned about for their retained WAL.
+    pub(super) slots_warned: std::collections::BTreeSet<String>,
     /// Set while a long action runs, for the published state.
     pub(super) activity: Option<PgState>,
     pub(super) last_status: Option<PgStatus>,
@@ -109,6 +115,7 @@ impl DbNode {
         let ttl = Duration::from_millis(config.ttl_ms);
         let session = Session::new(ttl, s.fence_file.clone());
         let timing = Arc::new(Mutex::new((ttl, Duration::from_millis(config.loop_wait_ms))));
+        let owned_slots = super::slots::OwnedSlots::load(s.fence_file.with_file_name("slots.owned"));
         DbNode {
             keys: Keys::new(&s.cluster),
             s,
@@ -125,6 +132,9 @@ impl DbNode {
             stalled_since: None,
             stall_rewound: false,
             race_log: FailureLog::default(),
+            owned_slots,
+            member_seen: BTreeMap::new(),
+            slots_warned: Default::default(),
             activity: None,
             last_status: None,
             fencer: None,
@@ -227,6 +237,10 @@ impl DbNode {
                 Duration::from_millis(self.config.ttl_ms),
                 Duration::from_millis(self.config.loop_wait_ms),
             );
+        }
+        let now = Instant::now();
+        for name in view.members.keys().filter(|n| **n != self.s.name) {
+            self.member_seen.insert(name.clone(), now);
         }
         if let Some(leader) = view.leader_member() {
             if leader.role == PgRole::Primary {

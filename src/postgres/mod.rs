@@ -39,6 +39,7 @@ pub use control::{postmaster_pid, postmaster_state, PmState, Postgres, Readiness
 pub use controldata::ControlData;
 pub use error::PgError;
 pub use names::{lsn_to_string, parse_lsn, slot_name};
+pub use sql::{SlotChanges, SlotReport};
 pub use status::{PgStatus, ReplicationPeer, WalReceiver};
 
 /// Everything pgha needs to run one PostgreSQL instance (its `Debug` output redacts the passwords).

@@ -61,22 +61,41 @@ async fn physical_slots(client: &Client, step: &'static str) -> Result<Vec<SlotR
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
+/// One replication slot on the primary, for reports (`ctl list --slots`, retained-WAL warnings).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SlotReport {
+    pub name: String,
+    /// `physical` or `logical`.
+    pub kind: String,
+    pub active: bool,
+    /// WAL kept for it: current position minus its restart position (0 when it has none yet).
+    pub retained_bytes: u64,
+}
+
+/// What [`Postgres::ensure_slots`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlotChanges {
+    pub created: Vec<String>,
+    pub dropped: Vec<String>,
+}
+
 /// What [`Postgres::ensure_slots`] does with the existing physical slots.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlotPlan {
     /// Wanted slots that do not exist.
     pub create: Vec<String>,
-    /// Unwanted, inactive, persistent slots.
+    /// Unwanted, inactive, persistent slots that pgha created.
     pub drop: Vec<String>,
-    /// Unwanted slots still in use (left for a later round).
+    /// Unwanted slots of pgha's still in use (left for a later round).
     pub busy: Vec<String>,
 }
 
 /// One existing physical slot: name, active, temporary.
 pub type SlotRow = (String, bool, bool);
 
-/// Pure slot reconciliation: temporary slots (pg_basebackup's) are never touched.
-pub fn plan_slots(existing: &[SlotRow], wanted: &[String]) -> SlotPlan {
+/// Pure slot reconciliation: only slots pgha created (`owned`) are ever dropped; temporary slots (pg_basebackup's)
+/// and everybody else's (a backup tool's, pg_receivewal's) are left alone.
+pub fn plan_slots(existing: &[SlotRow], wanted: &[String], owned: &[String]) -> SlotPlan {
     let mut plan = SlotPlan::default();
     for w in wanted {
         if !existing.iter().any(|(name, _, _)| name == w) && !plan.create.contains(w) {
@@ -84,7 +103,7 @@ pub fn plan_slots(existing: &[SlotRow], wanted: &[String]) -> SlotPlan {
         }
     }
     for (name, active, temporary) in existing {
-        if *temporary || wanted.contains(name) {
+        if *temporary || wanted.contains(name) || !owned.contains(name) {
             continue;
         }
         if *active { &mut plan.busy } else { &mut plan.drop }.push(name.clone());
@@ -214,52 +233,84 @@ impl Postgres {
     /// restricts slot names to `[a-z0-9_]`, the same alphabet as [`super::slot_name`]), so a physical slot kept
     /// for another tool must be listed in `wanted`. Logical and temporary slots are never touched; an active
     /// unwanted slot is left for a later call.
-    pub async fn ensure_slots(&self, wanted: &[String]) -> Result<(), PgError> {
+    pub async fn ensure_slots(&self, wanted: &[String], owned: &[String]) -> Result<SlotChanges, PgError> {
         const STEP: &str = "reconciling replication slots";
         self.with_kept_client(|client| async move {
             self.require_primary(&client, STEP).await?;
             let existing = physical_slots(&client, STEP).await?;
-            let plan = plan_slots(&existing, wanted);
-            self.create_slots_on(&client, &plan.create, STEP).await?;
-            self.drop_slots_on(&client, &plan, STEP).await;
-            Ok(())
+            let plan = plan_slots(&existing, wanted, owned);
+            let created = self.create_slots_on(&client, &plan.create, STEP).await?;
+            let dropped = self.drop_slots_on(&client, &plan, STEP).await;
+            Ok(SlotChanges { created, dropped })
         })
         .await
     }
 
-    /// Drops the plan's unwanted inactive slots (a failure is left for a later call).
-    async fn drop_slots_on(&self, client: &Client, plan: &SlotPlan, step: &'static str) {
+    /// Every replication slot with the WAL it retains (primary only).
+    pub async fn slot_report(&self) -> Result<Vec<SlotReport>, PgError> {
+        const STEP: &str = "reading replication slots";
+        self.with_kept_client(|client| async move {
+            let sql = "SELECT slot_name::text, slot_type::text, active, \
+                       COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint \
+                       FROM pg_replication_slots WHERE NOT temporary ORDER BY slot_name";
+            let rows = timed(STEP, SQL_TIMEOUT, client.query(sql, &[])).await?;
+            Ok(rows
+                .iter()
+                .map(|r| SlotReport {
+                    name: r.get(0),
+                    kind: r.get(1),
+                    active: r.get(2),
+                    retained_bytes: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Drops the plan's unwanted inactive slots (a failure is left for a later call); returns those dropped.
+    async fn drop_slots_on(&self, client: &Client, plan: &SlotPlan, step: &'static str) -> Vec<String> {
+        let mut dropped = Vec::new();
         for slot in &plan.drop {
-            let dropped = timed(
+            let result = timed(
                 step,
                 SQL_TIMEOUT,
                 client.execute("SELECT pg_drop_replication_slot($1)", &[slot]),
             )
             .await;
-            match dropped {
-                Ok(_) => tracing::info!(member = %self.settings.name, slot, "replication slot dropped"),
+            match result {
+                Ok(_) => {
+                    tracing::info!(member = %self.settings.name, slot, event = "slot_dropped", "replication slot dropped");
+                    dropped.push(slot.clone());
+                }
                 Err(e) => tracing::debug!(slot, "replication slot not dropped: {e}"),
             }
         }
         for slot in &plan.busy {
             tracing::debug!(slot, "unwanted replication slot still active: dropped later");
         }
+        dropped
     }
 
     /// Creates those of `wanted` that are missing, reserving WAL, and drops nothing; works on a standby too. A
     /// promotion candidate calls it before promoting: replicas re-pointed at it stream at once (cascading, then
     /// across the timeline switch) instead of failing on a missing slot and retrying later.
-    pub async fn create_slots(&self, wanted: &[String]) -> Result<(), PgError> {
+    pub async fn create_slots(&self, wanted: &[String]) -> Result<Vec<String>, PgError> {
         const STEP: &str = "creating replication slots";
         self.with_kept_client(|client| async move {
             let existing = physical_slots(&client, STEP).await?;
-            let missing: Vec<String> = plan_slots(&existing, wanted).create;
+            let missing: Vec<String> = plan_slots(&existing, wanted, &[]).create;
             self.create_slots_on(&client, &missing, STEP).await
         })
         .await
     }
 
-    async fn create_slots_on(&self, client: &Client, slots: &[String], step: &'static str) -> Result<(), PgError> {
+    /// Creates `slots` (an existing one counts as created: a slot of that name is pgha's to manage); returns them.
+    async fn create_slots_on(
+        &self,
+        client: &Client,
+        slots: &[String],
+        step: &'static str,
+    ) -> Result<Vec<String>, PgError> {
         if let Some(bad) = slots.iter().find(|w| !is_valid_slot_name(w)) {
             return Err(PgError::Settings(format!(
                 "replication slot name {bad:?} is not [a-z0-9_]{{1,63}}"
@@ -268,13 +319,15 @@ impl Postgres {
         for slot in slots {
             let sql = "SELECT pg_create_physical_replication_slot($1, true)";
             match timed(step, SQL_TIMEOUT, client.execute(sql, &[slot])).await {
-                Ok(_) => tracing::info!(member = %self.settings.name, slot, "replication slot created"),
+                Ok(_) => {
+                    tracing::info!(member = %self.settings.name, slot, event = "slot_created", "replication slot created")
+                }
                 Err(PgError::Sql { error, .. })
                     if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(slots.to_vec())
     }
 
     /// Once the running server uses `synchronous_standby_names = wanted`, commits one tiny transaction with local
@@ -344,7 +397,9 @@ mod tests {
             ("old".into(), false, false),
             ("busy_old".into(), true, false),
             ("pg_basebackup_123".into(), true, true),
+            ("barman".into(), false, false),
         ];
+        let owned = names(&["db2", "old", "busy_old", "pg_basebackup_123"]);
         let cases = [
             (
                 names(&["db2", "db3"]),
@@ -365,7 +420,10 @@ mod tests {
             (names(&["db2", "old", "busy_old"]), SlotPlan::default()),
         ];
         for (wanted, want) in cases {
-            assert_eq!(plan_slots(&existing, &wanted), want, "{wanted:?}");
+            assert_eq!(plan_slots(&existing, &wanted, &owned), want, "{wanted:?}");
         }
+        // Nothing pgha did not create is ever dropped: a backup tool's slot, or everything when nothing is owned.
+        assert_eq!(plan_slots(&existing, &names(&["db2"]), &[]).drop, Vec::<String>::new());
+        assert!(!plan_slots(&existing, &[], &owned).drop.contains(&"barman".to_string()));
     }
 }
