@@ -94,6 +94,8 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
             synchronous_mode: h.synchronous_mode,
             synchronous_mode_strict: h.synchronous_mode_strict,
             synchronous_node_count: h.synchronous_node_count,
+            // Dynamic-only settings (`ctl edit-config --set`) start at their defaults.
+            ..DynamicConfig::default()
         },
         rewind_fallback_reinit: pgc.rewind_fallback_reinit,
         allow_wipe_foreign_data: pgc.allow_wipe_foreign_data,
