@@ -146,7 +146,7 @@ async fn primary_replica_failover_and_rewind() {
     }
 
     // 2. A streaming replica through a slot.
-    a.ensure_slots(&[slot_name("node-b")]).await.expect("slots on a");
+    a.ensure_slots(&[slot_name("node-b")], &[]).await.expect("slots on a");
     b.basebackup("127.0.0.1", a.settings().port, COPY)
         .await
         .expect("basebackup");
@@ -182,7 +182,7 @@ async fn primary_replica_failover_and_rewind() {
     a.stop(StopMode::Fast, START).await.expect("stop a");
     assert!(a.postmaster_pid().is_none());
     a.stop(StopMode::Fast, START).await.expect("stop again is a no-op");
-    b.ensure_slots(&[slot_name("node-a")]).await.expect("slots on b");
+    b.ensure_slots(&[slot_name("node-a")], &[]).await.expect("slots on b");
     a.write_config(&replica_of(&b, "node-a")).await.expect("a as replica");
     a.rewind("127.0.0.1", b.settings().port, COPY).await.expect("rewind a");
     assert!(matches!(
@@ -211,7 +211,7 @@ async fn primary_replica_failover_and_rewind() {
     b.stop(StopMode::Immediate, START).await.expect("stop b");
     let crashed = b.data_state().await.expect("state");
     assert!(matches!(&crashed, DataState::Initialized { cluster_state, .. } if cluster_state == "in production"));
-    a.ensure_slots(&[slot_name("node-b")]).await.expect("slots on a");
+    a.ensure_slots(&[slot_name("node-b")], &[]).await.expect("slots on a");
     b.write_config(&replica_of(&a, "node-b")).await.expect("b as replica");
     b.rewind("127.0.0.1", a.settings().port, COPY).await.expect("rewind b");
     b.start(START).await.expect("start b as replica");
@@ -308,7 +308,7 @@ async fn tls_replication_is_verified_and_required() {
     a.write_config(&ConfRole::Primary).await.expect("config");
     a.start(START).await.expect("start a");
     a.create_roles().await.expect("roles");
-    a.ensure_slots(&[slot_name("tls-b")]).await.expect("slots");
+    a.ensure_slots(&[slot_name("tls-b")], &[]).await.expect("slots");
     let key = a.settings().data_dir.join("pgha_server.key");
     let meta = std::fs::metadata(&key).expect("key copy");
     assert_eq!(
