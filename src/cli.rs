@@ -219,7 +219,11 @@ pub enum DsnRole {
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
     /// The PostgreSQL cluster: members, roles, states, timelines, LSNs and lag (what `patronictl list` shows).
-    List,
+    List {
+        /// Also list the leader's replication slots (pgha's and others', with the WAL they retain).
+        #[arg(long)]
+        slots: bool,
+    },
     /// Planned switchover: the leader checkpoints, stops cleanly and hands over to the candidate.
     Switchover {
         /// The current leader (checked).

@@ -60,6 +60,8 @@ fn snapshot(primary: bool, lsn: u64, tags: &[(&str, &str)]) -> NodeSnapshot {
             system_identifier: 1,
             paused: false,
             version: String::new(),
+            note: None,
+            slots: Vec::new(),
         },
     );
     NodeSnapshot {

@@ -69,7 +69,7 @@ pub fn rows(view: &ClusterView) -> Vec<ListRow> {
 }
 
 /// Prints the cluster table.
-pub async fn list(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result<()> {
+pub async fn list(dcs: &DcsClient, cluster: &str, out: Output, with_slots: bool) -> anyhow::Result<()> {
     let keys = Keys::new(cluster);
     let view = Store { dcs, keys: &keys }.view().await?;
     let rows = rows(&view);
@@ -83,6 +83,7 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result
             "members": rows,
             "edges": edges,
             "vip_holder": vip,
+            "slots": with_slots.then(|| view.leader_member().map(|m| m.slots.clone()).unwrap_or_default()),
         }));
     }
     let sysid = view
@@ -132,8 +133,42 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result
     if view.config.paused {
         println!(" Maintenance mode: on");
     }
+    for m in view.members.values() {
+        if let Some(note) = &m.note {
+            println!(" {}: {note}", m.name);
+        }
+    }
     super::edges::print(&edges, vip.as_deref());
+    if with_slots {
+        print_slots(&view);
+    }
     Ok(())
+}
+
+/// The leader's replication slots: pgha's own and everybody else's (left alone by pgha).
+fn print_slots(view: &ClusterView) {
+    let Some(leader) = view.leader_member() else {
+        println!(" Slots: no leader");
+        return;
+    };
+    let cells: Vec<Vec<String>> = leader
+        .slots
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.kind.clone(),
+                if s.active { "yes" } else { "no" }.into(),
+                if s.owned { "pgha" } else { "other" }.into(),
+                format!("{} MiB", s.retained_bytes >> 20),
+            ]
+        })
+        .collect();
+    println!("Slots on {}:", leader.name);
+    println!(
+        "{}",
+        output::table(&["Slot", "Type", "Active", "Owner", "Retained WAL"], &cells)
+    );
 }
 
 /// The role column, as `patronictl list` words it.

@@ -45,7 +45,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     let client = client_from_config(&config)?;
     match args.command {
         CtlCommand::Members => members::list(&client, args.output).await,
-        CtlCommand::List => list::list(&client, &config.cluster.name, args.output).await,
+        CtlCommand::List { slots } => list::list(&client, &config.cluster.name, args.output, slots).await,
         CtlCommand::Switchover { cancel: true, .. } => switchover::cancel(&client, &config.cluster.name).await,
         CtlCommand::Switchover {
             leader,

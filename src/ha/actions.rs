@@ -551,19 +551,18 @@ impl DbNode {
             .context("managing replication slots")?;
         self.record_slots(&changes.created, &changes.dropped);
         let threshold = self.config.slot_retained_warn_bytes;
-        if threshold > 0 {
-            if let Ok(report) = self.pg.slot_report().await {
-                for (slot, bytes) in super::slots::newly_over(&report, threshold, &mut self.slots_warned) {
-                    tracing::warn!(
-                        event = "slot_retains_wal",
-                        slot,
-                        retained_bytes = bytes,
-                        "replication slot {slot} retains {} MiB of WAL (slot_retained_warn_bytes {} MiB): its consumer \
-                         is away or behind; drop the slot or lower member_slots_ttl_ms if it will not come back",
-                        bytes >> 20,
-                        threshold >> 20
-                    );
-                }
+        if let Ok(report) = self.pg.slot_report().await {
+            self.published_slots = super::slots::published(&report, &self.owned_slots.names());
+            for (slot, bytes) in super::slots::newly_over(&report, threshold, &mut self.slots_warned) {
+                tracing::warn!(
+                    event = "slot_retains_wal",
+                    slot,
+                    retained_bytes = bytes,
+                    "replication slot {slot} retains {} MiB of WAL (slot_retained_warn_bytes {} MiB): its consumer \
+                     is away or behind; drop the slot or lower member_slots_ttl_ms if it will not come back",
+                    bytes >> 20,
+                    threshold >> 20
+                );
             }
         }
         Ok(())

@@ -27,6 +27,8 @@ fn member(name: &str, role: PgRole) -> MemberInfo {
         system_identifier: SYSID,
         paused: false,
         version: String::new(),
+        note: None,
+        slots: Vec::new(),
     }
 }
 

@@ -76,6 +76,25 @@ pub struct MemberInfo {
     /// pgha version of the member (empty when published by an older pgha).
     #[serde(default)]
     pub version: String,
+    /// Why the member is in its state, when an operator must act (e.g. `needs reinit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The leader's replication slots (`ctl list --slots`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slots: Vec<PublishedSlot>,
+}
+
+/// A replication slot as the leader publishes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedSlot {
+    pub name: String,
+    /// `physical` or `logical`.
+    pub kind: String,
+    pub active: bool,
+    /// Created (and so droppable) by pgha.
+    pub owned: bool,
+    /// WAL it retains, rounded down to 16 MiB (one WAL segment) so the member key does not change on every write.
+    pub retained_bytes: u64,
 }
 
 #[cfg(test)]
@@ -101,6 +120,8 @@ impl MemberInfo {
             system_identifier: 1,
             paused: false,
             version: String::new(),
+            note: None,
+            slots: Vec::new(),
         }
     }
 }

@@ -83,6 +83,8 @@ pub struct DbNode {
     pub(super) member_seen: BTreeMap<String, Instant>,
     /// Slots already warned about for their retained WAL.
     pub(super) slots_warned: std::collections::BTreeSet<String>,
+    /// The leader's slots as last read, published in its member key.
+    pub(super) published_slots: Vec<super::model::PublishedSlot>,
     /// Set while a long action runs, for the published state.
     pub(super) activity: Option<PgState>,
     pub(super) last_status: Option<PgStatus>,
@@ -135,6 +137,7 @@ impl DbNode {
             owned_slots,
             member_seen: BTreeMap::new(),
             slots_warned: Default::default(),
+            published_slots: Vec::new(),
             activity: None,
             last_status: None,
             fencer: None,
@@ -464,6 +467,11 @@ impl DbNode {
                 .unwrap_or(0),
             paused: view.config.paused,
             version: env!("CARGO_PKG_VERSION").into(),
+            note: (state == PgState::NeedsReinit).then(|| self.last_reason.clone()),
+            slots: match role {
+                PgRole::Primary => self.published_slots.clone(),
+                _ => Vec::new(),
+            },
         };
         if view.members.get(&self.s.name) == Some(&info) {
             return; // unchanged: the lease keeps the key alive

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::model::PublishedSlot;
 use crate::postgres::{slot_name, SlotReport};
 
 /// The slots this node created (as primary, or before its promotion), kept on disk.
@@ -93,6 +94,21 @@ pub fn kept_member_slots<'a>(
             .map(|(m, _)| slot_name(m)),
     );
     kept.into_iter().collect()
+}
+
+/// The slots as the leader publishes them (pure): ownership marked, retained WAL rounded down to 16 MiB.
+pub fn published(report: &[SlotReport], owned: &[String]) -> Vec<PublishedSlot> {
+    const SEGMENT: u64 = 16 << 20;
+    report
+        .iter()
+        .map(|s| PublishedSlot {
+            name: s.name.clone(),
+            kind: s.kind.clone(),
+            active: s.active,
+            owned: owned.contains(&s.name),
+            retained_bytes: s.retained_bytes / SEGMENT * SEGMENT,
+        })
+        .collect()
 }
 
 /// Slots whose retained WAL passed `threshold` since the last report (pure); `warned` remembers them until they
