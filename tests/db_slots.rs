@@ -100,4 +100,17 @@ async fn foreign_slots_survive_and_an_away_member_keeps_its_slot() {
         after.contains(&"barman".to_string()),
         "foreign slot survived the switchovers: {after:?}"
     );
+    // `ctl list --slots` tells pgha's slots from everybody else's.
+    let listed = common::wait_for(Duration::from_secs(10), "the leader's published slots", || async {
+        Some(ctl(&cluster, &["list", "--slots"])).filter(|out| out.contains("barman"))
+    })
+    .await;
+    let barman = listed.lines().find(|l| l.contains("barman")).expect("barman listed");
+    assert!(barman.contains("other"), "barman is not pgha's: {listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(&pgha::postgres::slot_name(&away)) && l.contains("pgha")),
+        "member slots are pgha's: {listed}"
+    );
 }
