@@ -44,7 +44,7 @@ mod tests_secret;
 mod validate;
 mod validate_pg;
 
-pub use edge::{parse_vip_address, EdgeSection, VipSection};
+pub use edge::{parse_vip_address, port_caps, EdgeSection, PortCapError, PortCaps, VipSection};
 pub use error::{ConfigError, Peer, Problem, SyntaxError};
 pub use examples::example;
 pub use overrides::Overrides;

@@ -1,4 +1,4 @@
-//! The `[edge]` and `[edge.vip]` sections (client ports, session cap, status page, virtual IP) and their checks.
+//! The `[edge]` and `[edge.vip]` sections (client ports, session caps, status page, virtual IP) and their checks.
 
 use std::net::Ipv4Addr;
 
@@ -22,9 +22,29 @@ pub struct EdgeSection {
     /// `edge.status_listen` (`PGHA_EDGE__STATUS_LISTEN`): `host:port` of the HTTP status page, `/metrics` and
     /// `/health`; empty disables it. Default: `"0.0.0.0:8080"`.
     pub status_listen: String,
-    /// `edge.max_sessions` (`PGHA_EDGE__MAX_SESSIONS`): concurrent client sessions over all ports; further clients
-    /// wait in the listen backlog. At least 1. Default: 1000.
+    /// `edge.max_sessions` (`PGHA_EDGE__MAX_SESSIONS`): client connections over all ports (sessions, and clients
+    /// that have not sent their startup message yet), split into the ports' own caps (see `primary_max_sessions`).
+    /// At least 1. Default: 1000.
     pub max_sessions: u64,
+    /// `edge.primary_max_sessions` (`PGHA_EDGE__PRIMARY_MAX_SESSIONS`): the primary port's own cap, so that clients
+    /// of another port cannot take its slots; a client over it is refused at once ("too many connections through
+    /// this edge port"). Default: unset, an even share of what the ports' set caps leave of `max_sessions` (with
+    /// the three ports and the defaults: 334). The set caps may add up to `max_sessions` at most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_max_sessions: Option<u64>,
+    /// `edge.replica_max_sessions` (`PGHA_EDGE__REPLICA_MAX_SESSIONS`): the replica port's cap, as
+    /// `primary_max_sessions`. Default: unset (333 with the defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_max_sessions: Option<u64>,
+    /// `edge.any_max_sessions` (`PGHA_EDGE__ANY_MAX_SESSIONS`): the any port's cap, as `primary_max_sessions`.
+    /// Default: unset (333 with the defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub any_max_sessions: Option<u64>,
+    /// `edge.client_hello_timeout_ms` (`PGHA_EDGE__CLIENT_HELLO_TIMEOUT_MS`): how long a new client has to send
+    /// its first protocol message (StartupMessage, SSLRequest, GSSENCRequest or CancelRequest; after an SSL or GSS
+    /// refusal, the next one) before it is closed. No backend is dialled before it. From 100 to 600000.
+    /// Default: 5000.
+    pub client_hello_timeout_ms: u64,
     /// `edge.primary_wait_ms` (`PGHA_EDGE__PRIMARY_WAIT_MS`): how long a new client of the primary port waits for a
     /// primary while there is none (failover, switchover) before it is disconnected; at most 600000. Default: 5000.
     pub primary_wait_ms: u64,
@@ -45,11 +65,95 @@ impl Default for EdgeSection {
             any_listen: "0.0.0.0:5434".to_string(),
             status_listen: "0.0.0.0:8080".to_string(),
             max_sessions: 1000,
+            primary_max_sessions: None,
+            replica_max_sessions: None,
+            any_max_sessions: None,
+            client_hello_timeout_ms: 5000,
             primary_wait_ms: 5000,
             replica_max_lag_bytes: None,
             vip: None,
         }
     }
+}
+
+/// The session cap of each client port; 0 for a disabled port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortCaps {
+    pub primary: u64,
+    pub replica: u64,
+    pub any: u64,
+}
+
+/// Why the ports' caps cannot be worked out.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PortCapError {
+    #[error("must be at least 1")]
+    Zero { key: &'static str },
+    #[error("the ports' own caps add up to {sum}, above edge.max_sessions ({total})")]
+    AboveTotal { sum: u64, total: u64 },
+    #[error("{left} session(s) left of edge.max_sessions ({total}) for {ports} port(s) without their own cap")]
+    NoShare { total: u64, left: u64, ports: u64 },
+}
+
+/// The cap of each enabled client port: its own `edge.<port>_max_sessions`, or an even share of what the set ones
+/// leave of `edge.max_sessions` (the primary port, then the replica port, get the remainder). Caps stay apart so a
+/// flood on one port cannot take another port's slots; together they never exceed `max_sessions`.
+pub fn port_caps(edge: &EdgeSection) -> Result<PortCaps, PortCapError> {
+    let ports = [
+        (
+            "edge.primary_max_sessions",
+            &edge.primary_listen,
+            edge.primary_max_sessions,
+        ),
+        (
+            "edge.replica_max_sessions",
+            &edge.replica_listen,
+            edge.replica_max_sessions,
+        ),
+        ("edge.any_max_sessions", &edge.any_listen, edge.any_max_sessions),
+    ];
+    // A cap of a disabled port is ignored: the port takes nobody.
+    let enabled: Vec<(&'static str, Option<u64>)> = ports
+        .iter()
+        .filter(|(_, listen, _)| !listen.is_empty())
+        .map(|(key, _, cap)| (*key, *cap))
+        .collect();
+    if let Some((key, _)) = enabled.iter().find(|(_, cap)| *cap == Some(0)) {
+        return Err(PortCapError::Zero { key });
+    }
+    let total = edge.max_sessions;
+    let sum = enabled
+        .iter()
+        .filter_map(|(_, cap)| *cap)
+        .fold(0u64, u64::saturating_add);
+    if sum > total {
+        return Err(PortCapError::AboveTotal { sum, total });
+    }
+    let (left, unset) = (total - sum, enabled.iter().filter(|(_, c)| c.is_none()).count() as u64);
+    if unset > 0 && left < unset {
+        return Err(PortCapError::NoShare {
+            total,
+            left,
+            ports: unset,
+        });
+    }
+    let mut remainder = if unset > 0 { left % unset } else { 0 };
+    let mut caps = [0u64; 3];
+    for (slot, (_, listen, cap)) in caps.iter_mut().zip(ports) {
+        if listen.is_empty() {
+            continue;
+        }
+        *slot = cap.unwrap_or_else(|| {
+            let extra = u64::from(remainder > 0);
+            remainder -= extra;
+            left / unset + extra
+        });
+    }
+    Ok(PortCaps {
+        primary: caps[0],
+        replica: caps[1],
+        any: caps[2],
+    })
 }
 
 /// `[edge.vip]`: a virtual IPv4 address held by at most one edge at a time (the holder of the `vip` lease).
@@ -141,6 +245,25 @@ pub(super) fn edge(edge: &EdgeSection, r: &mut Report) {
     }
     if edge.max_sessions == 0 {
         r.add("edge.max_sessions", "must be at least 1", "the default is 1000");
+    } else {
+        match port_caps(edge) {
+            Ok(_) => {}
+            Err(e @ PortCapError::Zero { key }) => {
+                r.add(key, e.to_string(), "leave it unset for a share of edge.max_sessions")
+            }
+            Err(e) => r.add(
+                "edge.max_sessions",
+                e.to_string(),
+                "raise edge.max_sessions (the total over all ports) or lower the ports' own caps",
+            ),
+        }
+    }
+    if !(100..=600_000).contains(&edge.client_hello_timeout_ms) {
+        r.add(
+            "edge.client_hello_timeout_ms",
+            format!("{} ms is not from 100 to 600000 ms", edge.client_hello_timeout_ms),
+            "clients send their startup message at once; the default is 5000",
+        );
     }
     if edge.primary_wait_ms > 600_000 {
         r.add(

@@ -284,9 +284,21 @@ any_listen = "0.0.0.0:5434"
 # host:port of the HTTP status page, /metrics and /health; "" disables it.
 # Default: "0.0.0.0:8080".
 status_listen = "0.0.0.0:8080"
-# Concurrent client sessions over all ports; more clients wait in the
-# listen backlog. Default: 1000.
+# Client connections over all ports (sessions, and clients that have not
+# sent their startup message yet), split into the ports' own caps below.
+# Default: 1000.
 max_sessions = 1000
+# Each port's own cap, so a flood on one port cannot take another's slots;
+# a client over its port's cap is refused at once ("too many connections
+# through this edge port"). Unset: an even share of what the set caps leave
+# of max_sessions (334, 333, 333 with all three ports). Default: unset.
+# primary_max_sessions = 334
+# replica_max_sessions = 333
+# any_max_sessions = 333
+# A new client must send its first protocol message (startup, SSL, GSS or
+# cancel request) within this many ms or it is closed; no backend is dialled
+# before it. From 100 to 600000. Default: 5000.
+client_hello_timeout_ms = 5000
 # While there is no primary (failover, switchover), new clients of the
 # primary port wait this long (ms) for one before they are disconnected.
 # Default: 5000.

@@ -127,6 +127,9 @@ fn key_table_matches_struct() {
     pg.replication_password_file = Some("g".into());
     full.ha.rest_listen = Some("0.0.0.0:8008".into());
     full.edge.replica_max_lag_bytes = Some(1);
+    full.edge.primary_max_sessions = Some(1);
+    full.edge.replica_max_sessions = Some(1);
+    full.edge.any_max_sessions = Some(1);
     full.edge.vip = Some(VipSection {
         ttl_ms: Some(1000),
         ..VipSection::default()
