@@ -10,10 +10,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{parse_vip_address, Config};
+use crate::config::{parse_vip_address, port_caps, Config};
 use crate::dcs::client::DcsClient;
 use crate::edge::info::{EdgeInfo, EdgePorts};
-use crate::edge::proxy::Proxy;
+use crate::edge::proxy::{Proxy, ProxySettings};
 use crate::edge::routing::{Port, RoutingOpts};
 use crate::edge::state::EdgeState;
 use crate::edge::vip::{self, VipSettings};
@@ -73,8 +73,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         addr => Some(bind("edge.status_listen", addr).await?),
     };
 
-    let max_sessions = usize::try_from(e.max_sessions).unwrap_or(usize::MAX);
-    let proxy = Proxy::new(max_sessions, Duration::from_millis(e.primary_wait_ms));
+    let caps = port_caps(e).context("edge.max_sessions")?;
+    let slots = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let proxy = Proxy::new(ProxySettings {
+        caps: [
+            (Port::Primary, slots(caps.primary)),
+            (Port::Replica, slots(caps.replica)),
+            (Port::Any, slots(caps.any)),
+        ]
+        .into(),
+        primary_wait: Duration::from_millis(e.primary_wait_ms),
+        hello_timeout: Duration::from_millis(e.client_hello_timeout_ms),
+    });
     let (followed_tx, followed_rx) = watch::channel(None);
     let (healthy_tx, healthy_rx) = watch::channel(false);
     let (ttl_tx, ttl_rx) = watch::channel(Duration::from_secs(2));
@@ -117,7 +127,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )));
     let mut accept_loops = Vec::new();
     for (port, addr, listener) in listeners {
-        tracing::info!("{port} port listening on {addr}");
+        tracing::info!(
+            "{port} port listening on {addr} (at most {} connections)",
+            proxy.cap(port)
+        );
         accept_loops.push(tokio::spawn(proxy.clone().serve(
             port,
             listener,

@@ -156,8 +156,11 @@ pub struct HaSection {
     /// certificate is optional (checked against the CA when presented). Needs
     /// `rest_listen` and `tls.plaintext = false`. Default: `false` (plain HTTP).
     pub rest_tls: bool,
-    /// `ha.tags` (`[ha.tags]`, `PGHA_HA__TAGS`): free-form string labels of this
-    /// node, shown by `pgha ctl list`; keys must not be empty. Default: empty.
+    /// `ha.tags` (`[ha.tags]`, `PGHA_HA__TAGS`): string labels of this node, shown
+    /// by `pgha ctl list`; keys must not be empty. Patroni's boolean tags are
+    /// understood: `nosync = "true"` (never a synchronous standby), `clonefrom =
+    /// "true"` (new members clone this streaming replica, not the primary).
+    /// Default: empty.
     pub tags: BTreeMap<String, String>,
 }
 

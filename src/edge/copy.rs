@@ -1,10 +1,15 @@
-//! Copies a session both ways with a clean half-close, counting bytes per chunk and telling which side failed.
+//! Copies a session both ways with a clean half-close, counting bytes per chunk and telling which side failed; the
+//! backend's first messages of a plaintext session are shown to the cancel-key scanner on the way.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::hello::CancelKey;
+use super::keyscan::{KeyScanner, Scan};
 
 /// Buffer per direction: PostgreSQL messages are small; 16 KiB keeps a thousand sessions at ~32 MB.
 const BUF: usize = 16 * 1024;
@@ -16,13 +21,19 @@ pub enum Side {
     Backend,
 }
 
-/// Copies `from` to `to` until EOF, then shuts `to`'s write side down (half-close). Errors name their side.
+/// Looks at chunks before they are written on; returns false once it wants no more.
+pub type Tap<'a> = &'a mut (dyn FnMut(&[u8]) -> bool + Send);
+
+/// Copies `from` to `to` until EOF, then shuts `to`'s write side down (half-close). Errors name their side. Each
+/// chunk is shown to `tap` (while it wants them) before it is written, so what the tap learns is known before the
+/// other side can act on it.
 pub async fn copy_half<R, W>(
     mut from: R,
     mut to: W,
     from_side: Side,
     to_side: Side,
     counter: &AtomicU64,
+    mut tap: Option<Tap<'_>>,
 ) -> Result<(), (Side, io::Error)>
 where
     R: AsyncRead + Unpin,
@@ -34,23 +45,45 @@ where
         if n == 0 {
             return to.shutdown().await.map_err(|e| (to_side, e));
         }
+        if let Some(t) = &mut tap {
+            if !t(&buf[..n]) {
+                tap = None;
+            }
+        }
         to.write_all(&buf[..n]).await.map_err(|e| (to_side, e))?;
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
 /// Runs a session: client -> backend counted in `bytes_in`, backend -> client in `bytes_out`. Ends when both
-/// directions reached EOF, or at the first error (the other direction is dropped, closing both sockets).
+/// directions reached EOF, or at the first error (the other direction is dropped, closing both sockets). With
+/// `key`, the backend's messages are scanned for BackendKeyData, stored there when found.
 pub async fn pump(
     mut client: TcpStream,
     mut server: TcpStream,
     bytes_in: &AtomicU64,
     bytes_out: &AtomicU64,
+    key: Option<&OnceLock<CancelKey>>,
 ) -> Result<(), (Side, io::Error)> {
     let (cr, cw) = client.split();
     let (sr, sw) = server.split();
-    let up = copy_half(cr, sw, Side::Client, Side::Backend, bytes_in);
-    let down = copy_half(sr, cw, Side::Backend, Side::Client, bytes_out);
+    let mut scanner = KeyScanner::new();
+    let mut scan = |chunk: &[u8]| match scanner.feed(chunk) {
+        Scan::More => true,
+        Scan::Found(found) => {
+            if let Some(slot) = key {
+                let _ = slot.set(found);
+            }
+            false
+        }
+        Scan::Done => false,
+    };
+    let tap: Option<Tap<'_>> = match key {
+        Some(_) => Some(&mut scan),
+        None => None,
+    };
+    let up = copy_half(cr, sw, Side::Client, Side::Backend, bytes_in, None);
+    let down = copy_half(sr, cw, Side::Backend, Side::Client, bytes_out, tap);
     tokio::try_join!(up, down).map(|_| ())
 }
 
@@ -63,7 +96,19 @@ mod tests {
         let (mut client, proxy_in) = tokio::io::duplex(64);
         let (proxy_out, mut backend) = tokio::io::duplex(64);
         let counter = AtomicU64::new(0);
-        let copy = copy_half(proxy_in, proxy_out, Side::Client, Side::Backend, &counter);
+        let mut chunks = 0;
+        let mut tap = |_: &[u8]| {
+            chunks += 1;
+            false
+        };
+        let copy = copy_half(
+            proxy_in,
+            proxy_out,
+            Side::Client,
+            Side::Backend,
+            &counter,
+            Some(&mut tap),
+        );
         let write = async {
             client.write_all(&[7u8; 1000]).await.expect("write");
             client.shutdown().await.expect("shutdown");
@@ -80,6 +125,7 @@ mod tests {
         assert!(result.is_ok());
         assert_eq!(got, vec![7u8; 1000]);
         assert_eq!(counter.load(Ordering::Relaxed), 1000);
+        assert_eq!(chunks, 1, "a tap that wants no more is not called again");
     }
 
     #[tokio::test]
@@ -89,7 +135,7 @@ mod tests {
         drop(backend);
         let counter = AtomicU64::new(0);
         client.write_all(b"hello").await.expect("write");
-        let result = copy_half(proxy_in, proxy_out, Side::Client, Side::Backend, &counter).await;
+        let result = copy_half(proxy_in, proxy_out, Side::Client, Side::Backend, &counter, None).await;
         assert_eq!(result.map_err(|(side, _)| side), Err(Side::Backend));
         assert_eq!(counter.load(Ordering::Relaxed), 0);
     }

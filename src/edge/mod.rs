@@ -1,13 +1,18 @@
 //! The edge role: follows the cluster through the DCS, routes client ports to the right PostgreSQL (closing
 //! sessions whose backend lost its role), serves a status page, publishes itself, and may hold the VIP.
 
+pub mod cancel;
 pub mod copy;
 pub mod follow;
+pub mod handshake;
+pub mod hello;
 pub mod http;
 pub mod info;
+pub mod keyscan;
 pub mod pacing;
 pub mod proxy;
 pub mod publish;
+pub mod refuse;
 pub mod routing;
 pub mod state;
 pub mod status;

@@ -2,13 +2,15 @@
 //! of live sessions that closes every session to a backend the moment it loses its role.
 //!
 //! Hazards handled here: a session is registered under the same lock that installs a new routing table, checked
-//! against that table, so no session can slip through to a backend that has just lost its role; the session cap is
-//! a semaphore acquired before `accept`, so excess clients wait in the listen backlog (backpressure).
+//! against that table, so no session can slip through to a backend that has just lost its role. Each port has its
+//! own cap (a connection holds a slot from accept, before it has said anything), so a flood on one port cannot lock
+//! out another, and a client over the cap is refused at once rather than queued. No backend is dialled before the
+//! client's first message, read within the hello timeout: silent or garbage connections never fork a backend.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -16,9 +18,13 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::cancel::{self, CancelRoute, SessionKey};
 use super::copy::{pump, Side};
+use super::handshake::{negotiate, read_hello, Negotiated, Opening};
+use super::hello::{CancelKey, Hello};
+use super::refuse::{close_with, error_response, TOO_MANY_CONNECTIONS};
 use super::routing::{describe_changes, sessions_to_close, Backend, Port, RoutingTable};
-use crate::retry::{log_transition, Backoff, FailureLog};
+use crate::retry::{log_transition, Backoff, FailureLog, LogNow};
 
 /// How long one backend connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,6 +33,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Longest pause between failed accepts (the listen backlog holds clients meanwhile).
 const ACCEPT_RETRY_CAP: Duration = Duration::from_secs(1);
+/// How long a client over its port's cap has to send its first message (a CancelRequest is still delivered: a full
+/// port is when runaway queries need cancelling most), and to read the refusal before the socket is closed.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// Refusals lingering at once, over all ports; beyond it a client over the cap is closed without a word.
+const MAX_LINGERING_REFUSALS: usize = 128;
+/// The message a client over its port's cap reads.
+pub const PORT_FULL: &str = "too many connections through this edge port";
+
+/// What the proxy needs from `[edge]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// Connections each client port takes at once (sessions and clients yet to send their first message).
+    pub caps: BTreeMap<Port, usize>,
+    /// How long a primary-port client waits for a primary.
+    pub primary_wait: Duration,
+    /// How long a new client has to send its first message.
+    pub hello_timeout: Duration,
+}
 
 /// Counters of one port.
 #[derive(Debug, Default)]
@@ -35,6 +59,12 @@ pub struct PortCounters {
     pub connects: AtomicU64,
     /// Clients closed without a backend (none routable, or none answered in time).
     pub refused: AtomicU64,
+    /// Clients refused because the port was at its cap.
+    pub full: AtomicU64,
+    /// Clients closed before a usable first message (silent past the hello timeout, garbage, gone).
+    pub no_hello: AtomicU64,
+    /// CancelRequests delivered.
+    pub cancels: AtomicU64,
     /// Sessions closed because their backend lost its role.
     pub cut: AtomicU64,
     /// Bytes from clients to backends.
@@ -61,9 +91,13 @@ struct Live {
     /// The address the client connected to (the VIP or the edge's own).
     local: Option<std::net::IpAddr>,
     backend: String,
+    /// The backend's `host:port` (where this session's cancels go).
+    addr: String,
     started: Instant,
     cancel: CancellationToken,
     bytes: Arc<(AtomicU64, AtomicU64)>,
+    /// The backend's cancel key, once seen (plaintext sessions only).
+    key: Arc<OnceLock<CancelKey>>,
 }
 
 struct Registry {
@@ -90,9 +124,13 @@ pub struct Proxy {
     table_tx: watch::Sender<Arc<RoutingTable>>,
     round_robin: AtomicUsize,
     next_id: AtomicU64,
-    /// Caps concurrent sessions over all ports.
-    limit: Arc<Semaphore>,
+    /// Each port's connection slots.
+    slots: BTreeMap<Port, Arc<Semaphore>>,
+    caps: BTreeMap<Port, usize>,
+    /// Refusals allowed to linger (read a first message, write the error) at once.
+    refusals: Arc<Semaphore>,
     primary_wait: Duration,
+    hello_timeout: Duration,
     counters: BTreeMap<Port, PortCounters>,
 }
 
@@ -106,9 +144,10 @@ fn configure(stream: &TcpStream) {
 }
 
 impl Proxy {
-    /// A proxy with routing closed, at most `max_sessions` concurrent sessions.
-    pub fn new(max_sessions: usize, primary_wait: Duration) -> Arc<Proxy> {
+    /// A proxy with routing closed.
+    pub fn new(settings: ProxySettings) -> Arc<Proxy> {
         let closed = Arc::new(RoutingTable::closed());
+        let cap = |p: &Port| settings.caps.get(p).copied().unwrap_or(0);
         Arc::new(Proxy {
             registry: Mutex::new(Registry {
                 table: closed.clone(),
@@ -117,8 +156,14 @@ impl Proxy {
             table_tx: watch::channel(closed).0,
             round_robin: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
-            limit: Arc::new(Semaphore::new(max_sessions)),
-            primary_wait,
+            slots: Port::ALL
+                .iter()
+                .map(|p| (*p, Arc::new(Semaphore::new(cap(p)))))
+                .collect(),
+            caps: Port::ALL.iter().map(|p| (*p, cap(p))).collect(),
+            refusals: Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS)),
+            primary_wait: settings.primary_wait,
+            hello_timeout: settings.hello_timeout,
             counters: Port::ALL.iter().map(|p| (*p, PortCounters::default())).collect(),
         })
     }
@@ -127,6 +172,11 @@ impl Proxy {
     pub fn counters(&self, port: Port) -> &PortCounters {
         // Every port has an entry (made in `new`).
         &self.counters[&port]
+    }
+
+    /// The connection cap of `port`.
+    pub fn cap(&self, port: Port) -> usize {
+        self.caps.get(&port).copied().unwrap_or(0)
     }
 
     /// The routing table in force.
@@ -208,27 +258,31 @@ impl Proxy {
         &self,
         id: u64,
         port: Port,
-        backend: &str,
+        backend: &Backend,
         client: SocketAddr,
         local: Option<std::net::IpAddr>,
     ) -> Option<Live> {
         let mut reg = self.registry.lock().ok()?;
-        if !reg.table.holds(port, backend) {
+        if !reg.table.holds(port, &backend.name) {
             return None;
         }
         let live = Live {
             port,
             client,
             local,
-            backend: backend.to_string(),
+            backend: backend.name.clone(),
+            addr: backend.addr.clone(),
             started: Instant::now(),
             cancel: CancellationToken::new(),
             bytes: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
+            key: Arc::new(OnceLock::new()),
         };
         let handle = Live {
             backend: live.backend.clone(),
+            addr: live.addr.clone(),
             cancel: live.cancel.clone(),
             bytes: live.bytes.clone(),
+            key: live.key.clone(),
             ..live
         };
         reg.sessions.insert(id, live);
@@ -267,7 +321,7 @@ impl Proxy {
                 let backend = &targets[(start + k) % targets.len()];
                 let budget = CONNECT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()).max(RETRY_PAUSE));
                 match tokio::time::timeout(budget, TcpStream::connect(&backend.addr)).await {
-                    Ok(Ok(stream)) => match self.register(id, port, &backend.name, client, local) {
+                    Ok(Ok(stream)) => match self.register(id, port, backend, client, local) {
                         Some(live) => return Some((backend.clone(), stream, live)),
                         None => break, // the table changed meanwhile: look again
                     },
@@ -310,15 +364,11 @@ impl Proxy {
         // EMFILE and friends: back off instead of spinning, and log the failure once, not per attempt.
         let mut pace = Backoff::new(RETRY_PAUSE, ACCEPT_RETRY_CAP);
         let mut failures = FailureLog::default();
+        // A full port: logged when it fills up and when it has room again, not per refused client.
+        let mut full = FailureLog::default();
         let what = format!("{port} port");
+        let slots = self.slots[&port].clone();
         loop {
-            let permit = tokio::select! {
-                _ = stop.cancelled() => return,
-                p = self.limit.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-            };
             let accepted = tokio::select! {
                 _ = stop.cancelled() => return,
                 a = listener.accept() => a,
@@ -328,13 +378,29 @@ impl Proxy {
                     pace.succeeded();
                     log_transition(&what, failures.succeeded());
                     let proxy = self.clone();
-                    tracker.spawn(async move {
-                        proxy.session(port, stream, peer).await;
-                        drop(permit);
-                    });
+                    match slots.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            self.log_full(port, full.succeeded());
+                            tracker.spawn(async move {
+                                proxy.session(port, stream, peer).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            self.counters(port).full.fetch_add(1, Ordering::Relaxed);
+                            self.log_full(port, full.failed("full", ""));
+                            match self.refusals.clone().try_acquire_owned() {
+                                Ok(permit) => tracker.spawn(async move {
+                                    proxy.refuse(port, stream).await;
+                                    drop(permit);
+                                }),
+                                // Too many refusals at once: a flood; the client just sees the socket close.
+                                Err(_) => continue,
+                            };
+                        }
+                    }
                 }
                 Err(e) => {
-                    drop(permit);
                     pace.failed();
                     let kind = e
                         .raw_os_error()
@@ -349,12 +415,102 @@ impl Proxy {
         }
     }
 
-    async fn session(&self, port: Port, client: TcpStream, peer: SocketAddr) {
+    fn log_full(&self, port: Port, now: LogNow) {
+        let cap = self.cap(port);
+        match now {
+            LogNow::Failing { .. } => tracing::warn!(
+                event = "edge_port_full",
+                %port,
+                cap,
+                "{port} port: {cap} connections, its cap: refusing new clients (\"{PORT_FULL}\") until one ends; \
+                 repeats are not logged"
+            ),
+            LogNow::Recovered { count, .. } => tracing::info!(
+                event = "edge_port_has_room",
+                %port,
+                cap,
+                refused = count,
+                "{port} port: below its cap of {cap} again, after refusing {count} client(s)"
+            ),
+            LogNow::Quiet => {}
+        }
+    }
+
+    /// A client over its port's cap: a CancelRequest is still delivered; anyone else reads "too many connections".
+    async fn refuse(&self, port: Port, mut client: TcpStream) {
+        let within = self.hello_timeout.min(REFUSAL_LINGER);
+        if let Ok(Opening {
+            hello: Hello::Cancel(key),
+            bytes,
+        }) = read_hello(&mut client, within).await
+        {
+            self.forward_cancel(port, &key, &bytes).await;
+            return;
+        }
+        close_with(client, &error_response(TOO_MANY_CONNECTIONS, PORT_FULL), REFUSAL_LINGER).await;
+    }
+
+    /// What the registry knows of each live session's backend and key.
+    fn session_keys(&self) -> Vec<SessionKey> {
+        match self.registry.lock() {
+            Ok(reg) => reg
+                .sessions
+                .values()
+                .map(|l| SessionKey {
+                    port: l.port,
+                    addr: l.addr.clone(),
+                    key: l.key.get().cloned(),
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Delivers a CancelRequest that came in on `port` to the backend holding the key, else to every candidate.
+    async fn forward_cancel(&self, port: Port, key: &CancelKey, request: &[u8]) {
+        self.counters(port).cancels.fetch_add(1, Ordering::Relaxed);
+        let targets: Vec<String> = self.table().targets(port).iter().map(|b| b.addr.clone()).collect();
+        match cancel::route(key, port, &self.session_keys(), &targets) {
+            CancelRoute::Session(addr) => {
+                let sent = cancel::deliver(&addr, request, CONNECT_TIMEOUT).await;
+                tracing::debug!(
+                    pid = key.pid,
+                    sent,
+                    "{port} port: cancel request -> its session's backend {addr}"
+                );
+            }
+            CancelRoute::Broadcast(all) => {
+                let sends = all.iter().map(|addr| cancel::deliver(addr, request, CONNECT_TIMEOUT));
+                let sent = futures::future::join_all(sends).await;
+                let sent = sent.iter().filter(|s| **s).count();
+                tracing::debug!(
+                    pid = key.pid,
+                    "{port} port: cancel request for a key not seen (TLS or ended) -> all {} backend(s), {sent} reached",
+                    all.len()
+                );
+            }
+        }
+    }
+
+    async fn session(&self, port: Port, mut client: TcpStream, peer: SocketAddr) {
         configure(&client);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let counters = self.counters(port);
+        // Nothing is dialled before the client has said what it wants.
+        let first = match read_hello(&mut client, self.hello_timeout).await {
+            Ok(first) => first,
+            Err(e) => {
+                counters.no_hello.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(session = id, client = %peer, "{port} port: closing the client: {e}");
+                return;
+            }
+        };
+        if let Hello::Cancel(key) = &first.hello {
+            self.forward_cancel(port, key, &first.bytes).await;
+            return;
+        }
         let local = client.local_addr().ok().map(|a| a.ip());
-        let Some((backend, server, live)) = self.connect(id, port, peer, local).await else {
+        let Some((backend, mut server, live)) = self.connect(id, port, peer, local).await else {
             counters.refused.fetch_add(1, Ordering::Relaxed);
             let table = self.table();
             let why = match port {
@@ -369,8 +525,19 @@ impl Proxy {
         configure(&server);
         counters.connects.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(session = id, client = %peer, "{port} port -> {} ({})", backend.name, backend.addr);
+        let (bytes_in, bytes_out) = (&live.bytes.0, &live.bytes.1);
+        let run = async {
+            let within = self.hello_timeout;
+            match negotiate(&mut client, &mut server, first, within, bytes_in, bytes_out).await? {
+                Negotiated::Cancel(key, request) => Ok(Some((key, request))),
+                Negotiated::Plain => pump(client, server, bytes_in, bytes_out, Some(&live.key))
+                    .await
+                    .map(|()| None),
+                Negotiated::Opaque => pump(client, server, bytes_in, bytes_out, None).await.map(|()| None),
+            }
+        };
         let outcome = tokio::select! {
-            r = pump(client, server, &live.bytes.0, &live.bytes.1) => Some(r),
+            r = run => Some(r),
             _ = live.cancel.cancelled() => None,
         };
         self.deregister(id);
@@ -381,7 +548,12 @@ impl Proxy {
         counters.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
         counters.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
         match outcome {
-            Some(Ok(())) => tracing::debug!(session = id, bytes_in, bytes_out, "session ended"),
+            Some(Ok(Some((key, request)))) => {
+                // libpq's cancel connection with sslmode=prefer: the backend dialled for it is let go.
+                counters.connects.fetch_sub(1, Ordering::Relaxed);
+                self.forward_cancel(port, &key, &request).await;
+            }
+            Some(Ok(None)) => tracing::debug!(session = id, bytes_in, bytes_out, "session ended"),
             Some(Err((Side::Client, e))) => {
                 tracing::debug!(session = id, client = %peer, "session ended: client side failed: {e}")
             }

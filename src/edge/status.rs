@@ -17,6 +17,14 @@ pub struct PortStats {
     pub active: u64,
     pub connects: u64,
     pub refused: u64,
+    /// The port's connection cap.
+    pub cap: u64,
+    /// Clients refused at the cap.
+    pub full: u64,
+    /// Clients closed before a usable first message.
+    pub no_hello: u64,
+    /// CancelRequests delivered.
+    pub cancels: u64,
     pub cut: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -145,8 +153,12 @@ pub fn render_html(s: &StatusSnapshot) -> String {
                 p.listen.clone(),
                 targets.join(", "),
                 p.active.to_string(),
+                p.cap.to_string(),
                 p.connects.to_string(),
                 p.refused.to_string(),
+                p.full.to_string(),
+                p.no_hello.to_string(),
+                p.cancels.to_string(),
                 p.cut.to_string(),
                 p.bytes_in.to_string(),
                 p.bytes_out.to_string(),
@@ -158,8 +170,12 @@ pub fn render_html(s: &StatusSnapshot) -> String {
         "Listen",
         "Backends",
         "Sessions",
+        "Cap",
         "Connects",
         "Refused",
+        "Full",
+        "No hello",
+        "Cancels",
         "Cut",
         "Bytes in",
         "Bytes out",
@@ -292,6 +308,34 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
     );
     metric(
         &mut out,
+        "pgha_edge_max_sessions",
+        "gauge",
+        "Connection cap of the port",
+        &per_port(&|p| p.cap),
+    );
+    metric(
+        &mut out,
+        "pgha_edge_full_total",
+        "counter",
+        "Clients refused at the port's cap",
+        &per_port(&|p| p.full),
+    );
+    metric(
+        &mut out,
+        "pgha_edge_no_hello_total",
+        "counter",
+        "Clients closed before a usable first message",
+        &per_port(&|p| p.no_hello),
+    );
+    metric(
+        &mut out,
+        "pgha_edge_cancels_total",
+        "counter",
+        "Cancel requests delivered",
+        &per_port(&|p| p.cancels),
+    );
+    metric(
+        &mut out,
         "pgha_edge_cut_total",
         "counter",
         "Sessions closed on a role change",
@@ -338,6 +382,10 @@ mod tests {
                 active: 1,
                 connects: 7,
                 refused: 2,
+                cap: 334,
+                full: 3,
+                no_hello: 4,
+                cancels: 5,
                 cut: 1,
                 bytes_in: 100,
                 bytes_out: 2000,
@@ -369,7 +417,7 @@ mod tests {
         let html = render_html(&snapshot());
         for needle in [
             "pgha edge edge&lt;1&gt;",
-            "<td>primary</td><td>0.0.0.0:5432</td><td>db1</td><td>1</td><td>7</td><td>2</td><td>1</td><td>100</td><td>2000</td>",
+            "<td>primary</td><td>0.0.0.0:5432</td><td>db1</td><td>1</td><td>334</td><td>7</td><td>2</td><td>3</td><td>4</td><td>5</td><td>1</td><td>100</td><td>2000</td>",
             "<td>db1</td><td>10.0.0.1:5432</td><td>primary, running</td><td>primary, any</td><td>1</td>",
             "<td>3</td><td>primary</td><td>10.0.0.9:40000</td><td>db1</td><td>5 s</td>",
             "VIP: 10.0.0.10/24 held by edge2",
@@ -396,6 +444,9 @@ mod tests {
             "pgha_edge_vip_holder{edge=\"edge<1>\"} 0",
             "pgha_edge_connects_total{edge=\"edge<1>\",port=\"primary\"} 7",
             "pgha_edge_bytes_out_total{edge=\"edge<1>\",port=\"primary\"} 2000",
+            "pgha_edge_max_sessions{edge=\"edge<1>\",port=\"primary\"} 334",
+            "pgha_edge_full_total{edge=\"edge<1>\",port=\"primary\"} 3",
+            "pgha_edge_cancels_total{edge=\"edge<1>\",port=\"primary\"} 5",
             "# TYPE pgha_edge_cut_total counter",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");

@@ -534,13 +534,27 @@ fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
             format!("{} is bootstrapping the cluster", &init["pending:".len()..]),
         ),
         Some(_) => match view.leader_member() {
-            Some(m) if m.name != local.name && m.role == super::model::PgRole::Primary => d(
-                Action::Clone {
-                    host: m.pg_host.clone(),
-                    port: m.pg_port,
-                },
-                format!("cloning the leader {}", m.name),
-            ),
+            Some(m) if m.name != local.name && m.role == super::model::PgRole::Primary => {
+                // Patroni's `clonefrom` tag: a streaming replica that offers itself, so new members load it, not the
+                // primary.
+                let source = view
+                    .members
+                    .values()
+                    .find(|r| {
+                        r.name != local.name && r.tag_set("clonefrom") && r.state == super::model::PgState::Streaming
+                    })
+                    .unwrap_or(m);
+                d(
+                    Action::Clone {
+                        host: source.pg_host.clone(),
+                        port: source.pg_port,
+                    },
+                    match source.name == m.name {
+                        true => format!("cloning the leader {}", m.name),
+                        false => format!("cloning {} (tagged clonefrom)", source.name),
+                    },
+                )
+            }
             _ => d(Action::Wait, "no running leader to clone from"),
         },
     }

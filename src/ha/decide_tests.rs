@@ -820,3 +820,43 @@ fn command_table() {
         }
     }
 }
+
+/// Patroni's boolean tags: `clonefrom` chooses the clone source, `nosync` keeps a member out of the synchronous set.
+#[test]
+fn tag_table() {
+    let mut fresh = local(LocalPg::Stopped);
+    fresh.data = LocalData::Missing;
+    let mut v = view(Some("db2"));
+    let mut offering = member("db3", PgRole::Replica);
+    offering.state = PgState::Streaming;
+    offering.tags.insert("clonefrom".into(), "true".into());
+    v.members.insert("db3".into(), offering.clone());
+    assert_eq!(
+        decide(&v, &fresh).action,
+        clone_to("db3-host"),
+        "a streaming clonefrom replica is the source"
+    );
+    offering.state = PgState::Starting;
+    v.members.insert("db3".into(), offering);
+    assert_eq!(
+        decide(&v, &fresh).action,
+        clone_to("db2-host"),
+        "not streaming: the leader"
+    );
+
+    let mut m = member("db4", PgRole::Replica);
+    for (value, set) in [
+        ("true", true),
+        ("YES", true),
+        ("1", true),
+        ("false", false),
+        ("", false),
+    ] {
+        m.tags.insert("nosync".into(), value.into());
+        assert_eq!(m.tag_set("nosync"), set, "{value:?}");
+        assert_eq!(m.may_be_synchronous(), !set, "{value:?}");
+    }
+    m.tags.clear();
+    m.nofailover = true;
+    assert!(!m.may_be_synchronous(), "nofailover members are never synchronous");
+}

@@ -99,6 +99,18 @@ pub struct PublishedSlot {
 
 #[cfg(test)]
 impl MemberInfo {
+    /// Whether tag `key` is set to a true word (`true`, `yes`, `on`, `1`), as Patroni's boolean tags are.
+    pub fn tag_set(&self, key: &str) -> bool {
+        self.tags
+            .get(key)
+            .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1"))
+    }
+
+    /// May be named in `synchronous_standby_names`: promotable (not `nofailover`) and not tagged `nosync`.
+    pub fn may_be_synchronous(&self) -> bool {
+        !self.nofailover && !self.tag_set("nosync")
+    }
+
     /// A member for table tests: `name` on 127.0.0.1:5432, timeline 1, both LSNs at `lsn`, no tags.
     pub(crate) fn for_test(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
         MemberInfo {

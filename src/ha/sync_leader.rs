@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::model::{ClusterView, SyncMode};
+use super::model::{ClusterView, MemberInfo, SyncMode};
 use super::runner::DbNode;
 use super::sync::{self, Standby, SyncSpec, SyncStep};
 
@@ -33,7 +33,10 @@ impl DbNode {
             .map(|r| Standby {
                 name: r.application_name.clone(),
                 streaming: r.state == "streaming",
-                eligible: view.members.get(&r.application_name).is_some_and(|m| !m.nofailover),
+                eligible: view
+                    .members
+                    .get(&r.application_name)
+                    .is_some_and(MemberInfo::may_be_synchronous),
                 flush_lsn: r.flush_lsn.unwrap_or(0),
             })
             .collect();
