@@ -135,8 +135,11 @@ async fn edge_routes_to_the_primary_across_switchover_and_failover() {
         tokio::net::TcpStream::connect(("127.0.0.1", ports.replica)).await.ok()
     })
     .await;
+    // A StartupMessage first: the edge waits for it before it looks for a backend.
+    let startup = b"\0\0\0\x17\0\x03\0\0user\0postgres\0\0";
+    client.write_all(startup).await.expect("a startup message");
     let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await;
+    let read = tokio::time::timeout(Duration::from_secs(3), client.read(&mut buf)).await;
     assert!(
         matches!(read, Ok(Ok(0)) | Ok(Err(_))),
         "routing closed: the client is disconnected, got {read:?}"
