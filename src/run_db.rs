@@ -14,7 +14,8 @@ use crate::dcs::member::MemberSettings;
 use crate::ha::model::DynamicConfig;
 use crate::ha::runner::{DbNode, DbSettings};
 use crate::ha::wal_service::HaService;
-use crate::postgres::{discover_bin_dir, PgSettings, PgTls, Postgres};
+use crate::postgres::bin_dir::{self, BinQuery};
+use crate::postgres::{PgSettings, PgTls, Postgres};
 
 /// A db node ready to start once its DCS member runs.
 pub struct PreparedDb {
@@ -41,7 +42,17 @@ pub struct RunningDb {
 /// Builds PostgreSQL settings and the HA loop from a db config.
 pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<PreparedDb> {
     let pgc = &config.postgresql;
-    let bin_dir = discover_bin_dir(pgc.bin_dir.as_deref())?;
+    // The data directory's version decides (a configured bin_dir still wins). While it is empty the newest installed
+    // version is used: the cluster's version is not published in the DCS yet.
+    let found = bin_dir::resolve(&BinQuery {
+        configured: pgc.bin_dir.clone(),
+        data_dir: Some(config.pg_data_dir()),
+        cluster_version: None,
+        extra_roots: bin_dir::search_roots_from_env(),
+    })
+    .context("PostgreSQL binaries")?;
+    tracing::info!(bin_dir = %found.dir.display(), version = ?found.major, reason = %found.reason, "PostgreSQL binaries");
+    let bin_dir = found.dir;
     let (listen_host, port) = config.pg_listen();
     let (pg_host, pg_port) = config.pg_connect_address();
     let mut ps = PgSettings::new(
