@@ -12,6 +12,9 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+use crate::authz::role::{ca_uri, valid_name, SCHEME};
+use crate::authz::{Caller, CertRole, Identity};
+
 /// File name of the CA certificate inside the certificate directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
 /// File name of the CA private key inside the certificate directory.
@@ -38,6 +41,18 @@ pub enum CertError {
     /// The node name is empty or contains characters outside `[A-Za-z0-9._-]`.
     #[error("invalid node name {name:?}: must be non-empty and only contain A-Z a-z 0-9 . _ -")]
     InvalidName { name: String },
+    /// The cluster name is empty or contains characters outside `[A-Za-z0-9._-]`.
+    #[error("invalid cluster name {name:?}: must be non-empty and only contain A-Z a-z 0-9 . _ -")]
+    InvalidCluster { name: String },
+    /// A role certificate needs its cluster, and the CA does not name one.
+    #[error(
+        "the CA {} does not name its cluster (it was not made by `pgha cert init`): pass --cluster",
+        .path.display()
+    )]
+    NoCluster { path: PathBuf },
+    /// A certificate to show could not be read as one.
+    #[error("{}: not a PEM certificate ({reason})", .path.display())]
+    NotACertificate { path: PathBuf, reason: String },
     /// A DNS subject alternative name is not plain ASCII.
     #[error("invalid DNS name {name:?}: must be ASCII")]
     InvalidDnsName { name: String },
@@ -58,13 +73,43 @@ pub struct CaPaths {
     pub key: PathBuf,
 }
 
-/// Locations of a node certificate and key written by [`issue`].
+/// Locations of a node certificate and key written by [`issue`], and what they replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodePaths {
     /// `DIR/<name>.pem`.
     pub cert: PathBuf,
     /// `DIR/<name>-key.pem`.
     pub key: PathBuf,
+    /// The identity URI SAN written (`pgha://<cluster>/<role>/<name>`); None for a certificate without a role.
+    pub identity: Option<String>,
+    /// The file replaced held a certificate without a role (issued before roles).
+    pub replaced_legacy: bool,
+}
+
+/// What to put in a node (or client) certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct IssueSpec<'a> {
+    /// The role carried in the identity SAN. None writes a certificate without one, as issued before roles (only
+    /// to test the rule for such certificates: `tls.legacy_certificates`).
+    pub role: Option<CertRole>,
+    pub name: &'a str,
+    pub ips: &'a [IpAddr],
+    pub dns: &'a [String],
+    /// The cluster in the identity; None = the one the CA names (`pgha cert init --cluster`).
+    pub cluster: Option<&'a str>,
+}
+
+impl<'a> IssueSpec<'a> {
+    /// A role certificate for `name` with no extra SANs.
+    pub fn new(role: CertRole, name: &'a str) -> IssueSpec<'a> {
+        IssueSpec {
+            role: Some(role),
+            name,
+            ips: &[],
+            dns: &[],
+            cluster: None,
+        }
+    }
 }
 
 /// Creates a self-signed cluster CA valid for `days` days in `dir` (created 0700 if missing).
@@ -85,13 +130,20 @@ pub fn init_ca(dir: &Path, cluster: &str, days: u32, force: bool) -> Result<CaPa
             }
         }
     }
+    if !valid_name(cluster) {
+        return Err(CertError::InvalidCluster {
+            name: cluster.to_owned(),
+        });
+    }
     ensure_dir(dir)?;
 
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("pgha CA {cluster}"));
+    dn.push(DnType::CommonName, format!("{CA_CN_PREFIX}{cluster}"));
     params.distinguished_name = dn;
+    // The cluster, for `pgha cert issue` to put into role certificates without being told again.
+    params.subject_alt_names = vec![uri_san(&ca_uri(cluster))?];
     // Path length 0: the CA may sign node certs but no intermediate CAs.
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -105,34 +157,78 @@ pub fn init_ca(dir: &Path, cluster: &str, days: u32, force: bool) -> Result<CaPa
     Ok(paths)
 }
 
-/// Issues a node certificate `<name>.pem` / `<name>-key.pem` in `dir`, signed by the CA there.
+/// CN prefix of a CA made by [`init_ca`] (`pgha CA <cluster>`).
+const CA_CN_PREFIX: &str = "pgha CA ";
+
+/// Issues a role certificate `<name>.pem` / `<name>-key.pem` in `dir`, signed by the CA there.
 ///
 /// The certificate is valid for `days` days (backdated one hour for clock skew), carries
-/// CN = `name`, SANs `name` + `dns` + `ips`, and is usable both as TLS server and client.
+/// CN = `name`, SANs `name` + `dns` + `ips` and the identity URI `pgha://<cluster>/<role>/<name>`
+/// (the cluster the CA names), and is usable both as TLS server and client.
 /// Existing node files are replaced, so this doubles as renewal.
-pub fn issue(dir: &Path, name: &str, ips: &[IpAddr], dns: &[String], days: u32) -> Result<NodePaths, CertError> {
-    let (not_before, not_after) = validity_from_days(days)?;
-    issue_with_validity(dir, name, ips, dns, not_before, not_after)
-}
-
-/// Like [`issue`] but with an explicit validity period (lets tests create expired certs).
-pub fn issue_with_validity(
+pub fn issue(
     dir: &Path,
+    role: CertRole,
     name: &str,
     ips: &[IpAddr],
     dns: &[String],
+    days: u32,
+) -> Result<NodePaths, CertError> {
+    let spec = IssueSpec {
+        ips,
+        dns,
+        ..IssueSpec::new(role, name)
+    };
+    issue_spec(dir, &spec, days)
+}
+
+/// Issues what `spec` describes, valid for `days` days.
+pub fn issue_spec(dir: &Path, spec: &IssueSpec<'_>, days: u32) -> Result<NodePaths, CertError> {
+    let (not_before, not_after) = validity_from_days(days)?;
+    issue_with_validity(dir, spec, not_before, not_after)
+}
+
+/// Like [`issue_spec`] but with an explicit validity period (lets tests create expired certs).
+pub fn issue_with_validity(
+    dir: &Path,
+    spec: &IssueSpec<'_>,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<NodePaths, CertError> {
+    let IssueSpec {
+        role,
+        name,
+        ips,
+        dns,
+        cluster,
+    } = *spec;
     validate_name(name)?;
     if not_after <= not_before {
         return Err(CertError::InvalidValidity {
             reason: format!("not_after {not_after} is not after not_before {not_before}"),
         });
     }
-    let issuer = load_issuer(dir)?;
+    let (issuer, ca_cluster) = load_issuer(dir)?;
+    let identity = match role {
+        None => None,
+        Some(role) => {
+            let cluster = match cluster.map(str::to_owned).or(ca_cluster) {
+                Some(c) if valid_name(&c) => c,
+                Some(c) => return Err(CertError::InvalidCluster { name: c }),
+                None => {
+                    return Err(CertError::NoCluster {
+                        path: dir.join(CA_CERT_FILE),
+                    })
+                }
+            };
+            Some(Identity {
+                cluster,
+                caller: Caller::new(role, name),
+            })
+        }
+    };
 
-    let mut sans = Vec::with_capacity(1 + dns.len() + ips.len());
+    let mut sans = Vec::with_capacity(2 + dns.len() + ips.len());
     for dns_name in std::iter::once(name).chain(dns.iter().map(String::as_str)) {
         let san = SanType::DnsName(dns_name.try_into().map_err(|_| CertError::InvalidDnsName {
             name: dns_name.to_owned(),
@@ -146,6 +242,9 @@ pub fn issue_with_validity(
         if !sans.contains(&san) {
             sans.push(san);
         }
+    }
+    if let Some(identity) = &identity {
+        sans.push(uri_san(&identity.uri())?);
     }
 
     let key = KeyPair::generate()?;
@@ -163,9 +262,21 @@ pub fn issue_with_validity(
     params.not_after = not_after;
     let cert = params.signed_by(&key, &issuer)?;
 
+    let cert_path = dir.join(format!("{name}.pem"));
+    let replaced_legacy = fs::read(&cert_path).is_ok_and(|pem| {
+        let der = rustls_pemfile::certs(&mut &pem[..]).next().and_then(Result::ok);
+        der.is_some_and(|der| {
+            matches!(
+                crate::authz::peer::of_der(&der),
+                crate::authz::peer::CertIdentity::Legacy { .. }
+            )
+        })
+    });
     let paths = NodePaths {
-        cert: dir.join(format!("{name}.pem")),
+        cert: cert_path,
         key: dir.join(format!("{name}-key.pem")),
+        identity: identity.as_ref().map(Identity::uri),
+        replaced_legacy,
     };
     write_file(&paths.key, key.serialize_pem().as_bytes(), 0o600)?;
     write_file(&paths.cert, cert.pem().as_bytes(), 0o644)?;
@@ -183,24 +294,39 @@ fn validity_from_days(days: u32) -> Result<(OffsetDateTime, OffsetDateTime), Cer
     Ok((now - CLOCK_SKEW, now + Duration::days(i64::from(days))))
 }
 
-/// Node names become file names and DNS SANs, so keep them to a safe character set.
+/// Node names become file names, DNS SANs and identity URIs, so keep them to a safe character set ("." / ".."
+/// would produce confusing file names such as "..pem").
 fn validate_name(name: &str) -> Result<(), CertError> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        // "." / ".." would produce confusing file names such as "..pem".
-        && name.bytes().any(|b| b != b'.');
-    if ok {
+    if valid_name(name) {
         Ok(())
     } else {
         Err(CertError::InvalidName { name: name.to_owned() })
     }
 }
 
+fn uri_san(uri: &str) -> Result<SanType, CertError> {
+    Ok(SanType::URI(uri.try_into()?))
+}
+
+/// The cluster a CA names: its `pgha://<cluster>` URI SAN, else a `pgha CA <cluster>` CN (CAs made before the SAN).
+pub fn ca_cluster(x509: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    let from_san = x509.subject_alternative_name().ok().flatten().and_then(|ext| {
+        ext.value.general_names.iter().find_map(|g| match g {
+            x509_parser::extensions::GeneralName::URI(uri) => uri.strip_prefix(SCHEME).map(str::to_owned),
+            _ => None,
+        })
+    });
+    let from_cn = || {
+        let cn = x509.subject().iter_common_name().next()?.as_str().ok()?;
+        cn.strip_prefix(CA_CN_PREFIX).map(str::to_owned)
+    };
+    from_san.or_else(from_cn).filter(|c| valid_name(c))
+}
+
 /// Loads the CA from `dir` and checks that its key belongs to its certificate, since a
 /// mismatch would only surface later as an opaque "bad signature" on every handshake.
-fn load_issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>, CertError> {
+/// Also returns the cluster the CA names, if any.
+fn load_issuer(dir: &Path) -> Result<(Issuer<'static, KeyPair>, Option<String>), CertError> {
     let cert_path = dir.join(CA_CERT_FILE);
     let key_path = dir.join(CA_KEY_FILE);
     let cert_pem = read_ca_file(&cert_path)?;
@@ -227,7 +353,9 @@ fn load_issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>, CertError> {
             format!("key does not match {}", cert_path.display()),
         ));
     }
-    Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| malformed(&cert_path, e.to_string()))
+    let cluster = ca_cluster(&x509);
+    let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| malformed(&cert_path, e.to_string()))?;
+    Ok((issuer, cluster))
 }
 
 fn read_ca_file(path: &Path) -> Result<String, CertError> {
@@ -308,7 +436,15 @@ mod tests {
         let ca = init_ca(&cadir, "test", 30, false).unwrap();
         assert_eq!(fs::metadata(&cadir).unwrap().permissions().mode() & 0o777, 0o700);
         let ips = [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))];
-        let node = issue(&cadir, "node-1", &ips, &["db1.example".to_owned()], 30).unwrap();
+        let node = issue(
+            &cadir,
+            CertRole::Member,
+            "node-1",
+            &ips,
+            &["db1.example".to_owned()],
+            30,
+        )
+        .unwrap();
 
         let pem = fs::read(&node.cert).unwrap();
         let (_, p) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
@@ -333,7 +469,7 @@ mod tests {
     fn key_files_are_0600_certs_0644() {
         let dir = tempfile::tempdir().unwrap();
         let ca = init_ca(dir.path(), "t", 1, false).unwrap();
-        let node = issue(dir.path(), "n1", &[], &[], 1).unwrap();
+        let node = issue(dir.path(), CertRole::Member, "n1", &[], &[], 1).unwrap();
         for key in [&ca.key, &node.key] {
             let mode = fs::metadata(key).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", key.display());
@@ -360,7 +496,7 @@ mod tests {
     #[test]
     fn issue_without_ca_names_path() {
         let dir = tempfile::tempdir().unwrap();
-        let err = issue(dir.path(), "n1", &[], &[], 1).unwrap_err();
+        let err = issue(dir.path(), CertRole::Member, "n1", &[], &[], 1).unwrap_err();
         assert!(matches!(err, CertError::MissingCa { .. }), "{err:?}");
         let expected = dir.path().join(CA_CERT_FILE);
         assert!(err.to_string().contains(&*expected.to_string_lossy()), "{err}");
@@ -371,7 +507,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         init_ca(dir.path(), "t", 1, false).unwrap();
         fs::write(dir.path().join(CA_KEY_FILE), "garbage").unwrap();
-        let err = issue(dir.path(), "n1", &[], &[], 1).unwrap_err();
+        let err = issue(dir.path(), CertRole::Member, "n1", &[], &[], 1).unwrap_err();
         assert!(matches!(err, CertError::MalformedCa { .. }), "{err:?}");
         assert!(err.to_string().contains(CA_KEY_FILE), "{err}");
     }
@@ -381,10 +517,50 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         init_ca(dir.path(), "t", 1, false).unwrap();
         for name in ["", "a/b", "../x", "..", "n 1", "nö"] {
-            let err = issue(dir.path(), name, &[], &[], 1).unwrap_err();
+            let err = issue(dir.path(), CertRole::Member, name, &[], &[], 1).unwrap_err();
             assert!(matches!(err, CertError::InvalidName { .. }), "{name}: {err:?}");
         }
-        assert!(issue(dir.path(), "pg_1.a-b", &[], &[], 1).is_ok());
+        assert!(issue(dir.path(), CertRole::Member, "pg_1.a-b", &[], &[], 1).is_ok());
+    }
+
+    fn identity_of(path: &Path) -> crate::authz::peer::CertIdentity {
+        let pem = fs::read(path).unwrap();
+        let der = rustls_pemfile::certs(&mut &pem[..]).next().unwrap().unwrap();
+        crate::authz::peer::of_der(&der)
+    }
+
+    #[test]
+    fn role_certificates_carry_their_identity() {
+        use crate::authz::peer::CertIdentity;
+        let dir = tempfile::tempdir().unwrap();
+        init_ca(dir.path(), "main", 1, false).unwrap();
+        let edge = issue(dir.path(), CertRole::Edge, "edge1", &[], &[], 1).unwrap();
+        assert_eq!(edge.identity.as_deref(), Some("pgha://main/edge/edge1"));
+        let expected = Identity {
+            cluster: "main".into(),
+            caller: Caller::new(CertRole::Edge, "edge1"),
+        };
+        assert_eq!(identity_of(&edge.cert), CertIdentity::Role(expected));
+
+        // Without a role, as before roles existed; re-issuing it says so.
+        let legacy = IssueSpec {
+            role: None,
+            ..IssueSpec::new(CertRole::Member, "db1")
+        };
+        let old = issue_spec(dir.path(), &legacy, 1).unwrap();
+        assert_eq!(old.identity, None);
+        assert!(matches!(identity_of(&old.cert), CertIdentity::Legacy { .. }));
+        let new = issue(dir.path(), CertRole::Member, "db1", &[], &[], 1).unwrap();
+        assert!(new.replaced_legacy && !edge.replaced_legacy);
+
+        let other = IssueSpec {
+            cluster: Some("other"),
+            ..IssueSpec::new(CertRole::Admin, "ops")
+        };
+        let ops = issue_spec(dir.path(), &other, 1).unwrap();
+        assert_eq!(ops.identity.as_deref(), Some("pgha://other/admin/ops"));
+        let err = init_ca(&dir.path().join("x"), "a/b", 1, false).unwrap_err();
+        assert!(matches!(err, CertError::InvalidCluster { .. }), "{err:?}");
     }
 
     #[test]

@@ -152,12 +152,21 @@ pub enum CertCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Issue a node (or client) certificate signed by the CA in DIR: NAME.pem and NAME-key.pem.
+    /// Issue a node (or client) certificate signed by the CA in DIR: NAME.pem and NAME-key.pem, carrying its role
+    /// and name (URI SAN pgha://CLUSTER/ROLE/NAME). Re-running it renews (or re-issues a certificate without a role).
     Issue {
         #[arg(long)]
         dir: PathBuf,
+        /// What the certificate may do (required): member (a db node), witness (a DCS-only member), edge (an edge
+        /// proxy), admin (`pgha ctl` for operators), monitor (read-only).
+        #[arg(long, value_enum)]
+        role: Option<CertRoleArg>,
+        /// The node's `node.name` (db, witness, edge: peers check that a node speaks for itself).
         #[arg(long)]
         name: String,
+        /// Cluster in the identity (default: the one the CA names, `cert init --cluster`).
+        #[arg(long)]
+        cluster: Option<String>,
         /// IP address SANs (repeatable).
         #[arg(long)]
         ip: Vec<IpAddr>,
@@ -168,6 +177,34 @@ pub enum CertCommand {
         #[arg(long, default_value_t = 825)]
         days: u32,
     },
+    /// Show a certificate: subject, SANs, role, name, cluster, validity.
+    Show {
+        /// PEM certificate file.
+        file: PathBuf,
+    },
+}
+
+/// Certificate roles (`pgha cert issue --role`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CertRoleArg {
+    Member,
+    Witness,
+    Edge,
+    Admin,
+    Monitor,
+}
+
+impl From<CertRoleArg> for crate::authz::CertRole {
+    fn from(r: CertRoleArg) -> crate::authz::CertRole {
+        use crate::authz::CertRole;
+        match r {
+            CertRoleArg::Member => CertRole::Member,
+            CertRoleArg::Witness => CertRole::Witness,
+            CertRoleArg::Edge => CertRole::Edge,
+            CertRoleArg::Admin => CertRole::Admin,
+            CertRoleArg::Monitor => CertRole::Monitor,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -243,6 +243,22 @@ pub struct TlsSection {
     /// unless `plaintext = true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// `tls.legacy_certificates` (`PGHA_TLS__LEGACY_CERTIFICATES`): what a member
+    /// does with a peer certificate that carries no pgha role (issued before
+    /// roles): `"allow"` (full rights, as before; warned once per peer) or
+    /// `"deny"` (refused). Default: `"allow"`. See docs/security.md.
+    pub legacy_certificates: LegacyCertificates,
+}
+
+/// The rule for certificates without a pgha role (`tls.legacy_certificates`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LegacyCertificates {
+    /// They keep the full rights every certificate had before roles (this release's default, for rotation).
+    #[default]
+    Allow,
+    /// They are refused with a reason naming the re-issue command.
+    Deny,
 }
 
 /// `[log]`: log output.

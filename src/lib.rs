@@ -1,7 +1,9 @@
 //! pgha: one binary for PostgreSQL high availability (embedded Raft DCS, supervisor, edge, ctl).
 pub mod api;
+pub mod authz;
 pub mod bench;
 pub mod cert;
+pub mod cert_show;
 pub mod cli;
 pub mod completions;
 pub mod config;

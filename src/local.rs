@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::authz::CertRole;
 use crate::config::Role;
 use crate::dcs::client::DcsClient;
 use crate::tls::{NodeTls, TlsFiles};
@@ -161,9 +162,12 @@ impl LocalCluster {
         if tls {
             crate::cert::init_ca(&certs, "demo", 30, true)?;
             let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
-            for name in names.iter().chain(std::iter::once(&"ctl".to_string())) {
-                crate::cert::issue(&certs, name, &localhost, &["localhost".into()], 30)?;
+            // One role certificate per node, named as the node (peers check it), and an admin one for ctl.
+            let node_role = crate::authz::own::needed(role);
+            for name in &names {
+                crate::cert::issue(&certs, node_role, name, &localhost, &["localhost".into()], 30)?;
             }
+            crate::cert::issue(&certs, CertRole::Admin, "ctl", &localhost, &["localhost".into()], 30)?;
         }
         let mut nodes = Vec::new();
         for (name, port) in names.iter().zip(&ports) {
@@ -201,7 +205,7 @@ impl LocalCluster {
         let certs = self.dir.join("certs");
         if self.tls {
             let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
-            crate::cert::issue(&certs, &name, &localhost, &["localhost".into()], 30)?;
+            crate::cert::issue(&certs, CertRole::Edge, &name, &localhost, &["localhost".into()], 30)?;
         }
         let node_dir = self.dir.join(&name);
         fs::create_dir_all(&node_dir).map_err(io(format!("creating {}", node_dir.display())))?;
@@ -374,7 +378,15 @@ impl LocalCluster {
         peers.push(format!("{name}=127.0.0.1:{port}"));
         if self.tls {
             let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
-            crate::cert::issue(&self.dir.join("certs"), &name, &localhost, &["localhost".into()], 30)?;
+            let certs = self.dir.join("certs");
+            crate::cert::issue(
+                &certs,
+                crate::authz::own::needed(role),
+                &name,
+                &localhost,
+                &["localhost".into()],
+                30,
+            )?;
         }
         let node = layout_node(&exe, &self.dir, &name, port, &peers, role, self.tls, &self.layout)?;
         self.nodes.push(node);

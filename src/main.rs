@@ -108,17 +108,33 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Cert(CertCommand::Issue {
             dir,
+            role,
             name,
+            cluster,
             ip,
             dns,
             days,
         }) => {
-            let paths = pgha::cert::issue(&dir, &name, &ip, &dns, days)?;
-            println!(
-                "certificate: {}\nkey:         {} (mode 0600)",
-                paths.cert.display(),
-                paths.key.display()
-            );
+            let Some(role) = role else {
+                anyhow::bail!(
+                    "--role is required: one of {} ({})",
+                    pgha::authz::CertRole::choices(),
+                    pgha::authz::role::ROLE_HELP
+                );
+            };
+            let spec = pgha::cert::IssueSpec {
+                role: Some(role.into()),
+                name: &name,
+                ips: &ip,
+                dns: &dns,
+                cluster: cluster.as_deref(),
+            };
+            let paths = pgha::cert::issue_spec(&dir, &spec, days)?;
+            print!("{}", pgha::cert_show::issued(&paths));
+            Ok(())
+        }
+        Command::Cert(CertCommand::Show { file }) => {
+            print!("{}", pgha::cert_show::show(&file)?);
             Ok(())
         }
         Command::Config(ConfigCommand::Example { role }) => {

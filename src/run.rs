@@ -20,6 +20,7 @@ pub fn member_tls(config: &Config) -> anyhow::Result<Option<MemberTls>> {
     Ok(Some(MemberTls {
         server,
         client: tls.client_config(),
+        legacy: config.tls.legacy_certificates,
     }))
 }
 
@@ -63,6 +64,8 @@ pub fn member_settings(config: &Config) -> anyhow::Result<MemberSettings> {
 /// Runs a node in `role` until SIGTERM or SIGINT (`Ok`), or until its DCS member's Raft core stops on its own
 /// (`Err`, after the same clean stop).
 pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
+    // Before anything starts: a certificate that does not fit the node would only show as every peer refusing it.
+    crate::authz::own::check(&config, role)?;
     match role {
         Role::Db | Role::Witness => {}
         Role::Edge => return crate::run_edge::run(config).await,

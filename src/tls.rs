@@ -199,6 +199,11 @@ impl NodeTls {
         self.not_after
     }
 
+    /// The node's own certificate (DER), e.g. to read the identity it carries.
+    pub fn leaf_der(&self) -> &[u8] {
+        &self.chain[0]
+    }
+
     /// The files these credentials were loaded from.
     pub fn files(&self) -> &TlsFiles {
         &self.files
@@ -316,6 +321,7 @@ type Established = Result<TlsStream<TcpStream>, io::Error>;
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<Established>) {
     let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let refusals = Arc::new(RefusalLog::default());
     loop {
         let accepted = tokio::select! {
             _ = tx.closed() => return,
@@ -344,6 +350,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sen
         }
         let acceptor = acceptor.clone();
         let tx = tx.clone();
+        let refusals = refusals.clone();
         tokio::spawn(async move {
             let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
             drop(permit);
@@ -352,15 +359,38 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sen
                     // Err only when the server is shutting down; the connection is then dropped.
                     let _ = tx.send(Ok(stream)).await;
                 }
-                Ok(Err(e)) => log_refused(peer, &describe_handshake_error(&e)),
-                Err(_) => log_refused(peer, &format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}")),
+                Ok(Err(e)) => refusals.log(peer, &describe_handshake_error(&e)),
+                Err(_) => refusals.log(peer, &format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}")),
             }
         });
     }
 }
 
-fn log_refused(peer: SocketAddr, reason: &str) {
-    tracing::warn!(%peer, "TLS handshake refused: {reason}");
+/// Distinct (peer address, reason) pairs remembered; past it, refusals are counted, not logged.
+const REMEMBERED_REFUSALS: usize = 1024;
+
+/// Refused handshakes are logged once per peer address (not port: a client retrying comes from new ports) and
+/// reason, so a misconfigured or hostile client retrying forever cannot flood the log.
+#[derive(Default)]
+struct RefusalLog {
+    seen: std::sync::Mutex<std::collections::HashSet<(std::net::IpAddr, String)>>,
+}
+
+impl RefusalLog {
+    fn log(&self, peer: SocketAddr, reason: &str) {
+        let first = match self.seen.lock() {
+            Ok(mut seen) if seen.len() < REMEMBERED_REFUSALS => seen.insert((peer.ip(), reason.to_string())),
+            Ok(_) => false,
+            Err(_) => true,
+        };
+        if first {
+            tracing::warn!(
+                event = "tls_refused",
+                %peer,
+                "TLS handshake refused: {reason} (repeats from this address for this reason are not logged)"
+            );
+        }
+    }
 }
 
 /// Human-readable reason for a failed server-side handshake.
@@ -418,7 +448,7 @@ mod tests {
             Err(cert::CertError::Exists { .. }) => d.join(cert::CA_CERT_FILE),
             Err(e) => panic!("{e}"),
         };
-        let n = cert::issue(&d, node, &[LOCALHOST], &[], 1).unwrap();
+        let n = cert::issue(&d, crate::authz::CertRole::Member, node, &[LOCALHOST], &[], 1).unwrap();
         TlsFiles {
             ca,
             cert: n.cert,
@@ -563,9 +593,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let old = cert::issue_with_validity(
             &dir.path().join("a"),
-            "old",
-            &[],
-            &[],
+            &cert::IssueSpec::new(crate::authz::CertRole::Member, "old"),
             now - time::Duration::days(10),
             now - time::Duration::days(1),
         )

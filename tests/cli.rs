@@ -138,21 +138,35 @@ fn cert_init_and_issue_write_usable_files_with_private_keys() {
     let dir = tmp.path().join("tls");
     let init = pgha(&["cert", "init", "--dir", path_str(&dir)], &[], QUICK);
     assert!(init.ok(), "{init:?}");
-    let issue = pgha(
-        &[
-            "cert",
-            "issue",
-            "--dir",
-            path_str(&dir),
-            "--name",
-            "db1",
-            "--ip",
-            "127.0.0.1",
-        ],
-        &[],
-        QUICK,
-    );
+    let issue_args = [
+        "cert",
+        "issue",
+        "--dir",
+        path_str(&dir),
+        "--name",
+        "db1",
+        "--ip",
+        "127.0.0.1",
+    ];
+    // The role is required, and the error names the flag and the choices.
+    let no_role = pgha(&issue_args, &[], QUICK);
+    assert!(!no_role.ok(), "{no_role:?}");
+    for want in ["--role", "member, witness, edge, admin, monitor"] {
+        assert!(no_role.stderr.contains(want), "{want:?} missing:\n{}", no_role.stderr);
+    }
+    let issue = pgha(&[&issue_args[..], &["--role", "member"]].concat(), &[], QUICK);
     assert!(issue.ok(), "{issue:?}");
+    assert!(issue.stdout.contains("pgha://pgha/member/db1"), "{}", issue.stdout);
+    assert!(
+        issue.stdout.contains("--role ROLE"),
+        "how to re-issue: {}",
+        issue.stdout
+    );
+    let show = pgha(&["cert", "show", path_str(&dir.join("db1.pem"))], &[], QUICK);
+    assert!(show.ok(), "{show:?}");
+    for want in ["role:       member", "name:       db1", "IP:127.0.0.1", "not after:"] {
+        assert!(show.stdout.contains(want), "{want:?} missing:\n{}", show.stdout);
+    }
     for file in ["ca.pem", "ca-key.pem", "db1.pem", "db1-key.pem"] {
         assert!(dir.join(file).is_file(), "{file} was not written");
     }

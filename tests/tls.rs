@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{leader, pgha, put_acked, start_cluster_tls, wait_file_contains};
+use pgha::authz::CertRole;
 use pgha::dcs::client::DcsClient;
 use pgha::tls::{NodeTls, TlsFiles};
 use time::OffsetDateTime;
@@ -22,7 +23,8 @@ fn read(path: &Path) -> Vec<u8> {
 /// A CA of its own with a "ctl" certificate, in `dir`.
 fn foreign_ca(dir: &Path) -> TlsFiles {
     pgha::cert::init_ca(dir, "foreign", 1, false).expect("creating a foreign CA");
-    let paths = pgha::cert::issue(dir, "ctl", &LOCALHOST, &["localhost".into()], 1).expect("issuing a foreign cert");
+    let paths = pgha::cert::issue(dir, CertRole::Admin, "ctl", &LOCALHOST, &["localhost".into()], 1)
+        .expect("issuing a foreign cert");
     TlsFiles {
         ca: dir.join("ca.pem"),
         cert: paths.cert,
@@ -90,13 +92,15 @@ fn a_node_with_a_bad_certificate_refuses_to_start() {
     let certs = tempfile::tempdir().expect("a temp dir");
     let certs = certs.path();
     pgha::cert::init_ca(certs, "test", 1, false).expect("a CA");
-    let good = pgha::cert::issue(certs, "w1", &LOCALHOST, &[], 1).expect("a node cert");
+    let good = pgha::cert::issue(certs, CertRole::Witness, "w1", &LOCALHOST, &[], 1).expect("a node cert");
     let now = OffsetDateTime::now_utc();
+    let spec = pgha::cert::IssueSpec {
+        ips: &LOCALHOST,
+        ..pgha::cert::IssueSpec::new(CertRole::Witness, "expired")
+    };
     let expired = pgha::cert::issue_with_validity(
         certs,
-        "expired",
-        &LOCALHOST,
-        &[],
+        &spec,
         now - time::Duration::days(10),
         now - time::Duration::days(1),
     )

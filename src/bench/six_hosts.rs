@@ -142,9 +142,21 @@ impl SixHosts {
         crate::cert::init_ca(&certs, CLUSTER, 30, true)?;
         for h in hosts.iter().filter(|h| **h != CLIENT) {
             let ip = topo.host(h)?.ip;
-            crate::cert::issue(&certs, h, &[ip.into()], &[h.to_string()], 30)?;
+            let role = match DBS.contains(h) {
+                true => crate::authz::CertRole::Member,
+                false => crate::authz::CertRole::Edge,
+            };
+            crate::cert::issue(&certs, role, h, &[ip.into()], &[h.to_string()], 30)?;
         }
-        crate::cert::issue(&certs, "ctl", &[topo.bridge_ip().into()], &["ctl".into()], 30)?;
+        let ctl_ip = [topo.bridge_ip().into()];
+        crate::cert::issue(
+            &certs,
+            crate::authz::CertRole::Admin,
+            "ctl",
+            &ctl_ip,
+            &["ctl".into()],
+            30,
+        )?;
         let tls = |name: &str| {
             format!(
                 "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",

@@ -91,6 +91,7 @@ pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("tls", "ca", Kind::OptStr),
     ("tls", "cert", Kind::OptStr),
     ("tls", "key", Kind::OptStr),
+    ("tls", "legacy_certificates", Kind::Str),
     ("log", "format", Kind::Str),
     ("log", "level", Kind::Str),
 ];

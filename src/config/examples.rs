@@ -169,6 +169,10 @@ ca = "/etc/pgha/tls/ca.crt"
 cert = "/etc/pgha/tls/db1.crt"
 # PEM private key for `cert`. Required unless plaintext = true.
 key = "/etc/pgha/tls/db1.key"
+# Peer certificates without a pgha role (issued before `pgha cert issue
+# --role`): "allow" keeps their full rights (a warning per peer), "deny"
+# refuses them. Default: "allow". See docs/security.md.
+legacy_certificates = "allow"
 
 [log]
 # "human" or "json". Default: "human".
@@ -234,6 +238,10 @@ ca = "/etc/pgha/tls/ca.crt"
 cert = "/etc/pgha/tls/w1.crt"
 # PEM private key for `cert`. Required unless plaintext = true.
 key = "/etc/pgha/tls/w1.key"
+# Peer certificates without a pgha role (issued before `pgha cert issue
+# --role`): "allow" keeps their full rights (a warning per peer), "deny"
+# refuses them. Default: "allow". See docs/security.md.
+legacy_certificates = "allow"
 
 [log]
 # "human" or "json". Default: "human".

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::core::{DcsCore, DcsError};
 use super::types::{node_id, PghaNode};
+use crate::authz::{self, Rpc};
 use crate::proto;
 use crate::proto::admin_client::AdminClient;
 
@@ -124,7 +125,9 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl proto::admin_server::Admin for AdminService {
-    async fn status(&self, _req: Request<proto::StatusRequest>) -> Result<Response<proto::StatusResponse>, Status> {
+    async fn status(&self, req: Request<proto::StatusRequest>) -> Result<Response<proto::StatusResponse>, Status> {
+        let who = authz::identify(&self.0, &req)?;
+        authz::check(&self.0, &who, Rpc::Status)?;
         Ok(Response::new(self.status()))
     }
 
@@ -132,10 +135,13 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         req: Request<proto::AddMemberRequest>,
     ) -> Result<Response<proto::MembershipResponse>, Status> {
+        let who = authz::identify(&self.0, &req)?;
         let req = req.into_inner();
+        authz::check(&self.0, &who, Rpc::AddMember(&req.name))?;
         validate_member(&req.name, &req.addr)?;
+        // The leader judges the original caller again: the forwarding member names it (authz::principal).
         if let Some(mut leader) = self.leader_client()? {
-            return leader.add_member(req).await;
+            return leader.add_member(who.forward(req)).await;
         }
         let id = node_id(&req.name);
         let m = self.0.raft.metrics().borrow().clone();
@@ -164,9 +170,11 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         req: Request<proto::RemoveMemberRequest>,
     ) -> Result<Response<proto::MembershipResponse>, Status> {
+        let who = authz::identify(&self.0, &req)?;
         let req = req.into_inner();
+        authz::check(&self.0, &who, Rpc::RemoveMember(&req.name))?;
         if let Some(mut leader) = self.leader_client()? {
-            return leader.remove_member(req).await;
+            return leader.remove_member(who.forward(req)).await;
         }
         let id = node_id(&req.name);
         let m = self.0.raft.metrics().borrow().clone();

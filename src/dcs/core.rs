@@ -66,6 +66,8 @@ pub struct DcsCore {
     pub timeout: Duration,
     /// Test-only partition switch.
     pub fault: super::fault::FaultSwitch,
+    /// Who may call what (src/authz); set by `Member::start` from the TLS settings.
+    pub access: crate::authz::Access,
     /// Channels to other members (client TLS None in explicit plaintext mode).
     channels: ChannelPool,
 }
@@ -90,6 +92,10 @@ impl DcsCore {
             cluster,
             timeout,
             fault,
+            access: match tls {
+                Some(_) => crate::authz::Access::tls(Default::default()),
+                None => crate::authz::Access::plaintext(),
+            },
             channels: ChannelPool::new(tls, Some(timeout)),
         }
     }

@@ -24,6 +24,11 @@ pub struct Lease {
     pub keys: BTreeSet<Vec<u8>>,
     /// Log index of the grant or of the last keepalive.
     pub refreshed_index: u64,
+    /// Who granted it with a role certificate; None: granted by an unrestricted caller (plaintext, a legacy
+    /// certificate, or before roles existed: older (JSON) snapshots have no such field; always written, as
+    /// postcard has no optional fields).
+    #[serde(default)]
+    pub owner: Option<crate::authz::Caller>,
 }
 
 /// The state machine proper.
@@ -54,6 +59,9 @@ pub struct Compacted {
 impl KvState {
     /// Applies one committed command at log `index`; returns the result and the events it produced.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> (CommandResult, Vec<Event>) {
+        if let Command::As { caller, command } = cmd {
+            return self.apply_as(index, caller, command);
+        }
         let mut events = Vec::new();
         let result = match cmd {
             Command::Txn(txn) => self.apply_txn(txn, &mut events),
@@ -65,6 +73,7 @@ impl KvState {
                     ttl_ms,
                     keys: BTreeSet::new(),
                     refreshed_index: index,
+                    owner: None,
                 };
                 self.leases.insert(id, lease);
                 CommandResult::Lease {
@@ -107,6 +116,8 @@ impl KvState {
                 }
                 CommandResult::Expired { expired }
             }
+            // Made by a caller: handled (and unwrapped) by `apply_as` above.
+            Command::As { .. } => CommandResult::Denied("a nested caller".into()),
         };
         if !events.is_empty() {
             self.record(&events);
@@ -307,6 +318,9 @@ mod kvs_as_list {
         Ok(list.into_iter().map(|kv| (kv.key.clone(), kv)).collect())
     }
 }
+
+#[path = "kv_owner.rs"]
+mod owner;
 
 #[cfg(test)]
 #[path = "kv_tests.rs"]

@@ -29,6 +29,8 @@ const MAX_MESSAGE: usize = 64 << 20;
 pub struct MemberTls {
     pub server: Arc<rustls::ServerConfig>,
     pub client: ClientTlsConfig,
+    /// The rule for peer certificates without a role (`tls.legacy_certificates`).
+    pub legacy: crate::config::LegacyCertificates,
 }
 
 /// Everything a member needs to start (built from the config at the binary's edge).
@@ -127,15 +129,12 @@ impl Member {
             addr: s.advertise.clone(),
         };
         let client_tls = s.tls.as_ref().map(|t| t.client.clone());
-        let core = Arc::new(DcsCore::new(
-            raft,
-            sm,
-            node,
-            s.cluster.clone(),
-            client_tls,
-            s.request_timeout,
-            fault,
-        ));
+        let mut core = DcsCore::new(raft, sm, node, s.cluster.clone(), client_tls, s.request_timeout, fault);
+        core.access = match &s.tls {
+            Some(tls) => crate::authz::Access::tls(tls.legacy),
+            None => crate::authz::Access::plaintext(),
+        };
+        let core = Arc::new(core);
 
         let listener = TcpListener::bind(&s.listen)
             .await
@@ -220,7 +219,12 @@ async fn serve(
         .add_service(RaftInternalServer::new(RaftService(core.clone())).max_decoding_message_size(MAX_MESSAGE))
         .add_service(DcsServer::new(DcsService(core.clone())).max_decoding_message_size(MAX_MESSAGE))
         .add_service(AdminServer::new(AdminService(core.clone())))
-        .add_optional_service(ha.map(crate::proto::ha_server::HaServer::new));
+        .add_optional_service(ha.map(|ha| {
+            let core = core.clone();
+            crate::proto::ha_server::HaServer::with_interceptor(ha, move |req| {
+                crate::authz::guard::intercept(&core, req, crate::authz::Rpc::WalPosition)
+            })
+        }));
     let shutdown = token.clone().cancelled_owned();
     let result = match tls {
         Some(tls) => {

@@ -13,6 +13,7 @@ use super::convert;
 use super::core::{DcsCore, DcsError};
 use super::types::{Command, CommandResult, Txn, TypeConfig};
 use super::watch::{self, WatchFilter};
+use crate::authz::{self, Rpc};
 use crate::proto;
 
 fn decode<T: DeserializeOwned>(req: Request<proto::RaftBytes>) -> Result<T, Status> {
@@ -33,7 +34,10 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
         if self.0.fault.partitioned() {
             return Err(super::fault::partitioned_status());
         }
+        let who = authz::identify(&self.0, &req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req)?;
+        let leader = rpc.vote.leader_id().voted_for();
+        authz::check(&self.0, &who, Rpc::AppendEntries { leader })?;
         encode(&self.0.raft.append_entries(rpc).await)
     }
 
@@ -41,7 +45,10 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
         if self.0.fault.partitioned() {
             return Err(super::fault::partitioned_status());
         }
+        let who = authz::identify(&self.0, &req)?;
         let rpc: VoteRequest<u64> = decode(req)?;
+        let candidate = rpc.vote.leader_id().voted_for();
+        authz::check(&self.0, &who, Rpc::Vote { candidate })?;
         encode(&self.0.raft.vote(rpc).await)
     }
 
@@ -49,7 +56,10 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
         if self.0.fault.partitioned() {
             return Err(super::fault::partitioned_status());
         }
+        let who = authz::identify(&self.0, &req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req)?;
+        let leader = rpc.vote.leader_id().voted_for();
+        authz::check(&self.0, &who, Rpc::InstallSnapshot { leader })?;
         encode(&self.0.raft.install_snapshot(rpc).await)
     }
 
@@ -57,14 +67,18 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
         if self.0.fault.partitioned() {
             return Err(super::fault::partitioned_status());
         }
+        let who = authz::identify(&self.0, &req)?;
         let cmd: Command = decode(req)?;
+        authz::check(&self.0, &who, Rpc::ForwardWrite(&cmd))?;
         encode(&self.0.write_here(cmd).await)
     }
 
-    async fn read_index(&self, _req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
+    async fn read_index(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
         if self.0.fault.partitioned() {
             return Err(super::fault::partitioned_status());
         }
+        let who = authz::identify(&self.0, &req)?;
+        authz::check(&self.0, &who, Rpc::ReadIndex)?;
         encode(&self.0.read_index_here().await)
     }
 }
@@ -75,6 +89,7 @@ pub struct DcsService(pub Arc<DcsCore>);
 fn unexpected(result: CommandResult) -> Status {
     match result {
         CommandResult::Rejected(msg) => DcsError::Rejected(msg).into(),
+        CommandResult::Denied(msg) => Status::permission_denied(format!("permission denied: {msg}")),
         other => Status::internal(format!("unexpected command result {other:?}")),
     }
 }
@@ -95,6 +110,8 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchResponse, Status
 #[tonic::async_trait]
 impl proto::dcs_server::Dcs for DcsService {
     async fn range(&self, req: Request<proto::RangeRequest>) -> Result<Response<proto::RangeResponse>, Status> {
+        let who = authz::identify(&self.0, &req)?;
+        authz::check(&self.0, &who, Rpc::Range)?;
         let req = req.into_inner();
         convert::range_key(&req.key, req.prefix)?;
         if !req.serializable {
@@ -108,8 +125,10 @@ impl proto::dcs_server::Dcs for DcsService {
     }
 
     async fn txn(&self, req: Request<proto::TxnRequest>) -> Result<Response<proto::TxnResponse>, Status> {
+        let who = authz::identify(&self.0, &req)?;
         let txn: Txn = convert::txn_from(req.into_inner())?;
-        match self.0.write(Command::Txn(txn)).await? {
+        authz::check(&self.0, &who, Rpc::Txn(&txn))?;
+        match self.0.write(Command::by(who.caller(), Command::Txn(txn))).await? {
             CommandResult::Txn {
                 succeeded,
                 revision,
@@ -127,9 +146,15 @@ impl proto::dcs_server::Dcs for DcsService {
         &self,
         req: Request<proto::LeaseGrantRequest>,
     ) -> Result<Response<proto::LeaseGrantResponse>, Status> {
+        let who = authz::identify(&self.0, &req)?;
+        authz::check(&self.0, &who, Rpc::LeaseGrant)?;
         let ttl_ms = req.into_inner().ttl_ms;
         check_ttl(ttl_ms)?;
-        match self.0.write(Command::LeaseGrant { ttl_ms }).await? {
+        match self
+            .0
+            .write(Command::by(who.caller(), Command::LeaseGrant { ttl_ms }))
+            .await?
+        {
             CommandResult::Lease { id, ttl_ms, .. } => Ok(Response::new(proto::LeaseGrantResponse { id, ttl_ms })),
             other => Err(unexpected(other)),
         }
@@ -139,8 +164,14 @@ impl proto::dcs_server::Dcs for DcsService {
         &self,
         req: Request<proto::LeaseKeepAliveRequest>,
     ) -> Result<Response<proto::LeaseKeepAliveResponse>, Status> {
+        let who = authz::identify(&self.0, &req)?;
         let id = req.into_inner().id;
-        match self.0.write(Command::LeaseKeepAlive { id }).await? {
+        authz::check(&self.0, &who, Rpc::LeaseKeepAlive(id))?;
+        match self
+            .0
+            .write(Command::by(who.caller(), Command::LeaseKeepAlive { id }))
+            .await?
+        {
             CommandResult::Lease { id, ttl_ms, found } => {
                 Ok(Response::new(proto::LeaseKeepAliveResponse { id, ttl_ms, found }))
             }
@@ -152,8 +183,14 @@ impl proto::dcs_server::Dcs for DcsService {
         &self,
         req: Request<proto::LeaseRevokeRequest>,
     ) -> Result<Response<proto::LeaseRevokeResponse>, Status> {
+        let who = authz::identify(&self.0, &req)?;
         let id = req.into_inner().id;
-        match self.0.write(Command::LeaseRevoke { id }).await? {
+        authz::check(&self.0, &who, Rpc::LeaseRevoke(id))?;
+        match self
+            .0
+            .write(Command::by(who.caller(), Command::LeaseRevoke { id }))
+            .await?
+        {
             CommandResult::Lease { found, .. } => Ok(Response::new(proto::LeaseRevokeResponse { found })),
             other => Err(unexpected(other)),
         }
@@ -162,6 +199,8 @@ impl proto::dcs_server::Dcs for DcsService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<proto::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let who = authz::identify(&self.0, &req)?;
+        authz::check(&self.0, &who, Rpc::Watch)?;
         let req = req.into_inner();
         convert::range_key(&req.key, req.prefix)?;
         let filter = WatchFilter {

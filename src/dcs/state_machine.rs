@@ -187,6 +187,17 @@ impl StateMachineStore {
         Ok((history, rx, data.kv.revision))
     }
 
+    /// Owners of the given leases this member knows (`None` inside: granted without a role certificate).
+    pub fn lease_owners(&self, ids: &[i64]) -> std::collections::BTreeMap<i64, Option<crate::authz::Caller>> {
+        let data = match self.shared.data.read() {
+            Ok(d) => d,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        ids.iter()
+            .filter_map(|id| Some((*id, data.kv.lease_owner(*id)?.cloned())))
+            .collect()
+    }
+
     /// Leases whose deadline passed on this member's clock.
     pub fn expired_leases(&self, now: Instant) -> Vec<ExpiredLease> {
         self.shared.clock.lock().map(|c| c.expired(now)).unwrap_or_default()
@@ -226,7 +237,8 @@ impl StateMachineStore {
         let Ok(mut clock) = self.shared.clock.lock() else {
             return;
         };
-        match (cmd, result) {
+        // A refused command (`Denied`) changed nothing: the clock must not change either.
+        match (cmd.inner(), result) {
             (
                 Command::LeaseGrant { .. } | Command::LeaseKeepAlive { .. },
                 CommandResult::Lease {
@@ -235,7 +247,7 @@ impl StateMachineStore {
                     found: true,
                 },
             ) => clock.refreshed(*id, ttl(*ttl_ms), index, now),
-            (Command::LeaseRevoke { id }, _) => clock.removed(*id),
+            (Command::LeaseRevoke { id }, CommandResult::Lease { .. }) => clock.removed(*id),
             (Command::LeaseExpire { .. }, CommandResult::Expired { expired }) => {
                 expired.iter().for_each(|id| clock.removed(*id))
             }

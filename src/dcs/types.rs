@@ -114,6 +114,34 @@ pub enum Command {
     LeaseExpire {
         leases: Vec<ExpiredLease>,
     },
+    /// A client command made with a role certificate: the state machine records `caller` as the owner of a lease
+    /// it grants and refuses a keepalive, revoke or put-bound-to a lease owned by someone else (src/authz). Commands
+    /// of callers without a role (plaintext, legacy certificates) are not wrapped and keep their full rights.
+    As {
+        caller: crate::authz::Caller,
+        command: Box<Command>,
+    },
+}
+
+impl Command {
+    /// `cmd` made by `caller` (None: an unrestricted caller, the command stays as it is).
+    pub fn by(caller: Option<&crate::authz::Caller>, cmd: Command) -> Command {
+        match caller {
+            Some(caller) => Command::As {
+                caller: caller.clone(),
+                command: Box::new(cmd),
+            },
+            None => cmd,
+        }
+    }
+
+    /// The command itself, without its caller.
+    pub fn inner(&self) -> &Command {
+        match self {
+            Command::As { command, .. } => command,
+            other => other,
+        }
+    }
 }
 
 /// One lease the leader believes expired, with the refresh it based that on.
@@ -144,6 +172,8 @@ pub enum CommandResult {
     },
     /// The command was well-formed but not applicable (e.g. a put bound to an unknown lease).
     Rejected(String),
+    /// The caller may not use a lease it touches (src/authz): nothing was changed.
+    Denied(String),
 }
 
 /// Kind of a watch event.
