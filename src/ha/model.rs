@@ -97,7 +97,6 @@ pub struct PublishedSlot {
     pub retained_bytes: u64,
 }
 
-#[cfg(test)]
 impl MemberInfo {
     /// Whether tag `key` is set to a true word (`true`, `yes`, `on`, `1`), as Patroni's boolean tags are.
     pub fn tag_set(&self, key: &str) -> bool {
@@ -110,6 +109,10 @@ impl MemberInfo {
     pub fn may_be_synchronous(&self) -> bool {
         !self.nofailover && !self.tag_set("nosync")
     }
+}
+
+#[cfg(test)]
+impl MemberInfo {
 
     /// A member for table tests: `name` on 127.0.0.1:5432, timeline 1, both LSNs at `lsn`, no tags.
     pub(crate) fn for_test(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
