@@ -243,16 +243,14 @@ impl Chaos<'_> {
                 Ok(_) => format!("only after {late:.1?}"),
                 Err(why) => format!("not within {GIVE_UP:?}: {why}"),
             };
-            r.violations.push(format!(
-                "every db member streams from the leader again within {REJOIN:?} of the fault's end: {why}"
-            ));
+            let mut v =
+                format!("every db member streams from the leader again within {REJOIN:?} of the fault's end: {why}");
             for (d, from) in &marks {
-                r.violations.extend(
-                    warnings(self.six, d, *from, 3)
-                        .into_iter()
-                        .map(|w| format!("  log: {w}")),
-                );
+                for w in warnings(self.six, d, *from, 3) {
+                    v.push_str(&format!("\n    log: {w}"));
+                }
             }
+            r.violations.push(v);
         }
         let Some(leader) = leader else {
             return Ok((r, None));

@@ -4,11 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
-
 /// Which host a fault hits, resolved when the step starts (the seed cannot know who leads then).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     /// The db host leading when the step starts.
     Primary,
@@ -47,8 +44,7 @@ impl fmt::Display for Target {
 }
 
 /// What is done to a host; healed at the end of the step's hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// SIGKILL every process of the host (an edge also loses its link, like a power-off); restarted with the same
     /// argv after the hold.
@@ -90,8 +86,7 @@ impl Action {
 }
 
 /// One fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     On(Action, Target),
     /// `pgha ctl switchover --force` to the default candidate.
@@ -129,16 +124,11 @@ impl fmt::Display for Fault {
 }
 
 /// One step: faults applied together, held, healed; then the invariants are checked once settled.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
     pub faults: Vec<Fault>,
     /// How long the faults last before the heal.
-    #[serde(serialize_with = "as_ms")]
     pub hold: Duration,
-}
-
-fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
 }
 
 impl fmt::Display for Step {
