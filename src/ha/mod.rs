@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod decide;
 pub mod fence;
+pub mod history;
 pub mod keys;
 pub mod lease;
 pub mod model;

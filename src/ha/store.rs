@@ -283,11 +283,12 @@ impl Store<'_> {
         self.dcs.txn(txn).await.map(|_| ())
     }
 
-    /// Appends a promotion to the history (best effort: a lost race is retried once).
+    /// Appends a promotion to the history, keeping the last `history::KEEP` (best effort: a lost race is retried
+    /// once).
     pub async fn append_history(&self, entry: HistoryEntry) -> Result<(), ClientError> {
         for _ in 0..2 {
             let (kvs, _) = self.dcs.get(self.keys.history().as_bytes(), false).await?;
-            let (mut list, compare) = match kvs.first() {
+            let (list, compare) = match kvs.first() {
                 Some(kv) => (
                     serde_json::from_slice::<Vec<HistoryEntry>>(&kv.value).unwrap_or_default(),
                     Compare {
@@ -297,7 +298,7 @@ impl Store<'_> {
                 ),
                 None => (Vec::new(), absent(self.keys.history())),
             };
-            list.push(entry.clone());
+            let list = super::history::appended(list, entry.clone());
             let txn = Txn {
                 compares: vec![compare],
                 success: vec![put(
