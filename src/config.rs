@@ -204,6 +204,9 @@ pub struct DcsSection {
     /// milliseconds of client RPCs and of requests forwarded to the leader;
     /// greater than 0. Default: 2000.
     pub request_timeout_ms: u64,
+    /// `[dcs.limits]`: request and state size limits, with their keys, bounds and defaults in
+    /// [`crate::dcs::limits::Limits`]. Used by db and witness members; edges and ctl accept any member's replies.
+    pub limits: crate::dcs::limits::Limits,
 }
 
 impl Default for DcsSection {
@@ -218,6 +221,7 @@ impl Default for DcsSection {
             election_timeout_max_ms: 400,
             snapshot_logs: 5000,
             request_timeout_ms: 2000,
+            limits: crate::dcs::limits::Limits::DEFAULT,
         }
     }
 }

@@ -56,6 +56,7 @@ pub fn member_settings(config: &Config) -> anyhow::Result<MemberSettings> {
         ),
         snapshot_logs: d.snapshot_logs,
         request_timeout: Duration::from_millis(d.request_timeout_ms),
+        limits: d.limits,
         tls: member_tls(config)?,
         ha: None,
     })

@@ -59,6 +59,28 @@ snapshot_logs = 5000
 # Default: 2000.
 request_timeout_ms = 2000
 
+[dcs.limits]
+# Size limits, checked by the member a write is sent to and again by the
+# Raft leader: use the same values on every member. Each key as
+# PGHA_DCS__LIMITS__<KEY>. Longest key (and range or watch prefix), in
+# bytes: 64 to 65536. Default: 4096.
+# max_key_bytes = 4096
+# Largest value of one put, in bytes: 1024 to 4194304; key + value must
+# fit in max_request_bytes. Default: 1048576 (1 MiB).
+# max_value_bytes = 1048576
+# Compares + operations of one transaction: 8 to 10000. Default: 128.
+# max_txn_ops = 128
+# A whole transaction as logged and replicated, in bytes: 65536 to 8388608.
+# Default: 1572864 (1.5 MiB).
+# max_request_bytes = 1572864
+# Quota of the whole key space (keys, values, leases), in bytes; writes that
+# would grow it further are refused, deletes always pass. At least
+# 4 x max_request_bytes, at most 1073741824. Default: 67108864 (64 MiB).
+# max_state_bytes = 67108864
+# Recent events kept for watchers that resume (at most 20000 either way), in
+# bytes: max_request_bytes to 1073741824. Default: 33554432 (32 MiB).
+# watch_history_bytes = 33554432
+
 [postgresql]
 # Directory with postgres, initdb, pg_ctl, ...
 # Default: discovered (pg_config --bindir, /usr/lib/postgresql/<version>/bin).
@@ -226,6 +248,28 @@ snapshot_logs = 5000
 # Timeout of client RPCs and of requests forwarded to the leader, in ms.
 # Default: 2000.
 request_timeout_ms = 2000
+
+[dcs.limits]
+# Size limits, checked by the member a write is sent to and again by the
+# Raft leader: use the same values on every member. Each key as
+# PGHA_DCS__LIMITS__<KEY>. Longest key (and range or watch prefix), in
+# bytes: 64 to 65536. Default: 4096.
+# max_key_bytes = 4096
+# Largest value of one put, in bytes: 1024 to 4194304; key + value must
+# fit in max_request_bytes. Default: 1048576 (1 MiB).
+# max_value_bytes = 1048576
+# Compares + operations of one transaction: 8 to 10000. Default: 128.
+# max_txn_ops = 128
+# A whole transaction as logged and replicated, in bytes: 65536 to 8388608.
+# Default: 1572864 (1.5 MiB).
+# max_request_bytes = 1572864
+# Quota of the whole key space (keys, values, leases), in bytes; writes that
+# would grow it further are refused, deletes always pass. At least
+# 4 x max_request_bytes, at most 1073741824. Default: 67108864 (64 MiB).
+# max_state_bytes = 67108864
+# Recent events kept for watchers that resume (at most 20000 either way), in
+# bytes: max_request_bytes to 1073741824. Default: 33554432 (32 MiB).
+# watch_history_bytes = 33554432
 
 [tls]
 # true disables TLS entirely (trusted networks and tests only); ca, cert and

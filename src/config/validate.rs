@@ -302,6 +302,9 @@ pub(super) fn problems(config: &Config, purpose: Purpose) -> Vec<Problem> {
             "the default is 2000",
         );
     }
+    for (key, message, hint) in dcs.limits.problems() {
+        r.add(format!("dcs.limits.{key}"), message, hint);
+    }
 
     if purpose == Purpose::Run(Role::Db) {
         validate_pg::postgresql(config, &mut r);

@@ -4,6 +4,24 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::limits::{client_reply_limit, raft_message_limit};
+use crate::proto::dcs_client::DcsClient;
+use crate::proto::raft_internal_client::RaftInternalClient;
+
+/// A Raft client (AppendEntries, snapshots, forwarded writes) with the message limit every member's server uses
+/// in both directions: a message too large for a peer is refused here, before it is sent.
+pub fn raft_client(channel: Channel) -> RaftInternalClient<Channel> {
+    RaftInternalClient::new(channel)
+        .max_decoding_message_size(raft_message_limit())
+        .max_encoding_message_size(raft_message_limit())
+}
+
+/// A client of the DCS API that accepts any reply a member may send (tonic's default of 4 MiB would make reads
+/// of a large key space fail while the member happily sends them).
+pub fn dcs_client(channel: Channel) -> DcsClient<Channel> {
+    DcsClient::new(channel).max_decoding_message_size(client_reply_limit())
+}
+
 /// How long a TCP connect may take before the member counts as unreachable (a LAN answers in well under this).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 

@@ -9,12 +9,11 @@ use tokio::sync::mpsc;
 use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Code, Status};
 
-use super::channel::{lazy_stream_channel, ChannelPool};
+use super::channel::{dcs_client, lazy_stream_channel, ChannelPool};
 use super::types::{Event, KeyValue, Op, Txn};
 use super::watch::PROGRESS_INTERVAL;
 use crate::proto;
 use crate::proto::admin_client::AdminClient;
-use crate::proto::dcs_client::DcsClient as RawDcs;
 use crate::retry::{Backoff, FailureLog, LogNow};
 
 /// A client-side failure.
@@ -227,7 +226,7 @@ impl DcsClient {
                     prefix,
                     serializable,
                 };
-                RawDcs::new(ch).range(req).await
+                dcs_client(ch).range(req).await
             })
             .await?
             .into_inner();
@@ -250,7 +249,7 @@ impl DcsClient {
         let resp = self
             .call(|ch| {
                 let req = req.clone();
-                async move { RawDcs::new(ch).txn(req).await }
+                async move { dcs_client(ch).txn(req).await }
             })
             .await?
             .into_inner();
@@ -290,7 +289,7 @@ impl DcsClient {
         Ok(self
             .call(|ch| {
                 let req = req.clone();
-                async move { RawDcs::new(ch).txn(req).await }
+                async move { dcs_client(ch).txn(req).await }
             })
             .await?
             .into_inner()
@@ -303,7 +302,7 @@ impl DcsClient {
         let resp = self
             .call(|ch| {
                 let req = proto::LeaseGrantRequest { ttl_ms };
-                async move { RawDcs::new(ch).lease_grant(req).await }
+                async move { dcs_client(ch).lease_grant(req).await }
             })
             .await?;
         let resp = resp.into_inner();
@@ -315,7 +314,7 @@ impl DcsClient {
         let resp = self
             .call_idempotent(|ch| {
                 let req = proto::LeaseKeepAliveRequest { id };
-                async move { RawDcs::new(ch).lease_keep_alive(req).await }
+                async move { dcs_client(ch).lease_keep_alive(req).await }
             })
             .await?;
         let resp = resp.into_inner();
@@ -329,7 +328,7 @@ impl DcsClient {
         let resp = self
             .call_idempotent(|ch| {
                 let req = proto::LeaseRevokeRequest { id };
-                async move { RawDcs::new(ch).lease_revoke(req).await }
+                async move { dcs_client(ch).lease_revoke(req).await }
             })
             .await?;
         Ok(resp.into_inner().found)
@@ -525,7 +524,7 @@ impl WatchTask {
             start_revision: self.next,
         };
         let silence = PROGRESS_INTERVAL * 4;
-        let mut stream = match tokio::time::timeout(silence, RawDcs::new(channel).watch(req)).await {
+        let mut stream = match tokio::time::timeout(silence, dcs_client(channel).watch(req)).await {
             Ok(Ok(resp)) => resp.into_inner(),
             _ => return StreamEnd::Broken,
         };

@@ -1,13 +1,10 @@
-//! Conversions between the wire types (proto) and the state machine's types, with request validation.
+//! Conversions between the wire types (proto) and the state machine's types, with request validation. Sizes are
+//! checked against `dcs.limits` by `limits.rs`, where a write enters and on the leader.
 
 use super::core::DcsError;
+use super::limits::Limits;
 use super::types::{Compare, CompareTarget, Event, EventKind, KeyValue, Op, Txn};
 use crate::proto;
-
-/// Largest key accepted (etcd's default request limit is far above what pgha writes).
-pub const MAX_KEY: usize = 4096;
-/// Largest value accepted.
-pub const MAX_VALUE: usize = 1 << 20;
 
 impl From<KeyValue> for proto::KeyValue {
     fn from(kv: KeyValue) -> proto::KeyValue {
@@ -65,12 +62,6 @@ fn check_key(key: &[u8], prefix: bool) -> Result<(), DcsError> {
     if key.is_empty() && !prefix {
         return Err(DcsError::Invalid("empty key".into()));
     }
-    if key.len() > MAX_KEY {
-        return Err(DcsError::Invalid(format!(
-            "key of {} bytes exceeds {MAX_KEY}",
-            key.len()
-        )));
-    }
     Ok(())
 }
 
@@ -78,12 +69,6 @@ fn op_from(op: proto::Op) -> Result<Op, DcsError> {
     match op.op {
         Some(proto::op::Op::Put(p)) => {
             check_key(&p.key, false)?;
-            if p.value.len() > MAX_VALUE {
-                return Err(DcsError::Invalid(format!(
-                    "value of {} bytes exceeds {MAX_VALUE}",
-                    p.value.len()
-                )));
-            }
             if p.lease < 0 {
                 return Err(DcsError::Invalid(format!("negative lease id {}", p.lease)));
             }
@@ -128,9 +113,10 @@ pub fn txn_from(req: proto::TxnRequest) -> Result<Txn, DcsError> {
     })
 }
 
-/// Validates a range key.
-pub fn range_key(key: &[u8], prefix: bool) -> Result<(), DcsError> {
-    check_key(key, prefix)
+/// Validates a range or watch key (or prefix).
+pub fn range_key(key: &[u8], prefix: bool, limits: &Limits) -> Result<(), DcsError> {
+    check_key(key, prefix)?;
+    Ok(limits.check_key(key)?)
 }
 
 impl From<Compare> for proto::Compare {

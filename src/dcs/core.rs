@@ -9,10 +9,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, ClientTlsConfig};
 
-use super::channel::ChannelPool;
+use super::channel::{raft_client, ChannelPool};
+use super::limits::{LimitError, Limits};
+use super::quota::InFlight;
+use super::snapshot_guard::{ChunkGuard, ChunkVerdict};
 use super::state_machine::StateMachineStore;
-use super::types::{Command, CommandResult, PghaNode, Raft};
-use crate::proto::raft_internal_client::RaftInternalClient;
+use super::types::{Command, CommandResult, PghaNode, Raft, TypeConfig};
 use crate::proto::RaftBytes;
 
 /// Pause between attempts while a leader is being elected or a forward target went away.
@@ -31,6 +33,9 @@ pub enum DcsError {
     NotFound(String),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Over a `dcs.limits` limit (the message names it and the value).
+    #[error(transparent)]
+    Limit(#[from] LimitError),
 }
 
 impl From<DcsError> for tonic::Status {
@@ -42,6 +47,7 @@ impl From<DcsError> for tonic::Status {
             DcsError::Rejected(_) => tonic::Status::failed_precondition(msg),
             DcsError::NotFound(_) => tonic::Status::not_found(msg),
             DcsError::Invalid(_) => tonic::Status::invalid_argument(msg),
+            DcsError::Limit(e) => e.into(),
         }
     }
 }
@@ -53,6 +59,8 @@ pub enum Forwarded<T> {
     /// The receiver is not (or no longer) the leader: the sender retries.
     NotLeader,
     Failed(String),
+    /// Over one of the leader's `dcs.limits` (kept apart from `Failed` so the client gets the same code).
+    Refused(LimitError),
 }
 
 /// One member's DCS: its Raft handle, state machine and the means to reach the leader.
@@ -68,12 +76,19 @@ pub struct DcsCore {
     pub fault: super::fault::FaultSwitch,
     /// Who may call what (src/authz); set by `Member::start` from the TLS settings.
     pub access: crate::authz::Access,
+    /// Request and state limits, checked where a write enters and again on the leader before it proposes.
+    pub limits: Limits,
+    /// State growth this member admitted as leader and has not applied yet (`dcs.limits.max_state_bytes`).
+    in_flight: InFlight,
+    /// The InstallSnapshot stream being received, checked before openraft allocates for a chunk.
+    snapshot_chunks: std::sync::Mutex<ChunkGuard>,
     /// Channels to other members (client TLS None in explicit plaintext mode).
     channels: ChannelPool,
 }
 
 impl DcsCore {
     /// Wires a core; `raft` and `sm` must belong together.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         raft: Raft,
         sm: StateMachineStore,
@@ -82,6 +97,7 @@ impl DcsCore {
         tls: Option<ClientTlsConfig>,
         timeout: Duration,
         fault: super::fault::FaultSwitch,
+        limits: Limits,
     ) -> DcsCore {
         let node_id = super::types::node_id(&node.name);
         DcsCore {
@@ -96,6 +112,9 @@ impl DcsCore {
                 Some(_) => crate::authz::Access::tls(Default::default()),
                 None => crate::authz::Access::plaintext(),
             },
+            limits,
+            in_flight: InFlight::default(),
+            snapshot_chunks: std::sync::Mutex::new(ChunkGuard::default()),
             channels: ChannelPool::new(tls, Some(timeout)),
         }
     }
@@ -121,11 +140,18 @@ impl DcsCore {
     /// Commits `cmd` through Raft, forwarding to the leader when needed, retrying across leader changes until the
     /// request budget is spent.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, DcsError> {
+        // Checked where the write enters, so an oversized one is refused before it travels; the leader checks again.
+        self.limits.check_command(&cmd)?;
         let deadline = Instant::now() + self.timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
+            // The quota is counted by the member that proposes: when this one is not the leader, openraft says so at
+            // once and the admitted bytes are released.
+            let admitted = self.admit(&cmd)?;
             // A leader without a quorum never answers: bound the wait (the write may still commit later, as in etcd).
-            let Ok(outcome) = tokio::time::timeout(remaining, self.raft.client_write(cmd.clone())).await else {
+            let outcome = tokio::time::timeout(remaining, self.raft.client_write(cmd.clone())).await;
+            drop(admitted);
+            let Ok(outcome) = outcome else {
                 return Err(DcsError::NoLeader(self.timeout));
             };
             match outcome {
@@ -138,6 +164,7 @@ impl DcsCore {
                         {
                             Ok(Forwarded::Ok(result)) => return Ok(result),
                             Ok(Forwarded::Failed(msg)) => return Err(DcsError::Rejected(msg)),
+                            Ok(Forwarded::Refused(e)) => return Err(DcsError::Limit(e)),
                             Ok(Forwarded::NotLeader) | Err(_) => {}
                         }
                     }
@@ -210,19 +237,72 @@ impl DcsCore {
         if self.fault.partitioned() {
             return Err(DcsError::Stopped("fault injection: partitioned".into()));
         }
-        let data = serde_json::to_vec(req).map_err(|e| DcsError::Invalid(e.to_string()))?;
-        let mut client = RaftInternalClient::new(self.channel(addr)?);
+        let data = super::codec::encode(req).map_err(|e| DcsError::Invalid(e.to_string()))?;
+        let mut client = raft_client(self.channel(addr)?);
         let request = tonic::Request::new(RaftBytes { data });
         let reply = match kind {
             ForwardKind::Write => client.forward_write(request).await,
             ForwardKind::ReadIndex => client.read_index(request).await,
         };
         let reply = reply.map_err(|s| DcsError::Stopped(s.message().to_string()))?;
-        serde_json::from_slice(&reply.into_inner().data).map_err(|e| DcsError::Invalid(e.to_string()))
+        super::codec::decode(&reply.into_inner().data).map_err(|e| DcsError::Invalid(e.to_string()))
+    }
+
+    /// Admits `cmd`'s growth of the state against the quota, counting this member's writes in flight.
+    fn admit(&self, cmd: &Command) -> Result<super::quota::Admitted<'_>, LimitError> {
+        let (state, growth) = self.sm.quota_view(cmd);
+        self.in_flight.admit(&self.limits, state, growth)
+    }
+
+    /// Checks an InstallSnapshot chunk before openraft allocates for it: `Ok(None)` hands it on, `Ok(Some(reply))`
+    /// is the answer to send instead (a mismatch, so a real leader starts the snapshot again from offset 0), `Err`
+    /// refuses a snapshot larger than any leader may send.
+    #[allow(clippy::type_complexity)]
+    pub fn check_snapshot_chunk(
+        &self,
+        rpc: &openraft::raft::InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<
+        Option<
+            Result<openraft::raft::InstallSnapshotResponse<u64>, RaftError<u64, openraft::error::InstallSnapshotError>>,
+        >,
+        tonic::Status,
+    > {
+        let id = &rpc.meta.snapshot_id;
+        let max = super::limits::max_snapshot_bytes();
+        let len = rpc.data.len() as u64;
+        let verdict = {
+            let mut chunks = self.snapshot_chunks.lock().unwrap_or_else(|p| p.into_inner());
+            chunks.check(id, rpc.offset, len, max)
+        };
+        match verdict {
+            ChunkVerdict::Accept => Ok(None),
+            ChunkVerdict::Restart => {
+                tracing::warn!(snapshot = %id, offset = rpc.offset, "snapshot chunk past the bytes received: asking for a restart");
+                let segment = |offset| openraft::SnapshotSegmentId { id: id.clone(), offset };
+                let mismatch = openraft::error::SnapshotMismatch {
+                    expect: segment(0),
+                    got: segment(rpc.offset),
+                };
+                Ok(Some(Err(RaftError::APIError(
+                    openraft::error::InstallSnapshotError::SnapshotMismatch(mismatch),
+                ))))
+            }
+            ChunkVerdict::TooLarge { end, max } => Err(tonic::Status::resource_exhausted(format!(
+                "snapshot {id}: a chunk ending at byte {end} is past the largest snapshot any member may send ({max} bytes)"
+            ))),
+        }
     }
 
     /// Leader side of a forwarded write: apply locally, never forward again (no loops).
     pub async fn write_here(&self, cmd: Command) -> Forwarded<CommandResult> {
+        // The leader's own limits decide what enters the log, whatever the forwarding member's config said.
+        if let Err(e) = self.limits.check_command(&cmd) {
+            return Forwarded::Refused(e);
+        }
+        let _admitted = match self.admit(&cmd) {
+            Ok(admitted) => admitted,
+            Err(e) => return Forwarded::Refused(e),
+        };
         let Ok(outcome) = tokio::time::timeout(self.timeout, self.raft.client_write(cmd)).await else {
             return Forwarded::Failed(format!("no quorum within {:?}", self.timeout));
         };

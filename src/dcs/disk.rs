@@ -31,6 +31,13 @@ pub trait RaftDisk: Send + Sync + 'static {
     fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), DiskError>;
     /// Entries with `start <= index < end`, in order.
     fn read_range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, DiskError>;
+    /// Like `read_range`, stopping before the entry that would take the total past `budget` bytes (but returning
+    /// at least one entry): the leader's AppendEntries batches must not read hundreds of large entries.
+    fn read_range_limited(&self, start: u64, end: u64, budget: usize) -> Result<Vec<(u64, Vec<u8>)>, DiskError> {
+        let mut rows = self.read_range(start, end)?;
+        rows.truncate(fitting(rows.iter().map(|(_, b)| b.len()), budget));
+        Ok(rows)
+    }
     /// The entry with the highest index.
     fn last_entry(&self) -> Result<Option<(u64, Vec<u8>)>, DiskError>;
     /// Removes every entry with index >= `start` (conflict truncation).
@@ -113,6 +120,23 @@ impl RaftDisk for SledDisk {
         Ok(out)
     }
 
+    fn read_range_limited(&self, start: u64, end: u64, budget: usize) -> Result<Vec<(u64, Vec<u8>)>, DiskError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for item in self.logs.range(start.to_be_bytes()..end.to_be_bytes()) {
+            let (k, v) = item.map_err(io("read log"))?;
+            total = total.saturating_add(v.len());
+            if !out.is_empty() && total > budget {
+                break;
+            }
+            out.push((index_of(&k), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn last_entry(&self) -> Result<Option<(u64, Vec<u8>)>, DiskError> {
         Ok(self
             .logs
@@ -176,6 +200,21 @@ impl RaftDisk for SledDisk {
     }
 }
 
+/// How many of `sizes` (entry sizes, in order) fit in `budget` bytes: at least one, so a single large entry still
+/// goes alone.
+pub fn fitting(sizes: impl IntoIterator<Item = usize>, budget: usize) -> usize {
+    let mut total = 0usize;
+    let mut count = 0;
+    for size in sizes {
+        total = total.saturating_add(size);
+        if count > 0 && total > budget {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
+
 fn index_of(key: &[u8]) -> u64 {
     let mut bytes = [0u8; 8];
     let n = key.len().min(8);
@@ -213,6 +252,30 @@ mod tests {
             "snapshot meta says generation {generation} but its data is another generation's"
         );
         generation
+    }
+
+    #[test]
+    fn fitting_counts_entries_within_the_budget_and_at_least_one() {
+        // (entry sizes, budget, entries returned)
+        let table: &[(&[usize], usize, usize)] = &[
+            (&[], 10, 0),
+            (&[5, 5, 5], 10, 2),
+            (&[5, 5, 5], 15, 3),
+            (&[11, 1], 10, 1), // one entry over the budget still goes, alone
+            (&[3, 11], 10, 1),
+            (&[usize::MAX, 1], 10, 1),
+        ];
+        for (sizes, budget, n) in table {
+            assert_eq!(fitting(sizes.iter().copied(), *budget), *n, "{sizes:?} in {budget}");
+        }
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let disk = SledDisk::open(dir.path()).expect("opening the store");
+        let rows: Vec<(u64, Vec<u8>)> = (1..=4).map(|i| (i, vec![0; 5])).collect();
+        disk.append(&rows).expect("appending");
+        let read = disk.read_range_limited(1, 5, 10).expect("reading");
+        assert_eq!(read.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(disk.read_range_limited(3, 5, 1).expect("reading").len(), 1);
+        assert!(disk.read_range_limited(5, 5, 10).expect("reading").is_empty());
     }
 
     #[test]

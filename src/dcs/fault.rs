@@ -99,6 +99,10 @@ impl RaftDisk for FaultyDisk {
         self.inner.read_range(start, end)
     }
 
+    fn read_range_limited(&self, start: u64, end: u64, budget: usize) -> Result<Vec<(u64, Vec<u8>)>, DiskError> {
+        self.inner.read_range_limited(start, end, budget)
+    }
+
     fn last_entry(&self) -> Result<Option<(u64, Vec<u8>)>, DiskError> {
         self.inner.last_entry()
     }

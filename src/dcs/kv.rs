@@ -8,10 +8,22 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::{kv_cost, Limits, LEASE_COST};
 use super::types::{Command, CommandResult, Compare, CompareTarget, Event, EventKind, KeyValue, Op, Txn};
 
-/// How many events the watch history keeps; older revisions are reported as compacted.
+/// History bound until the member sets its own (tests, tools).
+const DEFAULT_HISTORY_BYTES: usize = Limits::DEFAULT.watch_history_bytes as usize;
+
+fn event_bytes(e: &Event) -> usize {
+    e.kv.key.len() + e.kv.value.len() + EVENT_OVERHEAD
+}
+
+/// How many events the watch history keeps at most; older revisions are reported as compacted. Their bytes are
+/// bounded too (`dcs.limits.watch_history_bytes`, see [`KvState::set_history_bytes`]): 20000 puts of 1 MiB would
+/// otherwise hold 20 GiB.
 pub const HISTORY_EVENTS: usize = 20_000;
+/// Bytes an event counts against the history bound besides its key and value.
+const EVENT_OVERHEAD: usize = 64;
 /// Bounds on a lease TTL: shorter than a Raft round trip is meaningless, longer than a day is a mistake.
 pub const MIN_TTL_MS: i64 = 100;
 pub const MAX_TTL_MS: i64 = 86_400_000;
@@ -46,6 +58,15 @@ pub struct KvState {
     /// Highest revision no longer (fully) in `history`; a watch must start after it.
     #[serde(skip)]
     compacted: i64,
+    /// Bytes of `history` (keys, values, overhead) and their bound; the bound is this member's config.
+    #[serde(skip)]
+    history_bytes: usize,
+    #[serde(skip)]
+    history_max_bytes: Option<usize>,
+    /// What the state counts against `dcs.limits.max_state_bytes` (see `limits::kv_cost`); derived, so not in
+    /// snapshots: [`KvState::recount`] after decoding one.
+    #[serde(skip)]
+    state_bytes: u64,
 }
 
 /// A watch asked for revisions that are no longer retained.
@@ -76,6 +97,7 @@ impl KvState {
                     owner: None,
                 };
                 self.leases.insert(id, lease);
+                self.state_bytes += LEASE_COST;
                 CommandResult::Lease {
                     id,
                     ttl_ms,
@@ -183,6 +205,8 @@ impl KvState {
                 l.keys.insert(key.to_vec());
             }
         }
+        let old_cost = previous.as_ref().map_or(0, |p| kv_cost(p.key.len(), p.value.len()));
+        self.state_bytes = self.state_bytes.saturating_sub(old_cost) + kv_cost(key.len(), value.len());
         let kv = KeyValue {
             key: key.to_vec(),
             value: value.to_vec(),
@@ -200,6 +224,7 @@ impl KvState {
 
     fn delete(&mut self, revision: i64, key: &[u8]) -> Option<Event> {
         let old = self.kvs.remove(key)?;
+        self.state_bytes = self.state_bytes.saturating_sub(kv_cost(old.key.len(), old.value.len()));
         if old.lease != 0 {
             if let Some(l) = self.leases.get_mut(&old.lease) {
                 l.keys.remove(key);
@@ -222,6 +247,7 @@ impl KvState {
         let Some(lease) = self.leases.remove(&id) else {
             return false;
         };
+        self.state_bytes = self.state_bytes.saturating_sub(LEASE_COST);
         if !lease.keys.is_empty() {
             let revision = self.revision + 1;
             for key in &lease.keys {
@@ -248,16 +274,44 @@ impl KvState {
 
     fn record(&mut self, events: &[Event]) {
         self.history.extend(events.iter().cloned());
-        while self.history.len() > HISTORY_EVENTS {
+        self.history_bytes += events.iter().map(event_bytes).sum::<usize>();
+        let max_bytes = self.history_max_bytes.unwrap_or(DEFAULT_HISTORY_BYTES);
+        while self.history.len() > HISTORY_EVENTS || self.history_bytes > max_bytes {
             // Drop whole revisions so a watcher never receives half of a transaction.
             let Some(oldest) = self.history.front().map(Event::revision) else {
                 break;
             };
             while self.history.front().is_some_and(|e| e.revision() == oldest) {
-                self.history.pop_front();
+                if let Some(e) = self.history.pop_front() {
+                    self.history_bytes -= event_bytes(&e);
+                }
             }
             self.compacted = oldest;
         }
+    }
+
+    /// Bounds the watch history's bytes (this member's `dcs.limits.watch_history_bytes`); applies from the next
+    /// event on.
+    pub fn set_history_bytes(&mut self, max: usize) {
+        self.history_max_bytes = Some(max);
+    }
+
+    /// What the state counts against `dcs.limits.max_state_bytes`.
+    pub fn state_bytes(&self) -> u64 {
+        self.state_bytes
+    }
+
+    /// What the state counts against the quota after putting `value_len` bytes at `key`: the new pair's cost
+    /// minus the cost of the value it replaces.
+    pub fn put_growth(&self, key: &[u8], value_len: usize) -> u64 {
+        let old = self.kvs.get(key).map_or(0, |kv| kv_cost(kv.key.len(), kv.value.len()));
+        kv_cost(key.len(), value_len).saturating_sub(old)
+    }
+
+    /// Recomputes [`KvState::state_bytes`] (after decoding a snapshot, which does not carry it).
+    pub fn recount(&mut self) {
+        let kvs: u64 = self.kvs.values().map(|kv| kv_cost(kv.key.len(), kv.value.len())).sum();
+        self.state_bytes = kvs + LEASE_COST * self.leases.len() as u64;
     }
 
     /// Keys equal to `key` (or starting with it when `prefix`), in key order.
@@ -287,6 +341,7 @@ impl KvState {
     /// The watch history restarts at the current revision (after a restore from a snapshot).
     pub fn reset_history(&mut self) {
         self.history.clear();
+        self.history_bytes = 0;
         self.compacted = self.revision;
     }
 

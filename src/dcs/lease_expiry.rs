@@ -10,6 +10,9 @@ use super::types::{Command, CommandResult};
 
 /// How often the leader checks deadlines: expiry is at most this late.
 const TICK: Duration = Duration::from_millis(10);
+/// Leases per `LeaseExpire` entry (about 20 bytes each): thousands of leases lapsing together (a mass disconnect)
+/// must not make one entry larger than `dcs.limits.max_request_bytes` allows a client; the rest go next tick.
+const LEASES_PER_ENTRY: usize = 1024;
 
 /// Runs until `token` is cancelled.
 pub async fn run(core: Arc<DcsCore>, token: CancellationToken) {
@@ -23,7 +26,8 @@ pub async fn run(core: Arc<DcsCore>, token: CancellationToken) {
         if !core.is_leader() {
             continue;
         }
-        let leases = core.sm.expired_leases(Instant::now());
+        let mut leases = core.sm.expired_leases(Instant::now());
+        leases.truncate(LEASES_PER_ENTRY);
         if leases.is_empty() {
             continue;
         }

@@ -1,4 +1,6 @@
 //! The Raft log and vote on a [`RaftDisk`]: every append and vote is durable (synced) before it is acknowledged.
+//! Entries are stored in the compact `codec` format (older JSON entries are still read); the leader reads at most
+//! `limits::RAFT_BATCH_BYTES` of them for one AppendEntries.
 // openraft's trait methods return its large StorageError; our helpers share that type on purpose.
 #![allow(clippy::result_large_err)]
 
@@ -51,7 +53,7 @@ impl LogStore {
 }
 
 fn decode(bytes: &[u8]) -> Result<Entry<TypeConfig>, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StorageIOError::read_logs(&e).into())
+    super::codec::decode(bytes).map_err(|e| StorageIOError::read_logs(&e).into())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -72,6 +74,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let rows = self
             .disk
             .read_range(start, end)
+            .map_err(|e| StorageIOError::read_logs(&e))?;
+        rows.iter().map(|(_, bytes)| decode(bytes)).collect()
+    }
+
+    /// What the leader replicates in one AppendEntries: openraft asks for up to `max_payload_entries` entries
+    /// whatever their size; this stops at `RAFT_BATCH_BYTES` so that a run of large values never builds a message
+    /// over the Raft message limit (which a follower would refuse forever). Stored sizes bound the sizes on the
+    /// wire: both use the same encoding, and an older JSON entry is larger stored than sent.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+        let budget = usize::try_from(super::limits::RAFT_BATCH_BYTES).unwrap_or(usize::MAX);
+        let rows = self
+            .disk
+            .read_range_limited(start, end, budget)
             .map_err(|e| StorageIOError::read_logs(&e))?;
         rows.iter().map(|(_, bytes)| decode(bytes)).collect()
     }
@@ -122,7 +137,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut rows = Vec::new();
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            let bytes = super::codec::encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
             rows.push((entry.log_id.index, bytes));
         }
         self.disk.append(&rows).map_err(|e| StorageIOError::write_logs(&e))?;
@@ -149,3 +164,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "log_store_tests.rs"]
+mod tests;

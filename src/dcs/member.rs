@@ -21,8 +21,7 @@ use super::types::{node_id, PghaNode, Raft};
 use super::{admin::AdminService, bootstrap, lease_expiry};
 use crate::proto::{admin_server::AdminServer, dcs_server::DcsServer, raft_internal_server::RaftInternalServer};
 
-/// Largest gRPC message (snapshots of a large DCS travel in chunks well below this).
-const MAX_MESSAGE: usize = 64 << 20;
+use super::limits::{raft_message_limit, Limits, SNAPSHOT_CHUNK_BYTES};
 
 /// TLS material of a member: serves mutual TLS and dials peers with its certificate.
 #[derive(Clone)]
@@ -50,6 +49,8 @@ pub struct MemberSettings {
     pub election_timeout: (Duration, Duration),
     pub snapshot_logs: u64,
     pub request_timeout: Duration,
+    /// `[dcs.limits]`: request and state limits.
+    pub limits: Limits,
     /// None = plaintext (explicitly configured).
     pub tls: Option<MemberTls>,
     /// The db role's `Ha` service (WAL positions for the leader race); None for witnesses.
@@ -100,7 +101,10 @@ impl Member {
             max_in_snapshot_log_to_keep: (s.snapshot_logs / 5).max(100),
             // Small chunks and a generous per-chunk timeout: openraft's 200 ms default can starve a lagging member of
             // its snapshot on a loaded machine, and without it a 2-of-3 quorum that includes that member stalls.
-            snapshot_max_chunk_size: 256 << 10,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+            // Up to 300 entries per AppendEntries (openraft's default) whatever their size: the log store stops a
+            // batch at `limits::RAFT_BATCH_BYTES`, so the message stays within `limits::raft_message_limit()`.
+            max_payload_entries: 300,
             install_snapshot_timeout: millis(s.request_timeout).max(1000),
             ..Default::default()
         }
@@ -112,6 +116,7 @@ impl Member {
         let disk = fault.wrap_disk(disk);
         let log_store = LogStore::new(disk.clone());
         let sm = StateMachineStore::open(disk).map_err(|e| MemberError::Storage(e.to_string()))?;
+        sm.set_watch_history_bytes(usize::try_from(s.limits.watch_history_bytes).unwrap_or(usize::MAX));
         let network = Network {
             channels: Arc::new(super::channel::ChannelPool::new(
                 s.tls.as_ref().map(|t| t.client.clone()),
@@ -129,7 +134,16 @@ impl Member {
             addr: s.advertise.clone(),
         };
         let client_tls = s.tls.as_ref().map(|t| t.client.clone());
-        let mut core = DcsCore::new(raft, sm, node, s.cluster.clone(), client_tls, s.request_timeout, fault);
+        let mut core = DcsCore::new(
+            raft,
+            sm,
+            node,
+            s.cluster.clone(),
+            client_tls,
+            s.request_timeout,
+            fault,
+            s.limits,
+        );
         core.access = match &s.tls {
             Some(tls) => crate::authz::Access::tls(tls.legacy),
             None => crate::authz::Access::plaintext(),
@@ -216,8 +230,19 @@ async fn serve(
 ) {
     let router = Server::builder()
         .tcp_nodelay(true)
-        .add_service(RaftInternalServer::new(RaftService(core.clone())).max_decoding_message_size(MAX_MESSAGE))
-        .add_service(DcsServer::new(DcsService(core.clone())).max_decoding_message_size(MAX_MESSAGE))
+        // Raft messages: one limit on every member whatever its config (limits.rs), in both directions.
+        .add_service(
+            RaftInternalServer::new(RaftService(core.clone()))
+                .max_decoding_message_size(raft_message_limit())
+                .max_encoding_message_size(raft_message_limit()),
+        )
+        // Client API: requests up to this member's max_request_bytes (plus protobuf framing), replies up to what
+        // its quota allows (clients accept any member's replies, see channel.rs).
+        .add_service(
+            DcsServer::new(DcsService(core.clone()))
+                .max_decoding_message_size(core.limits.grpc_request_limit())
+                .max_encoding_message_size(core.limits.max_reply_bytes()),
+        )
         .add_service(AdminServer::new(AdminService(core.clone())))
         .add_optional_service(ha.map(|ha| {
             let core = core.clone();

@@ -1,20 +1,25 @@
-//! Raft transport over gRPC: each openraft message travels serde-encoded in an opaque `RaftBytes`.
+//! Raft transport over gRPC: each openraft message travels encoded by `codec` (postcard) in an opaque `RaftBytes`.
+//!
+//! Message size: the leader reads at most `limits::RAFT_BATCH_BYTES` of entries per AppendEntries (log_store.rs),
+//! an entry is at most the largest request any leader accepts, and snapshot chunks are 256 KiB, so every message
+//! fits `limits::raft_message_limit()`, the limit every member's server uses whatever its config. Should one still
+//! not fit (entries written before that bound), it is split: openraft retries with fewer entries on PayloadTooLarge.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use super::channel::ChannelPool;
+use super::channel::{raft_client, ChannelPool};
 use super::types::{PghaNode, TypeConfig};
-use crate::proto::raft_internal_client::RaftInternalClient;
 use crate::proto::RaftBytes;
 
 /// Hands out connections to Raft peers over one shared channel per peer (openraft asks for a new client for every
@@ -61,9 +66,8 @@ enum Rpc {
 }
 
 impl PeerConnection {
-    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, req: &Req, timeout: Duration) -> RpcResult<Resp, E>
+    async fn call<Resp, E>(&mut self, rpc: Rpc, data: Vec<u8>, timeout: Duration) -> RpcResult<Resp, E>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
@@ -72,12 +76,11 @@ impl PeerConnection {
                 "fault injection: partitioned".into(),
             ))));
         }
-        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let channel = self
             .channels
             .get(&self.node.addr)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let mut client = RaftInternalClient::new(channel);
+        let mut client = raft_client(channel);
         let mut request = tonic::Request::new(RaftBytes { data });
         request.set_timeout(timeout);
         let reply = match rpc {
@@ -96,9 +99,15 @@ impl PeerConnection {
             )))),
         })?;
         let decoded: Result<Resp, RaftError<u64, E>> =
-            serde_json::from_slice(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            super::codec::decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         decoded.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
     }
+}
+
+// openraft's RPCError is large by design; this helper only shares its type.
+#[allow(clippy::result_large_err)]
+fn encode<T: serde::Serialize, E: std::error::Error>(value: &T) -> RpcResult<Vec<u8>, E> {
+    super::codec::encode(value).map_err(|e| RPCError::Network(NetworkError::new(&e)))
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
@@ -107,7 +116,24 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>> {
-        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+        let entries = rpc.entries.len();
+        let data = encode(&rpc)?;
+        let limit = super::limits::raft_message_limit();
+        if data.len() > limit {
+            let error = WireError(format!(
+                "AppendEntries of {entries} entries is {} bytes, over the Raft message limit of {limit}",
+                data.len()
+            ));
+            if entries > 1 {
+                let hint = u64::try_from(entries / 2).unwrap_or(1).max(1);
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(hint).with_source_error(&error),
+                ));
+            }
+            // One entry that no member would take: only possible for entries written before the limits existed.
+            return Err(RPCError::Network(NetworkError::new(&error)));
+        }
+        self.call(Rpc::Append, data, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
@@ -115,11 +141,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
-        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
+        self.call(Rpc::Snapshot, encode(&rpc)?, option.hard_ttl()).await
     }
 
     async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>> {
-        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+        self.call(Rpc::Vote, encode(&rpc)?, option.hard_ttl()).await
     }
 
     fn backoff(&self) -> openraft::network::Backoff {

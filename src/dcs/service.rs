@@ -16,10 +16,12 @@ use super::watch::{self, WatchFilter};
 use crate::authz::{self, Rpc};
 use crate::proto;
 
+/// Requests arrive in `codec`'s format (or JSON from an older member).
 fn decode<T: DeserializeOwned>(req: Request<proto::RaftBytes>) -> Result<T, Status> {
-    serde_json::from_slice(&req.into_inner().data).map_err(|e| Status::invalid_argument(format!("bad payload: {e}")))
+    super::codec::decode(&req.into_inner().data).map_err(|e| Status::invalid_argument(format!("bad payload: {e}")))
 }
 
+/// Replies stay JSON: they are small (no entries, no snapshot data), and an older member can read them.
 fn encode<T: Serialize>(value: &T) -> Result<Response<proto::RaftBytes>, Status> {
     let data = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
     Ok(Response::new(proto::RaftBytes { data }))
@@ -58,6 +60,9 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
         }
         let who = authz::identify(&self.0, &req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req)?;
+        if let Some(reply) = self.0.check_snapshot_chunk(&rpc)? {
+            return encode(&reply);
+        }
         let leader = rpc.vote.leader_id().voted_for();
         authz::check(&self.0, &who, Rpc::InstallSnapshot { leader })?;
         encode(&self.0.raft.install_snapshot(rpc).await)
@@ -113,7 +118,7 @@ impl proto::dcs_server::Dcs for DcsService {
         let who = authz::identify(&self.0, &req)?;
         authz::check(&self.0, &who, Rpc::Range)?;
         let req = req.into_inner();
-        convert::range_key(&req.key, req.prefix)?;
+        convert::range_key(&req.key, req.prefix, &self.0.limits)?;
         if !req.serializable {
             self.0.barrier().await?;
         }
@@ -202,7 +207,7 @@ impl proto::dcs_server::Dcs for DcsService {
         let who = authz::identify(&self.0, &req)?;
         authz::check(&self.0, &who, Rpc::Watch)?;
         let req = req.into_inner();
-        convert::range_key(&req.key, req.prefix)?;
+        convert::range_key(&req.key, req.prefix, &self.0.limits)?;
         let filter = WatchFilter {
             key: req.key,
             prefix: req.prefix,

@@ -54,6 +54,8 @@ struct Shared {
     snapshot_seq: std::sync::atomic::AtomicU64,
     /// Serializes snapshot writes (built in the background vs installed from the leader).
     snapshot_write: Mutex<()>,
+    /// Bound of the watch history in bytes (`dcs.limits.watch_history_bytes`), kept across snapshot installs.
+    history_bytes: std::sync::atomic::AtomicUsize,
 }
 
 /// Handle on the state machine; cheap to clone.
@@ -87,6 +89,9 @@ impl StateMachineStore {
             disk,
             snapshot_seq: std::sync::atomic::AtomicU64::new(0),
             snapshot_write: Mutex::new(()),
+            history_bytes: std::sync::atomic::AtomicUsize::new(
+                super::limits::Limits::DEFAULT.watch_history_bytes as usize,
+            ),
         };
         let store = StateMachineStore {
             shared: Arc::new(shared),
@@ -128,16 +133,37 @@ impl StateMachineStore {
         self.shared.disk.save_snapshot(&stored, data).map_err(|e| err(&e))
     }
 
-    /// Decodes a snapshot's state (before anything is replaced: a bad snapshot changes nothing).
+    /// Decodes a snapshot's state (before anything is replaced: a bad snapshot changes nothing). Snapshots written
+    /// by earlier versions are JSON and still read.
     fn decode(meta: &Meta, data: &[u8]) -> Result<KvState, StoreError> {
         let mut kv: KvState =
-            serde_json::from_slice(data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+            super::codec::decode(data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         kv.reset_history();
+        kv.recount();
         Ok(kv)
     }
 
+    /// Bounds the watch history to `max` bytes (this member's `dcs.limits.watch_history_bytes`).
+    pub fn set_watch_history_bytes(&self, max: usize) {
+        self.shared
+            .history_bytes
+            .store(max, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut d) = self.shared.data.write() {
+            d.kv.set_history_bytes(max);
+        }
+    }
+
+    /// The state's quota count and how much `cmd` would grow it (`dcs.limits.max_state_bytes`).
+    pub fn quota_view(&self, cmd: &Command) -> (u64, u64) {
+        let d = match self.shared.data.read() {
+            Ok(d) => d,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        (d.kv.state_bytes(), super::quota::growth(&d.kv, cmd))
+    }
+
     /// Replaces the state with a snapshot's and tells watchers to re-sync.
-    fn restore(&self, meta: &Meta, kv: KvState) -> Result<(), StoreError> {
+    fn restore(&self, meta: &Meta, mut kv: KvState) -> Result<(), StoreError> {
         let mut guard = self.shared.data.write().map_err(lock_poisoned)?;
         let leases = kv
             .leases()
@@ -149,6 +175,7 @@ impl StateMachineStore {
             .map_err(lock_poisoned)?
             .restart(leases.into_iter(), Instant::now());
         let revision = kv.revision;
+        kv.set_history_bytes(self.shared.history_bytes.load(std::sync::atomic::Ordering::Relaxed));
         *guard = SmData {
             kv,
             last_applied: meta.last_log_id,
@@ -264,7 +291,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StoreError> {
         let (data, last_log_id, last_membership) = {
             let d = self.shared.data.read().map_err(lock_poisoned)?;
-            let data = serde_json::to_vec(&d.kv).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            let data = super::codec::encode(&d.kv).map_err(|e| StorageIOError::write_state_machine(&e))?;
             (data, d.last_applied, d.membership.clone())
         };
         let seq = self
