@@ -113,7 +113,6 @@ impl MemberInfo {
 
 #[cfg(test)]
 impl MemberInfo {
-
     /// A member for table tests: `name` on 127.0.0.1:5432, timeline 1, both LSNs at `lsn`, no tags.
     pub(crate) fn for_test(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
         MemberInfo {
