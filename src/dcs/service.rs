@@ -60,11 +60,12 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
         }
         let who = authz::identify(&self.0, &req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req)?;
+        let leader = rpc.vote.leader_id().voted_for();
+        authz::check(&self.0, &who, Rpc::InstallSnapshot { leader })?;
+        // After authorization: the guard tracks the snapshot being received, which only a member may move.
         if let Some(reply) = self.0.check_snapshot_chunk(&rpc)? {
             return encode(&reply);
         }
-        let leader = rpc.vote.leader_id().voted_for();
-        authz::check(&self.0, &who, Rpc::InstallSnapshot { leader })?;
         encode(&self.0.raft.install_snapshot(rpc).await)
     }
 
