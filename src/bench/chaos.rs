@@ -82,15 +82,22 @@ pub async fn run_chaos(opts: &ChaosOptions) -> anyhow::Result<ChaosReport> {
     }
 }
 
-/// Copies the hosts' logs out of the temporary directory (or names `--dir`, which stays).
+/// Copies the hosts' logs (pgha's and PostgreSQL's) out of the temporary directory (or names `--dir`, which stays
+/// except for the PostgreSQL logs, copied beside).
 fn keep_logs(six: &SixHosts, opts: &ChaosOptions) -> String {
-    if opts.dir.is_some() {
-        return six.dir.display().to_string();
-    }
-    let keep = std::env::temp_dir().join(format!("pgha-chaos-logs-{}-{}", opts.seed, std::process::id()));
+    let keep = match &opts.dir {
+        Some(_) => six.dir.clone(),
+        None => std::env::temp_dir().join(format!("pgha-chaos-logs-{}-{}", opts.seed, std::process::id())),
+    };
     let _ = std::fs::create_dir_all(&keep);
-    for h in six.log_hosts() {
-        let _ = std::fs::copy(six.log_path(h), keep.join(format!("{h}.log")));
+    if opts.dir.is_none() {
+        for h in six.log_hosts() {
+            let _ = std::fs::copy(six.log_path(h), keep.join(format!("{h}.log")));
+        }
+    }
+    // PostgreSQL's own logs live on the db hosts' tmpfs, gone with the topology.
+    for d in DBS {
+        let _ = std::fs::copy(six.pg_log_path(d), keep.join(format!("{d}-postgresql.log")));
     }
     keep.display().to_string()
 }

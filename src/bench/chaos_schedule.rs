@@ -201,14 +201,14 @@ fn edge_fault(rng: &mut Rng) -> Fault {
     Fault::On(action(rng, false), target)
 }
 
-/// How long `fault` lasts with lease TTL `ttl`: a freeze 1 to 10 x ttl, a full disk 3 to 5 x ttl (PostgreSQL must
-/// need a new page meanwhile), a flap its own span, a switchover nothing, the rest 2 to 3 x ttl (a db fault forces a
-/// failover).
+/// How long `fault` lasts with lease TTL `ttl`: a freeze 1 to 10 x ttl, a full disk 5 to 8 x ttl (PostgreSQL only
+/// notices when it needs a block: a new heap page every ~226 probe rows, a WAL segment, a checkpoint), a flap its own
+/// span, a switchover nothing, the rest 2 to 3 x ttl (a db fault forces a failover).
 fn hold_of(fault: Fault, ttl: Duration, rng: &mut Rng) -> Duration {
     match fault {
         Fault::Switchover => Duration::ZERO,
         Fault::On(Action::Freeze, _) => ttl * (1 + rng.below(u64::from(MAX_FREEZE_TTLS)) as u32),
-        Fault::On(Action::DiskFull, _) => ttl * 3 + ttl / 2 * rng.below(5) as u32,
+        Fault::On(Action::DiskFull, _) => ttl * 5 + ttl / 2 * rng.below(7) as u32,
         Fault::On(a @ Action::Flap { .. }, _) => a.flap_span(),
         Fault::On(..) => ttl * 2 + ttl / 4 * rng.below(5) as u32,
     }

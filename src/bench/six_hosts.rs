@@ -347,6 +347,13 @@ impl SixHosts {
         }
     }
 
+    /// `host`'s PostgreSQL server log (`pg_ctl -l`, beside the data directory).
+    pub fn pg_log_path(&self, host: &str) -> PathBuf {
+        let mut p = self.pgdata(host).into_os_string();
+        p.push(".log");
+        PathBuf::from(p)
+    }
+
     /// `host`'s PostgreSQL filesystem, when the topology was built with [`SixHostsOptions::pg_disk_mib`].
     pub fn disk(&self, host: &str) -> Option<&PgDisk> {
         self.disks.get(host)
