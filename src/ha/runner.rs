@@ -384,7 +384,14 @@ impl DbNode {
         let leader_serves = view
             .leader_member()
             .is_some_and(|m| m.name != self.s.name && m.role == PgRole::Primary && m.state == PgState::Running);
-        let streaming = self.last_status.as_ref().is_some_and(PgStatus::is_streaming);
+        // A standby that is not consistent yet answers no query, but its WAL receiver's title says it streams.
+        let streaming = match pg {
+            LocalPg::Starting { .. } => self
+                .pg
+                .postmaster_pid()
+                .is_some_and(crate::postgres::walreceiver_streaming),
+            _ => self.last_status.as_ref().is_some_and(PgStatus::is_streaming),
+        };
         if streaming {
             self.stall_rewound = false;
         }

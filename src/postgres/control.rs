@@ -457,6 +457,31 @@ pub fn postmaster_pid(pgdata: &std::path::Path) -> Option<u32> {
     read_postmaster_pid(pgdata).map(|(pid, _)| pid)
 }
 
+/// Whether a child of `postmaster` is a WAL receiver that streams, read from the process titles in /proc: a standby
+/// that is not consistent yet accepts no connection, but it may be receiving WAL all the same.
+pub fn walreceiver_streaming(postmaster: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .any(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            parent_pid(&stat) == Some(postmaster) && is_streaming_walreceiver(&String::from_utf8_lossy(&cmdline))
+        })
+}
+
+/// The parent pid in a `/proc/<pid>/stat` line (pure; the command name may hold spaces and parentheses).
+fn parent_pid(stat: &str) -> Option<u32> {
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A process title of a streaming WAL receiver, e.g. `postgres: [cluster: ]walreceiver streaming 0/3000148` (pure).
+fn is_streaming_walreceiver(title: &str) -> bool {
+    title.starts_with("postgres:") && title.contains("walreceiver") && title.contains("streaming")
+}
+
 /// The status of a live postmaster of `pgdata` (None: not running, or too old to say).
 pub fn postmaster_state(pgdata: &std::path::Path) -> Option<PmState> {
     read_postmaster_pid(pgdata).and_then(|(_, state)| state)
@@ -483,5 +508,20 @@ mod tests {
             assert_eq!(parse_postmaster_pid(&text), expect, "{text:?}");
         }
         assert!(PmState::Standby.accepts_connections() && !PmState::Starting.accepts_connections());
+    }
+
+    #[test]
+    fn walreceiver_titles_and_stat_lines() {
+        assert_eq!(parent_pid("123 (postgres) S 77 123 123 0 -1"), Some(77));
+        assert_eq!(parent_pid("123 (post gres (x)) S 78 1"), Some(78));
+        assert_eq!(parent_pid("garbage"), None);
+        assert!(is_streaming_walreceiver("postgres: walreceiver streaming 0/3000148"));
+        assert!(is_streaming_walreceiver(
+            "postgres: demo: walreceiver streaming 0/3000148"
+        ));
+        assert!(!is_streaming_walreceiver("postgres: walreceiver waiting"));
+        assert!(!is_streaming_walreceiver(
+            "postgres: walsender replicator 127.0.0.1 streaming 0/1"
+        ));
     }
 }

@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use bin_dir::discover_bin_dir;
-pub use control::{postmaster_pid, postmaster_state, PmState, Postgres, Readiness};
+pub use control::{postmaster_pid, postmaster_state, walreceiver_streaming, PmState, Postgres, Readiness};
 pub use controldata::ControlData;
 pub use error::PgError;
 pub use names::{lsn_to_string, parse_lsn, slot_name};
