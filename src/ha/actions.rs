@@ -290,6 +290,10 @@ impl DbNode {
                 self.clear_rewind_marker();
                 self.start_replica(Some((host.to_string(), port))).await
             }
+            Err(e) if crate::postgres::replication::rewind_source_unavailable(&e.to_string()) => {
+                // The leader was not reachable or not ready: retry later, never wipe for that.
+                Err(e).context("pg_rewind could not reach the leader (retrying)")
+            }
             Err(e) if self.s.rewind_fallback_reinit => {
                 tracing::warn!(
                     "pg_rewind failed ({e}): re-cloning from the leader (postgresql.rewind_fallback_reinit)"

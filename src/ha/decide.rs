@@ -192,10 +192,16 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
         .map(|m| (m.pg_host.clone(), m.pg_port));
     // pg_rewind takes the source's timeline from its last checkpoint: right after a promotion that is still the old
     // timeline and pg_rewind would find nothing to rewind, so a former primary waits for that first checkpoint.
-    let rewind_wait = view
-        .leader_member()
-        .filter(|m| m.checkpoint_timeline != 0 && m.checkpoint_timeline < m.timeline)
-        .map(|m| {
+    // pg_rewind needs its source up: against a leader that is starting, stopping or crashed it fails, and a failure
+    // must not be mistaken for a history that cannot be rewound (that one is re-cloned).
+    let rewind_wait = view.leader_member().and_then(|m| {
+        if m.role != super::model::PgRole::Primary || m.state != super::model::PgState::Running {
+            return Some(d(
+                Action::Wait,
+                format!("waiting for {}'s PostgreSQL to run as primary before pg_rewind", m.name),
+            ));
+        }
+        (m.checkpoint_timeline != 0 && m.checkpoint_timeline < m.timeline).then(|| {
             d(
                 Action::Wait,
                 format!(
@@ -203,7 +209,8 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
                     m.name, m.timeline
                 ),
             )
-        });
+        })
+    });
 
     let bootstrapping = view.initialize.as_deref() == Some(format!("pending:{}", local.name).as_str());
     let standby = match &local.data {

@@ -146,3 +146,43 @@ impl Postgres {
         Ok(())
     }
 }
+
+/// Whether a pg_rewind failure says only that its source could not be reached or was not ready (pure): worth
+/// retrying, and no reason to wipe the target for a re-clone.
+pub fn rewind_source_unavailable(error: &str) -> bool {
+    const TRANSIENT: [&str; 6] = [
+        "Connection refused",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "the database system is not yet accepting connections",
+        "could not connect to server",
+        "timeout expired",
+    ];
+    TRANSIENT.iter().any(|t| error.contains(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewind_failures_that_are_only_the_source_being_away() {
+        let cases = [
+            (
+                "connection to server at \"10.0.0.2\", port 5432 failed: Connection refused",
+                true,
+            ),
+            ("failed: FATAL:  the database system is shutting down", true),
+            ("FATAL:  the database system is starting up", true),
+            (
+                "could not find common ancestor of the source and target cluster's timelines",
+                false,
+            ),
+            ("target server must be shut down cleanly", false),
+            ("could not open file \"pg_wal/000000010000000000000003\"", false),
+        ];
+        for (message, transient) in cases {
+            assert_eq!(rewind_source_unavailable(message), transient, "{message}");
+        }
+    }
+}
