@@ -238,17 +238,14 @@ impl Chaos<'_> {
             r.violations.extend(task.await.context("the switchover task")??);
         }
         let end = Instant::now();
-        let rejoined = self.checks.wait_rejoined(self.six, end).await;
-        let (leader, back_at) = match &rejoined {
-            Ok((l, at)) => (Some(l.clone()), *at),
-            Err(_) => (None, Instant::now()),
-        };
+        let rejoin = self.checks.wait_rejoined(self.six, end).await;
+        let (leader, back_at) = (rejoin.leader.clone(), rejoin.at);
         let late = back_at - end;
         r.rejoin_ms = leader.as_ref().and_then(|_| opt_ms(Some(late)));
         if leader.is_none() || late > REJOIN {
-            let why = match &rejoined {
-                Ok(_) => format!("only after {late:.1?}"),
-                Err(why) => format!("not within {GIVE_UP:?}: {why}"),
+            let why = match &leader {
+                Some(_) => format!("only after {late:.1?} (until then: {})", rejoin.last),
+                None => format!("not within {GIVE_UP:?}: {}", rejoin.last),
             };
             let mut v =
                 format!("every db member streams from the leader again within {REJOIN:?} of the fault's end: {why}");

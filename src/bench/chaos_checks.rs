@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::ns_probe::{Acks, NsProbe, Writability};
 use super::probe::{lost, Target};
-use super::rejoin::rejoined;
+use super::rejoin::{rejoined, Steady};
 use super::six_hosts::{SixHosts, DBS, EDGES, PG_PORT};
 use super::vip_settle::{VipSettle, VipVerdict};
 use super::writable_runs::{Sample, WritableRuns};
@@ -22,6 +22,18 @@ pub const VIP_MOVE: Duration = Duration::from_secs(15);
 /// Acknowledged writes that make "writing again".
 pub const STEADY: usize = 25;
 const POLL: Duration = Duration::from_millis(100);
+/// How long every member must stream on the same walsender before the rejoin counts.
+const STEADY_FOR: Duration = Duration::from_secs(1);
+
+/// What [`Checks::wait_rejoined`] found.
+pub struct Rejoin {
+    /// The leader every member streams from (None: not within [`GIVE_UP`]).
+    pub leader: Option<String>,
+    /// When the steady stretch began (or when the wait gave up).
+    pub at: Instant,
+    /// The last reason it was not rejoined yet.
+    pub last: String,
+}
 
 /// What the checks keep across steps.
 pub struct Checks {
@@ -61,12 +73,13 @@ impl Checks {
         self.leader.as_ref().map(|(_, c)| c)
     }
 
-    /// The members streaming on `leader` (`pg_stat_replication`); None when it does not answer.
-    async fn streaming_on(&mut self, six: &SixHosts, leader: &str) -> Option<Vec<String>> {
+    /// The members streaming on `leader` with their walsender's pid (`pg_stat_replication`); None when it does not
+    /// answer.
+    async fn streaming_on(&mut self, six: &SixHosts, leader: &str) -> Option<Vec<(String, i32)>> {
         let c = self.leader_client(six, leader).await?;
-        let sql = "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'";
+        let sql = "SELECT application_name, pid FROM pg_stat_replication WHERE state = 'streaming'";
         match tokio::time::timeout(Duration::from_secs(1), c.query(sql, &[])).await {
-            Ok(Ok(rows)) => Some(rows.iter().map(|r| r.get(0)).collect()),
+            Ok(Ok(rows)) => Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
             _ => {
                 self.leader = None;
                 None
@@ -74,32 +87,53 @@ impl Checks {
         }
     }
 
-    /// Polls from `end` (the faults' end) until every db member streams from the leader: (leader, when), or the
-    /// last reason after [`GIVE_UP`].
-    pub async fn wait_rejoined(&mut self, six: &SixHosts, end: Instant) -> Result<(String, Instant), String> {
+    /// Polls from `end` (the faults' end) until every db member has streamed from the leader on the same walsender
+    /// for [`STEADY_FOR`] (within [`GIVE_UP`]); when that began is the rejoin.
+    pub async fn wait_rejoined(&mut self, six: &SixHosts, end: Instant) -> Rejoin {
         let mut last = String::from("nothing read yet");
+        let mut steady = Steady::new(STEADY_FOR);
         let rounds = GIVE_UP.as_millis() / POLL.as_millis() + 1;
         for _ in 0..rounds {
             if end.elapsed() >= GIVE_UP {
                 break;
             }
+            let mut seen = None;
             match six.view().await {
                 Err(e) => last = format!("DCS view: {e}"),
                 Ok(view) => {
                     let leader = view.leader_member().map(|m| m.name.clone());
-                    let streaming = match &leader {
+                    let senders = match &leader {
                         Some(l) => self.streaming_on(six, l).await,
                         None => None,
                     };
-                    match rejoined(&view, &DBS, streaming.as_deref()) {
-                        Ok(l) => return Ok((l, Instant::now())),
+                    let names: Option<Vec<String>> =
+                        senders.as_ref().map(|s| s.iter().map(|(n, _)| n.clone()).collect());
+                    match rejoined(&view, &DBS, names.as_deref()) {
+                        Ok(l) => {
+                            let wanted = senders
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter(|(n, _)| DBS.contains(&n.as_str()));
+                            seen = Some((l, wanted.collect()));
+                        }
                         Err(why) => last = why,
                     }
                 }
             }
+            if let Some((leader, at)) = steady.observe(seen, Instant::now()) {
+                return Rejoin {
+                    leader: Some(leader),
+                    at,
+                    last,
+                };
+            }
             tokio::time::sleep(POLL).await;
         }
-        Err(last)
+        Rejoin {
+            leader: None,
+            at: Instant::now(),
+            last,
+        }
     }
 
     /// Polls until every edge publishes itself healthy and one edge holds the VIP that the `vip` key names, stable

@@ -1,6 +1,10 @@
 //! Whether every db member streams from the leader again (pure): the leader's member is a running primary, every
 //! other member publishes `streaming` in the DCS, and the leader's `pg_stat_replication` lists each of them as
-//! streaming (a published state can be a frozen member's last word; the leader's own view cannot).
+//! streaming (a published state can be a frozen member's last word; the leader's own view cannot) on the same
+//! walsender for a while ([`Steady`]: a replica whose WAL forked from the leader's reconnects every ~200 ms, streams
+//! for a moment, and is told the timeline ended).
+
+use std::time::{Duration, Instant};
 
 use crate::ha::model::{ClusterView, PgRole, PgState};
 
@@ -38,6 +42,42 @@ pub fn rejoined(view: &ClusterView, dbs: &[&str], streaming: Option<&[String]>) 
         Ok(leader.name.clone())
     } else {
         Err(format!("leader {}; {}", leader.name, missing.join("; ")))
+    }
+}
+
+/// A leader and the (name, walsender pid) of each replica streaming from it.
+pub type Senders = (String, Vec<(String, i32)>);
+
+/// Looks at a rejoin until it has held on the same walsenders for `hold`.
+#[derive(Clone, Debug)]
+pub struct Steady {
+    hold: Duration,
+    since: Option<(Instant, Senders)>,
+}
+
+impl Steady {
+    pub fn new(hold: Duration) -> Steady {
+        Steady { hold, since: None }
+    }
+
+    /// One look at `now`: Some((leader, walsender (name, pid) of each replica)) when [`rejoined`] said yes. Returns
+    /// (leader, when the steady stretch began) once it lasted `hold`.
+    pub fn observe(&mut self, seen: Option<Senders>, now: Instant) -> Option<(String, Instant)> {
+        let Some((leader, mut senders)) = seen else {
+            self.since = None;
+            return None;
+        };
+        senders.sort();
+        match &self.since {
+            Some((from, (l, s))) if *l == leader && *s == senders => {
+                let from = *from;
+                (now.saturating_duration_since(from) >= self.hold).then_some((leader, from))
+            }
+            _ => {
+                self.since = Some((now, (leader, senders)));
+                None
+            }
+        }
     }
 }
 
@@ -105,5 +145,36 @@ mod tests {
         assert!(rejoined(&promoting, &dbs, None)
             .unwrap_err()
             .contains("not a running primary"));
+    }
+
+    #[test]
+    fn a_rejoin_counts_once_the_same_walsenders_held() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let seen = |l: &str, s: &[(&str, i32)]| {
+            Some((
+                l.to_string(),
+                s.iter().map(|(n, p)| (n.to_string(), *p)).collect::<Vec<_>>(),
+            ))
+        };
+        let mut st = Steady::new(Duration::from_secs(1));
+        assert_eq!(st.observe(seen("db1", &[("db3", 7), ("db2", 5)]), at(0)), None);
+        assert_eq!(st.observe(seen("db1", &[("db2", 5), ("db3", 7)]), at(600)), None);
+        assert_eq!(
+            st.observe(seen("db1", &[("db2", 5), ("db3", 7)]), at(1000)),
+            Some(("db1".into(), at(0)))
+        );
+        // A replica that reconnects (a new walsender pid) restarts the stretch, so does a look that fails.
+        let mut st = Steady::new(Duration::from_secs(1));
+        st.observe(seen("db1", &[("db2", 5), ("db3", 7)]), at(0));
+        assert_eq!(st.observe(seen("db1", &[("db2", 5), ("db3", 8)]), at(1000)), None);
+        assert_eq!(st.observe(None, at(1500)), None);
+        assert_eq!(st.observe(seen("db1", &[("db2", 5), ("db3", 9)]), at(1600)), None);
+        assert_eq!(
+            st.observe(seen("db1", &[("db2", 5), ("db3", 9)]), at(2700)),
+            Some(("db1".into(), at(1600)))
+        );
+        // A new leader too.
+        assert_eq!(st.observe(seen("db2", &[("db1", 1), ("db3", 9)]), at(2800)), None);
     }
 }
