@@ -230,6 +230,10 @@ async fn serve(
 ) {
     let router = Server::builder()
         .tcp_nodelay(true)
+        // openraft cancels every heartbeat and append that outlives its short timeout, and each cancel is an
+        // RST_STREAM: h2's rapid-reset guard (20 pending by default) then tore down member-to-member connections on a
+        // flapping link and the DCS stayed wedged (bench chaos seed 13). Peers are authenticated by mutual TLS.
+        .http2_max_pending_accept_reset_streams(Some(10_000))
         // Raft messages: one limit on every member whatever its config (limits.rs), in both directions.
         .add_service(
             RaftInternalServer::new(RaftService(core.clone()))
