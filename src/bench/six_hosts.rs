@@ -392,11 +392,6 @@ impl SixHosts {
         self.start_pgha(host, exe)
     }
 
-    /// Whether `host`'s pgha process still runs.
-    pub fn pgha_running(&mut self, host: &str) -> bool {
-        self.procs.get_mut(host).is_some_and(NsChild::running)
-    }
-
     /// The `pgha ctl` config (mutual TLS with the ctl certificate).
     pub fn ctl_config(&self) -> PathBuf {
         self.dir.join("ctl.toml")
