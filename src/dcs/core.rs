@@ -250,6 +250,12 @@ impl DcsCore {
 
     /// Admits `cmd`'s growth of the state against the quota, counting this member's writes in flight.
     fn admit(&self, cmd: &Command) -> Result<super::quota::Admitted<'_>, LimitError> {
+        // A follower's state may lag the leader's (a delete the leader applied but this member has not yet), so
+        // only the leader counts: a follower's proposal is refused by openraft and forwarded to the leader, which
+        // checks it there (CI: a put right after a large delete was refused by a lagging follower).
+        if !self.is_leader() {
+            return Ok(self.in_flight.nothing());
+        }
         let (state, growth) = self.sm.quota_view(cmd);
         self.in_flight.admit(&self.limits, state, growth)
     }

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::types::{Command, CompareTarget, Op, Txn};
 
 /// `[dcs.limits]`: request and state size limits (etcd's anchors: `--max-request-bytes` 1.5 MiB, `--max-txn-ops`
-/// 128, `--quota-backend-bytes`). Set the same values on every member: a write is checked by the member it is sent
-/// to and by the leader.
+/// 128, `--quota-backend-bytes`). Set the same values on every member: a write's size is checked by the member it is
+/// sent to and by the leader; the quota by the leader only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {

@@ -66,6 +66,14 @@ impl InFlight {
         }
     }
 
+    /// Admits no growth: a member that is not the leader does not count (its state may lag the leader's).
+    pub fn nothing(&self) -> Admitted<'_> {
+        Admitted {
+            in_flight: self,
+            bytes: 0,
+        }
+    }
+
     /// Bytes admitted and not released.
     pub fn bytes(&self) -> u64 {
         self.0.load(Ordering::Acquire)
