@@ -300,6 +300,10 @@ pub enum CtlCommand {
         /// A cluster-wide PostgreSQL parameter, `name=value` (repeatable; `name=` removes it).
         #[arg(long = "pg", value_name = "NAME=VALUE")]
         pg: Vec<String>,
+        /// A permanent replication slot (repeatable): `name=physical`, `name=logical:PLUGIN:DATABASE`, or `name=` to
+        /// remove it (pgha then drops it once inactive).
+        #[arg(long = "slot", value_name = "NAME=SPEC")]
+        slot: Vec<String>,
         /// Do not ask for confirmation.
         #[arg(long)]
         force: bool,

@@ -163,6 +163,22 @@ fn env_errors_name_the_variable() {
 }
 
 #[test]
+fn wal_level_is_the_users_but_never_below_replica() {
+    for (value, ok) in [("logical", true), ("replica", true), ("minimal", false), ("x", false)] {
+        let env = [("PGHA_POSTGRESQL__PARAMETERS", format!("wal_level={value}"))];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        match load(Some(DB_CONF), &env, DB, &Overrides::default()) {
+            Ok(_) if ok => {}
+            Err(ConfigError::Invalid { problems, .. }) if !ok => {
+                assert_eq!(problems[0].key, "postgresql.parameters.wal_level", "{problems:?}");
+                assert!(problems[0].hint.contains("logical"), "{problems:?}");
+            }
+            other => panic!("wal_level={value}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn each_rule_reports_its_key() {
     let owned = [
         "listen_addresses",
@@ -170,7 +186,6 @@ fn each_rule_reports_its_key() {
         "primary_conninfo",
         "primary_slot_name",
         "hot_standby",
-        "wal_level",
         "unix_socket_directories",
         "ssl",
         "ssl_cert_file",

@@ -10,7 +10,6 @@ const OWNED_PARAMETERS: &[(&str, &str)] = &[
     ("listen_addresses", "use postgresql.listen"),
     ("port", "use postgresql.listen"),
     ("unix_socket_directories", "pgha chooses the socket directory"),
-    ("wal_level", "replication needs it"),
     ("hot_standby", "replication needs it"),
     ("primary_conninfo", "pgha points replicas at the current leader"),
     ("primary_slot_name", "pgha points replicas at the current leader"),
@@ -154,7 +153,7 @@ pub(super) fn postgresql(config: &Config, r: &mut Report) {
             "the default is 60000",
         );
     }
-    for name in pg.parameters.keys() {
+    for (name, value) in &pg.parameters {
         let key = entry_key("postgresql.parameters", name);
         if name.is_empty()
             || !name
@@ -171,6 +170,12 @@ pub(super) fn postgresql(config: &Config, r: &mut Report) {
                 key,
                 "is managed by pgha",
                 format!("set by pgha from [postgresql]/[tls] ({how}); remove it from [postgresql.parameters]"),
+            );
+        } else if name == "wal_level" && !crate::postgres::render::is_wal_level(value) {
+            r.add(
+                key,
+                format!("{value:?} cannot feed a standby"),
+                "use \"replica\" (the default) or \"logical\" (publications and logical slots)",
             );
         }
     }

@@ -8,7 +8,7 @@ use crate::cli::Output;
 use crate::dcs::client::DcsClient;
 use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
 use crate::ha::keys::Keys;
-use crate::ha::model::DynamicConfig;
+use crate::ha::model::{DynamicConfig, PermanentSlot, SlotKind};
 
 /// Short names operators know from Patroni, mapped to the stored keys.
 const ALIASES: &[(&str, &str)] = &[
@@ -89,6 +89,37 @@ pub fn apply_parameters(mut config: DynamicConfig, parameters: &[String]) -> any
     Ok(config)
 }
 
+/// Applies `--slot` specs (pure): `name=physical`, `name=logical:PLUGIN:DATABASE`, `name=` removes the slot.
+pub fn apply_slots(mut config: DynamicConfig, specs: &[String]) -> anyhow::Result<DynamicConfig> {
+    for spec in specs {
+        let (name, value) = spec
+            .split_once('=')
+            .with_context(|| format!("--slot {spec:?}: expected name=physical or name=logical:PLUGIN:DATABASE"))?;
+        let name = name.trim().to_string();
+        let parts: Vec<&str> = value.trim().split(':').collect();
+        let slot = match parts.as_slice() {
+            [""] => {
+                config.slots.remove(&name);
+                continue;
+            }
+            ["physical"] => PermanentSlot {
+                kind: SlotKind::Physical,
+                plugin: None,
+                database: None,
+            },
+            ["logical", plugin, database] => PermanentSlot {
+                kind: SlotKind::Logical,
+                plugin: Some(plugin.to_string()),
+                database: Some(database.to_string()),
+            },
+            _ => bail!("--slot {spec:?}: expected name=physical, name=logical:PLUGIN:DATABASE or name= (remove)"),
+        };
+        validate_slot(&name, &slot, &config)?;
+        config.slots.insert(name, slot);
+    }
+    Ok(config)
+}
+
 /// Cross-key and value checks of a whole dynamic config (pure); every error names the key.
 pub fn validate(config: DynamicConfig) -> anyhow::Result<DynamicConfig> {
     use crate::postgres::render::{is_owned_parameter, is_parameter_name};
@@ -121,8 +152,39 @@ pub fn validate(config: DynamicConfig) -> anyhow::Result<DynamicConfig> {
         if value.chars().any(char::is_control) {
             bail!("postgresql_parameters.{name}: the value contains a control character (line break?)");
         }
+        if name == "wal_level" && !crate::postgres::render::is_wal_level(value) {
+            bail!("postgresql_parameters.wal_level: {value:?} cannot feed a standby; use replica or logical");
+        }
+    }
+    for (name, slot) in &config.slots {
+        validate_slot(name, slot, &config)?;
     }
     Ok(config)
+}
+
+/// Checks one permanent slot: a valid name, and a plugin and database exactly when it is logical.
+fn validate_slot(name: &str, slot: &PermanentSlot, config: &DynamicConfig) -> anyhow::Result<()> {
+    if !crate::postgres::names::is_valid_slot_name(name) {
+        bail!("slots.{name}: a slot name is 1 to 63 of a-z, 0-9 and '_'");
+    }
+    let nonempty = |v: &Option<String>| v.as_deref().is_some_and(|t| !t.trim().is_empty());
+    match slot.kind {
+        SlotKind::Physical if slot.plugin.is_some() || slot.database.is_some() => {
+            bail!("slots.{name}: a physical slot has no plugin or database (type = \"logical\" for those)")
+        }
+        SlotKind::Logical if !nonempty(&slot.plugin) || !nonempty(&slot.database) => bail!(
+            "slots.{name}: a logical slot needs plugin and database, e.g. plugin = \"pgoutput\", database = \"app\""
+        ),
+        SlotKind::Logical
+            if config
+                .postgresql_parameters
+                .get("wal_level")
+                .is_some_and(|v| !v.trim().eq_ignore_ascii_case("logical")) =>
+        {
+            bail!("slots.{name}: a logical slot needs wal_level = logical, and postgresql_parameters.wal_level says otherwise")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Stores `config` if the key is still at `revision` (compare-and-swap); false when someone changed it meanwhile.
@@ -167,6 +229,48 @@ pub async fn show(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_specs_table() {
+        let ok = apply_slots(
+            DynamicConfig::default(),
+            &["cdc=logical:pgoutput:app".into(), "barman=physical".into()],
+        )
+        .expect("valid specs");
+        assert_eq!(ok.logical_slots().len(), 1);
+        assert_eq!(ok.physical_slots(), vec!["barman".to_string()]);
+        let removed = apply_slots(ok.clone(), &["cdc=".into()]).expect("removal");
+        assert!(removed.logical_slots().is_empty());
+        let mut replica_only = DynamicConfig::default();
+        replica_only
+            .postgresql_parameters
+            .insert("wal_level".into(), "replica".into());
+        for (base, spec, needle) in [
+            (DynamicConfig::default(), "cdc", "expected name=physical"),
+            (
+                DynamicConfig::default(),
+                "cdc=logical:pgoutput",
+                "expected name=physical",
+            ),
+            (DynamicConfig::default(), "Bad-Name=physical", "slots.Bad-Name"),
+            (
+                DynamicConfig::default(),
+                "cdc=logical::app",
+                "needs plugin and database",
+            ),
+            (DynamicConfig::default(), "cdc=streaming", "expected name=physical"),
+            (replica_only, "cdc=logical:pgoutput:app", "wal_level = logical"),
+        ] {
+            let err = apply_slots(base, &[spec.into()]).expect_err(spec).to_string();
+            assert!(err.contains(needle), "{spec}: {err}");
+        }
+        let mut bad_level = DynamicConfig::default();
+        bad_level
+            .postgresql_parameters
+            .insert("wal_level".into(), "minimal".into());
+        let err = validate(bad_level).expect_err("minimal").to_string();
+        assert!(err.contains("wal_level"), "{err}");
+    }
 
     #[test]
     fn settings_table() {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use super::config_cmd::{apply_parameters, read, set_values, validate, write};
+use super::config_cmd::{apply_parameters, apply_slots, read, set_values, validate, write};
 use super::{config_doc, diff, output};
 use crate::dcs::client::DcsClient;
 use crate::ha::keys::Keys;
@@ -17,6 +17,8 @@ use crate::ha::model::DynamicConfig;
 pub struct EditArgs<'a> {
     pub set: &'a [String],
     pub pg: &'a [String],
+    /// `name=physical`, `name=logical:PLUGIN:DATABASE` or `name=` (remove).
+    pub slots: &'a [String],
     /// Replace the whole config from this file (`-` = stdin) before `set`/`pg` apply.
     pub apply: Option<&'a Path>,
     pub force: bool,
@@ -27,11 +29,12 @@ pub async fn run(dcs: &DcsClient, cluster: &str, args: EditArgs<'_>) -> anyhow::
     // Everything checkable without the DCS first: bad input fails fast, even with the cluster down.
     set_values(DynamicConfig::default(), args.set)?;
     apply_parameters(DynamicConfig::default(), args.pg)?;
+    apply_slots(DynamicConfig::default(), args.slots)?;
     let applied = match args.apply {
         Some(path) => Some(read_document(path, args.force)?),
         None => None,
     };
-    let interactive = applied.is_none() && args.set.is_empty() && args.pg.is_empty();
+    let interactive = applied.is_none() && args.set.is_empty() && args.pg.is_empty() && args.slots.is_empty();
     let editor = if interactive { Some(editor()?) } else { None };
     let keys = Keys::new(cluster);
     let (current, revision) = read(dcs, &keys).await?;
@@ -39,7 +42,10 @@ pub async fn run(dcs: &DcsClient, cluster: &str, args: EditArgs<'_>) -> anyhow::
         edit_in_editor(&editor, cluster, &current).await?
     } else {
         let base = applied.unwrap_or_else(|| current.clone());
-        validate(apply_parameters(set_values(base, args.set)?, args.pg)?)?
+        validate(apply_slots(
+            apply_parameters(set_values(base, args.set)?, args.pg)?,
+            args.slots,
+        )?)?
     };
     let (old, new) = (config_doc::render(&current)?, config_doc::render(&wanted)?);
     let Some(changes) = diff::unified("current", "new", &old, &new) else {

@@ -74,10 +74,17 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             switchover::run(&client, &config.cluster.name, req, args.output).await
         }
         CtlCommand::ShowConfig => config_cmd::show(&client, &config.cluster.name, args.output).await,
-        CtlCommand::EditConfig { set, pg, apply, force } => {
+        CtlCommand::EditConfig {
+            set,
+            pg,
+            slot,
+            apply,
+            force,
+        } => {
             let edit = edit_config::EditArgs {
                 set: &set,
                 pg: &pg,
+                slots: &slot,
                 apply: apply.as_deref(),
                 force,
             };

@@ -541,19 +541,23 @@ impl DbNode {
         if let Err(e) = self.owned_slots.adopt_if_unknown(&self.member_slots(view)) {
             tracing::warn!("cannot write the slot record: {e}");
         }
-        let wanted = super::slots::kept_member_slots(
+        let mut wanted = super::slots::kept_member_slots(
             &self.s.name,
             view.members.keys().map(String::as_str),
             &self.member_seen,
             std::time::Instant::now(),
             Duration::from_millis(self.config.member_slots_ttl_ms),
         );
+        wanted.extend(self.config.physical_slots());
+        wanted.sort();
+        wanted.dedup();
         let changes = self
             .pg
             .ensure_slots(&wanted, &self.owned_slots.names())
             .await
             .context("managing replication slots")?;
         self.record_slots(&changes.created, &changes.dropped);
+        self.ensure_logical_slots().await;
         let threshold = self.config.slot_retained_warn_bytes;
         if let Ok(report) = self.pg.slot_report().await {
             self.published_slots = super::slots::published(&report, &self.owned_slots.names());
@@ -570,6 +574,59 @@ impl DbNode {
             }
         }
         Ok(())
+    }
+
+    /// The dynamic config's logical slots on this primary; a slot that cannot be made is logged once per state
+    /// change, never failing the HA loop (the physical slots and the lease matter more).
+    async fn ensure_logical_slots(&mut self) {
+        let wanted = self.config.logical_slots();
+        let major = crate::postgres::bin_dir::data_dir_version(&self.pg.settings().data_dir)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let result = self
+            .pg
+            .ensure_logical_slots(&wanted, &self.owned_slots.names(), major)
+            .await;
+        let now = match result {
+            Ok(changes) => {
+                // A configured slot that exists as configured is pgha's to drop once it leaves the config (it may
+                // have been synchronized here from the previous primary rather than created).
+                let managed: Vec<String> = wanted
+                    .iter()
+                    .map(|w| w.name.clone())
+                    .filter(|n| !changes.failed.iter().any(|(f, _)| f == n))
+                    .collect();
+                self.record_slots(&managed, &changes.dropped);
+                match changes.failed.first() {
+                    None => self.logical_slot_log.succeeded(),
+                    Some((slot, why)) => {
+                        let kind = format!("logical slot {slot}");
+                        self.logical_slot_log
+                            .failed(&kind, &format!("logical slot {slot}: {why}"))
+                    }
+                }
+            }
+            Err(e) => self.logical_slot_log.failed("reading", &e.to_string()),
+        };
+        crate::retry::log_transition("permanent logical slots", now);
+    }
+
+    /// On a standby: drops the permanent logical slots this node kept from its time as primary (see
+    /// `Postgres::drop_stale_logical_slots`); failures are left for a later loop.
+    pub(super) async fn drop_stale_logical_slots(&mut self) {
+        let names: Vec<String> = self.config.logical_slots().into_iter().map(|s| s.name).collect();
+        if names.is_empty() || self.pg.postmaster_pid().is_none() {
+            return;
+        }
+        let major = crate::postgres::bin_dir::data_dir_version(&self.pg.settings().data_dir)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        match self.pg.drop_stale_logical_slots(&names, major).await {
+            Ok(dropped) => self.record_slots(&[], &dropped),
+            Err(e) => tracing::debug!("former primary's logical slots not dropped yet: {e}"),
+        }
     }
 
     fn record_slots(&mut self, created: &[String], dropped: &[String]) {

@@ -167,6 +167,59 @@ pub struct DynamicConfig {
     pub synchronous_mode_strict: bool,
     /// How many standbys must confirm each commit.
     pub synchronous_node_count: u32,
+    /// Permanent replication slots (Patroni's `slots:`): created on the primary and kept across failovers;
+    /// a logical one needs `wal_level = logical`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub slots: BTreeMap<String, PermanentSlot>,
+}
+
+/// One permanent replication slot of the dynamic config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermanentSlot {
+    /// `physical` or `logical`.
+    #[serde(rename = "type")]
+    pub kind: SlotKind,
+    /// Output plugin of a logical slot (e.g. `pgoutput`, `test_decoding`, `wal2json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Database of a logical slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+/// The kind of a replication slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotKind {
+    Physical,
+    Logical,
+}
+
+impl DynamicConfig {
+    /// The permanent physical slots.
+    pub fn physical_slots(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.kind == SlotKind::Physical)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The permanent logical slots as `(name, plugin, database)`.
+    pub fn logical_slots(&self) -> Vec<crate::postgres::LogicalSlot> {
+        self.slots
+            .iter()
+            .filter_map(|(name, s)| match (s.kind, &s.plugin, &s.database) {
+                (SlotKind::Logical, Some(plugin), Some(database)) => Some(crate::postgres::LogicalSlot {
+                    name: name.clone(),
+                    plugin: plugin.clone(),
+                    database: database.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// How commits are replicated (`synchronous_mode`). Accepts `off`/`on`/`quorum` and, like Patroni, booleans.
@@ -244,6 +297,7 @@ impl Default for DynamicConfig {
             synchronous_mode: SyncMode::Off,
             synchronous_mode_strict: false,
             synchronous_node_count: 1,
+            slots: BTreeMap::new(),
         }
     }
 }

@@ -83,6 +83,8 @@ pub struct DbNode {
     pub(super) member_seen: BTreeMap<String, Instant>,
     /// Slots already warned about for their retained WAL.
     pub(super) slots_warned: std::collections::BTreeSet<String>,
+    /// Failures to create the permanent logical slots (logged once per state change).
+    pub(super) logical_slot_log: FailureLog,
     /// The leader's slots as last read, published in its member key.
     pub(super) published_slots: Vec<super::model::PublishedSlot>,
     /// Set while a long action runs, for the published state.
@@ -137,6 +139,7 @@ impl DbNode {
             owned_slots,
             member_seen: BTreeMap::new(),
             slots_warned: Default::default(),
+            logical_slot_log: FailureLog::default(),
             published_slots: Vec::new(),
             activity: None,
             last_status: None,
@@ -250,7 +253,9 @@ impl DbNode {
                 self.last_leader_lsn = Some(leader.receive_lsn);
             }
         }
-        if self.pg.set_dynamic_parameters(&self.config.postgresql_parameters) {
+        let slot_sync = super::slots::slot_sync(&self.s.name, &view);
+        // Both settings are always set: `|`, not `||`.
+        if self.pg.set_dynamic_parameters(&self.config.postgresql_parameters) | self.pg.set_slot_sync(&slot_sync) {
             self.apply_parameters().await;
         }
         match self.follow_ttl_change(&view).await {
@@ -270,6 +275,7 @@ impl DbNode {
         };
         if !leading && !bootstrapping {
             self.keep_standby_sync_spec().await;
+            self.drop_stale_logical_slots().await;
         }
         let decision = decide(&view, &local);
         if !matches!(decision.action, Action::Race | Action::TakeOver) {

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::model::PublishedSlot;
-use crate::postgres::{slot_name, SlotReport};
+use super::model::{ClusterView, PgRole, PgState, PublishedSlot};
+use crate::postgres::{slot_name, SlotReport, SlotSync};
 
 /// The slots this node created (as primary, or before its promotion), kept on disk.
 #[derive(Debug)]
@@ -96,6 +96,26 @@ pub fn kept_member_slots<'a>(
     kept.into_iter().collect()
 }
 
+/// The failover slot settings every member renders (pure; used on PostgreSQL 17+): with permanent logical slots,
+/// standbys synchronize them, and the primary holds logical consumers back to what every streaming,
+/// failover-eligible standby has flushed (`synchronized_standby_slots`). A standby that does not stream is left out:
+/// listing it would stop every consumer until it returns.
+pub fn slot_sync(me: &str, view: &ClusterView) -> SlotSync {
+    if view.config.logical_slots().is_empty() {
+        return SlotSync::default();
+    }
+    let standby_slots = view
+        .members
+        .values()
+        .filter(|m| m.name != me && m.role == PgRole::Replica && m.state == PgState::Streaming && !m.nofailover)
+        .map(|m| slot_name(&m.name))
+        .collect();
+    SlotSync {
+        enabled: true,
+        standby_slots,
+    }
+}
+
 /// The slots as the leader publishes them (pure): ownership marked, retained WAL rounded down to 16 MiB.
 pub fn published(report: &[SlotReport], owned: &[String]) -> Vec<PublishedSlot> {
     const SEGMENT: u64 = 16 << 20;
@@ -156,6 +176,41 @@ mod tests {
                 "{present:?}"
             );
         }
+    }
+
+    #[test]
+    fn slot_sync_lists_streaming_promotable_standbys_only_with_logical_slots() {
+        use crate::ha::model::{MemberInfo, PermanentSlot, SlotKind};
+        let mut view = ClusterView::default();
+        let mut add = |name: &str, role, state, nofailover| {
+            let mut m = MemberInfo::for_test(name, role, state, 0);
+            m.nofailover = nofailover;
+            view.members.insert(name.into(), m);
+        };
+        add("db1", PgRole::Primary, PgState::Running, false);
+        add("db2", PgRole::Replica, PgState::Streaming, false);
+        add("db3", PgRole::Replica, PgState::Streaming, true);
+        add("db4", PgRole::Replica, PgState::Starting, false);
+        add("db5", PgRole::Replica, PgState::Streaming, false);
+        assert_eq!(
+            slot_sync("db1", &view),
+            SlotSync::default(),
+            "no logical slot: nothing to sync"
+        );
+        view.config.slots.insert(
+            "cdc".into(),
+            PermanentSlot {
+                kind: SlotKind::Logical,
+                plugin: Some("pgoutput".into()),
+                database: Some("app".into()),
+            },
+        );
+        let want = |slots: &[&str]| SlotSync {
+            enabled: true,
+            standby_slots: slots.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(slot_sync("db1", &view), want(&["db2", "db5"]));
+        assert_eq!(slot_sync("db2", &view), want(&["db5"]), "never its own slot");
     }
 
     #[test]

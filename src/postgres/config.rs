@@ -59,7 +59,8 @@ impl Postgres {
     /// or restarts when `standby.signal` or a restart-only parameter changed (see `PgStatus::pending_restart`).
     pub async fn write_config(&self, role: &ConfRole) -> Result<bool, PgError> {
         const STEP: &str = "writing the configuration";
-        let effective = self.effective_settings();
+        let mut effective = self.effective_settings();
+        effective.major = super::bin_dir::data_dir_version(&effective.data_dir).ok().flatten();
         let s = &effective;
         let dir = s.data_dir.clone();
         if !dir.join("PG_VERSION").is_file() {

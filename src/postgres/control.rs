@@ -30,6 +30,8 @@ pub struct Postgres {
     pub(crate) dynamic: std::sync::RwLock<std::collections::BTreeMap<String, String>>,
     /// `synchronous_standby_names` chosen by the HA loop.
     pub(crate) sync_names: std::sync::RwLock<String>,
+    /// Failover slot settings chosen by the HA loop.
+    pub(crate) slot_sync: std::sync::RwLock<super::SlotSync>,
     /// The connection [`Postgres::with_kept_client`] reuses.
     pub(crate) kept_client: std::sync::Mutex<Option<std::sync::Arc<tokio_postgres::Client>>>,
 }
@@ -60,6 +62,7 @@ impl Postgres {
             run_as,
             dynamic: Default::default(),
             sync_names: Default::default(),
+            slot_sync: Default::default(),
             kept_client: Default::default(),
         })
     }
@@ -88,11 +91,26 @@ impl Postgres {
         }
     }
 
+    /// Sets the failover slot settings (the HA loop's choice); returns whether they changed. Take effect at the
+    /// next [`Postgres::write_config`] and reload.
+    pub fn set_slot_sync(&self, value: &super::SlotSync) -> bool {
+        match self.slot_sync.write() {
+            Ok(mut v) if *v != *value => {
+                *v = value.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The settings with the dynamic parameters merged under the local ones.
     pub(crate) fn effective_settings(&self) -> PgSettings {
         let mut s = self.settings.clone();
         if let Ok(names) = self.sync_names.read() {
             s.synchronous_standby_names = names.clone();
+        }
+        if let Ok(sync) = self.slot_sync.read() {
+            s.slot_sync = sync.clone();
         }
         if let Ok(d) = self.dynamic.read() {
             for (k, v) in d.iter() {

@@ -23,6 +23,7 @@ pub mod control;
 pub mod controldata;
 pub mod error;
 pub mod files;
+pub mod logical;
 pub mod names;
 pub mod os;
 pub mod render;
@@ -38,6 +39,7 @@ pub use bin_dir::discover_bin_dir;
 pub use control::{postmaster_pid, postmaster_state, walreceiver_streaming, PmState, Postgres, Readiness};
 pub use controldata::ControlData;
 pub use error::PgError;
+pub use logical::{LogicalSlot, SlotSync};
 pub use names::{lsn_to_string, parse_lsn, slot_name};
 pub use sql::{SlotChanges, SlotReport};
 pub use status::{PgStatus, ReplicationPeer, WalReceiver};
@@ -77,6 +79,10 @@ pub struct PgSettings {
     pub log_file: Option<PathBuf>,
     /// `synchronous_standby_names`, chosen by the HA loop in synchronous mode (empty otherwise).
     pub synchronous_standby_names: String,
+    /// Failover slot settings chosen by the HA loop (rendered on PostgreSQL 17+ only).
+    pub slot_sync: SlotSync,
+    /// Major version of the data directory (`PG_VERSION`), read when the configuration is written.
+    pub major: Option<u32>,
 }
 
 /// Server certificate, key and CA (PEM files); copied into the data directory, the key as a 0600 file.
@@ -135,6 +141,8 @@ impl PgSettings {
             tls: None,
             log_file: None,
             synchronous_standby_names: String::new(),
+            slot_sync: SlotSync::default(),
+            major: None,
         }
     }
 

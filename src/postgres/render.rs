@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::logical::{SlotSync, FAILOVER_SLOTS_SINCE};
 use super::{ConfRole, PgSettings};
 
 /// The managed include file, relative to PGDATA.
@@ -26,7 +27,6 @@ const OWNED: &[&str] = &[
     "listen_addresses",
     "port",
     "unix_socket_directories",
-    "wal_level",
     "hot_standby",
     "primary_conninfo",
     "primary_slot_name",
@@ -41,6 +41,8 @@ const OWNED_TLS: &[&str] = &["ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_fil
 
 /// Defaults the user's parameters may override.
 const DEFAULTS: &[(&str, &str)] = &[
+    // `logical` for publications and logical slots (a restart); never below `replica` (see `WAL_LEVELS`).
+    ("wal_level", "replica"),
     ("wal_log_hints", "on"),
     ("max_wal_senders", "10"),
     ("max_replication_slots", "10"),
@@ -52,6 +54,18 @@ const DEFAULTS: &[(&str, &str)] = &[
     // how long a commit waits for a synchronous standby chosen after the commit had already reached it.
     ("wal_receiver_status_interval", "1s"),
 ];
+
+/// The `wal_level` values pgha runs with (`minimal` cannot feed a standby).
+pub const WAL_LEVELS: &[&str] = &["replica", "logical"];
+
+/// Whether `value` is one of [`WAL_LEVELS`] (any case).
+pub fn is_wal_level(value: &str) -> bool {
+    WAL_LEVELS.contains(&value.trim().to_ascii_lowercase().as_str())
+}
+
+fn on_off(on: bool) -> String {
+    if on { "on" } else { "off" }.into()
+}
 
 /// A `postgresql.conf` string literal: `'...'` with `'` doubled and `\` escaped.
 pub fn conf_quote(value: &str) -> String {
@@ -132,7 +146,6 @@ pub fn pgha_conf(s: &PgSettings, role: &ConfRole, passfile: Option<&Path>) -> (S
         ("listen_addresses", s.listen_host.clone()),
         ("port", s.port.to_string()),
         ("unix_socket_directories", s.socket_dir.to_string_lossy().into_owned()),
-        ("wal_level", "replica".into()),
         ("hot_standby", "on".into()),
         ("synchronous_standby_names", s.synchronous_standby_names.clone()),
     ];
@@ -146,9 +159,11 @@ pub fn pgha_conf(s: &PgSettings, role: &ConfRole, passfile: Option<&Path>) -> (S
             primary_port,
             slot,
         } => {
+            // The slot sync worker reads the primary's slots over `primary_conninfo`, which must then name a database.
+            let dbname = s.slot_sync.enabled.then_some("postgres");
             owned.push((
                 "primary_conninfo",
-                client_conninfo(s, primary_host, *primary_port, None, passfile),
+                client_conninfo(s, primary_host, *primary_port, dbname, passfile),
             ));
             owned.push(("primary_slot_name", slot.clone().unwrap_or_default()));
         }
@@ -159,14 +174,23 @@ pub fn pgha_conf(s: &PgSettings, role: &ConfRole, passfile: Option<&Path>) -> (S
         owned.push(("ssl_key_file", TLS_KEY_FILE.into()));
         owned.push(("ssl_ca_file", TLS_CA_FILE.into()));
     }
+    if s.major.is_some_and(|m| m >= FAILOVER_SLOTS_SINCE) && s.slot_sync != SlotSync::default() {
+        owned.push(("sync_replication_slots", on_off(s.slot_sync.enabled)));
+        owned.push(("synchronized_standby_slots", s.slot_sync.standby_slots.join(",")));
+    }
     let mut warnings = Vec::new();
     let mut tunables: BTreeMap<String, String> = DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     for (key, value) in &s.parameters {
         let lower = key.to_ascii_lowercase();
         if !is_guc_name(key) {
             warnings.push(format!("ignoring parameter {key:?}: not a valid parameter name"));
-        } else if OWNED.contains(&lower.as_str()) || (s.tls.is_some() && OWNED_TLS.contains(&lower.as_str())) {
+        } else if OWNED.contains(&lower.as_str()) || owned.iter().any(|(k, _)| *k == lower) {
             warnings.push(format!("ignoring parameter {lower}: pgha sets it"));
+        } else if lower == "wal_level" && !is_wal_level(value) {
+            warnings.push(format!(
+                "ignoring parameter wal_level = {value:?}: replication needs {}",
+                WAL_LEVELS.join(" or ")
+            ));
         } else if value.contains(['\n', '\r', '\0']) {
             warnings.push(format!("ignoring parameter {lower}: its value spans several lines"));
         } else {

@@ -108,6 +108,52 @@ fn pgha_conf_primary_and_replica() {
 }
 
 #[test]
+fn wal_level_logical_and_failover_slot_settings() {
+    let mut s = settings();
+    s.parameters.insert("wal_level".into(), "logical".into());
+    s.parameters.insert("sync_replication_slots".into(), "off".into());
+    let replica = ConfRole::Replica {
+        primary_host: "h".into(),
+        primary_port: 5432,
+        slot: Some("db1".into()),
+    };
+    let (conf, warnings) = pgha_conf(&s, &replica, None);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(conf.contains("wal_level = 'logical'\n"), "{conf}");
+    assert!(
+        conf.contains("sync_replication_slots = 'off'\n"),
+        "a user value without slot sync"
+    );
+    s.slot_sync = crate::postgres::SlotSync {
+        enabled: true,
+        standby_slots: vec!["db2".into(), "db3".into()],
+    };
+    for (major, rendered) in [(Some(16), false), (None, false), (Some(17), true), (Some(18), true)] {
+        s.major = major;
+        let (conf, warnings) = pgha_conf(&s, &replica, None);
+        assert_eq!(
+            conf.contains("sync_replication_slots = 'on'\n"),
+            rendered,
+            "{major:?}:\n{conf}"
+        );
+        assert_eq!(
+            conf.contains("synchronized_standby_slots = 'db2,db3'\n"),
+            rendered,
+            "{major:?}"
+        );
+        assert_eq!(
+            warnings.len(),
+            usize::from(rendered),
+            "the user's value is ignored: {warnings:?}"
+        );
+        assert!(
+            conf.contains("dbname=postgres"),
+            "the sync worker's database in primary_conninfo"
+        );
+    }
+}
+
+#[test]
 fn pgha_conf_rejects_owned_and_bad_parameters() {
     let mut s = settings();
     s.tls = Some(PgTls {

@@ -44,7 +44,7 @@ const REWIND_GRANTS: &str = "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text
      pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO %I";
 
 /// Opens a connection; its task runs on the current runtime until the client is dropped.
-async fn open(cfg: tokio_postgres::Config) -> Result<Client, PgError> {
+pub(crate) async fn open(cfg: tokio_postgres::Config) -> Result<Client, PgError> {
     let (client, connection) = timed("connecting to PostgreSQL", CONNECT_TIMEOUT, cfg.connect(NoTls)).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -118,7 +118,7 @@ impl Postgres {
         open(self.client_config()).await
     }
 
-    fn client_config(&self) -> tokio_postgres::Config {
+    pub(crate) fn client_config(&self) -> tokio_postgres::Config {
         let s = &self.settings;
         let mut cfg = tokio_postgres::Config::new();
         cfg.host_path(&s.socket_dir)
@@ -171,7 +171,7 @@ impl Postgres {
         Ok(client)
     }
 
-    async fn require_primary(&self, client: &Client, step: &'static str) -> Result<(), PgError> {
+    pub(crate) async fn require_primary(&self, client: &Client, step: &'static str) -> Result<(), PgError> {
         let row = timed(step, SQL_TIMEOUT, client.query_one("SELECT pg_is_in_recovery()", &[])).await?;
         if row.get::<_, bool>(0) {
             return Err(PgError::WrongRole {
