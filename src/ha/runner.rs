@@ -85,6 +85,9 @@ pub struct DbNode {
     pub(super) slots_warned: std::collections::BTreeSet<String>,
     /// Failures to create the permanent logical slots (logged once per state change).
     pub(super) logical_slot_log: FailureLog,
+    /// The logical slot being created beside the loop (see `ensure_logical_slots`).
+    #[allow(clippy::type_complexity)]
+    pub(super) logical_create: Option<tokio::task::JoinHandle<(String, Result<(), crate::postgres::PgError>)>>,
     /// The leader's slots as last read, published in its member key.
     pub(super) published_slots: Vec<super::model::PublishedSlot>,
     /// Set while a long action runs, for the published state.
@@ -140,6 +143,7 @@ impl DbNode {
             member_seen: BTreeMap::new(),
             slots_warned: Default::default(),
             logical_slot_log: FailureLog::default(),
+            logical_create: None,
             published_slots: Vec::new(),
             activity: None,
             last_status: None,

@@ -115,50 +115,30 @@ async fn existing(client: &Client, step: &'static str) -> Result<(Vec<LogicalRow
     Ok((logical, physical))
 }
 
-/// What [`Postgres::ensure_logical_slots`] did, and what it could not do (each failure with its reason).
-#[derive(Debug, Default)]
-pub struct LogicalChanges {
-    pub created: Vec<String>,
-    pub dropped: Vec<String>,
-    pub failed: Vec<(String, String)>,
-}
+/// How long creating a logical slot may take: PostgreSQL waits until every transaction running at the start has
+/// ended and a snapshot of running transactions is logged (every 15 s), so it runs beside the HA loop.
+pub const CREATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Postgres {
-    /// On a running primary of version `major`: creates the wanted logical slots that are missing (each in its
-    /// database; with `failover` on 17+) and drops pgha's own that are no longer wanted and inactive. A slot that
-    /// cannot be created (no `wal_level = logical`, a missing database or plugin) is reported, not an error: the
-    /// physical slots and the rest of the HA loop go on.
-    pub async fn ensure_logical_slots(
-        &self,
-        wanted: &[LogicalSlot],
-        owned: &[String],
-        major: u32,
-    ) -> Result<LogicalChanges, PgError> {
-        const STEP: &str = "reconciling logical replication slots";
+    /// On a running primary: what to do with the logical slots (see [`plan`]).
+    pub async fn logical_slot_plan(&self, wanted: &[LogicalSlot], owned: &[String]) -> Result<LogicalPlan, PgError> {
+        const STEP: &str = "reading logical replication slots";
         let (rows, physical) = self
             .with_kept_client(|client| async move {
                 self.require_primary(&client, STEP).await?;
                 existing(&client, STEP).await
             })
             .await?;
-        let plan = plan(&rows, &physical, wanted, owned);
-        let mut changes = LogicalChanges {
-            failed: plan.conflicts,
-            ..LogicalChanges::default()
-        };
-        for slot in &plan.create {
-            match self.create_logical_slot(slot, major).await {
-                Ok(()) => {
-                    tracing::info!(member = %self.settings.name, slot = %slot.name, plugin = %slot.plugin,
-                        database = %slot.database, failover = major >= FAILOVER_SLOTS_SINCE, event = "slot_created",
-                        "logical replication slot created");
-                    changes.created.push(slot.name.clone());
-                }
-                Err(e) => changes.failed.push((slot.name.clone(), e.to_string())),
-            }
-        }
-        for name in &plan.drop {
-            let dropped = self
+        Ok(plan(&rows, &physical, wanted, owned))
+    }
+
+    /// Drops logical slots no longer configured; returns those dropped and those that failed, with the reason.
+    pub async fn drop_logical_slots(&self, names: &[String]) -> (Vec<String>, Vec<(String, String)>) {
+        const STEP: &str = "dropping a logical replication slot";
+        let mut dropped = Vec::new();
+        let mut failed = Vec::new();
+        for name in names {
+            let result = self
                 .with_kept_client(|client| async move {
                     timed(
                         STEP,
@@ -168,16 +148,16 @@ impl Postgres {
                     .await
                 })
                 .await;
-            match dropped {
+            match result {
                 Ok(_) => {
                     tracing::info!(member = %self.settings.name, slot = %name, event = "slot_dropped",
                         "logical replication slot dropped (no longer in the dynamic config)");
-                    changes.dropped.push(name.clone());
+                    dropped.push(name.clone());
                 }
-                Err(e) => changes.failed.push((name.clone(), e.to_string())),
+                Err(e) => failed.push((name.clone(), e.to_string())),
             }
         }
-        Ok(changes)
+        (dropped, failed)
     }
 
     /// On a standby of version `major`: drops the inactive logical slots among `names` that the server did not
@@ -225,8 +205,9 @@ impl Postgres {
         .await
     }
 
-    /// Creates one logical slot over a connection to its database (logical slots belong to one database).
-    async fn create_logical_slot(&self, slot: &LogicalSlot, major: u32) -> Result<(), PgError> {
+    /// Creates one logical slot over a connection to its database (logical slots belong to one database), with
+    /// `failover` on 17+; may take up to [`CREATE_TIMEOUT`].
+    pub async fn create_logical_slot(&self, slot: &LogicalSlot, major: u32) -> Result<(), PgError> {
         const STEP: &str = "creating a logical replication slot";
         if !is_valid_slot_name(&slot.name) {
             return Err(PgError::Settings(format!(
@@ -239,12 +220,17 @@ impl Postgres {
         let client = super::sql::open(cfg).await?;
         match timed(
             STEP,
-            SQL_TIMEOUT,
+            CREATE_TIMEOUT,
             client.execute(create_sql(major), &[&slot.name, &slot.plugin]),
         )
         .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                tracing::info!(member = %self.settings.name, slot = %slot.name, plugin = %slot.plugin,
+                    database = %slot.database, failover = major >= FAILOVER_SLOTS_SINCE, event = "slot_created",
+                    "logical replication slot created");
+                Ok(())
+            }
             // Created meanwhile (a synchronized slot that became usable at promotion): that is the slot wanted.
             Err(PgError::Sql { error, .. })
                 if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) =>

