@@ -101,6 +101,10 @@ pub struct DbNode {
     pub(super) sync_switch_lsn: Option<u64>,
     /// The CHECKPOINT started after this node's promotion (pg_rewind of former primaries waits for it).
     pub(super) checkpoint_after_promote: Option<tokio::task::JoinHandle<Result<(), crate::postgres::PgError>>>,
+    /// Since when each standby streams, as the leader sees it (`settled_streaming`).
+    pub(super) streaming_since: BTreeMap<String, Instant>,
+    /// The highest WAL position this standby's receiver flushed during the current stall clock (`track_stall`).
+    pub(super) stall_high_lsn: Option<u64>,
     /// Since when the leader has seen no streaming standby it could name.
     pub(super) no_sync_candidate_since: Option<Instant>,
     /// When this process first held a DCS session.
@@ -137,6 +141,8 @@ impl DbNode {
             crashed_since: None,
             starting_since: None,
             stalled_since: None,
+            streaming_since: BTreeMap::new(),
+            stall_high_lsn: None,
             stall_rewound: false,
             race_log: FailureLog::default(),
             owned_slots,
@@ -402,6 +408,21 @@ impl DbNode {
                 .is_some_and(crate::postgres::walreceiver_streaming),
             _ => self.last_status.as_ref().is_some_and(PgStatus::is_streaming),
         };
+        // Streaming WAL of an older timeline than the leader's, without getting further: its WAL forked from the
+        // leader's (it got WAL the old primary never sent the new one). PostgreSQL reconnects every few hundred ms,
+        // streams up to the fork and is cut; each attempt looks like streaming. Stalled: a rewind is the way out.
+        let receiver = self.last_status.as_ref().and_then(|s| s.wal_receiver.as_ref());
+        let leader_tli = view.leader_member().map(|m| m.timeline);
+        let old_timeline = receiver
+            .and_then(|w| w.received_tli)
+            .zip(leader_tli)
+            .is_some_and(|(mine, leader)| mine < leader);
+        let flushed = receiver.and_then(|w| w.flushed_lsn);
+        let progressing = flushed.is_some_and(|lsn| self.stall_high_lsn.is_none_or(|high| lsn > high));
+        if progressing {
+            self.stall_high_lsn = flushed;
+        }
+        let streaming = streaming && (!old_timeline || progressing);
         if streaming {
             self.stall_rewound = false;
         }
@@ -415,6 +436,7 @@ impl DbNode {
     /// A new attempt to make this standby stream starts now (re-pointed, restarted, rewound or cloned).
     pub(super) fn restart_stall_clock(&mut self) {
         self.stalled_since = None;
+        self.stall_high_lsn = None;
     }
 
     /// Present while this node, a former primary, runs as a standby that has not been rewound from a leader yet

@@ -321,7 +321,11 @@ mod tests {
             ),
         ];
         for (what, existing, physical, want) in cases {
-            assert_eq!(plan(&existing, &physical, &[cdc.clone()], &owned), want, "{what}");
+            assert_eq!(
+                plan(&existing, &physical, std::slice::from_ref(&cdc), &owned),
+                want,
+                "{what}"
+            );
         }
     }
 
