@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod callbacks;
 mod edge;
 mod env;
 mod error;
@@ -44,6 +45,7 @@ mod tests_secret;
 mod validate;
 mod validate_pg;
 
+pub use callbacks::{CallbacksSection, HookCommand, PrePromoteOnTimeout};
 pub use edge::{parse_vip_address, port_caps, EdgeSection, PortCapError, PortCaps, VipSection};
 pub use error::{ConfigError, Peer, Problem, SyntaxError};
 pub use examples::example;

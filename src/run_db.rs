@@ -8,9 +8,10 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, HookCommand};
 use crate::dcs::client::DcsClient;
 use crate::dcs::member::MemberSettings;
+use crate::ha::hooks::HookSettings;
 use crate::ha::model::DynamicConfig;
 use crate::ha::runner::{DbNode, DbSettings};
 use crate::ha::wal_service::HaService;
@@ -113,6 +114,8 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
         start_timeout: Duration::from_millis(pgc.start_timeout_ms),
         fence_file: config.node.data_dir.join("fence.deadline"),
         exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("pgha")),
+        hooks: Arc::new(hook_settings(config)?),
+        promotion_hold: Default::default(),
     };
     // Our own member first: it answers even when a peer is slow; the others are the failover path.
     let mut endpoints = vec![member.advertise.clone()];
@@ -132,6 +135,7 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
         name: settings.name.clone(),
         nofailover: settings.nofailover,
         failover_priority: settings.failover_priority,
+        promotion_hold: settings.promotion_hold.clone(),
         fault,
     };
     let snapshot: crate::api::rest::SharedSnapshot = Default::default();
@@ -163,6 +167,35 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
         node: DbNode::new(settings, dcs, pg, snapshot),
         ha,
         rest,
+    })
+}
+
+/// The hook commands (already validated: an error here names the key anyway) and their timeouts.
+fn hook_settings(config: &Config) -> anyhow::Result<HookSettings> {
+    let pgc = &config.postgresql;
+    let split = |key: &str, command: &Option<HookCommand>| -> anyhow::Result<Option<Vec<String>>> {
+        let Some(command) = command else { return Ok(None) };
+        let argv = command.argv().map_err(|e| anyhow::anyhow!("{key} {e}"))?;
+        if let Some(program) = argv.first().filter(|p| p.contains('/')) {
+            if !std::path::Path::new(program).is_file() {
+                tracing::warn!(key, program = %program, "hook program not found (yet): it fails when it runs");
+            }
+        }
+        Ok(Some(argv))
+    };
+    let cb = &pgc.callbacks;
+    Ok(HookSettings {
+        on_start: split("postgresql.callbacks.on_start", &cb.on_start)?,
+        on_stop: split("postgresql.callbacks.on_stop", &cb.on_stop)?,
+        on_restart: split("postgresql.callbacks.on_restart", &cb.on_restart)?,
+        on_reload: split("postgresql.callbacks.on_reload", &cb.on_reload)?,
+        on_role_change: split("postgresql.callbacks.on_role_change", &cb.on_role_change)?,
+        pre_promote: split("postgresql.pre_promote", &pgc.pre_promote)?,
+        pre_promote_timeout: Duration::from_millis(pgc.pre_promote_timeout_ms),
+        pre_promote_on_timeout: pgc.pre_promote_on_timeout,
+        callback_timeout: Duration::from_millis(pgc.callback_timeout_ms),
+        cluster: config.cluster.name.clone(),
+        node: config.node.name.clone(),
     })
 }
 

@@ -123,6 +123,22 @@ start_timeout_ms = 60000
 # Serve TLS from PostgreSQL with the [tls] cert and key (unless
 # tls.plaintext = true). Default: true.
 tls = true
+# Patroni's pre_promote: run after this node won the leader key, before it
+# promotes PostgreSQL, with no arguments (PGHA_HOOK=pre_promote, PGHA_ROLE,
+# PGHA_CLUSTER and PGHA_NODE in its environment). Exit 0 promotes; any other
+# exit vetoes: the leader key is released and this node stays out of leader
+# races for 3 x ttl, so another member is promoted. A command line (split
+# like a shell word list; no shell runs it) or an argv array. Default: unset.
+# pre_promote = "/usr/local/bin/fence-old-primary --site dc1"
+# A pre_promote still running after this many ms is killed; at least 100.
+# The leader key stays with this node meanwhile. Default: 10000.
+pre_promote_timeout_ms = 10000
+# After a pre_promote timeout: "veto" (do not promote) or "promote".
+# Default: "veto".
+pre_promote_on_timeout = "veto"
+# A [postgresql.callbacks] command still running after this many ms is
+# killed; at least 100. Default: 30000.
+callback_timeout_ms = 30000
 
 # PostgreSQL settings (names a-z, 0-9, '_', '.'): strings, integers, floats
 # or booleans (written as on/off). Settings pgha manages itself
@@ -134,6 +150,25 @@ tls = true
 max_connections = 200
 shared_buffers = "256MB"
 # "pg_stat_statements.track" = "all"
+
+# Patroni's callbacks, run after the fact in the background (never delaying
+# failover) as `<command> <action> <role> <cluster>`, e.g.
+# `/usr/local/bin/hook on_role_change primary pgha`; role is "primary" or
+# "replica". One runs at a time: a new one kills the one still running
+# (on_reload has its own slot). Output goes to pgha's log. Each is a command
+# line or an argv array. Default: unset.
+[postgresql.callbacks]
+# After pgha started PostgreSQL.
+# on_start = "/usr/local/bin/hook"
+# After pgha stopped PostgreSQL.
+# on_stop = "/usr/local/bin/hook"
+# After a restart (`pgha ctl restart`).
+# on_restart = "/usr/local/bin/hook"
+# After pgha reloaded PostgreSQL's configuration.
+# on_reload = "/usr/local/bin/hook"
+# After a promotion (primary), and when a former primary runs again as a
+# replica (replica).
+# on_role_change = ["/usr/local/bin/hook", "--notify"]
 
 [ha]
 # Never promote this node. Default: false.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{validate, Config, ConfigError};
+use super::{validate, CallbacksSection, Config, ConfigError, HookCommand, PrePromoteOnTimeout};
 
 /// `[postgresql]`: the local PostgreSQL that a db node supervises. Only
 /// checked for `pgha db`; other roles ignore the section.
@@ -72,6 +72,23 @@ pub struct PostgresqlSection {
     /// key (and `tls.plaintext` is false), PostgreSQL serves TLS with them.
     /// Default: `true`.
     pub tls: bool,
+    /// `postgresql.pre_promote` (`PGHA_POSTGRESQL__PRE_PROMOTE`): command run after this node won the leader key and
+    /// before it promotes PostgreSQL, with no arguments (as Patroni runs it; `PGHA_HOOK`, `PGHA_ROLE`,
+    /// `PGHA_CLUSTER`, `PGHA_NODE` in its environment). Exit 0: promote; anything else vetoes the promotion (the
+    /// leader key is released and this node stays out of leader races for 3 x ttl). A command line (split like a
+    /// shell word list, no shell) or an argv array. Default: unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_promote: Option<HookCommand>,
+    /// `postgresql.pre_promote_timeout_ms` (`PGHA_POSTGRESQL__PRE_PROMOTE_TIMEOUT_MS`): a `pre_promote` still running
+    /// after this many ms is killed and `pre_promote_on_timeout` decides; at least 100. The leader key stays with
+    /// this node meanwhile. Default: 10000.
+    pub pre_promote_timeout_ms: u64,
+    /// `postgresql.pre_promote_on_timeout` (`PGHA_POSTGRESQL__PRE_PROMOTE_ON_TIMEOUT`): `"veto"` (do not promote) or
+    /// `"promote"` after a `pre_promote` timeout. Default: `"veto"`.
+    pub pre_promote_on_timeout: PrePromoteOnTimeout,
+    /// `postgresql.callback_timeout_ms` (`PGHA_POSTGRESQL__CALLBACK_TIMEOUT_MS`): a `[postgresql.callbacks]` command
+    /// still running after this many ms is killed; at least 100. Default: 30000.
+    pub callback_timeout_ms: u64,
     /// `postgresql.parameters` (`[postgresql.parameters]`, `PGHA_POSTGRESQL__PARAMETERS`):
     /// PostgreSQL settings by name (`[a-z0-9_.]+`). Values may be written as
     /// TOML strings, integers, floats or booleans and are kept as text
@@ -79,6 +96,10 @@ pub struct PostgresqlSection {
     /// `port`, `primary_conninfo`, `ssl`, ...) are refused. Default: empty.
     #[serde(deserialize_with = "setting_texts")]
     pub parameters: BTreeMap<String, String>,
+    /// `postgresql.callbacks` (`[postgresql.callbacks]`): Patroni's `on_start`, `on_stop`, `on_restart`,
+    /// `on_reload`, `on_role_change`, run in the background after the fact as `<command> <action> <role>
+    /// <cluster>`. Default: none.
+    pub callbacks: CallbacksSection,
 }
 
 impl Default for PostgresqlSection {
@@ -98,7 +119,12 @@ impl Default for PostgresqlSection {
             allow_wipe_foreign_data: false,
             start_timeout_ms: 60_000,
             tls: true,
+            pre_promote: None,
+            pre_promote_timeout_ms: 10_000,
+            pre_promote_on_timeout: PrePromoteOnTimeout::Veto,
+            callback_timeout_ms: 30_000,
             parameters: BTreeMap::new(),
+            callbacks: CallbacksSection::default(),
         }
     }
 }

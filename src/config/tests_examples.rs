@@ -67,7 +67,7 @@ fn examples_document_every_key() {
         "log.format",
         "log.level",
     ];
-    let db_only = ["postgresql", "ha"];
+    let db_only = ["postgresql", "postgresql.callbacks", "ha"];
     let edge_only = ["edge", "edge.vip"];
     for role in Role::ALL {
         let text = example(role);
@@ -125,6 +125,15 @@ fn key_table_matches_struct() {
     pg.connect_address = Some("h:2".into());
     pg.superuser_password_file = Some("f".into());
     pg.replication_password_file = Some("g".into());
+    pg.pre_promote = Some(HookCommand::Line("/bin/true".into()));
+    let hook = Some(HookCommand::Argv(vec!["/bin/hook".into(), "x".into()]));
+    pg.callbacks = CallbacksSection {
+        on_start: hook.clone(),
+        on_stop: hook.clone(),
+        on_restart: hook.clone(),
+        on_reload: hook.clone(),
+        on_role_change: hook,
+    };
     full.ha.rest_listen = Some("0.0.0.0:8008".into());
     full.edge.replica_max_lag_bytes = Some(1);
     full.edge.primary_max_sessions = Some(1);

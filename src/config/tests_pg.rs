@@ -397,3 +397,82 @@ fn helpers_fall_back_sensibly() {
     config.postgresql.data_dir = Some(PathBuf::new());
     assert_eq!(config.pg_data_dir(), Path::new("/var/lib/pgha/pgdata"));
 }
+
+#[test]
+fn hooks_parse_from_file_and_environment() {
+    let file = format!(
+        "{DB_CONF}{}",
+        r#"pre_promote = "/usr/local/bin/fence --site 'dc 1'"
+pre_promote_timeout_ms = 5000
+pre_promote_on_timeout = "promote"
+callback_timeout_ms = 1000
+[postgresql.callbacks]
+on_role_change = ["/usr/local/bin/hook", "a b"]
+"#
+    );
+    let config = ok(
+        Some(&file),
+        &[("PGHA_POSTGRESQL__CALLBACKS__ON_START", "/bin/hook -v")],
+        DB,
+    );
+    let pg = &config.postgresql;
+    let argv = |c: &Option<HookCommand>| c.as_ref().map(|c| c.argv().expect("valid"));
+    let words = |w: &[&str]| Some(w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        argv(&pg.pre_promote),
+        words(&["/usr/local/bin/fence", "--site", "dc 1"])
+    );
+    assert_eq!(
+        argv(&pg.callbacks.on_role_change),
+        words(&["/usr/local/bin/hook", "a b"])
+    );
+    assert_eq!(argv(&pg.callbacks.on_start), words(&["/bin/hook", "-v"]));
+    assert_eq!(pg.callbacks.on_stop, None);
+    assert_eq!((pg.pre_promote_timeout_ms, pg.callback_timeout_ms), (5000, 1000));
+    assert_eq!(pg.pre_promote_on_timeout, PrePromoteOnTimeout::Promote);
+    let defaults = ok(Some(DB_CONF), &[], DB);
+    assert_eq!(defaults.postgresql.pre_promote_on_timeout, PrePromoteOnTimeout::Veto);
+    assert_eq!(
+        (
+            defaults.postgresql.pre_promote_timeout_ms,
+            defaults.postgresql.callback_timeout_ms
+        ),
+        (10_000, 30_000)
+    );
+}
+
+#[test]
+fn hook_problems_name_the_key() {
+    let file = format!(
+        "{DB_CONF}{}",
+        r#"pre_promote = "/bin/x 'unbalanced"
+pre_promote_timeout_ms = 10
+callback_timeout_ms = 0
+[postgresql.callbacks]
+on_start = "   "
+on_stop = []
+on_reload = ["", "x"]
+"#
+    );
+    let keys = problem_keys(load(Some(&file), &[], DB, &Overrides::default()));
+    assert_eq!(
+        keys,
+        [
+            "postgresql.callbacks.on_start",
+            "postgresql.callbacks.on_stop",
+            "postgresql.callbacks.on_reload",
+            "postgresql.pre_promote",
+            "postgresql.pre_promote_timeout_ms",
+            "postgresql.callback_timeout_ms",
+        ]
+    );
+    let bad = format!("{DB_CONF}pre_promote_on_timeout = \"maybe\"\n");
+    let (_, message) = parse_error(load(Some(&bad), &[], DB, &Overrides::default()));
+    assert!(message.contains("pre_promote_on_timeout"), "{message}");
+    let bad = format!("{DB_CONF}pre_promote = 3\n");
+    let (_, message) = parse_error(load(Some(&bad), &[], DB, &Overrides::default()));
+    assert!(
+        message.contains("pre_promote") && message.contains("argv array"),
+        "{message}"
+    );
+}

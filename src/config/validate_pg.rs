@@ -153,6 +153,7 @@ pub(super) fn postgresql(config: &Config, r: &mut Report) {
             "the default is 60000",
         );
     }
+    super::callbacks::validate(pg, r);
     for (name, value) in &pg.parameters {
         let key = entry_key("postgresql.parameters", name);
         if name.is_empty()

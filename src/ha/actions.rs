@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::decide::Action;
+use super::hooks::HookRole;
 use super::model::{ClusterView, HistoryEntry, NodeCommand, PgState};
 use super::race::{should_take_leader, Candidate};
 use super::runner::DbNode;
@@ -101,6 +102,7 @@ impl DbNode {
                 tracing::warn!(event = "reclone", source = %format!("{host}:{port}"), "re-cloning a standby that cannot rejoin");
                 if self.pg.postmaster_pid().is_some() {
                     self.pg.stop(StopMode::Immediate, self.s.start_timeout).await?;
+                    self.hooks_after_stop();
                 }
                 self.expect_running = false;
                 self.following = None;
@@ -175,11 +177,14 @@ impl DbNode {
                 .await
                 .context("starting PostgreSQL")?;
             self.expect_running = true;
+            self.hooks_after_start(HookRole::Primary, false);
         } else {
             // Adopting a running instance: apply pgha's configuration without interrupting it; parameters that
             // need a restart show up as pending_restart (`pgha ctl restart --pending`).
             self.pg.reload().await.context("reloading the adopted PostgreSQL")?;
             self.expect_running = true;
+            self.announced_role = Some(HookRole::Primary);
+            self.hooks_after_reload();
         }
         self.pg.create_roles().await.context("creating the replication role")?;
         let view = self.store().view().await?;
@@ -227,7 +232,8 @@ impl DbNode {
 
     /// Starts PostgreSQL, waiting at most [`START_WAIT`] for it to accept connections: a standby that cannot become
     /// consistent must not hold the loop, which re-points, rewinds or re-clones it.
-    async fn start(&mut self) -> anyhow::Result<()> {
+    /// `role` and `restart` choose the callback (`on_start`, `on_restart`, `on_role_change`).
+    async fn start(&mut self, role: HookRole, restart: bool) -> anyhow::Result<()> {
         self.activity = Some(PgState::Starting);
         let result = self.pg.start_bounded(START_WAIT).await;
         if let Err(e) = &result {
@@ -238,6 +244,7 @@ impl DbNode {
         self.expect_running = true;
         self.crashed_since = None;
         self.restart_stall_clock();
+        self.hooks_after_start(role, restart);
         Ok(())
     }
 
@@ -246,7 +253,7 @@ impl DbNode {
             .write_config(&self.replica_role(&upstream))
             .await
             .context("writing the replica configuration")?;
-        self.start().await?;
+        self.start(HookRole::Replica, false).await?;
         tracing::info!(event = "start_replica", upstream = ?upstream, "PostgreSQL started as a replica");
         self.following = upstream;
         Ok(())
@@ -259,7 +266,7 @@ impl DbNode {
             .context("writing the primary configuration")?;
         // Armed before the postmaster exists: it must never accept a write unguarded.
         self.guard_primary().await?;
-        self.start().await?;
+        self.start(HookRole::Primary, false).await?;
         self.following = None;
         tracing::info!(event = "start_primary", "PostgreSQL started as the primary");
         Ok(())
@@ -270,6 +277,7 @@ impl DbNode {
         if self.pg.write_config(&self.replica_role(&upstream)).await? {
             // primary_conninfo is reloadable since PostgreSQL 13: no restart.
             self.pg.reload().await.context("reloading PostgreSQL")?;
+            self.hooks_after_reload();
         }
         tracing::info!(event = "follow", upstream = %format!("{host}:{port}"), "replica now follows the leader");
         self.following = upstream;
@@ -280,6 +288,7 @@ impl DbNode {
     async fn rewind(&mut self, host: &str, port: u16) -> anyhow::Result<()> {
         if self.pg.postmaster_pid().is_some() {
             self.pg.stop(StopMode::Fast, self.s.start_timeout).await?;
+            self.hooks_after_stop();
         }
         self.expect_running = false;
         self.stall_rewound = true;
@@ -394,6 +403,9 @@ impl DbNode {
     }
 
     async fn promote(&mut self, view: &ClusterView, reason: &str) -> anyhow::Result<()> {
+        if !self.pre_promote_allows(view).await? {
+            return Ok(());
+        }
         let before = self.pg.status().await.ok();
         // Replicas follow the leader key, not the promotion: with their slots here they stream at once.
         match self.pg.create_slots(&self.member_slots(view)).await {
@@ -408,6 +420,7 @@ impl DbNode {
             .context("promoting PostgreSQL")?;
         self.following = None;
         self.clear_rewind_marker();
+        self.hooks_after_promote();
         let after = self.pg.status().await?;
         tracing::info!(
             event = "promote",
@@ -483,8 +496,9 @@ impl DbNode {
                 event = "fence_failed",
                 "cannot arm the fence ({e:#}): stopping PostgreSQL"
             );
-            if let Err(stop) = self.pg.stop(StopMode::Immediate, self.s.start_timeout).await {
-                tracing::error!("stopping the unguarded PostgreSQL failed: {stop}");
+            match self.pg.stop(StopMode::Immediate, self.s.start_timeout).await {
+                Ok(()) => self.hooks_after_stop(),
+                Err(stop) => tracing::error!("stopping the unguarded PostgreSQL failed: {stop}"),
             }
         }
         // It should run and does not: `decide` counts that against primary_start_timeout, then hands the key over.
@@ -672,6 +686,7 @@ impl DbNode {
         match command {
             NodeCommand::Reload if running => {
                 self.pg.reload().await.context("reloading PostgreSQL")?;
+                self.hooks_after_reload();
                 Ok("configuration reloaded")
             }
             NodeCommand::Reload => Ok("PostgreSQL is not running: nothing to reload"),
@@ -693,7 +708,7 @@ impl DbNode {
                     // postmaster, so a new one waits for the new postmaster before it starts.
                     self.guard_primary().await?;
                 }
-                self.start().await?;
+                self.start(HookRole::from_recovery(!primary), true).await?;
                 Ok("PostgreSQL restarted")
             }
             NodeCommand::Reinit => {
@@ -705,6 +720,7 @@ impl DbNode {
                         .stop(StopMode::Immediate, self.s.start_timeout)
                         .await
                         .context("stopping PostgreSQL")?;
+                    self.hooks_after_stop();
                 }
                 self.expect_running = false;
                 self.following = None;
@@ -727,7 +743,10 @@ impl DbNode {
         };
         match self.pg.write_config(&role).await {
             Ok(true) => match self.pg.reload().await {
-                Ok(()) => tracing::info!("dynamic PostgreSQL parameters applied (configuration reloaded)"),
+                Ok(()) => {
+                    tracing::info!("dynamic PostgreSQL parameters applied (configuration reloaded)");
+                    self.hooks_after_reload();
+                }
                 Err(e) => tracing::warn!("reloading after a parameter change failed: {e}"),
             },
             Ok(false) => {}
@@ -749,6 +768,7 @@ impl DbNode {
             .stop(StopMode::Fast, self.s.start_timeout)
             .await
             .context("stopping PostgreSQL for the switchover")?;
+        self.hooks_after_stop();
         self.session.disarm_fence()?;
         self.expect_running = false;
         self.following = None;
@@ -772,6 +792,7 @@ impl DbNode {
             "stepping down: fast shutdown (standbys receive all WAL), immediate if not done by the fence instant"
         );
         self.pg.stop_draining(drain).await.context("stopping PostgreSQL")?;
+        self.hooks_after_stop();
         self.stopped_leading().await
     }
 
@@ -795,6 +816,7 @@ impl DbNode {
             .stop(StopMode::Immediate, Duration::from_secs(10))
             .await
             .context("stopping PostgreSQL")?;
+        self.hooks_after_stop();
         self.stopped_leading().await
     }
 
@@ -809,7 +831,10 @@ impl DbNode {
                 }
             }
             match self.pg.stop(StopMode::Fast, self.s.start_timeout).await {
-                Ok(()) => tracing::info!("PostgreSQL stopped (pgha is shutting down)"),
+                Ok(()) => {
+                    tracing::info!("PostgreSQL stopped (pgha is shutting down)");
+                    self.hooks_after_stop();
+                }
                 Err(e) => tracing::error!("stopping PostgreSQL failed: {e}"),
             }
         }
@@ -822,5 +847,7 @@ impl DbNode {
         }
         let _ = self.session.disarm_fence();
         self.session.revoke(&self.dcs).await;
+        // on_stop (or any callback still running) may end, within callback_timeout_ms.
+        self.callbacks.finish().await;
     }
 }

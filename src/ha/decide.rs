@@ -65,6 +65,9 @@ pub struct LocalState {
     pub stall_rewound: bool,
     /// `postgresql.rewind_fallback_reinit`: a standby that cannot rejoin may be wiped and re-cloned.
     pub allow_reinit: bool,
+    /// Our `pre_promote` vetoed a promotion a moment ago (`hooks::VETO_HOLD_TTLS`): no race, no takeover, and a
+    /// leader key that still names us is released, so another member is promoted.
+    pub promotion_held: bool,
 }
 
 /// The next step.
@@ -347,6 +350,12 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
                     "the leader key names us but our lease is not valid by our clock: not promoting",
                 );
             }
+            if ours && local.promotion_held {
+                return d(
+                    Action::ReleaseLeader,
+                    "pre_promote vetoed our promotion: releasing the leader key",
+                );
+            }
             if ours {
                 return d(Action::Promote, "won the leader key");
             }
@@ -357,6 +366,12 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
                         return d(
                             Action::Wait,
                             "failover candidate, but not a synchronous standby: it may lack acknowledged commits",
+                        );
+                    }
+                    if sw.candidate == local.name && local.promotion_held {
+                        return d(
+                            Action::Wait,
+                            "switchover/failover candidate, but pre_promote vetoed our promotion: not taking over",
                         );
                     }
                     if sw.candidate == local.name && local.lease.is_some() && may_write {
@@ -376,6 +391,10 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
             match leader {
                 None if paused => d(Action::Wait, "paused: no leader, not racing"),
                 None if local.nofailover => d(Action::Wait, "no leader, but this member is nofailover"),
+                None if local.promotion_held => d(
+                    Action::Wait,
+                    "no leader, but pre_promote vetoed our promotion a moment ago: not racing",
+                ),
                 None if local.lease.is_none() => d(Action::Wait, "no leader: waiting for a DCS session to race"),
                 None if !may_write => d(Action::Wait, "no leader, but our lease is not valid by our clock yet"),
                 None => d(Action::Race, "no leader"),

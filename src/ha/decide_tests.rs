@@ -72,6 +72,7 @@ fn local(pg: LocalPg) -> LocalState {
         stalled_ms: 0,
         stall_rewound: false,
         allow_reinit: false,
+        promotion_held: false,
     }
 }
 
@@ -859,4 +860,50 @@ fn tag_table() {
     m.tags.clear();
     m.nofailover = true;
     assert!(!m.may_be_synchronous(), "nofailover members are never synchronous");
+}
+
+/// A `pre_promote` veto holds this member out of promotions for a while: no race, no takeover, and a leader key
+/// that still names it is released.
+#[test]
+fn vetoed_promotion_table() {
+    let mut held = local(replica_of(None));
+    held.promotion_held = true;
+    let free = view(None);
+    let mut ours = view(Some("db1"));
+    ours.members.insert("db1".into(), member("db1", PgRole::Replica));
+    ours.leader = Some(LeaderKey {
+        name: "db1".into(),
+        lease: 9,
+        mod_revision: 42,
+    });
+    let mut candidate = free.clone();
+    candidate.switchover = Some(crate::ha::model::SwitchoverRequest {
+        leader: None,
+        candidate: "db1".into(),
+        scheduled_unix_ms: None,
+        created_unix_ms: 1_000_000,
+    });
+    let cases = [
+        ("no leader: not racing", &free, Action::Wait),
+        ("the key still names us: released", &ours, Action::ReleaseLeader),
+        ("failover candidate: not taking over", &candidate, Action::Wait),
+    ];
+    let mut free_to_act = local(replica_of(None));
+    free_to_act.promotion_held = false;
+    for (case, v, expect) in cases {
+        let decision = decide(v, &held);
+        assert_eq!(decision.action, expect, "{case}: {}", decision.reason);
+        assert!(decision.reason.contains("pre_promote"), "{case}: {}", decision.reason);
+    }
+    assert_eq!(decide(&free, &free_to_act).action, Action::Race, "not held: races");
+    assert_eq!(
+        decide(&ours, &free_to_act).action,
+        Action::Promote,
+        "not held: promotes"
+    );
+    assert_eq!(
+        decide(&candidate, &free_to_act).action,
+        Action::TakeOver,
+        "not held: takes over"
+    );
 }

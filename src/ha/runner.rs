@@ -51,6 +51,11 @@ pub struct DbSettings {
     pub fence_file: PathBuf,
     /// The pgha binary (to start `pgha fence`).
     pub exe: PathBuf,
+    /// `[postgresql.callbacks]` and `pre_promote` (argv split, timeouts).
+    pub hooks: Arc<super::hooks::HookSettings>,
+    /// Set when our `pre_promote` vetoes a promotion; shared with the `Ha` service, which then answers racing peers
+    /// that this node is not a candidate.
+    pub promotion_hold: Arc<super::hooks::PromotionHold>,
 }
 
 /// A db node's HA state.
@@ -107,6 +112,11 @@ pub struct DbNode {
     pub(super) stall_high_lsn: Option<u64>,
     /// Since when the leader has seen no streaming standby it could name.
     pub(super) no_sync_candidate_since: Option<Instant>,
+    /// Runs the `on_*` callbacks in the background.
+    pub(super) callbacks: super::hook_exec::Callbacks,
+    /// The role the callbacks were last told about at a start or promotion (a start in another role is
+    /// `on_role_change`).
+    pub(super) announced_role: Option<super::hooks::HookRole>,
     /// When this process first held a DCS session.
     first_session_at: Option<Instant>,
     last_reason: String,
@@ -127,7 +137,10 @@ impl DbNode {
         let session = Session::new(ttl, s.fence_file.clone());
         let timing = Arc::new(Mutex::new((ttl, Duration::from_millis(config.loop_wait_ms))));
         let owned_slots = super::slots::OwnedSlots::load(s.fence_file.with_file_name("slots.owned"));
+        let callbacks = super::hook_exec::Callbacks::new(s.hooks.clone());
         DbNode {
+            callbacks,
+            announced_role: None,
             keys: Keys::new(&s.cluster),
             s,
             dcs,
@@ -386,6 +399,7 @@ impl DbNode {
                 .first_session_at
                 .is_some_and(|t| t.elapsed() >= Duration::from_millis(self.config.ttl_ms)),
             nofailover: self.s.nofailover,
+            promotion_held: self.s.promotion_hold.held(Instant::now()),
         })
     }
 

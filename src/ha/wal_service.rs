@@ -15,6 +15,9 @@ pub struct HaService {
     pub name: String,
     pub nofailover: bool,
     pub failover_priority: i32,
+    /// While our `pre_promote` vetoed a promotion a moment ago, we answer as `nofailover` so a racing peer does not
+    /// wait for us.
+    pub promotion_hold: Arc<crate::ha::hooks::PromotionHold>,
     /// Test-only partition switch.
     pub fault: crate::dcs::fault::FaultSwitch,
 }
@@ -30,7 +33,7 @@ impl proto::ha_server::Ha for HaService {
         }
         let mut resp = proto::WalPositionResponse {
             name: self.name.clone(),
-            nofailover: self.nofailover,
+            nofailover: self.nofailover || self.promotion_hold.held(std::time::Instant::now()),
             failover_priority: self.failover_priority,
             ..Default::default()
         };
