@@ -13,7 +13,7 @@ pub fn example(role: Role) -> &'static str {
     }
 }
 
-const DB: &str = r#"# pgha configuration for a database node (`pgha db`): a voting member of the
+const DB: &str = r#"# pgha configuration for a database node (`pgha run --role db`): a voting member of the
 # embedded Raft DCS that also supervises the local PostgreSQL.
 #
 # Precedence: command-line flags > environment > this file > defaults.
@@ -239,7 +239,7 @@ format = "human"
 level = "info"
 "#;
 
-const WITNESS: &str = r#"# pgha configuration for a witness (`pgha witness`): a voting member of the
+const WITNESS: &str = r#"# pgha configuration for a witness (`pgha run --role witness`): a voting member of the
 # embedded Raft DCS without PostgreSQL, so that two db nodes keep a quorum.
 #
 # Precedence: command-line flags > environment > this file > defaults.
@@ -330,7 +330,7 @@ format = "human"
 level = "info"
 "#;
 
-const EDGE: &str = r#"# pgha configuration for an edge (`pgha edge`): TCP proxy and VIP holder.
+const EDGE: &str = r#"# pgha configuration for an edge (`pgha run --role edge`): TCP proxy and VIP holder.
 # An edge is a client of the DCS, not a member, so it has no data_dir,
 # listen or Raft timing keys.
 #
