@@ -67,6 +67,34 @@ pub struct Standby {
     pub flush_lsn: u64,
 }
 
+/// The standbys that count as streaming for the synchronous set (pure). `since` is when each of `streaming` was first
+/// seen streaming. One not in the key must have streamed for `settle` while a standby of the key streams: a standby
+/// whose WAL forked from the primary's connects, streams for a moment and is cut, and each attempt would otherwise
+/// change the set (a key write and a reload). With no standby of the key streaming, any streaming one counts at once:
+/// commits wait for it.
+pub fn settled_streaming(
+    me: &str,
+    streaming: &[&str],
+    since: &std::collections::BTreeMap<String, std::time::Instant>,
+    key_members: &[String],
+    settle: std::time::Duration,
+    now: std::time::Instant,
+) -> Vec<String> {
+    let in_key = |name: &str| key_members.iter().any(|m| m == name && m != me);
+    let key_streams = streaming.iter().any(|n| in_key(n));
+    streaming
+        .iter()
+        .filter(|n| {
+            !key_streams
+                || in_key(n)
+                || since
+                    .get(**n)
+                    .is_some_and(|t| now.saturating_duration_since(*t) >= settle)
+        })
+        .map(|n| n.to_string())
+        .collect()
+}
+
 /// The spec the leader wants for the standbys it sees. Members already in the key come first, so a healthy set is
 /// not reshuffled as positions change. With no streaming candidate, commits wait (`Blocking`) in strict mode and
 /// while `hold` (a standby is expected back soon, e.g. right after a promotion); otherwise they stop waiting.

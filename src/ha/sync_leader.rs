@@ -22,10 +22,8 @@ impl DbNode {
         self.sync_applied = Some(spec);
     }
 
-    /// The standbys that count as streaming for the synchronous set. One that is not in the key yet must have streamed
-    /// for a second first while a standby of the key streams: a standby whose WAL forked from ours connects, streams
-    /// for a moment and is cut, and without this the set (a key write and a reload) changed with each attempt. With
-    /// no standby of the key streaming, any streaming one counts at once (commits wait for it).
+    /// The standbys that count as streaming for the synchronous set (`sync::settled_streaming`), keeping when each
+    /// was first seen streaming.
     fn settled_streaming(&mut self, status: &crate::postgres::PgStatus, key_members: &[String]) -> Vec<String> {
         let now = Instant::now();
         let raw: Vec<&str> = status
@@ -39,12 +37,7 @@ impl DbNode {
             self.streaming_since.entry(name.to_string()).or_insert(now);
         }
         let settle = Duration::from_secs(1).min(Duration::from_millis(self.config.ttl_ms / 2));
-        let in_key = |name: &str| key_members.iter().any(|m| m == name && m != &self.s.name);
-        let key_streams = raw.iter().any(|n| in_key(n));
-        raw.iter()
-            .filter(|n| !key_streams || in_key(n) || self.streaming_since.get(**n).is_some_and(|t| now - *t >= settle))
-            .map(|n| n.to_string())
-            .collect()
+        sync::settled_streaming(&self.s.name, &raw, &self.streaming_since, key_members, settle, now)
     }
 
     /// Leading: one step towards the synchronous standbys we want.

@@ -407,3 +407,37 @@ fn sync_mode_words() {
     assert_eq!(parse("\"on\""), Some(SyncMode::On));
     assert_eq!(parse("\"sometimes\""), None);
 }
+
+#[test]
+fn a_new_standby_joins_a_streaming_set_only_once_settled() {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let settle = Duration::from_secs(1);
+    let since: std::collections::BTreeMap<String, Instant> = [
+        ("db2".to_string(), t0),
+        ("db3".to_string(), t0 + Duration::from_millis(900)),
+    ]
+    .into();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    let key = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let cases: &[(&str, Vec<String>, u64, &[&str])] = &[
+        (
+            "a key standby streams: the newcomer waits",
+            key(&["db1", "db2"]),
+            1000,
+            &["db2"],
+        ),
+        ("settled: it joins", key(&["db1", "db2"]), 1900, &["db2", "db3"]),
+        (
+            "nobody of the key streams: both count at once",
+            key(&["db1"]),
+            950,
+            &["db2", "db3"],
+        ),
+        ("no key yet: both count at once", key(&[]), 950, &["db2", "db3"]),
+    ];
+    for (what, members, now, want) in cases {
+        let got = settled_streaming("db1", &["db2", "db3"], &since, members, settle, at(*now));
+        assert_eq!(got, want.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{what}");
+    }
+}
