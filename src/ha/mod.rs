@@ -16,6 +16,7 @@ mod rebind;
 pub mod runner;
 pub mod session;
 pub mod slots;
+pub mod stall;
 pub mod store;
 pub mod sync;
 mod sync_leader;

@@ -422,21 +422,15 @@ impl DbNode {
                 .is_some_and(crate::postgres::walreceiver_streaming),
             _ => self.last_status.as_ref().is_some_and(PgStatus::is_streaming),
         };
-        // Streaming WAL of an older timeline than the leader's, without getting further: its WAL forked from the
-        // leader's (it got WAL the old primary never sent the new one). PostgreSQL reconnects every few hundred ms,
-        // streams up to the fork and is cut; each attempt looks like streaming. Stalled: a rewind is the way out.
         let receiver = self.last_status.as_ref().and_then(|s| s.wal_receiver.as_ref());
-        let leader_tli = view.leader_member().map(|m| m.timeline);
-        let old_timeline = receiver
-            .and_then(|w| w.received_tli)
-            .zip(leader_tli)
-            .is_some_and(|(mine, leader)| mine < leader);
-        let flushed = receiver.and_then(|w| w.flushed_lsn);
-        let progressing = flushed.is_some_and(|lsn| self.stall_high_lsn.is_none_or(|high| lsn > high));
-        if progressing {
-            self.stall_high_lsn = flushed;
-        }
-        let streaming = streaming && (!old_timeline || progressing);
+        let (streaming, high) = super::stall::really_streaming(
+            streaming,
+            receiver.and_then(|w| w.received_tli),
+            view.leader_member().map(|m| m.timeline),
+            receiver.and_then(|w| w.flushed_lsn),
+            self.stall_high_lsn,
+        );
+        self.stall_high_lsn = high;
         if streaming {
             self.stall_rewound = false;
         }
