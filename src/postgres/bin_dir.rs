@@ -116,6 +116,38 @@ pub fn discover_bin_dir(configured: Option<&Path>) -> Result<PathBuf, PgError> {
     resolve(&q).map(|f| f.dir).map_err(|e| PgError::BinDir(e.to_string()))
 }
 
+impl super::Postgres {
+    /// After a clone: when the data directory is another major version than the binaries in use (a new member
+    /// starts with the newest installed; the cluster may run an older one), switches to that version's binaries.
+    /// Returns whether it switched. A configured `bin_dir` never changes (starting then says what is wrong).
+    pub fn follow_data_dir_version(&self) -> Result<bool, PgError> {
+        let Some(roots) = &self.settings.bin_search else {
+            return Ok(false);
+        };
+        let data_dir = &self.settings.data_dir;
+        let Some(version) = data_dir_version(data_dir).map_err(|e| PgError::BinDir(e.to_string()))? else {
+            return Ok(false);
+        };
+        let current = self.bin_dir.read().map(|b| b.1).unwrap_or(None);
+        if current == Some(version) {
+            return Ok(false);
+        }
+        let found = resolve(&BinQuery {
+            configured: None,
+            data_dir: Some(data_dir.clone()),
+            cluster_version: None,
+            extra_roots: roots.clone(),
+        })
+        .map_err(|e| PgError::BinDir(e.to_string()))?;
+        tracing::info!(member = %self.settings.name, event = "bin_dir_switched", bin_dir = %found.dir.display(),
+            version, "the data directory is PostgreSQL {version}: using its binaries");
+        if let Ok(mut bin) = self.bin_dir.write() {
+            *bin = (found.dir, found.major);
+        }
+        Ok(true)
+    }
+}
+
 /// The major version in `<data_dir>/PG_VERSION`; None when there is none yet (missing or empty directory, or a
 /// clone that has not written it).
 pub fn data_dir_version(data_dir: &Path) -> Result<Option<u32>, BinDirError> {

@@ -30,6 +30,8 @@ pub struct Postgres {
     pub(crate) dynamic: std::sync::RwLock<std::collections::BTreeMap<String, String>>,
     /// `synchronous_standby_names` chosen by the HA loop.
     pub(crate) sync_names: std::sync::RwLock<String>,
+    /// The bin directory in use and its major version: `settings.bin_dir` until a clone brings another version.
+    pub(crate) bin_dir: std::sync::RwLock<(PathBuf, Option<u32>)>,
     /// Failover slot settings chosen by the HA loop.
     pub(crate) slot_sync: std::sync::RwLock<super::SlotSync>,
     /// The connection [`Postgres::with_kept_client`] reuses.
@@ -58,6 +60,7 @@ impl Postgres {
         validate_settings(&settings)?;
         let run_as = os::resolve_run_as(&settings.os_user)?;
         Ok(Postgres {
+            bin_dir: std::sync::RwLock::new((settings.bin_dir.clone(), settings.bin_major)),
             settings,
             run_as,
             dynamic: Default::default(),
@@ -131,7 +134,10 @@ impl Postgres {
     }
 
     pub(crate) fn bin(&self, program: &str) -> PathBuf {
-        self.settings.bin_dir.join(program)
+        match self.bin_dir.read() {
+            Ok(bin) => bin.0.join(program),
+            Err(_) => self.settings.bin_dir.join(program),
+        }
     }
 
     pub(crate) fn data_dir(&self) -> &Path {

@@ -83,6 +83,11 @@ pub struct PgSettings {
     pub slot_sync: SlotSync,
     /// Major version of the data directory (`PG_VERSION`), read when the configuration is written.
     pub major: Option<u32>,
+    /// Major version of `bin_dir` (None: unknown).
+    pub bin_major: Option<u32>,
+    /// Where to look for the binaries of another version when a clone brings one (None: `bin_dir` was configured,
+    /// and it stays); see [`Postgres::follow_data_dir_version`].
+    pub bin_search: Option<Vec<PathBuf>>,
 }
 
 /// Server certificate, key and CA (PEM files); copied into the data directory, the key as a 0600 file.
@@ -143,6 +148,8 @@ impl PgSettings {
             synchronous_standby_names: String::new(),
             slot_sync: SlotSync::default(),
             major: None,
+            bin_major: None,
+            bin_search: None,
         }
     }
 
