@@ -133,14 +133,13 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
     let tls = member.tls.as_ref().map(|t| t.client.clone());
     let fault = crate::dcs::fault::FaultSwitch::from_env(&member.data_dir);
     let client = DcsClient::new(endpoints, tls, member.request_timeout)?;
-    let dcs = Arc::new(client.with_fault(fault.clone(), member.advertise.clone()));
+    let dcs = Arc::new(client.with_fault(fault, member.advertise.clone()));
     let ha = HaService {
         pg: pg.clone(),
         name: settings.name.clone(),
         nofailover: settings.nofailover,
         failover_priority: settings.failover_priority,
         promotion_hold: settings.promotion_hold.clone(),
-        fault,
     };
     let snapshot: crate::api::rest::SharedSnapshot = Default::default();
     let rest = match config.ha.rest_listen.as_deref().filter(|a| !a.is_empty()) {

@@ -55,6 +55,14 @@ impl FaultSwitch {
     }
 }
 
+/// The gate in front of the member-to-member services (Raft, WAL positions): a partitioned node answers none.
+pub fn gate(switch: &FaultSwitch, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    match switch.partitioned() {
+        true => Err(partitioned_status()),
+        false => Ok(req),
+    }
+}
+
 /// The status returned by a partitioned node.
 pub fn partitioned_status() -> tonic::Status {
     tonic::Status::unavailable("fault injection: this node is partitioned from its peers")

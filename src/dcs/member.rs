@@ -235,11 +235,15 @@ async fn serve(
         // flapping link and the DCS stayed wedged (bench chaos seed 13). Peers are authenticated by mutual TLS.
         .http2_max_pending_accept_reset_streams(Some(10_000))
         // Raft messages: one limit on every member whatever its config (limits.rs), in both directions.
-        .add_service(
-            RaftInternalServer::new(RaftService(core.clone()))
-                .max_decoding_message_size(raft_message_limit())
-                .max_encoding_message_size(raft_message_limit()),
-        )
+        .add_service({
+            let fault = core.fault.clone();
+            tonic::service::interceptor::InterceptedService::new(
+                RaftInternalServer::new(RaftService(core.clone()))
+                    .max_decoding_message_size(raft_message_limit())
+                    .max_encoding_message_size(raft_message_limit()),
+                move |req| super::fault::gate(&fault, req),
+            )
+        })
         // Client API: requests up to this member's max_request_bytes (plus protobuf framing), replies up to what
         // its quota allows (clients accept any member's replies, see channel.rs).
         .add_service(
@@ -251,6 +255,7 @@ async fn serve(
         .add_optional_service(ha.map(|ha| {
             let core = core.clone();
             crate::proto::ha_server::HaServer::with_interceptor(ha, move |req| {
+                let req = super::fault::gate(&core.fault, req)?;
                 crate::authz::guard::intercept(&core, req, crate::authz::Rpc::WalPosition)
             })
         }));

@@ -33,9 +33,6 @@ pub struct RaftService(pub Arc<DcsCore>);
 #[tonic::async_trait]
 impl proto::raft_internal_server::RaftInternal for RaftService {
     async fn append_entries(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
-        if self.0.fault.partitioned() {
-            return Err(super::fault::partitioned_status());
-        }
         let who = authz::identify(&self.0, &req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req)?;
         let leader = rpc.vote.leader_id().voted_for();
@@ -44,9 +41,6 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
     }
 
     async fn vote(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
-        if self.0.fault.partitioned() {
-            return Err(super::fault::partitioned_status());
-        }
         let who = authz::identify(&self.0, &req)?;
         let rpc: VoteRequest<u64> = decode(req)?;
         let candidate = rpc.vote.leader_id().voted_for();
@@ -55,9 +49,6 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
     }
 
     async fn install_snapshot(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
-        if self.0.fault.partitioned() {
-            return Err(super::fault::partitioned_status());
-        }
         let who = authz::identify(&self.0, &req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req)?;
         let leader = rpc.vote.leader_id().voted_for();
@@ -70,9 +61,6 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
     }
 
     async fn forward_write(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
-        if self.0.fault.partitioned() {
-            return Err(super::fault::partitioned_status());
-        }
         let who = authz::identify(&self.0, &req)?;
         let cmd: Command = decode(req)?;
         authz::check(&self.0, &who, Rpc::ForwardWrite(&cmd))?;
@@ -80,9 +68,6 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
     }
 
     async fn read_index(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
-        if self.0.fault.partitioned() {
-            return Err(super::fault::partitioned_status());
-        }
         let who = authz::identify(&self.0, &req)?;
         authz::check(&self.0, &who, Rpc::ReadIndex)?;
         encode(&self.0.read_index_here().await)

@@ -18,8 +18,6 @@ pub struct HaService {
     /// While our `pre_promote` vetoed a promotion a moment ago, we answer as `nofailover` so a racing peer does not
     /// wait for us.
     pub promotion_hold: Arc<crate::ha::hooks::PromotionHold>,
-    /// Test-only partition switch.
-    pub fault: crate::dcs::fault::FaultSwitch,
 }
 
 #[tonic::async_trait]
@@ -28,9 +26,6 @@ impl proto::ha_server::Ha for HaService {
         &self,
         _req: Request<proto::WalPositionRequest>,
     ) -> Result<Response<proto::WalPositionResponse>, Status> {
-        if self.fault.partitioned() {
-            return Err(crate::dcs::fault::partitioned_status());
-        }
         let mut resp = proto::WalPositionResponse {
             name: self.name.clone(),
             nofailover: self.nofailover || self.promotion_hold.held(std::time::Instant::now()),
