@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{parse_vip_address, port_caps, Config};
+use crate::config::{parse_vip_address, port_caps, Config, EdgeSection};
 use crate::dcs::client::DcsClient;
 use crate::edge::info::{EdgeInfo, EdgePorts};
 use crate::edge::proxy::{Proxy, ProxySettings};
@@ -42,22 +43,64 @@ fn vip_settings(config: &Config) -> anyhow::Result<Option<VipSettings>> {
 
 /// Runs the edge until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let e = &config.edge;
-    let name = config.node.name.clone();
-    let vip = vip_settings(&config)?;
-    if let Some(v) = &vip {
-        vip::check_capabilities(v).context("edge.vip")?;
-    }
-    let tls = if config.tls.plaintext {
-        tracing::warn!("tls.plaintext = true: DCS traffic is neither encrypted nor authenticated (demo/test use only)");
-        None
-    } else {
-        Some(crate::run::load_node_tls(&config)?.client_config())
-    };
-    let timeout = Duration::from_millis(config.dcs.request_timeout_ms);
-    let dcs = Arc::new(DcsClient::new(config.client_endpoints(), tls, timeout).context("dcs.endpoints")?);
-    let keys = Keys::new(&config.cluster.name);
+    let edge = start(&config).await?;
+    crate::run::wait_for_stop_signal().await?;
+    edge.shutdown().await;
+    Ok(())
+}
 
+/// A running edge: every task it spawned, and the tokens that stop them in order.
+struct RunningEdge {
+    proxy: Arc<Proxy>,
+    /// Accept loops first: no new sessions.
+    accept: CancellationToken,
+    accept_loops: Vec<JoinHandle<()>>,
+    /// Then the VIP keeper releases the address.
+    vip_stop: CancellationToken,
+    keeper: Option<JoinHandle<()>>,
+    /// Then the sessions close.
+    sessions: TaskTracker,
+    /// Then the rest: follower, router, publisher, status page, VIP session closer.
+    background: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningEdge {
+    /// Stops everything in order, waiting (5 s at most each) for every task spawned.
+    async fn shutdown(self) {
+        tracing::info!(
+            event = "edge_stopping",
+            "stop requested: no new sessions, releasing the VIP, closing sessions"
+        );
+        self.accept.cancel();
+        for a in self.accept_loops {
+            let _ = a.await;
+        }
+        self.vip_stop.cancel();
+        if let Some(k) = self.keeper {
+            if tokio::time::timeout(Duration::from_secs(5), k).await.is_err() {
+                tracing::warn!("the VIP keeper did not stop within 5 s");
+            }
+        }
+        self.proxy.close_all("edge stopping");
+        self.sessions.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sessions did not end within 5 s");
+        }
+        self.background.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        tracing::info!(event = "edge_stopped", "edge stopped");
+    }
+}
+
+/// Binds the client ports that are configured, and the status page's.
+#[allow(clippy::type_complexity)]
+async fn bind_ports(e: &EdgeSection) -> anyhow::Result<(Vec<(Port, String, TcpListener)>, Option<TcpListener>)> {
     let mut listeners = Vec::new();
     for (port, key, addr) in [
         (Port::Primary, "edge.primary_listen", &e.primary_listen),
@@ -72,10 +115,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "" => None,
         addr => Some(bind("edge.status_listen", addr).await?),
     };
+    Ok((listeners, status_listener))
+}
 
+/// The proxy with its per-port session caps and timeouts.
+fn new_proxy(e: &EdgeSection) -> anyhow::Result<Arc<Proxy>> {
     let caps = port_caps(e).context("edge.max_sessions")?;
     let slots = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-    let proxy = Proxy::new(ProxySettings {
+    Ok(Proxy::new(ProxySettings {
         caps: [
             (Port::Primary, slots(caps.primary)),
             (Port::Replica, slots(caps.replica)),
@@ -84,7 +131,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .into(),
         primary_wait: Duration::from_millis(e.primary_wait_ms),
         hello_timeout: Duration::from_millis(e.client_hello_timeout_ms),
-    });
+    }))
+}
+
+/// Binds the ports and starts every task of the edge.
+async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
+    let e = &config.edge;
+    let name = config.node.name.clone();
+    let vip = vip_settings(config)?;
+    if let Some(v) = &vip {
+        vip::check_capabilities(v).context("edge.vip")?;
+    }
+    let tls = if config.tls.plaintext {
+        tracing::warn!("tls.plaintext = true: DCS traffic is neither encrypted nor authenticated (demo/test use only)");
+        None
+    } else {
+        Some(crate::run::load_node_tls(config)?.client_config())
+    };
+    let timeout = Duration::from_millis(config.dcs.request_timeout_ms);
+    let dcs = Arc::new(DcsClient::new(config.client_endpoints(), tls, timeout).context("dcs.endpoints")?);
+    let keys = Keys::new(&config.cluster.name);
+
+    let (listeners, status_listener) = bind_ports(e).await?;
+    let proxy = new_proxy(e)?;
     let (followed_tx, followed_rx) = watch::channel(None);
     let (healthy_tx, healthy_rx) = watch::channel(false);
     let (ttl_tx, ttl_rx) = watch::channel(Duration::from_secs(2));
@@ -170,63 +239,67 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         background.clone(),
     )));
     if let Some(address) = vip.as_ref().map(|v| v.address) {
-        tokio::spawn(close_sessions_when_the_vip_leaves(
+        tasks.push(tokio::spawn(close_sessions_when_the_vip_leaves(
             proxy.clone(),
             address.into(),
             name.clone(),
             holder_rx.clone(),
             background.clone(),
-        ));
+        )));
     }
-    let config_vip_ttl = config.edge.vip.as_ref().and_then(|v| v.ttl_ms);
-    let keeper = vip.map(|mut v| {
-        let (dcs, keys, name, stop) = (dcs.clone(), keys.clone(), name.clone(), vip_stop.clone());
-        let (healthy, mut followed) = (healthy_rx.clone(), followed_rx.clone());
-        tokio::spawn(async move {
-            // The VIP lease uses the cluster's leader TTL: wait for the first view to know it.
-            let first = tokio::select! {
-                _ = stop.cancelled() => return,
-                f = followed.wait_for(|f| f.is_some()) => f.ok().and_then(|f| f.as_ref().map(|f| f.ttl())),
-            };
-            if config_vip_ttl.is_none() {
-                v.ttl = first.unwrap_or(v.ttl);
-            }
-            if let Err(e) = vip::run_keeper(v, name, dcs, keys, healthy, holder_tx, stop).await {
-                tracing::error!(event = "vip_keeper_stopped", "VIP keeper stopped: {e}");
-            }
-        })
+    let keeper = vip.map(|v| {
+        let config_ttl = config.edge.vip.as_ref().and_then(|vc| vc.ttl_ms);
+        let watches = (healthy_rx.clone(), followed_rx.clone(), holder_tx);
+        spawn_vip_keeper(
+            v,
+            config_ttl,
+            name.clone(),
+            dcs.clone(),
+            keys.clone(),
+            watches,
+            vip_stop.clone(),
+        )
     });
     tracing::info!(event = "edge_running", name = %name, "edge running");
+    Ok(RunningEdge {
+        proxy,
+        accept,
+        accept_loops,
+        vip_stop,
+        keeper,
+        sessions,
+        background,
+        tasks,
+    })
+}
 
-    crate::run::wait_for_stop_signal().await?;
-    tracing::info!(
-        event = "edge_stopping",
-        "stop requested: no new sessions, releasing the VIP, closing sessions"
-    );
-    accept.cancel();
-    for a in accept_loops {
-        let _ = a.await;
-    }
-    vip_stop.cancel();
-    if let Some(k) = keeper {
-        if tokio::time::timeout(Duration::from_secs(5), k).await.is_err() {
-            tracing::warn!("the VIP keeper did not stop within 5 s");
+/// The VIP keeper, once the first view tells the cluster's leader TTL (the VIP lease uses it unless
+/// `edge.vip.ttl_ms` is set).
+fn spawn_vip_keeper(
+    mut v: VipSettings,
+    config_ttl: Option<u64>,
+    name: String,
+    dcs: Arc<DcsClient>,
+    keys: Keys,
+    (healthy, mut followed, holder_tx): (
+        watch::Receiver<bool>,
+        watch::Receiver<Option<crate::edge::follow::Followed>>,
+        watch::Sender<Option<String>>,
+    ),
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            f = followed.wait_for(|f| f.is_some()) => f.ok().and_then(|f| f.as_ref().map(|f| f.ttl())),
+        };
+        if config_ttl.is_none() {
+            v.ttl = first.unwrap_or(v.ttl);
         }
-    }
-    proxy.close_all("edge stopping");
-    sessions.close();
-    if tokio::time::timeout(Duration::from_secs(5), sessions.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some sessions did not end within 5 s");
-    }
-    background.cancel();
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
-    tracing::info!(event = "edge_stopped", "edge stopped");
-    Ok(())
+        if let Err(e) = vip::run_keeper(v, name, dcs, keys, healthy, holder_tx, stop).await {
+            tracing::error!(event = "vip_keeper_stopped", "VIP keeper stopped: {e}");
+        }
+    })
 }
 
 /// Keeps the published [`EdgeInfo`] in step with health and VIP ownership.
