@@ -133,9 +133,24 @@ impl Report {
 
 pub(super) fn problems(config: &Config, purpose: Purpose) -> Vec<Problem> {
     let mut r = Report(Vec::new());
-    let voter = purpose.is_voter();
-    let (cluster, node, dcs, tls, log) = (&config.cluster, &config.node, &config.dcs, &config.tls, &config.log);
+    cluster_and_node(config, purpose, &mut r);
+    dcs_addresses(config, purpose, &mut r);
+    dcs_timing(&config.dcs, &mut r);
+    if purpose == Purpose::Run(Role::Db) {
+        validate_pg::postgresql(config, &mut r);
+        validate_pg::ha(&config.ha, &mut r);
+    }
+    if purpose == Purpose::Run(Role::Edge) {
+        super::edge::edge(&config.edge, &mut r);
+    }
+    tls_and_log(config, &mut r);
+    r.0
+}
 
+/// `[cluster]` and `[node]`.
+fn cluster_and_node(config: &Config, purpose: Purpose, r: &mut Report) {
+    let voter = purpose.is_voter();
+    let (cluster, node) = (&config.cluster, &config.node);
     if cluster.name.is_empty() {
         r.add("cluster.name", "must not be empty", "the default is \"pgha\"");
     } else if !cluster
@@ -175,7 +190,12 @@ pub(super) fn problems(config: &Config, purpose: Purpose) -> Vec<Problem> {
             "set node.data_dir to the directory for pgha's Raft state, e.g. \"/var/lib/pgha\"",
         );
     }
+}
 
+/// `dcs.listen`, `advertise`, `peers` (unique names and addresses, this node among them) and `endpoints`.
+fn dcs_addresses(config: &Config, purpose: Purpose, r: &mut Report) {
+    let voter = purpose.is_voter();
+    let (node, dcs) = (&config.node, &config.dcs);
     if dcs.listen.is_empty() {
         if voter {
             r.add(
@@ -259,7 +279,10 @@ pub(super) fn problems(config: &Config, purpose: Purpose) -> Vec<Problem> {
             "set dcs.endpoints (or dcs.peers) to the host:port of one or more db/witness nodes, e.g. [\"10.0.0.1:7400\"]",
         );
     }
+}
 
+/// Raft timing, snapshots, request timeout and `[dcs.limits]`.
+fn dcs_timing(dcs: &super::DcsSection, r: &mut Report) {
     if dcs.heartbeat_ms < 10 {
         r.add(
             "dcs.heartbeat_ms",
@@ -305,15 +328,11 @@ pub(super) fn problems(config: &Config, purpose: Purpose) -> Vec<Problem> {
     for (key, message, hint) in dcs.limits.problems() {
         r.add(format!("dcs.limits.{key}"), message, hint);
     }
+}
 
-    if purpose == Purpose::Run(Role::Db) {
-        validate_pg::postgresql(config, &mut r);
-        validate_pg::ha(&config.ha, &mut r);
-    }
-    if purpose == Purpose::Run(Role::Edge) {
-        super::edge::edge(&config.edge, &mut r);
-    }
-
+/// `[tls]` files (unless plaintext) and `[log]`.
+fn tls_and_log(config: &Config, r: &mut Report) {
+    let (tls, log) = (&config.tls, &config.log);
     if !tls.plaintext {
         let files = [
             ("tls.ca", &tls.ca, "the PEM file of the CA that signed all certificates"),
@@ -338,5 +357,4 @@ pub(super) fn problems(config: &Config, purpose: Purpose) -> Vec<Problem> {
             "use an EnvFilter directive such as \"info\" or \"info,pgha=debug\"",
         );
     }
-    r.0
 }
