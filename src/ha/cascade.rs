@@ -158,7 +158,9 @@ mod tests {
 
     #[test]
     fn source_table() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        /// (member, replicatefrom) pairs.
+        type Tags = &'static [(&'static str, &'static str)];
+        let cases: &[(Tags, &str, &str)] = &[
             // (tags, member, its source)
             (&[], "c", "leader"),
             (&[("c", "b")], "c", "b"),
