@@ -62,6 +62,7 @@ fn snapshot(primary: bool, lsn: u64, tags: &[(&str, &str)]) -> NodeSnapshot {
             version: String::new(),
             note: None,
             slots: Vec::new(),
+            upstream: None,
         },
     );
     NodeSnapshot {

@@ -1,6 +1,9 @@
 //! `ctl topology`: the replication tree as `patronictl topology` shows it: the leader first, each replica indented
-//! under the member it streams from. pgha replicas always follow the leader (no cascading), so the tree has one
-//! level; without a leader every member is a root.
+//! under the member it streams from (the `upstream` it publishes: the leader, or its `replicatefrom` member when it
+//! cascades). A replica that publishes no upstream (not streaming yet, an older pgha), or one whose upstream is not in
+//! the view, is shown under the leader; without a leader every member is a root.
+
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
@@ -17,25 +20,72 @@ pub struct Node {
     pub replicas: Vec<Node>,
 }
 
-/// The tree (pure): the leader with every other member under it, or every member as a root without a leader.
+/// The tree (pure): the leader with the members streaming from it below it, theirs below them; every member
+/// appears once (one on a loop of published upstreams, which cannot stream, is put under the leader).
 pub fn tree(view: &crate::ha::model::ClusterView) -> Vec<Node> {
-    let leader = view.leader.as_ref().map(|l| l.name.as_str());
-    let (mut roots, replicas): (Vec<ListRow>, Vec<ListRow>) = rows(view)
-        .into_iter()
-        .partition(|r| leader.is_none() || Some(r.member.as_str()) == leader);
-    let leaf = |member| Node {
-        member,
-        replicas: Vec::new(),
-    };
-    match roots.pop() {
-        Some(root) if leader.is_some() => vec![Node {
-            member: root,
-            replicas: replicas.into_iter().map(leaf).collect(),
-        }],
+    let leader = view
+        .leader
+        .as_ref()
+        .map(|l| l.name.as_str())
+        .filter(|l| view.members.contains_key(*l));
+    let mut all: Vec<Option<ListRow>> = rows(view).into_iter().map(Some).collect();
+    let names: Vec<String> = all.iter().flatten().map(|r| r.member.clone()).collect();
+    let Some(leader) = leader else {
         // No leader (or its member key expired): a flat list.
-        Some(root) => roots.into_iter().chain([root]).chain(replicas).map(leaf).collect(),
-        None => replicas.into_iter().map(leaf).collect(),
+        return all
+            .into_iter()
+            .flatten()
+            .map(|member| Node {
+                member,
+                replicas: Vec::new(),
+            })
+            .collect();
+    };
+    // The parent of each member: its published upstream when that is another member of the view, else the leader.
+    let parent = |name: &str| -> &str {
+        view.members
+            .get(name)
+            .and_then(|m| m.upstream.as_deref())
+            .filter(|u| *u != name && view.members.contains_key(*u))
+            .unwrap_or(leader)
+    };
+    fn build(
+        name: &str,
+        names: &[String],
+        all: &mut [Option<ListRow>],
+        placed: &mut BTreeSet<String>,
+        parent: &dyn Fn(&str) -> String,
+    ) -> Option<Node> {
+        let i = names.iter().position(|n| n == name)?;
+        let member = all[i].take()?;
+        placed.insert(name.to_string());
+        let children: Vec<String> = names
+            .iter()
+            .filter(|n| n.as_str() != name && !placed.contains(n.as_str()) && parent(n) == name)
+            .cloned()
+            .collect();
+        let replicas = children
+            .iter()
+            .filter_map(|c| build(c, names, all, placed, parent))
+            .collect();
+        Some(Node { member, replicas })
     }
+    let parent_owned = |n: &str| parent(n).to_string();
+    let mut placed = BTreeSet::new();
+    let Some(mut root) = build(leader, &names, &mut all, &mut placed, &parent_owned) else {
+        return Vec::new();
+    };
+    // Members on a loop of upstreams never reached the leader: shown under it.
+    for (i, name) in names.iter().enumerate() {
+        if let Some(member) = all[i].take() {
+            placed.insert(name.clone());
+            root.replicas.push(Node {
+                member,
+                replicas: Vec::new(),
+            });
+        }
+    }
+    vec![root]
 }
 
 /// Table lines of the tree, depth-first, names indented with `+ ` per level (pure).
@@ -127,5 +177,32 @@ mod tests {
         // A leader key whose member is not published: its would-be replicas are still shown.
         let t = tree(&view(Some("gone")));
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn cascading_replicas_under_their_upstream() {
+        let mut v = view(Some("b"));
+        for (name, up) in [("a", "c"), ("c", "b")] {
+            if let Some(m) = v.members.get_mut(name) {
+                m.upstream = Some(up.into());
+            }
+        }
+        let l = lines(&tree(&v));
+        let names: Vec<&str> = l.iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(names, ["b", "+ c", "+ + a"]);
+        // An upstream that is gone: under the leader.
+        if let Some(m) = v.members.get_mut("a") {
+            m.upstream = Some("gone".into());
+        }
+        let names: Vec<String> = lines(&tree(&v)).into_iter().map(|r| r[0].clone()).collect();
+        assert_eq!(names, ["b", "+ a", "+ c"]);
+        // A loop of published upstreams (never stable): every member still shown once.
+        for (name, up) in [("a", "c"), ("c", "a")] {
+            if let Some(m) = v.members.get_mut(name) {
+                m.upstream = Some(up.into());
+            }
+        }
+        let names: Vec<String> = lines(&tree(&v)).into_iter().map(|r| r[0].clone()).collect();
+        assert_eq!(names, ["b", "+ a", "+ c"]);
     }
 }

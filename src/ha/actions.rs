@@ -58,7 +58,7 @@ impl DbNode {
                 self.start_replica(upstream).await
             }
             Action::StartPrimary => self.start_primary().await,
-            Action::Follow { host, port } => self.follow(&host, port).await,
+            Action::Follow { host, port } => self.follow(&host, port, view).await,
             Action::Rewind { host, port } => self.rewind(&host, port).await,
             Action::Race => self.race(view).await,
             Action::TakeLeader => {
@@ -275,15 +275,27 @@ impl DbNode {
         Ok(())
     }
 
-    async fn follow(&mut self, host: &str, port: u16) -> anyhow::Result<()> {
+    /// Re-points this standby at `host:port` (the leader, or the `replicatefrom` member); the log line carries the
+    /// decision's reason (why this upstream: the leader, the tag, or why the tag's member cannot serve).
+    async fn follow(&mut self, host: &str, port: u16, view: &ClusterView) -> anyhow::Result<()> {
         let upstream = Some((host.to_string(), port));
         if self.pg.write_config(&self.replica_role(&upstream)).await? {
             // primary_conninfo is reloadable since PostgreSQL 13: no restart.
             self.pg.reload().await.context("reloading PostgreSQL")?;
             self.hooks_after_reload();
         }
-        tracing::info!(event = "follow", upstream = %format!("{host}:{port}"), "replica now follows the leader");
         self.following = upstream;
+        let member = self.upstream_name(view).unwrap_or_else(|| "?".into());
+        let leader = view.leader.as_ref().is_some_and(|l| l.name == member);
+        tracing::info!(
+            event = "follow",
+            upstream = %format!("{host}:{port}"),
+            member = %member,
+            cascading = !leader,
+            reason = %self.last_reason,
+            "replica now streams from {member}{}",
+            if leader { " (the leader)" } else { "" }
+        );
         self.restart_stall_clock();
         Ok(())
     }
@@ -574,6 +586,7 @@ impl DbNode {
             .await
             .context("managing replication slots")?;
         self.record_slots(&changes.created, &changes.dropped);
+        self.advance_cascade_slots(view).await;
         self.ensure_logical_slots().await;
         let threshold = self.config.slot_retained_warn_bytes;
         if let Ok(report) = self.pg.slot_report().await {
@@ -669,7 +682,7 @@ impl DbNode {
         }
     }
 
-    fn record_slots(&mut self, created: &[String], dropped: &[String]) {
+    pub(super) fn record_slots(&mut self, created: &[String], dropped: &[String]) {
         if let Err(e) = self.owned_slots.record(created, dropped) {
             tracing::warn!("cannot write the slot record: {e}");
         }

@@ -8,6 +8,7 @@
 //! accepts connections), rewound after [`STALL_TTLS`] x ttl, and re-cloned (or reported as needing it) after as long
 //! again; operator commands are decisions too, so none can make a node writable without its lease.
 
+use super::cascade::{self, Source};
 use super::model::{ClusterView, NodeCommand};
 
 /// A standby that has not streamed from a serving leader for this many TTLs is rewound; as long again after a rewind,
@@ -65,6 +66,8 @@ pub struct LocalState {
     pub stall_rewound: bool,
     /// `postgresql.rewind_fallback_reinit`: a standby that cannot rejoin may be wiped and re-cloned.
     pub allow_reinit: bool,
+    /// Our `replicatefrom` tag: the member to stream from instead of the leader while it can serve (`cascade.rs`).
+    pub replicatefrom: Option<String>,
     /// Our `pre_promote` vetoed a promotion a moment ago (`hooks::VETO_HOLD_TTLS`): no race, no takeover, and a
     /// leader key that still names us is released, so another member is promoted.
     pub promotion_held: bool,
@@ -83,7 +86,7 @@ pub enum Action {
     StartReplica { upstream: Option<(String, u16)> },
     /// Start PostgreSQL as the primary (we hold the leader key).
     StartPrimary,
-    /// Re-point a running replica at the leader.
+    /// Re-point a running replica at the leader (or at the member its `replicatefrom` tag names).
     Follow { host: String, port: u16 },
     /// A former primary rejoins: pg_rewind from the leader, then start as its replica.
     Rewind { host: String, port: u16 },
@@ -460,12 +463,13 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
                 Some((host, port)) if !standby => {
                     rewind_wait.unwrap_or_else(|| d(Action::Rewind { host, port }, "former primary rejoins the leader"))
                 }
-                Some((host, port)) => d(
-                    Action::StartReplica {
-                        upstream: Some((host, port)),
-                    },
-                    "starting as replica",
-                ),
+                Some(leader_addr) => {
+                    let (addr, _, why) = upstream(view, local, leader_addr);
+                    d(
+                        Action::StartReplica { upstream: Some(addr) },
+                        format!("starting as replica: {why}"),
+                    )
+                }
                 None if leader.is_some() => d(Action::Wait, "the leader has not published its address yet"),
                 None => d(
                     Action::StartReplica { upstream: None },
@@ -500,19 +504,26 @@ fn follow_leader(
             )
         });
     }
-    if following.as_ref() != Some(&(host.clone(), port)) {
-        return d(Action::Follow { host, port }, format!("{leader_name} is the leader"));
+    let ((up_host, up_port), source, why) = upstream(view, local, (host.clone(), port));
+    if following.as_ref() != Some(&(up_host.clone(), up_port)) {
+        return d(
+            Action::Follow {
+                host: up_host,
+                port: up_port,
+            },
+            why,
+        );
     }
     let bound = STALL_TTLS.saturating_mul(view.config.ttl_ms);
     if local.stalled_ms < bound {
-        return d(Action::Wait, format!("replicating from {leader_name}"));
+        return d(Action::Wait, format!("replicating from {source}"));
     }
     let secs = local.stalled_ms / 1000;
     match () {
         _ if !local.stall_rewound => rewind_wait.unwrap_or_else(|| {
             d(
                 Action::Rewind { host, port },
-                format!("not streaming from {leader_name} for {secs} s: rewinding from it"),
+                format!("not streaming from {source} for {secs} s: rewinding from the leader {leader_name}"),
             )
         }),
         _ if local.allow_reinit => d(
@@ -525,6 +536,29 @@ fn follow_leader(
                 "still not streaming from {leader_name} after a rewind: needs `pgha ctl reinit` \
                  (or postgresql.rewind_fallback_reinit = true)"
             ),
+        ),
+    }
+}
+
+/// Where a standby streams from: the leader at `leader_addr`, or the member its `replicatefrom` tag names while that
+/// one can serve. Returns the address, the source as the log names it, and why.
+fn upstream(view: &ClusterView, local: &LocalState, leader_addr: (String, u16)) -> ((String, u16), String, String) {
+    let leader_name = view.leader.as_ref().map(|l| l.name.as_str()).unwrap_or("?");
+    match cascade::source(view, &local.name, local.replicatefrom.as_deref()) {
+        Source::Leader => (
+            leader_addr,
+            leader_name.to_string(),
+            format!("{leader_name} is the leader"),
+        ),
+        Source::Member(m) => (
+            (m.pg_host.clone(), m.pg_port),
+            format!("{} (replicatefrom)", m.name),
+            format!("cascading from {} (replicatefrom); {leader_name} is the leader", m.name),
+        ),
+        Source::Fallback(why) => (
+            leader_addr,
+            leader_name.to_string(),
+            format!("{why}: following the leader {leader_name}"),
         ),
     }
 }

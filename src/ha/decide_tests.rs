@@ -29,6 +29,7 @@ fn member(name: &str, role: PgRole) -> MemberInfo {
         version: String::new(),
         note: None,
         slots: Vec::new(),
+        upstream: None,
     }
 }
 
@@ -72,6 +73,7 @@ fn local(pg: LocalPg) -> LocalState {
         stalled_ms: 0,
         stall_rewound: false,
         allow_reinit: false,
+        replicatefrom: None,
         promotion_held: false,
     }
 }
@@ -905,5 +907,148 @@ fn vetoed_promotion_table() {
         decide(&candidate, &free_to_act).action,
         Action::TakeOver,
         "not held: takes over"
+    );
+}
+
+/// `replicatefrom`: db1 streams from the member its tag names while that one streams (or leads), else from the leader;
+/// a loop of tags falls back to the leader; a rewind or a re-clone is always from the leader.
+#[test]
+fn replicatefrom_table() {
+    let follow = |host: &str| Action::Follow {
+        host: host.into(),
+        port: 5432,
+    };
+    let start = |host: &str| Action::StartReplica {
+        upstream: Some((host.into(), 5432)),
+    };
+    // Leader db2; db3 a replica in `db3_state`, tagged replicatefrom = db1 when `db3_tag`.
+    let cluster = |db3_state: Option<PgState>, db3_tag: Option<&str>| {
+        let mut v = view(Some("db2"));
+        if let Some(state) = db3_state {
+            let mut m = member("db3", PgRole::Replica);
+            m.state = state;
+            if let Some(t) = db3_tag {
+                m.tags.insert("replicatefrom".into(), t.into());
+            }
+            v.members.insert("db3".into(), m);
+        }
+        v
+    };
+    let tagged = |pg: LocalPg, tag: &str| {
+        let mut l = local(pg);
+        l.replicatefrom = Some(tag.into());
+        l
+    };
+    let streaming = Some(PgState::Streaming);
+    let cases = [
+        // (case, view, local, action)
+        (
+            "untagged: the leader",
+            cluster(streaming, None),
+            local(replica_of(Some("db2-host"))),
+            Action::Wait,
+        ),
+        (
+            "tagged, following the leader: re-pointed at db3",
+            cluster(streaming, None),
+            tagged(replica_of(Some("db2-host")), "db3"),
+            follow("db3-host"),
+        ),
+        (
+            "tagged, following db3: stays",
+            cluster(streaming, None),
+            tagged(replica_of(Some("db3-host")), "db3"),
+            Action::Wait,
+        ),
+        (
+            "db3's key is gone: back to the leader",
+            cluster(None, None),
+            tagged(replica_of(Some("db3-host")), "db3"),
+            follow("db2-host"),
+        ),
+        (
+            "db3 does not stream: back to the leader",
+            cluster(Some(PgState::Stopped), None),
+            tagged(replica_of(Some("db3-host")), "db3"),
+            follow("db2-host"),
+        ),
+        (
+            "db3 crashed: back to the leader",
+            cluster(Some(PgState::Crashed), None),
+            tagged(replica_of(Some("db3-host")), "db3"),
+            follow("db2-host"),
+        ),
+        (
+            "db3 streams again: to db3",
+            cluster(streaming, None),
+            tagged(replica_of(Some("db2-host")), "db3"),
+            follow("db3-host"),
+        ),
+        (
+            "the tag names the leader: the leader",
+            cluster(streaming, None),
+            tagged(replica_of(Some("db2-host")), "db2"),
+            Action::Wait,
+        ),
+        (
+            "the tag names us: the leader",
+            cluster(streaming, None),
+            tagged(replica_of(Some("db2-host")), "db1"),
+            Action::Wait,
+        ),
+        (
+            "loop (db1 from db3, db3 from db1): the leader",
+            cluster(streaming, Some("db1")),
+            tagged(replica_of(Some("db3-host")), "db3"),
+            follow("db2-host"),
+        ),
+        (
+            "a standby still starting is pointed at db3 too",
+            cluster(streaming, None),
+            tagged(
+                LocalPg::Starting {
+                    following: Some(("db2-host".into(), 5432)),
+                    for_ms: 0,
+                },
+                "db3",
+            ),
+            follow("db3-host"),
+        ),
+        (
+            "stopped standby: started streaming from db3",
+            cluster(streaming, None),
+            tagged(LocalPg::Stopped, "db3"),
+            start("db3-host"),
+        ),
+        (
+            "stopped standby, db3 away: started from the leader",
+            cluster(Some(PgState::Starting), None),
+            tagged(LocalPg::Stopped, "db3"),
+            start("db2-host"),
+        ),
+    ];
+    for (case, v, l, want) in cases {
+        assert_eq!(decide(&v, &l).action, want, "{case}");
+    }
+
+    // Stalled while cascading: the rewind's source is the leader, never the upstream.
+    let mut stalled = tagged(replica_of(Some("db3-host")), "db3");
+    stalled.stalled_ms = STALL_TTLS * DynamicConfig::default().ttl_ms;
+    assert_eq!(
+        decide(&cluster(streaming, None), &stalled).action,
+        Action::Rewind {
+            host: "db2-host".into(),
+            port: 5432
+        }
+    );
+    // The reason says why the tag's member was not used.
+    let why = decide(
+        &cluster(Some(PgState::Stopped), None),
+        &tagged(replica_of(Some("db3-host")), "db3"),
+    )
+    .reason;
+    assert!(
+        why.contains("db3 (replicatefrom) is not a streaming replica (stopped)"),
+        "{why}"
     );
 }

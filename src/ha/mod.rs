@@ -2,6 +2,8 @@
 //! applies one action at a time; the leader lease clock; the fencing process that stops a primary whose pgha froze.
 
 pub mod actions;
+pub mod cascade;
+mod cascade_slots;
 pub mod decide;
 pub mod fence;
 pub mod history;

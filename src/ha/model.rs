@@ -82,6 +82,10 @@ pub struct MemberInfo {
     /// The leader's replication slots (`ctl list --slots`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slots: Vec<PublishedSlot>,
+    /// The member this replica streams from, as configured by it (the leader, or its `replicatefrom` member; None:
+    /// not a replica, no upstream, or an older pgha): `ctl topology` nests it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// A replication slot as the leader publishes it.
@@ -136,6 +140,7 @@ impl MemberInfo {
             version: String::new(),
             note: None,
             slots: Vec::new(),
+            upstream: None,
         }
     }
 }

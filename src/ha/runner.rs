@@ -86,6 +86,11 @@ pub struct DbNode {
     pub(super) owned_slots: super::slots::OwnedSlots,
     /// When each other member was last in the view (its slot is kept `member_slots_ttl_ms` after).
     pub(super) member_seen: BTreeMap<String, Instant>,
+    /// When each member whose `replicatefrom` names this standby was last seen (its slot here is kept as long as
+    /// the primary keeps a member's).
+    pub(super) downstream_seen: BTreeMap<String, Instant>,
+    /// Failures managing the slots of cascading replicas (logged once per state change).
+    pub(super) cascade_slot_log: FailureLog,
     /// Slots already warned about for their retained WAL.
     pub(super) slots_warned: std::collections::BTreeSet<String>,
     /// Failures to create the permanent logical slots (logged once per state change).
@@ -119,7 +124,7 @@ pub struct DbNode {
     pub(super) announced_role: Option<super::hooks::HookRole>,
     /// When this process first held a DCS session.
     first_session_at: Option<Instant>,
-    last_reason: String,
+    pub(super) last_reason: String,
     /// Published for the REST API after every loop.
     rest: crate::api::rest::SharedSnapshot,
 }
@@ -160,6 +165,8 @@ impl DbNode {
             race_log: FailureLog::default(),
             owned_slots,
             member_seen: BTreeMap::new(),
+            downstream_seen: BTreeMap::new(),
+            cascade_slot_log: FailureLog::default(),
             slots_warned: Default::default(),
             logical_slot_log: FailureLog::default(),
             logical_create: None,
@@ -299,6 +306,7 @@ impl DbNode {
         if !leading && !bootstrapping {
             self.keep_standby_sync_spec().await;
             self.drop_stale_logical_slots().await;
+            self.ensure_downstream_slots(&view).await;
         }
         let decision = decide(&view, &local);
         if !matches!(decision.action, Action::Race | Action::TakeOver) {
@@ -399,6 +407,7 @@ impl DbNode {
                 .first_session_at
                 .is_some_and(|t| t.elapsed() >= Duration::from_millis(self.config.ttl_ms)),
             nofailover: self.s.nofailover,
+            replicatefrom: super::cascade::replicatefrom(&self.s.tags).map(str::to_string),
             promotion_held: self.s.promotion_hold.held(Instant::now()),
         })
     }
@@ -451,6 +460,15 @@ impl DbNode {
     /// (kept on disk: a pgha restart must not forget it).
     pub(super) fn rewind_marker(&self) -> PathBuf {
         self.s.fence_file.with_file_name("rewind.pending")
+    }
+
+    /// The member this standby is configured to stream from, found by its address in `view`.
+    pub(super) fn upstream_name(&self, view: &ClusterView) -> Option<String> {
+        let (host, port) = self.following.as_ref()?;
+        view.members
+            .values()
+            .find(|m| m.name != self.s.name && m.pg_host == *host && m.pg_port == *port)
+            .map(|m| m.name.clone())
     }
 
     /// Hands this loop's picture to the REST API.
@@ -518,6 +536,10 @@ impl DbNode {
             slots: match role {
                 PgRole::Primary => self.published_slots.clone(),
                 _ => Vec::new(),
+            },
+            upstream: match role {
+                PgRole::Replica => self.upstream_name(view),
+                _ => None,
             },
         };
         if view.members.get(&self.s.name) == Some(&info) {

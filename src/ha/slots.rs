@@ -99,7 +99,8 @@ pub fn kept_member_slots<'a>(
 /// The failover slot settings every member renders (pure; used on PostgreSQL 17+): with permanent logical slots,
 /// standbys synchronize them, and the primary holds logical consumers back to what every streaming,
 /// failover-eligible standby has flushed (`synchronized_standby_slots`). A standby that does not stream is left out:
-/// listing it would stop every consumer until it returns.
+/// listing it would stop every consumer until it returns; so is one that cascades from another replica (its slot on
+/// the primary is unused: PostgreSQL synchronizes slots only on a standby of the primary).
 pub fn slot_sync(me: &str, view: &ClusterView) -> SlotSync {
     if view.config.logical_slots().is_empty() {
         return SlotSync::default();
@@ -108,6 +109,7 @@ pub fn slot_sync(me: &str, view: &ClusterView) -> SlotSync {
         .members
         .values()
         .filter(|m| m.name != me && m.role == PgRole::Replica && m.state == PgState::Streaming && !m.nofailover)
+        .filter(|m| !super::cascade::cascades(view, m))
         .map(|m| slot_name(&m.name))
         .collect();
     SlotSync {

@@ -18,6 +18,7 @@
 //!   `sslmode=verify-ca` against a copy of the CA owned by `os_user` ([`PgSettings::client_ca_file`]).
 
 pub mod bin_dir;
+pub mod cascade_slots;
 pub mod config;
 pub mod control;
 pub mod controldata;

@@ -55,7 +55,7 @@ pub(crate) async fn open(cfg: tokio_postgres::Config) -> Result<Client, PgError>
 }
 
 /// The physical slots as `(name, active, temporary)`.
-async fn physical_slots(client: &Client, step: &'static str) -> Result<Vec<SlotRow>, PgError> {
+pub(super) async fn physical_slots(client: &Client, step: &'static str) -> Result<Vec<SlotRow>, PgError> {
     let sql = "SELECT slot_name::text, active, temporary FROM pg_replication_slots WHERE slot_type = 'physical'";
     let rows = timed(step, SQL_TIMEOUT, client.query(sql, &[])).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
@@ -268,7 +268,7 @@ impl Postgres {
     }
 
     /// Drops the plan's unwanted inactive slots (a failure is left for a later call); returns those dropped.
-    async fn drop_slots_on(&self, client: &Client, plan: &SlotPlan, step: &'static str) -> Vec<String> {
+    pub(super) async fn drop_slots_on(&self, client: &Client, plan: &SlotPlan, step: &'static str) -> Vec<String> {
         let mut dropped = Vec::new();
         for slot in &plan.drop {
             let result = timed(
@@ -305,7 +305,7 @@ impl Postgres {
     }
 
     /// Creates `slots` (an existing one counts as created: a slot of that name is pgha's to manage); returns them.
-    async fn create_slots_on(
+    pub(super) async fn create_slots_on(
         &self,
         client: &Client,
         slots: &[String],
