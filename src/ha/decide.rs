@@ -9,7 +9,7 @@
 //! again; operator commands are decisions too, so none can make a node writable without its lease.
 
 use super::cascade::{self, Source};
-use super::model::{ClusterView, NodeCommand};
+use super::model::{ClusterView, Initialize, NodeCommand};
 
 /// A standby that has not streamed from a serving leader for this many TTLs is rewound; as long again after a rewind,
 /// re-cloned (`rewind_fallback_reinit`) or reported as needing a reinit.
@@ -218,7 +218,7 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
         })
     });
 
-    let bootstrapping = view.initialize.as_deref() == Some(format!("pending:{}", local.name).as_str());
+    let bootstrapping = view.initialize.as_ref().is_some_and(|i| i.pending_by(&local.name));
     let standby = match &local.data {
         LocalData::Missing => return decide_without_data(view, local),
         LocalData::Present { .. } if bootstrapping && local.lease.is_none() => {
@@ -564,7 +564,7 @@ fn upstream(view: &ClusterView, local: &LocalState, leader_addr: (String, u16)) 
 }
 
 fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
-    match view.initialize.as_deref() {
+    match &view.initialize {
         None if local.nofailover => d(
             Action::Wait,
             "no cluster yet, and a nofailover member never bootstraps it",
@@ -588,11 +588,8 @@ fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
             ),
             None => d(Action::Initialize, "no cluster yet: racing to initialize it"),
         },
-        Some(init) if init == format!("pending:{}", local.name) => d(Action::Initialize, "resuming our bootstrap"),
-        Some(init) if init.starts_with("pending:") => d(
-            Action::Wait,
-            format!("{} is bootstrapping the cluster", &init["pending:".len()..]),
-        ),
+        Some(Initialize::Pending(name)) if *name == local.name => d(Action::Initialize, "resuming our bootstrap"),
+        Some(Initialize::Pending(name)) => d(Action::Wait, format!("{name} is bootstrapping the cluster")),
         Some(_) => match view.leader_member() {
             Some(m) if m.name != local.name && m.role == super::model::PgRole::Primary => {
                 // Patroni's `clonefrom` tag: a streaming replica that offers itself, so new members load it, not the

@@ -40,7 +40,7 @@ fn view(leader: Option<&str>) -> ClusterView {
         members.insert(l.to_string(), member(l, PgRole::Primary));
     }
     ClusterView {
-        initialize: Some(SYSID.to_string()),
+        initialize: Some(Initialize::System(SYSID)),
         leader: leader.map(|l| LeaderKey {
             name: l.into(),
             lease: 7,
@@ -251,7 +251,7 @@ fn decide_table() {
         Action::Wait,
     );
     let mut half_done = empty.clone();
-    half_done.initialize = Some("pending:db1".into());
+    half_done.initialize = Some(Initialize::Pending("db1".into()));
     c(
         "our bootstrap stopped half-way: resume it",
         half_done.clone(),
@@ -265,10 +265,10 @@ fn decide_table() {
         Action::Initialize,
     );
     let mut pending_other = empty.clone();
-    pending_other.initialize = Some("pending:db2".into());
+    pending_other.initialize = Some(Initialize::Pending("db2".into()));
     c("someone else bootstraps", pending_other, fresh.clone(), Action::Wait);
     let mut pending_me = empty.clone();
-    pending_me.initialize = Some("pending:db1".into());
+    pending_me.initialize = Some(Initialize::Pending("db1".into()));
     c(
         "resume our own bootstrap",
         pending_me,

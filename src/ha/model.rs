@@ -378,11 +378,49 @@ pub struct LeaderKey {
     pub mod_revision: i64,
 }
 
+/// The `initialize` key: stored as `pending:<name>` while a member bootstraps, then as the system identifier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Initialize {
+    /// `name` claimed the bootstrap and has not finished it.
+    Pending(String),
+    /// The cluster's system identifier.
+    System(u64),
+    /// Text that is neither (kept, so the cluster still counts as initialized).
+    Unreadable(String),
+}
+
+impl Initialize {
+    const PENDING: &'static str = "pending:";
+
+    /// Reads the stored text.
+    pub fn parse(text: &str) -> Initialize {
+        match (text.strip_prefix(Self::PENDING), text.parse()) {
+            (Some(name), _) => Initialize::Pending(name.to_string()),
+            (None, Ok(id)) => Initialize::System(id),
+            (None, Err(_)) => Initialize::Unreadable(text.to_string()),
+        }
+    }
+
+    /// The text to store.
+    pub fn render(&self) -> String {
+        match self {
+            Initialize::Pending(name) => format!("{}{name}", Self::PENDING),
+            Initialize::System(id) => id.to_string(),
+            Initialize::Unreadable(text) => text.clone(),
+        }
+    }
+
+    /// Whether `name` is bootstrapping the cluster.
+    pub fn pending_by(&self, name: &str) -> bool {
+        matches!(self, Initialize::Pending(n) if n == name)
+    }
+}
+
 /// The cluster as read from the DCS in one linearizable read.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ClusterView {
-    /// `None`: nobody initialized yet; `Some("pending:<name>")` while a member bootstraps; else the system id.
-    pub initialize: Option<String>,
+    /// `None`: nobody initialized yet.
+    pub initialize: Option<Initialize>,
     pub leader: Option<LeaderKey>,
     pub members: BTreeMap<String, MemberInfo>,
     pub config: DynamicConfig,
@@ -399,7 +437,10 @@ pub struct ClusterView {
 impl ClusterView {
     /// The system identifier the cluster was initialized with, once known.
     pub fn system_identifier(&self) -> Option<u64> {
-        self.initialize.as_deref().and_then(|s| s.parse().ok())
+        match self.initialize {
+            Some(Initialize::System(id)) => Some(id),
+            _ => None,
+        }
     }
 
     /// The synchronous replication state, when it restricts who may be promoted (it names at least one member).
@@ -410,5 +451,26 @@ impl ClusterView {
     /// The published status of the current leader.
     pub fn leader_member(&self) -> Option<&MemberInfo> {
         self.leader.as_ref().and_then(|l| self.members.get(&l.name))
+    }
+}
+
+#[cfg(test)]
+mod initialize_tests {
+    use super::Initialize;
+
+    #[test]
+    fn initialize_key_round_trip() {
+        for (text, want) in [
+            ("pending:db1", Initialize::Pending("db1".into())),
+            ("7000000000000000001", Initialize::System(7_000_000_000_000_000_001)),
+            ("garbage", Initialize::Unreadable("garbage".into())),
+        ] {
+            let got = Initialize::parse(text);
+            assert_eq!(got, want, "{text}");
+            assert_eq!(got.render(), text);
+        }
+        assert!(Initialize::Pending("db1".into()).pending_by("db1"));
+        assert!(!Initialize::Pending("db1".into()).pending_by("db2"));
+        assert!(!Initialize::System(1).pending_by("db1"));
     }
 }

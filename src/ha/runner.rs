@@ -299,10 +299,7 @@ impl DbNode {
             .as_ref()
             .is_some_and(|l| l.name == self.s.name && Some(l.lease) == local.lease);
         // Not while we bootstrap (or adopt) the cluster: its setup commits with no standby in existence.
-        let bootstrapping = match view.initialize.as_deref() {
-            None => true,
-            Some(init) => init.strip_prefix("pending:") == Some(self.s.name.as_str()),
-        };
+        let bootstrapping = view.initialize.as_ref().is_none_or(|i| i.pending_by(&self.s.name));
         if !leading && !bootstrapping {
             self.keep_standby_sync_spec().await;
             self.drop_stale_logical_slots().await;

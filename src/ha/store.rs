@@ -63,7 +63,7 @@ impl Store<'_> {
                     mod_revision: kv.mod_revision,
                 });
             } else if key == self.keys.initialize() {
-                view.initialize = Some(value);
+                view.initialize = Some(super::model::Initialize::parse(&value));
             } else if key == self.keys.config() {
                 match serde_json::from_str::<DynamicConfig>(&value) {
                     Ok(c) => view.config = c,
@@ -249,7 +249,7 @@ impl Store<'_> {
 
     /// Claims the bootstrap; true when this member may (or already did) initialize the cluster.
     pub async fn claim_initialize(&self, name: &str) -> Result<bool, ClientError> {
-        let mine = format!("pending:{name}");
+        let mine = super::model::Initialize::Pending(name.to_string()).render();
         let txn = Txn {
             compares: vec![absent(self.keys.initialize())],
             success: vec![put(self.keys.initialize(), mine.clone(), 0)],
@@ -267,7 +267,7 @@ impl Store<'_> {
         self.dcs
             .put(
                 self.keys.initialize().as_bytes(),
-                system_identifier.to_string().as_bytes(),
+                super::model::Initialize::System(system_identifier).render().as_bytes(),
                 0,
             )
             .await?;
