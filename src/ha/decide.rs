@@ -188,19 +188,66 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
 }
 
 fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
-    let paused = view.config.paused;
     let leader = view.leader.as_ref();
     let ours = leader.is_some_and(|l| l.name == local.name && Some(l.lease) == local.lease);
-    let stale_ours = leader.filter(|l| l.name == local.name && Some(l.lease) != local.lease);
-    let leader_pg = view
-        .leader_member()
-        .filter(|_| !ours)
-        .map(|m| (m.pg_host.clone(), m.pg_port));
-    // pg_rewind takes the source's timeline from its last checkpoint: right after a promotion that is still the old
-    // timeline and pg_rewind would find nothing to rewind, so a former primary waits for that first checkpoint.
-    // pg_rewind needs its source up: against a leader that is starting, stopping or crashed it fails, and a failure
-    // must not be mistaken for a history that cannot be rewound (that one is re-cloned).
-    let rewind_wait = view.leader_member().and_then(|m| {
+    let standby = match data_gate(view, local) {
+        Ok(standby) => standby,
+        Err(decision) => return decision,
+    };
+    if let Some(stale) = leader.filter(|l| l.name == local.name && Some(l.lease) != local.lease) {
+        return stale_key(local, stale.mod_revision, standby);
+    }
+    let c = Ctx {
+        view,
+        local,
+        leader,
+        ours,
+        paused: view.config.paused,
+        leader_pg: view
+            .leader_member()
+            .filter(|_| !ours)
+            .map(|m| (m.pg_host.clone(), m.pg_port)),
+        rewind_wait: rewind_wait(view),
+        // Becoming writable needs the lease valid by our own clock, not just a view naming us: the view may have
+        // been read before a freeze (SIGSTOP, long pause), and only a valid lease proves the key is still ours now.
+        may_write: local.lease_valid,
+        standby,
+    };
+    match &local.pg {
+        LocalPg::Running { in_recovery: false, .. } => running_primary(c),
+        LocalPg::Running {
+            in_recovery: true,
+            following,
+        } => running_standby(c, following),
+        LocalPg::Starting { following, .. } if standby => starting_standby(c, following),
+        LocalPg::Starting { for_ms, .. } => starting_primary(c, *for_ms),
+        LocalPg::Crashed { .. } | LocalPg::Stopped => stopped(c),
+    }
+}
+
+/// What `decide_state` knows once the data directory and the leader key are sorted out.
+struct Ctx<'a> {
+    view: &'a ClusterView,
+    local: &'a LocalState,
+    leader: Option<&'a super::model::LeaderKey>,
+    /// The leader key names us with our current lease.
+    ours: bool,
+    paused: bool,
+    /// The leader's PostgreSQL address (not ours).
+    leader_pg: Option<(String, u16)>,
+    /// Why pg_rewind must wait, if it must (see [`rewind_wait`]).
+    rewind_wait: Option<Decision>,
+    may_write: bool,
+    /// The data directory is a standby's.
+    standby: bool,
+}
+
+/// pg_rewind takes the source's timeline from its last checkpoint: right after a promotion that is still the old
+/// timeline and pg_rewind would find nothing to rewind, so a former primary waits for that first checkpoint.
+/// pg_rewind needs its source up: against a leader that is starting, stopping or crashed it fails, and a failure
+/// must not be mistaken for a history that cannot be rewound (that one is re-cloned).
+fn rewind_wait(view: &ClusterView) -> Option<Decision> {
+    view.leader_member().and_then(|m| {
         if m.role != super::model::PgRole::Primary || m.state != super::model::PgState::Running {
             return Some(d(
                 Action::Wait,
@@ -216,19 +263,21 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
                 ),
             )
         })
-    });
+    })
+}
 
+/// The data directory against the cluster: Ok(whether it is a standby's) to go on, or the decision when there is no
+/// data, an unfinished bootstrap, data to adopt, or a foreign system.
+fn data_gate(view: &ClusterView, local: &LocalState) -> Result<bool, Decision> {
     let bootstrapping = view.initialize.as_ref().is_some_and(|i| i.pending_by(&local.name));
-    let standby = match &local.data {
-        LocalData::Missing => return decide_without_data(view, local),
-        LocalData::Present { .. } if bootstrapping && local.lease.is_none() => {
-            return d(
-                Action::Wait,
-                "our bootstrap is unfinished: waiting for a DCS session to resume it",
-            )
-        }
+    match &local.data {
+        LocalData::Missing => Err(decide_without_data(view, local)),
+        LocalData::Present { .. } if bootstrapping && local.lease.is_none() => Err(d(
+            Action::Wait,
+            "our bootstrap is unfinished: waiting for a DCS session to resume it",
+        )),
         LocalData::Present { .. } if bootstrapping => {
-            return d(Action::Initialize, "our bootstrap is unfinished: resuming it")
+            Err(d(Action::Initialize, "our bootstrap is unfinished: resuming it"))
         }
         LocalData::Present {
             system_identifier,
@@ -236,7 +285,7 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
         } if view.initialize.is_none() => {
             // No cluster in the DCS yet, and data here: adopt it (Patroni's "convert an existing cluster") rather
             // than initdb a new one beside it.
-            return match () {
+            Err(match () {
                 _ if *standby => d(
                     Action::Wait,
                     "no cluster in the DCS yet, and standby data cannot start one: waiting for a primary to be adopted",
@@ -252,7 +301,7 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
                         "no cluster in the DCS yet: adopting the existing data directory (system {system_identifier})"
                     ),
                 ),
-            };
+            })
         }
         LocalData::Present {
             system_identifier,
@@ -263,181 +312,236 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
                     let reason = format!(
                         "data directory belongs to system {system_identifier}, the cluster is system {expected}"
                     );
-                    return d(
+                    return Err(d(
                         Action::RefuseForeignData {
                             expected,
                             found: *system_identifier,
                         },
                         reason,
-                    );
+                    ));
                 }
             }
-            *standby
+            Ok(*standby)
         }
-    };
-    if let Some(stale) = stale_ours {
-        if local.lease.is_none() {
-            return d(
-                Action::Wait,
-                "the leader key is ours from a previous session: waiting for a DCS session",
-            );
-        }
-        let primary_data = match &local.pg {
-            LocalPg::Running { in_recovery, .. } => !in_recovery,
-            LocalPg::Stopped | LocalPg::Crashed { .. } | LocalPg::Starting { .. } => !standby,
-        };
-        let mod_revision = stale.mod_revision;
-        return if primary_data {
-            d(
-                Action::ReclaimLeader { mod_revision },
-                "the leader key is ours from a previous session: reclaiming it",
-            )
-        } else {
-            d(
-                Action::DeleteStaleLeader { mod_revision },
-                "stale leader key of ours on a standby: releasing it",
-            )
-        };
     }
+}
 
-    // Becoming writable needs the lease valid by our own clock, not just a view naming us: the view may have been
-    // read before a freeze (SIGSTOP, long pause), and only a valid lease proves the key is still ours now.
-    let may_write = local.lease_valid;
+/// The leader key names us from an earlier session.
+fn stale_key(local: &LocalState, mod_revision: i64, standby: bool) -> Decision {
+    if local.lease.is_none() {
+        return d(
+            Action::Wait,
+            "the leader key is ours from a previous session: waiting for a DCS session",
+        );
+    }
+    let primary_data = match &local.pg {
+        LocalPg::Running { in_recovery, .. } => !in_recovery,
+        LocalPg::Stopped | LocalPg::Crashed { .. } | LocalPg::Starting { .. } => !standby,
+    };
+    if primary_data {
+        d(
+            Action::ReclaimLeader { mod_revision },
+            "the leader key is ours from a previous session: reclaiming it",
+        )
+    } else {
+        d(
+            Action::DeleteStaleLeader { mod_revision },
+            "stale leader key of ours on a standby: releasing it",
+        )
+    }
+}
+
+/// PostgreSQL runs as a primary.
+fn running_primary(c: Ctx<'_>) -> Decision {
+    let Ctx {
+        view,
+        local,
+        leader,
+        ours,
+        paused,
+        ..
+    } = c;
+    if ours && local.lease_valid {
+        if let Some(sw) = view.switchover.as_ref() {
+            let from_us = sw.leader.as_deref().is_none_or(|l| l == local.name);
+            let not_sync = view.sync_members().is_some_and(|k| !k.members.contains(&sw.candidate));
+            if from_us && sw.candidate != local.name && sw.due(local.now_unix_ms) && not_sync {
+                return d(
+                    Action::Lead,
+                    format!("switchover to {} refused: not a synchronous standby", sw.candidate),
+                );
+            }
+            if from_us && sw.candidate != local.name && sw.due(local.now_unix_ms) {
+                let candidate = sw.candidate.clone();
+                return d(
+                    Action::HandOver {
+                        candidate: candidate.clone(),
+                    },
+                    format!("switchover to {candidate}"),
+                );
+            }
+        }
+        return d(Action::Lead, "holding the leader lease");
+    }
+    if ours {
+        return d(
+            Action::StepDown,
+            "leader lease not renewed in time: stepping down before anyone can promote",
+        );
+    }
+    match leader {
+        None if local.lease.is_some() => d(Action::TakeLeader, "running primary without a leader key"),
+        None => d(Action::Wait, "running primary: waiting for a DCS session"),
+        Some(l) if paused => d(
+            Action::Wait,
+            format!("paused: {} holds the leader key, not demoting", l.name),
+        ),
+        Some(l) => d(Action::Demote, format!("{} holds the leader key", l.name)),
+    }
+}
+
+/// PostgreSQL runs as a standby.
+fn running_standby(c: Ctx<'_>, following: &Option<(String, u16)>) -> Decision {
+    let Ctx {
+        view,
+        local,
+        leader,
+        ours,
+        paused,
+        leader_pg,
+        rewind_wait,
+        may_write,
+        ..
+    } = c;
+    if ours && !may_write {
+        return d(
+            Action::Wait,
+            "the leader key names us but our lease is not valid by our clock: not promoting",
+        );
+    }
+    if ours && local.promotion_held {
+        return d(
+            Action::ReleaseLeader,
+            "pre_promote vetoed our promotion: releasing the leader key",
+        );
+    }
+    if ours {
+        return d(Action::Promote, "won the leader key");
+    }
+    if leader.is_none() {
+        if let Some(sw) = view.switchover.as_ref().filter(|sw| sw.due(local.now_unix_ms)) {
+            let not_sync = view.sync_members().is_some_and(|k| !k.members.contains(&local.name));
+            if sw.candidate == local.name && local.lease.is_some() && not_sync {
+                return d(
+                    Action::Wait,
+                    "failover candidate, but not a synchronous standby: it may lack acknowledged commits",
+                );
+            }
+            if sw.candidate == local.name && local.promotion_held {
+                return d(
+                    Action::Wait,
+                    "switchover/failover candidate, but pre_promote vetoed our promotion: not taking over",
+                );
+            }
+            if sw.candidate == local.name && local.lease.is_some() && may_write {
+                return d(
+                    Action::TakeOver,
+                    "switchover/failover candidate: taking the free leader key",
+                );
+            }
+            if sw.leader.as_deref() == Some(local.name.as_str()) {
+                return d(Action::Wait, format!("handing over to {}: not racing", sw.candidate));
+            }
+            if sw.reserved(local.now_unix_ms) {
+                return d(Action::Wait, format!("the leader key is reserved for {}", sw.candidate));
+            }
+        }
+    }
+    match leader {
+        None if paused => d(Action::Wait, "paused: no leader, not racing"),
+        None if local.nofailover => d(Action::Wait, "no leader, but this member is nofailover"),
+        None if local.promotion_held => d(
+            Action::Wait,
+            "no leader, but pre_promote vetoed our promotion a moment ago: not racing",
+        ),
+        None if local.lease.is_none() => d(Action::Wait, "no leader: waiting for a DCS session to race"),
+        None if !may_write => d(Action::Wait, "no leader, but our lease is not valid by our clock yet"),
+        None => d(Action::Race, "no leader"),
+        Some(_) => follow_leader(view, local, following, leader_pg, rewind_wait),
+    }
+}
+
+/// A standby's PostgreSQL starting, not accepting connections yet.
+fn starting_standby(c: Ctx<'_>, following: &Option<(String, u16)>) -> Decision {
+    let Ctx {
+        view,
+        local,
+        leader,
+        leader_pg,
+        rewind_wait,
+        ..
+    } = c;
+    match leader {
+        Some(l) if l.name == local.name => d(
+            Action::Wait,
+            "the leader key names us but PostgreSQL is not ready: waiting for it before promoting",
+        ),
+        Some(_) => follow_leader(view, local, following, leader_pg, rewind_wait),
+        None => d(
+            Action::Wait,
+            "no leader, and PostgreSQL does not accept connections yet: not racing",
+        ),
+    }
+}
+
+/// Primary data starting (crash recovery).
+fn starting_primary(c: Ctx<'_>, for_ms: u64) -> Decision {
+    let Ctx {
+        view,
+        leader,
+        ours,
+        paused,
+        ..
+    } = c;
+    match leader {
+        // Crash recovery of primary data: ours, it is the primary starting in place (the fence is armed).
+        Some(_) if ours && for_ms >= view.config.primary_start_timeout_ms => d(
+            Action::Demote,
+            "PostgreSQL did not become ready within primary_start_timeout: stopping it and handing over",
+        ),
+        Some(_) if ours => d(Action::Wait, "PostgreSQL is starting as the primary (recovery)"),
+        Some(l) if paused => d(
+            Action::Wait,
+            format!(
+                "paused: {} holds the leader key, not stopping our starting primary",
+                l.name
+            ),
+        ),
+        Some(l) => d(
+            Action::Demote,
+            format!(
+                "{} holds the leader key: stopping our starting primary before it accepts writes",
+                l.name
+            ),
+        ),
+        None => d(Action::Wait, "PostgreSQL is starting (recovery): no leader yet"),
+    }
+}
+
+/// PostgreSQL stopped or crashed.
+fn stopped(c: Ctx<'_>) -> Decision {
+    let Ctx {
+        view,
+        local,
+        leader,
+        ours,
+        leader_pg,
+        rewind_wait,
+        may_write,
+        standby,
+        ..
+    } = c;
     match &local.pg {
-        LocalPg::Running { in_recovery: false, .. } => {
-            if ours && local.lease_valid {
-                if let Some(sw) = view.switchover.as_ref() {
-                    let from_us = sw.leader.as_deref().is_none_or(|l| l == local.name);
-                    let not_sync = view.sync_members().is_some_and(|k| !k.members.contains(&sw.candidate));
-                    if from_us && sw.candidate != local.name && sw.due(local.now_unix_ms) && not_sync {
-                        return d(
-                            Action::Lead,
-                            format!("switchover to {} refused: not a synchronous standby", sw.candidate),
-                        );
-                    }
-                    if from_us && sw.candidate != local.name && sw.due(local.now_unix_ms) {
-                        let candidate = sw.candidate.clone();
-                        return d(
-                            Action::HandOver {
-                                candidate: candidate.clone(),
-                            },
-                            format!("switchover to {candidate}"),
-                        );
-                    }
-                }
-                return d(Action::Lead, "holding the leader lease");
-            }
-            if ours {
-                return d(
-                    Action::StepDown,
-                    "leader lease not renewed in time: stepping down before anyone can promote",
-                );
-            }
-            match leader {
-                None if local.lease.is_some() => d(Action::TakeLeader, "running primary without a leader key"),
-                None => d(Action::Wait, "running primary: waiting for a DCS session"),
-                Some(l) if paused => d(
-                    Action::Wait,
-                    format!("paused: {} holds the leader key, not demoting", l.name),
-                ),
-                Some(l) => d(Action::Demote, format!("{} holds the leader key", l.name)),
-            }
-        }
-        LocalPg::Running {
-            in_recovery: true,
-            following,
-        } => {
-            if ours && !may_write {
-                return d(
-                    Action::Wait,
-                    "the leader key names us but our lease is not valid by our clock: not promoting",
-                );
-            }
-            if ours && local.promotion_held {
-                return d(
-                    Action::ReleaseLeader,
-                    "pre_promote vetoed our promotion: releasing the leader key",
-                );
-            }
-            if ours {
-                return d(Action::Promote, "won the leader key");
-            }
-            if leader.is_none() {
-                if let Some(sw) = view.switchover.as_ref().filter(|sw| sw.due(local.now_unix_ms)) {
-                    let not_sync = view.sync_members().is_some_and(|k| !k.members.contains(&local.name));
-                    if sw.candidate == local.name && local.lease.is_some() && not_sync {
-                        return d(
-                            Action::Wait,
-                            "failover candidate, but not a synchronous standby: it may lack acknowledged commits",
-                        );
-                    }
-                    if sw.candidate == local.name && local.promotion_held {
-                        return d(
-                            Action::Wait,
-                            "switchover/failover candidate, but pre_promote vetoed our promotion: not taking over",
-                        );
-                    }
-                    if sw.candidate == local.name && local.lease.is_some() && may_write {
-                        return d(
-                            Action::TakeOver,
-                            "switchover/failover candidate: taking the free leader key",
-                        );
-                    }
-                    if sw.leader.as_deref() == Some(local.name.as_str()) {
-                        return d(Action::Wait, format!("handing over to {}: not racing", sw.candidate));
-                    }
-                    if sw.reserved(local.now_unix_ms) {
-                        return d(Action::Wait, format!("the leader key is reserved for {}", sw.candidate));
-                    }
-                }
-            }
-            match leader {
-                None if paused => d(Action::Wait, "paused: no leader, not racing"),
-                None if local.nofailover => d(Action::Wait, "no leader, but this member is nofailover"),
-                None if local.promotion_held => d(
-                    Action::Wait,
-                    "no leader, but pre_promote vetoed our promotion a moment ago: not racing",
-                ),
-                None if local.lease.is_none() => d(Action::Wait, "no leader: waiting for a DCS session to race"),
-                None if !may_write => d(Action::Wait, "no leader, but our lease is not valid by our clock yet"),
-                None => d(Action::Race, "no leader"),
-                Some(_) => follow_leader(view, local, following, leader_pg, rewind_wait),
-            }
-        }
-        LocalPg::Starting { following, .. } if standby => match leader {
-            Some(l) if l.name == local.name => d(
-                Action::Wait,
-                "the leader key names us but PostgreSQL is not ready: waiting for it before promoting",
-            ),
-            Some(_) => follow_leader(view, local, following, leader_pg, rewind_wait),
-            None => d(
-                Action::Wait,
-                "no leader, and PostgreSQL does not accept connections yet: not racing",
-            ),
-        },
-        LocalPg::Starting { for_ms, .. } => match leader {
-            // Crash recovery of primary data: ours, it is the primary starting in place (the fence is armed).
-            Some(_) if ours && *for_ms >= view.config.primary_start_timeout_ms => d(
-                Action::Demote,
-                "PostgreSQL did not become ready within primary_start_timeout: stopping it and handing over",
-            ),
-            Some(_) if ours => d(Action::Wait, "PostgreSQL is starting as the primary (recovery)"),
-            Some(l) if paused => d(
-                Action::Wait,
-                format!(
-                    "paused: {} holds the leader key, not stopping our starting primary",
-                    l.name
-                ),
-            ),
-            Some(l) => d(
-                Action::Demote,
-                format!(
-                    "{} holds the leader key: stopping our starting primary before it accepts writes",
-                    l.name
-                ),
-            ),
-            None => d(Action::Wait, "PostgreSQL is starting (recovery): no leader yet"),
-        },
         LocalPg::Crashed { .. } | LocalPg::Stopped if ours && !may_write => d(
             Action::Wait,
             "the leader key names us but our lease is not valid by our clock: not starting as primary",
@@ -455,7 +559,7 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
                 )
             }
         }
-        LocalPg::Stopped | LocalPg::Crashed { .. } => {
+        _ => {
             if ours {
                 return d(Action::StartPrimary, "holding the leader key with PostgreSQL stopped");
             }
