@@ -83,6 +83,27 @@ fn the_data_directory_version_picks_the_binaries() {
 /// A `pgha run` child with extra environment, killed when dropped (LocalCluster's own children inherit ours).
 struct Run(Child);
 
+impl Run {
+    /// Starts `node`'s `pgha run` with the test roots in PGHA_PG_SEARCH (and no bin_dir configured).
+    fn with_search(node: &pgha::local::LocalNode) -> Run {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("the node log");
+        let child = Command::new(&node.argv[0])
+            .args(&node.argv[1..])
+            .env(bin_dir::SEARCH_ENV, std::env::join_paths(roots()).expect("roots"))
+            .env("PGHA_FAULT_INJECTION", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting pgha");
+        Run(child)
+    }
+}
+
 impl Drop for Run {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -115,21 +136,7 @@ async fn a_version_18_data_directory_runs_on_the_18_binaries() {
     assert_eq!((found.dir.as_path(), found.major), (v18.as_path(), Some(18)));
 
     // pgha, with no bin_dir configured, finds them the same way and runs the data directory.
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&node.log)
-        .expect("the node log");
-    let child = Command::new(&node.argv[0])
-        .args(&node.argv[1..])
-        .env(bin_dir::SEARCH_ENV, std::env::join_paths(roots()).expect("roots"))
-        .env("PGHA_FAULT_INJECTION", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("starting pgha");
-    let _run = Run(child);
+    let _run = Run::with_search(node);
     let leader = cluster
         .wait_pg_cluster(0, READY)
         .await
@@ -277,21 +284,7 @@ async fn a_new_member_clones_with_the_newest_then_runs_the_clusters_version() {
     // ... and a new member with nothing configured and 15 and 18 installed starts with 18 (its data directory is
     // empty), clones the 15 primary, then must run the clone on 15.
     let node = &cluster.nodes[1];
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&node.log)
-        .expect("the node log");
-    let child = Command::new(&node.argv[0])
-        .args(&node.argv[1..])
-        .env(bin_dir::SEARCH_ENV, std::env::join_paths(roots()).expect("roots"))
-        .env("PGHA_FAULT_INJECTION", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("starting pgha");
-    let _run = Run(child);
+    let _run = Run::with_search(node);
     cluster
         .wait_pg_cluster(2, READY)
         .await
