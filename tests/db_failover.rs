@@ -326,7 +326,18 @@ async fn switchover_both_ways_loses_nothing() {
         (writer.count() >= before + 20).then_some(())
     })
     .await;
-    let out = ctl(&cluster, &["switchover", "--force", "--candidate", &first]);
+    // The former primary may still be rewound once after it first streamed (a moment of not streaming): the
+    // switchover is refused meanwhile, and asked again, as an operator would.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let out = db::ctl_output(&cluster, &["switchover", "--force", "--candidate", &first]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() || !stderr.contains("not a streaming replica") || std::time::Instant::now() > deadline {
+            assert!(out.status.success(), "switchover back to {first}: {stderr}");
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(out.contains("done"), "{out}");
     let before = writer.count();
     common::wait_for(Duration::from_secs(30), "writes after switching back", || async {

@@ -28,11 +28,31 @@ use db::{ctl, index_of, port, READY};
 struct Consumer {
     child: Child,
     file: PathBuf,
+    bin_dir: PathBuf,
+    port: u16,
+    password: String,
 }
 
 impl Consumer {
     fn start(bin_dir: &Path, port: u16, password: &str, file: PathBuf) -> Consumer {
-        let child = Command::new(bin_dir.join("pg_recvlogical"))
+        let child = Self::spawn(bin_dir, port, password, &file);
+        Consumer {
+            child,
+            file,
+            bin_dir: bin_dir.to_path_buf(),
+            port,
+            password: password.to_string(),
+        }
+    }
+
+    /// pg_recvlogical appends to its output file, so a restarted consumer goes on where the last one stopped.
+    fn spawn(bin_dir: &Path, port: u16, password: &str, file: &Path) -> Child {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file.with_extension("err"))
+            .expect("stderr file");
+        Command::new(bin_dir.join("pg_recvlogical"))
             .args([
                 "-d",
                 &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
@@ -44,10 +64,9 @@ impl Consumer {
             .env("PGPASSWORD", password)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(file.with_extension("err")).expect("stderr file"))
+            .stderr(err)
             .spawn()
-            .expect("starting pg_recvlogical");
-        Consumer { child, file }
+            .expect("starting pg_recvlogical")
     }
 
     /// What pg_recvlogical said, and how many ids it received (for failure messages).
@@ -56,15 +75,23 @@ impl Consumer {
         format!("{} ids received; pg_recvlogical said: {err}", self.ids().len())
     }
 
-    /// Polls (60 s at most) until the ids received pass `done`; the failure says what pg_recvlogical said.
-    async fn wait(&self, done: impl Fn(&BTreeSet<i64>) -> bool, what: &str) {
+    /// Polls (60 s at most) until the ids received pass `done`, reconnecting like a real consumer when the server
+    /// closed the stream (a busy machine may cost the primary a lease; at most 5 times); the failure says what
+    /// pg_recvlogical said.
+    async fn wait(&mut self, done: impl Fn(&BTreeSet<i64>) -> bool, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut restarts = 0;
         while !done(&self.ids()) {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {what}: {}",
                 self.report()
             );
+            if restarts < 5 && matches!(self.child.try_wait(), Ok(Some(_))) {
+                restarts += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.child = Self::spawn(&self.bin_dir, self.port, &self.password, &self.file);
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -159,7 +186,7 @@ async fn logical_cluster(bin_dir: &Path) -> (LocalCluster, String) {
 
 /// SIGKILLs the primary's host once the sync key is its own and `consumer` has received rows; returns the new
 /// leader and the time it was first seen with the slot.
-async fn crash_primary(cluster: &mut LocalCluster, leader: &str, consumer: &Consumer) -> (String, Instant) {
+async fn crash_primary(cluster: &mut LocalCluster, leader: &str, consumer: &mut Consumer) -> (String, Instant) {
     let pw = probe::password(&cluster.dir);
     db::wait_own_sync_key(cluster, leader).await;
     consumer
@@ -223,8 +250,8 @@ async fn postgres_18_failover_slots_lose_no_row_for_a_logical_consumer() {
     }
     let writer = probe::writer(&db::ports(&cluster), &pw);
     let primary = port(&cluster, index_of(&cluster, &leader));
-    let first = Consumer::start(&v18, primary, &pw, dir.path().join("before.bin"));
-    let (new, _) = crash_primary(&mut cluster, &leader, &first).await;
+    let mut first = Consumer::start(&v18, primary, &pw, dir.path().join("before.bin"));
+    let (new, _) = crash_primary(&mut cluster, &leader, &mut first).await;
     let second = Consumer::start(
         &v18,
         port(&cluster, index_of(&cluster, &new)),
@@ -266,10 +293,10 @@ async fn postgres_15_recreates_the_logical_slot_on_the_new_primary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let writer = probe::writer(&db::ports(&cluster), &pw);
     let primary = port(&cluster, index_of(&cluster, &leader));
-    let first = Consumer::start(&bin_dir, primary, &pw, dir.path().join("before.bin"));
-    let (new, slot_back) = crash_primary(&mut cluster, &leader, &first).await;
+    let mut first = Consumer::start(&bin_dir, primary, &pw, dir.path().join("before.bin"));
+    let (new, slot_back) = crash_primary(&mut cluster, &leader, &mut first).await;
     let ni = index_of(&cluster, &new);
-    let second = Consumer::start(&bin_dir, port(&cluster, ni), &pw, dir.path().join("after.bin"));
+    let mut second = Consumer::start(&bin_dir, port(&cluster, ni), &pw, dir.path().join("after.bin"));
     let before = writer.count();
     common::wait_for(Duration::from_secs(60), "writes after the failover", || async {
         (writer.count() >= before + 20).then_some(())
