@@ -60,7 +60,7 @@ impl Consumer {
             .args(["--slot", "cdc", "--start", "--no-loop", "-F", "0", "-s", "1"])
             .args(["-o", "proto_version=1", "-o", "publication_names=pub"])
             .arg("-f")
-            .arg(&file)
+            .arg(file)
             .env("PGPASSWORD", password)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
