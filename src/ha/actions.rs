@@ -654,12 +654,8 @@ impl DbNode {
         crate::retry::log_transition("permanent logical slots", outcome);
         if let (None, Some(slot)) = (&self.logical_create, plan.create.first().cloned()) {
             let pg = self.pg.clone();
-            let major = crate::postgres::bin_dir::data_dir_version(&pg.settings().data_dir)
-                .ok()
-                .flatten()
-                .unwrap_or(0);
             self.logical_create = Some(tokio::spawn(async move {
-                let result = pg.create_logical_slot(&slot, major).await;
+                let result = pg.create_logical_slot(&slot).await;
                 (slot.name, result)
             }));
         }
@@ -672,11 +668,7 @@ impl DbNode {
         if names.is_empty() || self.pg.postmaster_pid().is_none() {
             return;
         }
-        let major = crate::postgres::bin_dir::data_dir_version(&self.pg.settings().data_dir)
-            .ok()
-            .flatten()
-            .unwrap_or(0);
-        match self.pg.drop_stale_logical_slots(&names, major).await {
+        match self.pg.drop_stale_logical_slots(&names).await {
             Ok(dropped) => self.record_slots(&[], &dropped),
             Err(e) => tracing::debug!("former primary's logical slots not dropped yet: {e}"),
         }

@@ -117,6 +117,11 @@ pub fn discover_bin_dir(configured: Option<&Path>) -> Result<PathBuf, PgError> {
 }
 
 impl super::Postgres {
+    /// The data directory's major version (`PG_VERSION`); None before there is one or when it cannot be read.
+    pub fn data_major(&self) -> Option<u32> {
+        data_dir_version(&self.settings.data_dir).ok().flatten()
+    }
+
     /// After a clone: when the data directory is another major version than the binaries in use (a new member
     /// starts with the newest installed; the cluster may run an older one), switches to that version's binaries.
     /// Returns whether it switched. A configured `bin_dir` never changes (starting then says what is wrong).

@@ -60,7 +60,7 @@ impl Postgres {
     pub async fn write_config(&self, role: &ConfRole) -> Result<bool, PgError> {
         const STEP: &str = "writing the configuration";
         let mut effective = self.effective_settings();
-        effective.major = super::bin_dir::data_dir_version(&effective.data_dir).ok().flatten();
+        effective.major = self.data_major();
         let s = &effective;
         let dir = s.data_dir.clone();
         if !dir.join("PG_VERSION").is_file() {

@@ -160,11 +160,12 @@ impl Postgres {
         (dropped, failed)
     }
 
-    /// On a standby of version `major`: drops the inactive logical slots among `names` that the server did not
+    /// On a standby: drops the inactive logical slots among `names` that the server did not
     /// synchronize from the primary, and returns them. They are what a former primary kept: on 17+ the slot sync
     /// worker refuses to overwrite a slot of the same name, and on any version a stale slot holds back WAL here and,
     /// through `hot_standby_feedback`, vacuum on the primary.
-    pub async fn drop_stale_logical_slots(&self, names: &[String], major: u32) -> Result<Vec<String>, PgError> {
+    pub async fn drop_stale_logical_slots(&self, names: &[String]) -> Result<Vec<String>, PgError> {
+        let major = self.data_major().unwrap_or(0);
         const STEP: &str = "dropping a former primary's logical slots";
         let names = names.to_vec();
         self.with_kept_client(|client| {
@@ -207,7 +208,8 @@ impl Postgres {
 
     /// Creates one logical slot over a connection to its database (logical slots belong to one database), with
     /// `failover` on 17+; may take up to [`CREATE_TIMEOUT`].
-    pub async fn create_logical_slot(&self, slot: &LogicalSlot, major: u32) -> Result<(), PgError> {
+    pub async fn create_logical_slot(&self, slot: &LogicalSlot) -> Result<(), PgError> {
+        let major = self.data_major().unwrap_or(0);
         const STEP: &str = "creating a logical replication slot";
         if !is_valid_slot_name(&slot.name) {
             return Err(PgError::Settings(format!(
