@@ -234,6 +234,13 @@ async fn postgres_18_failover_slots_lose_no_row_for_a_logical_consumer() {
     let (mut cluster, leader) = logical_cluster(&v18).await;
     let pw = probe::password(&cluster.dir);
     let dir = tempfile::tempdir().expect("tempdir");
+    // Writes from here on: a standby persists a synchronized slot only once WAL past the slot's position reaches it
+    // (on an idle cluster it stays temporary).
+    let writer = probe::writer(&db::ports(&cluster), &pw);
+    // The consumer runs first: a standby synchronizes the slot only once the slot's catalog xmin (moved by what the
+    // consumer confirms) is not older than the standby's own.
+    let primary = port(&cluster, index_of(&cluster, &leader));
+    let mut first = Consumer::start(&v18, primary, &pw, dir.path().join("before.bin"));
     // The standbys hold the slot, synchronized and persistent (only those survive a promotion).
     for i in (0..3).filter(|i| cluster.nodes[*i].name != leader) {
         common::wait_for(
@@ -248,9 +255,6 @@ async fn postgres_18_failover_slots_lose_no_row_for_a_logical_consumer() {
         )
         .await;
     }
-    let writer = probe::writer(&db::ports(&cluster), &pw);
-    let primary = port(&cluster, index_of(&cluster, &leader));
-    let mut first = Consumer::start(&v18, primary, &pw, dir.path().join("before.bin"));
     let (new, _) = crash_primary(&mut cluster, &leader, &mut first).await;
     let second = Consumer::start(
         &v18,
