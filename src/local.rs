@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::authz::CertRole;
 use crate::config::Role;
 use crate::dcs::client::DcsClient;
+use crate::identity::CertRole;
 use crate::tls::{NodeTls, TlsFiles};
 
 /// What can go wrong while setting up or driving a local cluster.
@@ -163,7 +163,7 @@ impl LocalCluster {
             crate::cert::init_ca(&certs, "demo", 30, true)?;
             let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
             // One role certificate per node, named as the node (peers check it), and an admin one for ctl.
-            let node_role = crate::authz::own::needed(role);
+            let node_role = crate::node::own_cert::needed(role);
             for name in &names {
                 crate::cert::issue(&certs, node_role, name, &localhost, &["localhost".into()], 30)?;
             }
@@ -381,7 +381,7 @@ impl LocalCluster {
             let certs = self.dir.join("certs");
             crate::cert::issue(
                 &certs,
-                crate::authz::own::needed(role),
+                crate::node::own_cert::needed(role),
                 &name,
                 &localhost,
                 &["localhost".into()],
@@ -482,10 +482,10 @@ impl LocalCluster {
     /// Polls until the PostgreSQL cluster has a leader running as primary and `replicas` streaming replicas;
     /// returns the leader's name.
     pub async fn wait_pg_cluster(&self, replicas: usize, timeout: Duration) -> Result<String, LocalError> {
-        use crate::ha::model::{PgRole, PgState};
+        use crate::cluster::model::{PgRole, PgState};
         let client = self.client(Duration::from_secs(2))?;
-        let keys = crate::ha::keys::Keys::new("demo");
-        let store = crate::ha::store::Store {
+        let keys = crate::cluster::keys::Keys::new("demo");
+        let store = crate::cluster::store::Store {
             dcs: &client,
             keys: &keys,
         };

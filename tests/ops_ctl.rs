@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pgha::cluster::keys::Keys;
+use pgha::cluster::store::Store;
 use pgha::config::Role;
-use pgha::ha::keys::Keys;
-use pgha::ha::store::Store;
 use pgha::local::{Layout, LocalCluster};
 
 use db::{index_of, port, READY};

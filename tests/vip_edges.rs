@@ -18,9 +18,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use netns::{NsChild, Topology, IFACE};
+use pgha::cluster::keys::Keys;
+use pgha::cluster::model::{PgRole, PgState};
 use pgha::dcs::client::DcsClient;
-use pgha::ha::keys::Keys;
-use pgha::ha::model::{PgRole, PgState};
 use vip_view::{median, VipView, MOVE};
 
 const DBS: [&str; 3] = ["db1", "db2", "db3"];
@@ -140,7 +140,7 @@ impl Site {
     /// Waits for a primary and two streaming replicas; returns the primary's host name.
     fn wait_pg_cluster(&self) -> String {
         let keys = Keys::new("demo");
-        let store = pgha::ha::store::Store {
+        let store = pgha::cluster::store::Store {
             dcs: &self.dcs,
             keys: &keys,
         };

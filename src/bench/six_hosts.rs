@@ -11,10 +11,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::cluster::keys::Keys;
+use crate::cluster::model::{ClusterView, PgRole, PgState};
+use crate::cluster::store::Store;
 use crate::dcs::client::DcsClient;
-use crate::ha::keys::Keys;
-use crate::ha::model::{ClusterView, PgRole, PgState};
-use crate::ha::store::Store;
 use crate::netns::{NetnsError, NsChild, Topology, IFACE};
 use crate::tls::{NodeTls, TlsFiles};
 
@@ -143,15 +143,15 @@ impl SixHosts {
         for h in hosts.iter().filter(|h| **h != CLIENT) {
             let ip = topo.host(h)?.ip;
             let role = match DBS.contains(h) {
-                true => crate::authz::CertRole::Member,
-                false => crate::authz::CertRole::Edge,
+                true => crate::identity::CertRole::Member,
+                false => crate::identity::CertRole::Edge,
             };
             crate::cert::issue(&certs, role, h, &[ip.into()], &[h.to_string()], 30)?;
         }
         let ctl_ip = [topo.bridge_ip().into()];
         crate::cert::issue(
             &certs,
-            crate::authz::CertRole::Admin,
+            crate::identity::CertRole::Admin,
             "ctl",
             &ctl_ip,
             &["ctl".into()],

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::cli::DsnRole;
+use crate::cluster::keys::Keys;
+use crate::cluster::model::{ClusterView, NodeCommand, PgRole, PgState};
+use crate::cluster::store::Store;
 use crate::dcs::client::DcsClient;
-use crate::ha::keys::Keys;
-use crate::ha::model::{ClusterView, NodeCommand, PgRole, PgState};
-use crate::ha::store::Store;
 
 /// How long ctl waits for the members.
 const WAIT: Duration = Duration::from_secs(180);

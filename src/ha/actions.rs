@@ -6,11 +6,11 @@ use anyhow::Context;
 
 use super::decide::Action;
 use super::hooks::HookRole;
-use super::model::{ClusterView, HistoryEntry, NodeCommand, PgState};
 use super::race::{should_take_leader, Candidate};
 use super::runner::DbNode;
-use super::store::unix_ms;
 use super::sync;
+use crate::cluster::model::{ClusterView, HistoryEntry, NodeCommand, PgState};
+use crate::cluster::store::unix_ms;
 use crate::postgres::{slot_name, ConfRole, StopMode};
 use crate::proto::ha_client::HaClient;
 use crate::proto::WalPositionRequest;

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::cascade;
-use super::model::ClusterView;
 use super::runner::DbNode;
+use crate::cluster::model::ClusterView;
 
 impl DbNode {
     /// On a running standby: the slots of the members that stream (or may stream) from it. The slots pgha created

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::hook_exec;
 use super::hooks::{self, HookAction, HookEnd, HookRole, Verdict};
-use super::model::ClusterView;
 use super::runner::DbNode;
+use crate::cluster::model::ClusterView;
 
 impl DbNode {
     /// The role PostgreSQL has (or had, right before a stop): from its last status, else what was announced.

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::model::ClusterView;
 use super::runner::DbNode;
+use crate::cluster::model::ClusterView;
 
 impl DbNode {
     /// Moves the session to a lease with the configured TTL when the current one was granted with another; true when

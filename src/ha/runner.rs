@@ -15,10 +15,10 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{decide, Action, LocalData, LocalPg, LocalState};
-use super::keys::Keys;
-use super::model::{ClusterView, DynamicConfig, MemberInfo, PgRole, PgState};
 use super::session::{self, Session};
-use super::store::Store;
+use crate::cluster::keys::Keys;
+use crate::cluster::model::{ClusterView, DynamicConfig, MemberInfo, PgRole, PgState};
+use crate::cluster::store::Store;
 use crate::dcs::client::{DcsClient, WatchMessage};
 use crate::postgres::{DataState, PgStatus, Postgres};
 use crate::retry::{log_transition, Backoff, FailureLog};
@@ -99,7 +99,7 @@ pub struct DbNode {
     #[allow(clippy::type_complexity)]
     pub(super) logical_create: Option<tokio::task::JoinHandle<(String, Result<(), crate::postgres::PgError>)>>,
     /// The leader's slots as last read, published in its member key.
-    pub(super) published_slots: Vec<super::model::PublishedSlot>,
+    pub(super) published_slots: Vec<crate::cluster::model::PublishedSlot>,
     /// Set while a long action runs, for the published state.
     pub(super) activity: Option<PgState>,
     pub(super) last_status: Option<PgStatus>,
@@ -398,7 +398,7 @@ impl DbNode {
             pg,
             lease: self.session.lease(),
             lease_valid: self.session.valid(Instant::now()),
-            now_unix_ms: super::store::unix_ms(),
+            now_unix_ms: crate::cluster::store::unix_ms(),
             rewind_pending: self.rewind_marker().exists(),
             settled: self
                 .first_session_at
@@ -478,7 +478,7 @@ impl DbNode {
         let snapshot = crate::api::health::NodeSnapshot {
             name: self.s.name.clone(),
             taken_at: Instant::now(),
-            unix_ms: super::store::unix_ms(),
+            unix_ms: crate::cluster::store::unix_ms(),
             view,
             status: self.last_status.clone(),
             holds_leader,

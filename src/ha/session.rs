@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::fence;
-use super::lease::LeaseClock;
+use crate::cluster::lease::LeaseClock;
 use crate::dcs::client::DcsClient;
+use crate::fence;
 use crate::retry::{log_transition, FailureLog};
 
 /// Shared state of the session, read by the HA loop.

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::model::{ClusterView, MemberInfo, SyncMode};
 use super::runner::DbNode;
 use super::sync::{self, Standby, SyncSpec, SyncStep};
+use crate::cluster::model::{ClusterView, MemberInfo, SyncMode};
 
 impl DbNode {
     /// Not leading: render the standby spec, so that after a promotion no commit is acknowledged before the new

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pgha::bench::vip_settle::{VipSettle, VipVerdict};
+use pgha::cluster::keys::Keys;
 use pgha::dcs::client::DcsClient;
-use pgha::ha::keys::Keys;
 
 use crate::netns::Topology;
 

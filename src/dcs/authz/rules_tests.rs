@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::authz::role::Caller;
 use crate::dcs::types::{Compare, CompareTarget, ExpiredLease, Op, Txn};
+use crate::identity::role::Caller;
 use CertRole::{Admin, Edge, Member, Monitor, Witness};
 
 const ROOT: &str = "/pgha/main/";

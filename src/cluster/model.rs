@@ -291,8 +291,8 @@ pub struct SyncState {
 impl Default for DynamicConfig {
     fn default() -> Self {
         DynamicConfig {
-            ttl_ms: 2000,
-            loop_wait_ms: 250,
+            ttl_ms: super::timing::DEFAULT_TTL_MS,
+            loop_wait_ms: super::timing::DEFAULT_LOOP_WAIT_MS,
             maximum_lag_on_failover: 1 << 20,
             primary_start_timeout_ms: 10_000,
             member_slots_ttl_ms: 30 * 60 * 1000,
