@@ -482,7 +482,6 @@ impl LocalCluster {
     /// Polls until the PostgreSQL cluster has a leader running as primary and `replicas` streaming replicas;
     /// returns the leader's name.
     pub async fn wait_pg_cluster(&self, replicas: usize, timeout: Duration) -> Result<String, LocalError> {
-        use crate::cluster::model::{PgRole, PgState};
         let client = self.client(Duration::from_secs(2))?;
         let keys = crate::cluster::keys::Keys::new("demo");
         let store = crate::cluster::store::Store {
@@ -491,13 +490,8 @@ impl LocalCluster {
         };
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(view) = store.view().await {
-                let streaming = view.members.values().filter(|m| m.state == PgState::Streaming).count();
-                if let Some(leader) = view.leader_member() {
-                    if leader.role == PgRole::Primary && streaming >= replicas {
-                        return Ok(leader.name.clone());
-                    }
-                }
+            if let Some(primary) = store.view().await.ok().as_ref().and_then(|v| v.primary_with(replicas)) {
+                return Ok(primary.to_string());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use netns::{NsChild, Topology, IFACE};
 use pgha::cluster::keys::Keys;
-use pgha::cluster::model::{PgRole, PgState};
 use pgha::dcs::client::DcsClient;
 use vip_view::{median, VipView, MOVE};
 
@@ -146,13 +145,14 @@ impl Site {
         };
         let deadline = Instant::now() + READY;
         while Instant::now() < deadline {
-            if let Ok(view) = self.runtime.block_on(store.view()) {
-                let streaming = view.members.values().filter(|m| m.state == PgState::Streaming).count();
-                if let Some(l) = view.leader_member() {
-                    if l.role == PgRole::Primary && streaming >= 2 {
-                        return l.name.clone();
-                    }
-                }
+            if let Some(primary) = self
+                .runtime
+                .block_on(store.view())
+                .ok()
+                .as_ref()
+                .and_then(|v| v.primary_with(2))
+            {
+                return primary.to_string();
             }
             std::thread::sleep(Duration::from_millis(200));
         }

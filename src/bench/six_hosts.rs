@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::cluster::keys::Keys;
-use crate::cluster::model::{ClusterView, PgRole, PgState};
+use crate::cluster::model::ClusterView;
 use crate::cluster::store::Store;
 use crate::dcs::client::DcsClient;
 use crate::netns::{NetnsError, NsChild, Topology, IFACE};
@@ -301,10 +301,7 @@ impl SixHosts {
 
     /// The primary's host when the leader is a running primary with `replicas` streaming replicas.
     pub async fn primary_with(&self, replicas: usize) -> Option<String> {
-        let view = self.view().await.ok()?;
-        let streaming = view.members.values().filter(|m| m.state == PgState::Streaming).count();
-        let leader = view.leader_member()?;
-        (leader.role == PgRole::Primary && streaming >= replicas).then(|| leader.name.clone())
+        self.view().await.ok()?.primary_with(replicas).map(str::to_string)
     }
 
     /// Waits for a primary with two streaming replicas and exactly one VIP holder that the `vip` key names.

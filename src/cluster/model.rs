@@ -452,6 +452,14 @@ impl ClusterView {
     pub fn leader_member(&self) -> Option<&MemberInfo> {
         self.leader.as_ref().and_then(|l| self.members.get(&l.name))
     }
+
+    /// The leader's name when it runs as primary and at least `replicas` members stream: "the cluster is up" for
+    /// the demo, the bench and the tests.
+    pub fn primary_with(&self, replicas: usize) -> Option<&str> {
+        let streaming = self.members.values().filter(|m| m.state == PgState::Streaming).count();
+        let leader = self.leader_member()?;
+        (leader.role == PgRole::Primary && streaming >= replicas).then_some(leader.name.as_str())
+    }
 }
 
 #[cfg(test)]
