@@ -125,6 +125,8 @@ pub struct Config {
     pub ha: HaSection,
     /// `[edge]`: client ports, status page and virtual IP of an edge (ignored by other roles).
     pub edge: EdgeSection,
+    /// `[witness]`: the witness's HTTP endpoint (ignored by other roles).
+    pub witness: WitnessSection,
     /// `[tls]`: certificates for all gRPC traffic (mutual TLS).
     pub tls: TlsSection,
     /// `[log]`: log output.
@@ -255,6 +257,22 @@ pub struct TlsSection {
     /// roles): `"allow"` (full rights, as before; warned once per peer) or
     /// `"deny"` (refused). Default: `"allow"`. See docs/security.md.
     pub legacy_certificates: LegacyCertificates,
+}
+
+/// `[witness]`: the HTTP endpoint of a witness (`/metrics`, `/health`, `/readiness`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WitnessSection {
+    /// `witness.http_listen` (`PGHA_WITNESS__HTTP_LISTEN`): `host:port` of the
+    /// witness's HTTP endpoint (`/metrics`, `/health`, `/readiness`); `""`
+    /// turns it off. Default (unset): `"0.0.0.0:8008"`, and an address in use
+    /// is then logged, not fatal; a configured address must bind.
+    pub http_listen: Option<String>,
+}
+
+impl WitnessSection {
+    /// The default `witness.http_listen`.
+    pub const DEFAULT_HTTP_LISTEN: &'static str = "0.0.0.0:8008";
 }
 
 /// `[log]`: log output.

@@ -16,6 +16,7 @@ pub mod ha;
 pub mod identity;
 pub mod local;
 pub mod logging;
+pub mod metrics;
 pub mod netns;
 pub mod node;
 pub mod ports;

@@ -50,7 +50,8 @@ pub struct LocalNode {
     pub pg_port: Option<u16>,
     /// PostgreSQL data directory (db nodes).
     pub pg_data: Option<PathBuf>,
-    /// Port of the Patroni-compatible REST API (db nodes).
+    /// Port of the node's HTTP API: the Patroni-compatible REST API (db nodes), `/metrics`, `/health` and
+    /// `/readiness` (witnesses).
     pub rest_port: Option<u16>,
     /// Ports of an edge.
     pub edge: Option<LocalEdgePorts>,
@@ -362,12 +363,18 @@ impl LocalCluster {
     /// TLS is on) whose `dcs.peers` are the existing nodes plus itself; it is not started. Started with empty storage,
     /// it joins the running cluster on its own (see `dcs::bootstrap`). Returns its index.
     pub fn add_node(&mut self) -> Result<usize, LocalError> {
+        let role = self.nodes.first().map_or(Role::Witness, |n| n.role);
+        self.add_node_as(role)
+    }
+
+    /// Like [`LocalCluster::add_node`] in `role` (e.g. a witness beside db nodes).
+    pub fn add_node_as(&mut self, role: Role) -> Result<usize, LocalError> {
         let Some(first) = self.nodes.first() else {
             return Err(io("adding a node")(std::io::Error::other(
                 "the cluster has no node to copy settings from",
             )));
         };
-        let (exe, role) = (PathBuf::from(&first.argv[0]), first.role);
+        let exe = PathBuf::from(&first.argv[0]);
         let name = format!("node{}", self.nodes.len() + 1);
         let port = free_ports(1)?[0];
         let mut peers: Vec<String> = self
@@ -543,8 +550,8 @@ fn layout_node(
         _ => None,
     };
     let rest_port = match role {
-        Role::Db => Some(free_ports(1)?[0]),
-        _ => None,
+        Role::Db | Role::Witness => Some(free_ports(1)?[0]),
+        Role::Edge => None,
     };
     let postgresql = match (pg_port, rest_port) {
         (Some(p), Some(r)) => format!(
@@ -554,6 +561,7 @@ fn layout_node(
             pg = layout.pg_lines,
             ha = layout.ha_lines,
         ),
+        (None, Some(r)) => format!("[witness]\nhttp_listen = \"127.0.0.1:{r}\"\n"),
         _ => String::new(),
     };
     let text = format!(

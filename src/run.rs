@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::config::{Config, Role};
 use crate::dcs::member::{Member, MemberSettings, MemberTls};
+use crate::metrics::Metrics;
 
 /// Loads the node's TLS identity, or warns loudly when the config asks for plaintext.
 pub fn member_tls(config: &Config) -> anyhow::Result<Option<MemberTls>> {
@@ -60,17 +61,31 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("creating node.data_dir {}", config.node.data_dir.display()))?;
     let mut settings = member_settings(&config)?;
+    let metrics = Metrics::new(role.as_str());
+    metrics.register(|r| r.register_collector(Box::new(crate::metrics::cert::CertCollector)));
+    let witness_http = match role {
+        Role::Witness => witness_listener(&config)?,
+        _ => None,
+    };
     let db = match role {
         Role::Db => {
             let db = crate::run_db::prepare(&config, &settings)?;
             settings.ha = Some(db.ha_service());
+            db.register_metrics(&metrics);
             Some(db)
         }
         _ => None,
     };
     let member = Member::start(settings).await?;
+    metrics.register(|r| crate::metrics::dcs::register(r, member.core.raft.metrics()));
     tracing::info!(role = %role, name = %config.node.name, "node running");
-    let ha = db.map(|db| db.spawn());
+    let http_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(listener) = witness_http {
+        let raft = member.core.raft.metrics();
+        let serve = crate::metrics::server::serve_witness(listener, metrics.clone(), raft, http_stop.clone());
+        tokio::spawn(serve);
+    }
+    let ha = db.map(|db| db.spawn(metrics.clone()));
     // Ready once the DCS member serves (the HA loop then brings PostgreSQL up on its own schedule).
     crate::sd_notify::ready(&format!("{role} {} serving the DCS", config.node.name));
     let fatal = tokio::select! {
@@ -97,9 +112,39 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     if let Some(ha) = ha {
         ha.stop().await;
     }
+    http_stop.cancel();
     member.shutdown().await;
     match fatal {
         None => Ok(()),
         Some(fatal) => Err(fatal.into()),
+    }
+}
+
+/// The witness's HTTP endpoint (`witness.http_listen`): a configured address must bind; the default one is
+/// skipped with an error line when it cannot (e.g. another witness of a test cluster on the same host).
+fn witness_listener(config: &Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let configured = config.witness.http_listen.as_deref();
+    let addr = configured.unwrap_or(crate::config::WitnessSection::DEFAULT_HTTP_LISTEN);
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let bound = std::net::TcpListener::bind(addr).and_then(|l| {
+        l.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(l)
+    });
+    match (bound, configured) {
+        (Ok(listener), _) => {
+            tracing::info!(listen = %addr, "witness HTTP endpoint: /metrics, /health, /readiness");
+            Ok(Some(listener))
+        }
+        (Err(e), Some(_)) => Err(e).with_context(|| format!("witness.http_listen {addr}")),
+        (Err(e), None) => {
+            tracing::error!(
+                listen = %addr,
+                "witness HTTP endpoint not started: binding the default witness.http_listen failed: {e} \
+                 (set witness.http_listen to another address, or \"\" to turn it off)"
+            );
+            Ok(None)
+        }
     }
 }

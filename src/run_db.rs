@@ -15,6 +15,7 @@ use crate::dcs::member::MemberSettings;
 use crate::ha::hooks::HookSettings;
 use crate::ha::runner::{DbNode, DbSettings};
 use crate::ha::wal_service::HaService;
+use crate::metrics::Metrics;
 use crate::postgres::bin_dir::{self, BinQuery};
 use crate::postgres::{PgSettings, PgTls, Postgres};
 
@@ -23,6 +24,9 @@ pub struct PreparedDb {
     node: DbNode,
     ha: HaService,
     rest: Option<RestServer>,
+    cluster: String,
+    /// What the HA loop publishes after every iteration (REST API, metrics).
+    snapshot: crate::api::rest::SharedSnapshot,
 }
 
 /// The REST API's listener, ready to serve once the runtime runs the node.
@@ -167,9 +171,11 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
         None => None,
     };
     Ok(PreparedDb {
-        node: DbNode::new(settings, dcs, pg, snapshot),
+        node: DbNode::new(settings, dcs, pg, snapshot.clone()),
         ha,
         rest,
+        cluster: config.cluster.name.clone(),
+        snapshot,
     })
 }
 
@@ -208,18 +214,36 @@ impl PreparedDb {
         std::sync::Arc::new(self.ha.clone())
     }
 
-    /// Starts the HA loop.
-    pub fn spawn(self) -> RunningDb {
+    /// Adds the db node's families (HA counters, the Patroni-compatible and HA state gauges) to `metrics`.
+    pub fn register_metrics(&self, metrics: &Metrics) {
+        let collector = crate::metrics::db::DbCollector {
+            cluster: self.cluster.clone(),
+            snapshot: self.snapshot.clone(),
+        };
+        metrics.register(|r| {
+            crate::metrics::ha::HA.register(r);
+            r.register_collector(Box::new(collector));
+        });
+    }
+
+    /// Starts the HA loop (and the REST API, serving `metrics` on `/metrics`).
+    pub fn spawn(self, metrics: Metrics) -> RunningDb {
         let token = CancellationToken::new();
         if let Some(rest) = self.rest {
             let (cluster, snapshot, token) = (rest.cluster, rest.snapshot, token.clone());
             match rest.tls {
                 None => {
-                    tokio::spawn(crate::api::rest::serve(rest.listener, cluster, snapshot, token));
+                    tokio::spawn(crate::api::rest::serve(
+                        rest.listener,
+                        cluster,
+                        snapshot,
+                        metrics,
+                        token,
+                    ));
                 }
                 Some(tls) => match crate::api::tls_listener::TlsListener::new(rest.listener, tls) {
                     Ok(listener) => {
-                        tokio::spawn(crate::api::rest::serve(listener, cluster, snapshot, token));
+                        tokio::spawn(crate::api::rest::serve(listener, cluster, snapshot, metrics, token));
                     }
                     Err(e) => tracing::error!("REST API over TLS not started: {e}"),
                 },

@@ -209,8 +209,22 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
     }
     if let Some(listener) = status_listener {
         tracing::info!("status page on http://{}/", e.status_listen);
-        tasks.push(tokio::spawn(http::serve(listener, state.clone(), background.clone())));
+        let metrics = crate::metrics::Metrics::new("edge");
+        metrics.register(|r| {
+            r.register_collector(Box::new(crate::metrics::cert::CertCollector));
+            crate::metrics::edge::register(r, state.clone());
+        });
+        tasks.push(tokio::spawn(http::serve(
+            listener,
+            state.clone(),
+            metrics,
+            background.clone(),
+        )));
     }
+    tasks.push(tokio::spawn(crate::edge::changes::follow_vip(
+        holder_rx.clone(),
+        background.clone(),
+    )));
     let info = EdgeInfo {
         name: name.clone(),
         status_addr: e.status_listen.clone(),

@@ -392,6 +392,8 @@ fn deb_holds_binary_units_docs_and_maintainer_scripts() {
         "./usr/share/doc/pgha/patroni-migration.md",
         "./usr/share/doc/pgha/security.md",
         "./usr/share/doc/pgha/README.md",
+        "./usr/share/pgha/monitoring/pgha-dashboard.json",
+        "./usr/share/pgha/monitoring/pgha-alerts.yml",
     ] {
         assert!(
             files.lines().any(|l| l.ends_with(want)),

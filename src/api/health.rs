@@ -112,4 +112,4 @@ pub fn status_code(path: &str, query: &HashMap<String, String>, snap: Option<&No
 
 #[cfg(test)]
 #[path = "health_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -30,7 +30,8 @@ fn pg(in_recovery: bool, lsn: u64) -> PgStatus {
     }
 }
 
-fn snapshot(primary: bool, lsn: u64, tags: &[(&str, &str)]) -> NodeSnapshot {
+/// db1 (the leader, at LSN 10000) or db2 (a streaming replica at `lsn`), as the HA loop would publish it.
+pub(crate) fn snapshot(primary: bool, lsn: u64, tags: &[(&str, &str)]) -> NodeSnapshot {
     let mut view = ClusterView {
         leader: Some(LeaderKey {
             name: "db1".into(),

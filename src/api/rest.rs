@@ -6,13 +6,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{Query, State};
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use super::health::{status_code, NodeSnapshot};
-use super::metrics;
+use crate::metrics::Metrics;
 
 /// The latest snapshot published by the HA loop.
 pub type SharedSnapshot = Arc<RwLock<Option<NodeSnapshot>>>;
@@ -21,12 +21,12 @@ pub type SharedSnapshot = Arc<RwLock<Option<NodeSnapshot>>>;
 struct AppState {
     cluster: String,
     snapshot: SharedSnapshot,
+    metrics: Metrics,
 }
 
 fn body(path: &str, state: &AppState, snap: Option<&NodeSnapshot>) -> Response {
     if path == "/metrics" {
-        let text = metrics::render(&state.cluster, snap, Instant::now());
-        return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
+        return crate::metrics::server::text_response(&state.metrics);
     }
     let json = match (path, snap) {
         ("/cluster", Some(s)) => serde_json::json!({
@@ -81,14 +81,21 @@ async fn handle(
 
 /// Serves the REST API on `listener` (plain TCP, or [`super::tls_listener::TlsListener`]) until `token` is
 /// cancelled.
-pub async fn serve<L>(listener: L, cluster: String, snapshot: SharedSnapshot, token: CancellationToken)
-where
+pub async fn serve<L>(
+    listener: L,
+    cluster: String,
+    snapshot: SharedSnapshot,
+    metrics: Metrics,
+    token: CancellationToken,
+) where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    let app = Router::new()
-        .fallback(handle)
-        .with_state(AppState { cluster, snapshot });
+    let app = Router::new().fallback(handle).with_state(AppState {
+        cluster,
+        snapshot,
+        metrics,
+    });
     let shutdown = async move { token.cancelled().await };
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!("REST API stopped: {e}");

@@ -86,6 +86,7 @@ pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("ha", "synchronous_mode_strict", Kind::Bool),
     ("ha", "synchronous_node_count", Kind::Int),
     ("ha", "tags", Kind::Table),
+    ("witness", "http_listen", Kind::OptStr),
     ("edge", "primary_listen", Kind::Str),
     ("edge", "replica_listen", Kind::Str),
     ("edge", "any_listen", Kind::Str),

@@ -306,6 +306,13 @@ request_timeout_ms = 2000
 # bytes: max_request_bytes to 1073741824. Default: 33554432 (32 MiB).
 # watch_history_bytes = 33554432
 
+[witness]
+# host:port of the witness's HTTP endpoint: /metrics (Prometheus), /health
+# (200 while its Raft core runs), /readiness (200 while it also knows a
+# Raft leader); read-only. "" turns it off. Default: "0.0.0.0:8008" (an
+# address in use is then logged, not fatal).
+http_listen = "0.0.0.0:8008"
+
 [tls]
 # true disables TLS entirely (trusted networks and tests only); ca, cert and
 # key are then ignored. Default: false.

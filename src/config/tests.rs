@@ -275,6 +275,18 @@ fn each_rule_reports_its_key() {
             &[],
         ),
         (&[("PGHA_LOG__LEVEL", " ")], DB, &["log.level"]),
+        (
+            &[("PGHA_WITNESS__HTTP_LISTEN", "8008")],
+            Purpose::Run(Role::Witness),
+            &["witness.http_listen"],
+        ),
+        (&[("PGHA_WITNESS__HTTP_LISTEN", "")], Purpose::Run(Role::Witness), &[]),
+        (
+            &[("PGHA_WITNESS__HTTP_LISTEN", "127.0.0.1:9108")],
+            Purpose::Run(Role::Witness),
+            &[],
+        ),
+        (&[("PGHA_WITNESS__HTTP_LISTEN", "8008")], DB, &[]),
     ];
     for (env, purpose, want) in cases {
         let result = load(Some(DB_CONF), env, *purpose, &Overrides::default());

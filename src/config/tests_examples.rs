@@ -69,6 +69,7 @@ fn examples_document_every_key() {
     ];
     let db_only = ["postgresql", "postgresql.callbacks", "ha"];
     let edge_only = ["edge", "edge.vip"];
+    let witness_only = ["witness"];
     for role in Role::ALL {
         let text = example(role);
         for (section, key, kind) in env::KEYS {
@@ -76,6 +77,7 @@ fn examples_document_every_key() {
             if role == Role::Edge && !edge_keys.contains(&path.as_str()) && !edge_only.contains(section)
                 || role != Role::Db && db_only.contains(section)
                 || role != Role::Edge && edge_only.contains(section)
+                || role != Role::Witness && witness_only.contains(section)
             {
                 continue;
             }
@@ -110,6 +112,9 @@ fn examples_document_every_key() {
     for role in [Role::Db, Role::Witness] {
         assert!(!example(role).contains("[edge"), "{role}: has [edge]");
     }
+    for role in [Role::Db, Role::Edge] {
+        assert!(!example(role).contains("[witness]"), "{role}: has [witness]");
+    }
 }
 
 #[test]
@@ -135,6 +140,7 @@ fn key_table_matches_struct() {
         on_role_change: hook,
     };
     full.ha.rest_listen = Some("0.0.0.0:8008".into());
+    full.witness.http_listen = Some("0.0.0.0:8008".into());
     full.edge.replica_max_lag_bytes = Some(1);
     full.edge.primary_max_sessions = Some(1);
     full.edge.replica_max_sessions = Some(1);

@@ -143,6 +143,13 @@ pub(super) fn problems(config: &Config, purpose: Purpose) -> Vec<Problem> {
     if purpose == Purpose::Run(Role::Edge) {
         super::edge::edge(&config.edge, &mut r);
     }
+    if purpose == Purpose::Run(Role::Witness) {
+        if let Some(addr) = config.witness.http_listen.as_deref().filter(|a| !a.is_empty()) {
+            if let Err(e) = parse_addr(addr) {
+                r.syntax("witness.http_listen", e);
+            }
+        }
+    }
     tls_and_log(config, &mut r);
     r.0
 }

@@ -149,7 +149,8 @@ impl DcsCore {
             // once and the admitted bytes are released.
             let admitted = self.admit(&cmd)?;
             // A leader without a quorum never answers: bound the wait (the write may still commit later, as in etcd).
-            let outcome = tokio::time::timeout(remaining, self.raft.client_write(cmd.clone())).await;
+            let write = tokio::time::timeout(remaining, self.raft.client_write(cmd.clone()));
+            let outcome = crate::metrics::dcs::DCS.proposal(write).await;
             drop(admitted);
             let Ok(outcome) = outcome else {
                 return Err(DcsError::NoLeader(self.timeout));
@@ -309,7 +310,8 @@ impl DcsCore {
             Ok(admitted) => admitted,
             Err(e) => return Forwarded::Refused(e),
         };
-        let Ok(outcome) = tokio::time::timeout(self.timeout, self.raft.client_write(cmd)).await else {
+        let write = tokio::time::timeout(self.timeout, self.raft.client_write(cmd));
+        let Ok(outcome) = crate::metrics::dcs::DCS.proposal(write).await else {
             return Forwarded::Failed(format!("no quorum within {:?}", self.timeout));
         };
         match outcome {

@@ -2,6 +2,7 @@
 //! sessions whose backend lost its role), serves a status page, publishes itself, and may hold the VIP.
 
 pub mod cancel;
+pub mod changes;
 pub mod copy;
 pub mod follow;
 pub mod handshake;

@@ -192,6 +192,7 @@ impl Proxy {
         }
         for line in describe_changes(&reg.table, &new) {
             tracing::info!(event = "edge_route_changed", "{line}");
+            super::changes::record(super::changes::ChangeKind::Route, &line);
         }
         for cut in sessions_to_close(&reg.table, &new) {
             let closed = reg.close_where(|live| live.port == cut.port && live.backend == cut.backend);
@@ -320,7 +321,8 @@ impl Proxy {
             for k in 0..targets.len() {
                 let backend = &targets[(start + k) % targets.len()];
                 let budget = CONNECT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()).max(RETRY_PAUSE));
-                match tokio::time::timeout(budget, TcpStream::connect(&backend.addr)).await {
+                let dial = tokio::time::timeout(budget, TcpStream::connect(&backend.addr));
+                match crate::metrics::edge::EDGE.timed_dial(port, dial).await {
                     Ok(Ok(stream)) => match self.register(id, port, backend, client, local) {
                         Some(live) => return Some((backend.clone(), stream, live)),
                         None => break, // the table changed meanwhile: look again

@@ -66,6 +66,7 @@ impl EdgeState {
             vip: self.vip.clone(),
             vip_holder: self.vip_holder.borrow().clone(),
             view_age: followed.map(|f| Instant::now().saturating_duration_since(f.confirmed_at)),
+            changes: super::changes::recent(),
         }
     }
 }

@@ -1,9 +1,10 @@
-//! The edge's status page (HTML, like HAProxy's stats page) and `/metrics` (Prometheus text), rendered from one
-//! snapshot (pure).
+//! The edge's status page (HTML, like HAProxy's stats page, refreshing itself) and `/status.json`, rendered from one
+//! snapshot (pure). `/metrics` is rendered from the same snapshot by `crate::metrics::edge`.
 
 use std::fmt::Write;
 use std::time::Duration;
 
+use super::changes::{Change, ChangeKind};
 use super::proxy::SessionRow;
 use super::routing::{Port, RoutingTable};
 use crate::cluster::model::ClusterView;
@@ -58,6 +59,8 @@ pub struct StatusSnapshot {
     pub vip_holder: Option<String>,
     /// Age of the DCS view (None before the first read).
     pub view_age: Option<Duration>,
+    /// The last routing changes and VIP moves, newest first.
+    pub changes: Vec<Change>,
 }
 
 /// The backends of `view` with the ports that route to them and their live session counts.
@@ -113,12 +116,76 @@ fn age(d: Option<Duration>) -> String {
     d.map_or("never read".to_string(), |d| format!("{:.1} s", d.as_secs_f64()))
 }
 
+/// Seconds between the page's own reloads.
+pub const REFRESH_S: u32 = 5;
+
+fn kind(k: ChangeKind) -> &'static str {
+    match k {
+        ChangeKind::Route => "routing",
+        ChangeKind::Vip => "VIP",
+    }
+}
+
+/// `2026-01-02 03:04:05.678` of a time in milliseconds since the epoch.
+fn utc(unix_ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000);
+    match t {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => unix_ms.to_string(),
+    }
+}
+
+/// `/status.json`: what the page shows, for scripts.
+pub fn render_json(s: &StatusSnapshot) -> serde_json::Value {
+    let backend = |b: &super::routing::Backend| serde_json::json!({ "name": b.name, "addr": b.addr });
+    serde_json::json!({
+        "name": s.name,
+        "cluster": s.cluster,
+        "healthy": s.healthy,
+        "view_age_seconds": s.view_age.map(|d| d.as_secs_f64()),
+        "routing": {
+            "open": s.table.open,
+            "leader": s.table.leader,
+            "primary": s.table.primary.as_ref().map(backend),
+            "primary_reason": s.table.primary_reason,
+            "replicas": s.table.replicas.iter().map(backend).collect::<Vec<_>>(),
+            "any": s.table.any.iter().map(backend).collect::<Vec<_>>(),
+        },
+        "vip": { "address": s.vip, "holder": s.vip_holder },
+        "ports": s.ports.iter().map(|p| serde_json::json!({
+            "port": p.port.as_str(), "listen": p.listen, "sessions": p.active, "cap": p.cap,
+            "connects": p.connects, "refused": p.refused, "full": p.full, "no_hello": p.no_hello,
+            "cancels": p.cancels, "cut": p.cut, "bytes_in": p.bytes_in, "bytes_out": p.bytes_out,
+        })).collect::<Vec<_>>(),
+        "backends": s.backends.iter().map(|b| serde_json::json!({
+            "name": b.name, "addr": b.addr, "published": b.published,
+            "ports": b.ports.iter().map(|p| p.as_str()).collect::<Vec<_>>(), "sessions": b.sessions,
+        })).collect::<Vec<_>>(),
+        "sessions": s.sessions.iter().map(|x| serde_json::json!({
+            "id": x.id, "port": x.port.as_str(), "client": x.client.to_string(), "backend": x.backend,
+            "age_seconds": x.age.as_secs_f64(), "bytes_in": x.bytes_in, "bytes_out": x.bytes_out,
+        })).collect::<Vec<_>>(),
+        "changes": s.changes.iter().map(|c| serde_json::json!({
+            "unix_ms": c.unix_ms, "time": utc(c.unix_ms), "kind": c.kind, "text": c.text,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// The HTML status page.
 pub fn render_html(s: &StatusSnapshot) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pgha edge {name}</title>\n\
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"{REFRESH_S}\"><title>pgha edge {name}</title>\n\
          <style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;\
          padding:2px 8px}}th{{background:#ddd}}</style></head><body>\n\
          <h1>pgha edge {name} (cluster {cluster})</h1>\n<p>health: <b>{health}</b> &middot; DCS view age: {age} \
@@ -222,148 +289,23 @@ pub fn render_html(s: &StatusSnapshot) -> String {
         .collect();
     let headers = ["Id", "Port", "Client", "Backend", "Age", "Bytes in", "Bytes out"];
     table_html(&mut out, "Live sessions", &headers, &sessions);
+    let changes: Vec<Vec<String>> = s
+        .changes
+        .iter()
+        .map(|c| vec![utc(c.unix_ms), kind(c.kind).to_string(), c.text.clone()])
+        .collect();
+    table_html(&mut out, "Last changes", &["Time (UTC)", "What", "Change"], &changes);
     out.push_str("</body></html>\n");
     out
 }
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, String)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
-    }
-}
-
-/// The Prometheus text of `/metrics`.
-pub fn render_metrics(s: &StatusSnapshot) -> String {
-    let mut out = String::new();
-    let edge = format!("edge=\"{}\"", s.name);
-    let one = |v: String| vec![(edge.clone(), v)];
-    metric(
-        &mut out,
-        "pgha_edge_healthy",
-        "gauge",
-        "1 when listeners are up and the DCS view is fresh",
-        &one(u8::from(s.healthy).to_string()),
-    );
-    let age = s
-        .view_age
-        .map_or("NaN".to_string(), |d| format!("{:.3}", d.as_secs_f64()));
-    metric(
-        &mut out,
-        "pgha_edge_view_age_seconds",
-        "gauge",
-        "Age of the DCS view",
-        &one(age),
-    );
-    let primary = u8::from(s.table.primary.is_some()).to_string();
-    metric(
-        &mut out,
-        "pgha_edge_primary_routed",
-        "gauge",
-        "1 while the primary port has a backend",
-        &one(primary),
-    );
-    let holder = u8::from(s.vip_holder.as_deref() == Some(s.name.as_str())).to_string();
-    metric(
-        &mut out,
-        "pgha_edge_vip_holder",
-        "gauge",
-        "1 while this edge holds the VIP",
-        &one(holder),
-    );
-    let per_port = |f: &dyn Fn(&PortStats) -> u64| -> Vec<(String, String)> {
-        s.ports
-            .iter()
-            .map(|p| (format!("{edge},port=\"{}\"", p.port), f(p).to_string()))
-            .collect()
-    };
-    metric(
-        &mut out,
-        "pgha_edge_sessions",
-        "gauge",
-        "Live client sessions",
-        &per_port(&|p| p.active),
-    );
-    let backends = per_port(&|p| s.table.targets(p.port).len() as u64);
-    metric(
-        &mut out,
-        "pgha_edge_backends",
-        "gauge",
-        "Backends taking new sessions",
-        &backends,
-    );
-    metric(
-        &mut out,
-        "pgha_edge_connects_total",
-        "counter",
-        "Sessions forwarded",
-        &per_port(&|p| p.connects),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_refused_total",
-        "counter",
-        "Clients closed without a backend",
-        &per_port(&|p| p.refused),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_max_sessions",
-        "gauge",
-        "Connection cap of the port",
-        &per_port(&|p| p.cap),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_full_total",
-        "counter",
-        "Clients refused at the port's cap",
-        &per_port(&|p| p.full),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_no_hello_total",
-        "counter",
-        "Clients closed before a usable first message",
-        &per_port(&|p| p.no_hello),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_cancels_total",
-        "counter",
-        "Cancel requests delivered",
-        &per_port(&|p| p.cancels),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_cut_total",
-        "counter",
-        "Sessions closed on a role change",
-        &per_port(&|p| p.cut),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_bytes_in_total",
-        "counter",
-        "Bytes from clients",
-        &per_port(&|p| p.bytes_in),
-    );
-    metric(
-        &mut out,
-        "pgha_edge_bytes_out_total",
-        "counter",
-        "Bytes to clients",
-        &per_port(&|p| p.bytes_out),
-    );
-    out
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::edge::routing::Backend;
 
-    fn snapshot() -> StatusSnapshot {
+    /// An edge routing the primary port to db1, the VIP held by edge2, one session and one change.
+    pub(crate) fn snapshot() -> StatusSnapshot {
         let mut table = RoutingTable::closed();
         table.open = true;
         table.primary = Some(Backend {
@@ -409,6 +351,11 @@ mod tests {
             vip: Some("10.0.0.10/24".into()),
             vip_holder: Some("edge2".into()),
             view_age: Some(Duration::from_millis(300)),
+            changes: vec![Change {
+                unix_ms: 1_767_323_045_678,
+                kind: ChangeKind::Vip,
+                text: "VIP now held by edge2 (last held by edge1)".into(),
+            }],
         }
     }
 
@@ -423,6 +370,8 @@ mod tests {
             "VIP: 10.0.0.10/24 held by edge2",
             "DCS view age: 0.3 s",
             "health: <b>healthy</b>",
+            "<meta http-equiv=\"refresh\" content=\"5\">",
+            "<td>2026-01-02 03:04:05.678</td><td>VIP</td><td>VIP now held by edge2 (last held by edge1)</td>",
         ] {
             assert!(html.contains(needle), "{needle} missing from\n{html}");
         }
@@ -435,21 +384,13 @@ mod tests {
     }
 
     #[test]
-    fn metrics_text() {
-        let text = render_metrics(&snapshot());
-        for needle in [
-            "pgha_edge_healthy{edge=\"edge<1>\"} 1",
-            "pgha_edge_view_age_seconds{edge=\"edge<1>\"} 0.300",
-            "pgha_edge_primary_routed{edge=\"edge<1>\"} 1",
-            "pgha_edge_vip_holder{edge=\"edge<1>\"} 0",
-            "pgha_edge_connects_total{edge=\"edge<1>\",port=\"primary\"} 7",
-            "pgha_edge_bytes_out_total{edge=\"edge<1>\",port=\"primary\"} 2000",
-            "pgha_edge_max_sessions{edge=\"edge<1>\",port=\"primary\"} 334",
-            "pgha_edge_full_total{edge=\"edge<1>\",port=\"primary\"} 3",
-            "pgha_edge_cancels_total{edge=\"edge<1>\",port=\"primary\"} 5",
-            "# TYPE pgha_edge_cut_total counter",
-        ] {
-            assert!(text.contains(needle), "{needle} missing from\n{text}");
-        }
+    fn json_has_routing_vip_ports_and_changes() {
+        let j = render_json(&snapshot());
+        assert_eq!(j["routing"]["primary"]["name"], "db1");
+        assert_eq!(j["vip"]["holder"], "edge2");
+        assert_eq!(j["ports"][0]["connects"], 7);
+        assert_eq!(j["changes"][0]["kind"], "vip");
+        assert_eq!(j["changes"][0]["time"], "2026-01-02 03:04:05.678");
+        assert_eq!(j["sessions"][0]["client"], "10.0.0.9:40000");
     }
 }

@@ -100,6 +100,7 @@ impl DbNode {
             Action::StepDown => self.step_down().await,
             Action::Reclone { host, port } => {
                 tracing::warn!(event = "reclone", source = %format!("{host}:{port}"), "re-cloning a standby that cannot rejoin");
+                crate::metrics::ha::HA.reclones.inc();
                 if self.pg.postmaster_pid().is_some() {
                     self.pg.stop(StopMode::Immediate, self.settings.start_timeout).await?;
                     self.hooks_after_stop();
@@ -311,6 +312,7 @@ impl DbNode {
         self.stall.rewound = true;
         self.restart_stall_clock();
         tracing::info!(event = "rewind", source = %format!("{host}:{port}"), "rewinding from the leader");
+        crate::metrics::ha::HA.rewinds.inc();
         match self.pg.rewind(host, port, self.settings.start_timeout).await {
             Ok(()) => {
                 self.clear_rewind_marker();
@@ -324,6 +326,7 @@ impl DbNode {
                 tracing::warn!(
                     "pg_rewind failed ({e}): re-cloning from the leader (postgresql.rewind_fallback_reinit)"
                 );
+                crate::metrics::ha::HA.reclones.inc();
                 self.pg
                     .wipe_data_dir()
                     .await
@@ -444,6 +447,7 @@ impl DbNode {
             timeline = after.timeline,
             "promoted to primary: {reason}"
         );
+        crate::metrics::ha::HA.promoted(view.switchover.as_ref().is_some_and(|sw| sw.leader.is_some()));
         // Edges route to the leader once it publishes itself primary: that comes before the bookkeeping below.
         self.supervision.last_status = Some(after.clone());
         self.publish(view).await;
@@ -593,6 +597,7 @@ impl DbNode {
         self.ensure_logical_slots().await;
         let threshold = self.config.slot_retained_warn_bytes;
         if let Ok(report) = self.pg.slot_report().await {
+            crate::metrics::ha::HA.slots_seen(&report);
             self.slots.published = super::slots::published(&report, &self.slots.owned.names());
             for (slot, bytes) in super::slots::newly_over(&report, threshold, &mut self.slots.warned) {
                 tracing::warn!(
@@ -810,6 +815,7 @@ impl DbNode {
             drain_ms = drain.as_millis() as u64,
             "stepping down: fast shutdown (standbys receive all WAL), immediate if not done by the fence instant"
         );
+        crate::metrics::ha::HA.fencings.inc();
         self.pg.stop_draining(drain).await.step("stopping PostgreSQL")?;
         self.hooks_after_stop();
         self.stopped_leading().await
@@ -831,6 +837,7 @@ impl DbNode {
             event = "demote",
             "demoting: immediate stop (client sessions are terminated), then rejoin as a replica"
         );
+        crate::metrics::ha::HA.fencings.inc();
         self.pg
             .stop(StopMode::Immediate, Duration::from_secs(10))
             .await

@@ -208,6 +208,7 @@ impl DbNode {
     }
 
     async fn iteration(&mut self) -> Result<(), HaError> {
+        let _timer = crate::metrics::ha::HA.loop_timer();
         let view = self.store().view().await.step("reading the cluster from the DCS")?;
         if view.config != self.config {
             tracing::info!(config = ?view.config, "dynamic configuration changed");
@@ -426,6 +427,8 @@ impl DbNode {
 
     /// Hands this loop's picture to the REST API.
     fn share(&self, view: ClusterView) {
+        crate::metrics::ha::HA.lease_deadline(self.session.step_down_at());
+        crate::metrics::ha::HA.leader_seen(view.leader.as_ref().map(|l| l.name.as_str()));
         let lease = self.session.lease();
         let holds_leader = view
             .leader

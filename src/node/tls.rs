@@ -16,6 +16,7 @@ pub fn load_node_tls(config: &Config) -> anyhow::Result<NodeTls> {
         key: key.clone(),
     };
     let tls = NodeTls::load(&files)?;
+    crate::metrics::cert::loaded(cert, tls.not_after());
     tracing::info!(cert = %cert.display(), not_after = %tls.not_after(), "TLS identity loaded");
     Ok(tls)
 }
