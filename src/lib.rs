@@ -26,5 +26,6 @@ pub mod retry;
 pub mod run;
 pub mod run_db;
 pub mod run_edge;
+pub mod run_witness;
 pub mod sd_notify;
 pub mod tls;

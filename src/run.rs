@@ -64,7 +64,7 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let metrics = Metrics::new(role.as_str());
     metrics.register(|r| r.register_collector(Box::new(crate::metrics::cert::CertCollector)));
     let witness_http = match role {
-        Role::Witness => witness_listener(&config)?,
+        Role::Witness => crate::run_witness::listener(&config)?,
         _ => None,
     };
     let db = match role {
@@ -77,12 +77,12 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         _ => None,
     };
     let member = Member::start(settings).await?;
-    metrics.register(|r| crate::metrics::dcs::register(r, member.core.raft.metrics()));
+    metrics.register(|r| crate::dcs::metrics::register(r, member.core.raft.metrics()));
     tracing::info!(role = %role, name = %config.node.name, "node running");
     let http_stop = tokio_util::sync::CancellationToken::new();
     if let Some(listener) = witness_http {
         let raft = member.core.raft.metrics();
-        let serve = crate::metrics::server::serve_witness(listener, metrics.clone(), raft, http_stop.clone());
+        let serve = crate::run_witness::serve_witness(listener, metrics.clone(), raft, http_stop.clone());
         tokio::spawn(serve);
     }
     let ha = db.map(|db| db.spawn(metrics.clone()));
@@ -117,34 +117,5 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     match fatal {
         None => Ok(()),
         Some(fatal) => Err(fatal.into()),
-    }
-}
-
-/// The witness's HTTP endpoint (`witness.http_listen`): a configured address must bind; the default one is
-/// skipped with an error line when it cannot (e.g. another witness of a test cluster on the same host).
-fn witness_listener(config: &Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
-    let configured = config.witness.http_listen.as_deref();
-    let addr = configured.unwrap_or(crate::config::WitnessSection::DEFAULT_HTTP_LISTEN);
-    if addr.is_empty() {
-        return Ok(None);
-    }
-    let bound = std::net::TcpListener::bind(addr).and_then(|l| {
-        l.set_nonblocking(true)?;
-        tokio::net::TcpListener::from_std(l)
-    });
-    match (bound, configured) {
-        (Ok(listener), _) => {
-            tracing::info!(listen = %addr, "witness HTTP endpoint: /metrics, /health, /readiness");
-            Ok(Some(listener))
-        }
-        (Err(e), Some(_)) => Err(e).with_context(|| format!("witness.http_listen {addr}")),
-        (Err(e), None) => {
-            tracing::error!(
-                listen = %addr,
-                "witness HTTP endpoint not started: binding the default witness.http_listen failed: {e} \
-                 (set witness.http_listen to another address, or \"\" to turn it off)"
-            );
-            Ok(None)
-        }
     }
 }

@@ -216,7 +216,7 @@ impl PreparedDb {
 
     /// Adds the db node's families (HA counters, the Patroni-compatible and HA state gauges) to `metrics`.
     pub fn register_metrics(&self, metrics: &Metrics) {
-        let collector = crate::metrics::db::DbCollector {
+        let collector = crate::api::metrics::DbCollector {
             cluster: self.cluster.clone(),
             snapshot: self.snapshot.clone(),
         };

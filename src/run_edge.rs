@@ -212,7 +212,7 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
         let metrics = crate::metrics::Metrics::new("edge");
         metrics.register(|r| {
             r.register_collector(Box::new(crate::metrics::cert::CertCollector));
-            crate::metrics::edge::register(r, state.clone());
+            crate::edge::metrics::register(r, state.clone());
         });
         tasks.push(tokio::spawn(http::serve(
             listener,

@@ -26,7 +26,7 @@ struct AppState {
 
 fn body(path: &str, state: &AppState, snap: Option<&NodeSnapshot>) -> Response {
     if path == "/metrics" {
-        return crate::metrics::server::text_response(&state.metrics);
+        return crate::metrics::text_response(&state.metrics);
     }
     let json = match (path, snap) {
         ("/cluster", Some(s)) => serde_json::json!({

@@ -150,7 +150,7 @@ impl DcsCore {
             let admitted = self.admit(&cmd)?;
             // A leader without a quorum never answers: bound the wait (the write may still commit later, as in etcd).
             let write = tokio::time::timeout(remaining, self.raft.client_write(cmd.clone()));
-            let outcome = crate::metrics::dcs::DCS.proposal(write).await;
+            let outcome = super::metrics::DCS.proposal(write).await;
             drop(admitted);
             let Ok(outcome) = outcome else {
                 return Err(DcsError::NoLeader(self.timeout));
@@ -311,7 +311,7 @@ impl DcsCore {
             Err(e) => return Forwarded::Refused(e),
         };
         let write = tokio::time::timeout(self.timeout, self.raft.client_write(cmd));
-        let Ok(outcome) = crate::metrics::dcs::DCS.proposal(write).await else {
+        let Ok(outcome) = super::metrics::DCS.proposal(write).await else {
             return Forwarded::Failed(format!("no quorum within {:?}", self.timeout));
         };
         match outcome {

@@ -142,7 +142,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.disk.append(&rows).map_err(|e| StorageIOError::write_logs(&e))?;
         // Durable before acknowledging: an acknowledged entry counts toward a commit quorum.
-        let synced = crate::metrics::dcs::DCS.timed_flush(|| self.disk.sync());
+        let synced = super::metrics::DCS.timed_flush(|| self.disk.sync());
         let synced = synced.map_err(|e| std::io::Error::other(e.to_string()));
         callback.log_io_completed(synced);
         Ok(())

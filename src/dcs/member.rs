@@ -318,7 +318,7 @@ async fn log_leader_changes(raft: Raft, token: CancellationToken) {
         if (leader, term) != last && leader.is_some() {
             let name = leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.name.clone()));
             tracing::info!(term, leader = name.as_deref().unwrap_or("?"), state = ?m.state, "Raft leader changed");
-            crate::metrics::dcs::DCS.leader_changes.inc();
+            super::metrics::DCS.leader_changes.inc();
             last = (leader, term);
         }
         match (leader, leaderless_since) {

@@ -17,6 +17,7 @@ pub mod lease_expiry;
 pub mod limits;
 pub mod log_store;
 pub mod member;
+pub mod metrics;
 pub mod network;
 pub mod quota;
 pub mod service;

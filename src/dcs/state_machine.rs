@@ -98,7 +98,7 @@ impl StateMachineStore {
         };
         if let Some((meta, data)) = store.read_snapshot()? {
             store.restore(&meta, Self::decode(&meta, &data)?)?;
-            crate::metrics::dcs::DCS.snapshot_written(data.len());
+            super::metrics::DCS.snapshot_written(data.len());
         }
         Ok(store)
     }
@@ -132,7 +132,7 @@ impl StateMachineStore {
         }
         let stored = serde_json::to_vec(&StoredMeta { meta: meta.clone() }).map_err(|e| err(&e))?;
         self.shared.disk.save_snapshot(&stored, data).map_err(|e| err(&e))?;
-        crate::metrics::dcs::DCS.snapshot_written(data.len());
+        super::metrics::DCS.snapshot_written(data.len());
         Ok(())
     }
 

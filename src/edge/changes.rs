@@ -67,7 +67,7 @@ pub static RECENT: LazyLock<Mutex<Ring>> = LazyLock::new(|| Mutex::new(Ring::new
 pub fn record(kind: ChangeKind, text: &str) {
     if let Ok(mut ring) = RECENT.lock() {
         ring.push(Change {
-            unix_ms: crate::ha::store::unix_ms(),
+            unix_ms: crate::cluster::store::unix_ms(),
             kind,
             text: text.to_string(),
         });
@@ -109,7 +109,7 @@ pub async fn follow_vip(mut holder: watch::Receiver<Option<String>>, token: Canc
         let (text, moved) = vip_change(current.as_deref(), new.as_deref(), last_holder.as_deref());
         record(ChangeKind::Vip, &text);
         if moved {
-            crate::metrics::edge::EDGE.vip_moves.inc();
+            super::metrics::EDGE.vip_moves.inc();
         }
         if new.is_some() {
             last_holder = new.clone();

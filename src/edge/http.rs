@@ -27,7 +27,7 @@ async fn status_json(State(app): State<App>) -> Response {
 }
 
 async fn metrics_text(State(app): State<App>) -> Response {
-    crate::metrics::server::text_response(&app.metrics)
+    crate::metrics::text_response(&app.metrics)
 }
 
 async fn health(State(app): State<App>) -> Response {

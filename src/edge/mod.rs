@@ -10,6 +10,7 @@ pub mod hello;
 pub mod http;
 pub mod info;
 pub mod keyscan;
+pub mod metrics;
 pub mod pacing;
 pub mod proxy;
 pub mod publish;

@@ -322,7 +322,7 @@ impl Proxy {
                 let backend = &targets[(start + k) % targets.len()];
                 let budget = CONNECT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()).max(RETRY_PAUSE));
                 let dial = tokio::time::timeout(budget, TcpStream::connect(&backend.addr));
-                match crate::metrics::edge::EDGE.timed_dial(port, dial).await {
+                match super::metrics::EDGE.timed_dial(port, dial).await {
                     Ok(Ok(stream)) => match self.register(id, port, backend, client, local) {
                         Some(live) => return Some((backend.clone(), stream, live)),
                         None => break, // the table changed meanwhile: look again

@@ -1,5 +1,5 @@
 //! The edge's status page (HTML, like HAProxy's stats page, refreshing itself) and `/status.json`, rendered from one
-//! snapshot (pure). `/metrics` is rendered from the same snapshot by `crate::metrics::edge`.
+//! snapshot (pure). `/metrics` is rendered from the same snapshot by `super::metrics` (edge/metrics.rs).
 
 use std::fmt::Write;
 use std::time::Duration;

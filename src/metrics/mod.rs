@@ -1,16 +1,13 @@
 //! Prometheus metrics of every role: one `prometheus-client` registry per process, served as text on `/metrics`.
 //!
 //! Counters and histograms that code deep in the shell updates (the HA actions, the Raft log store, the edge's
-//! proxy and VIP keeper) are process-wide handles (`ha::HA`, `dcs::DCS`, `edge::EDGE`): an increment is one line
-//! where the thing happens. Gauges that describe state are computed at scrape time by collectors from what the
-//! role already shares (the HA snapshot, openraft's metrics channel, the edge's status snapshot).
+//! proxy and VIP keeper) are process-wide handles (`ha::HA` here, `DCS` in dcs/metrics.rs, `EDGE` in
+//! edge/metrics.rs): an increment is one line where the thing happens. Gauges that describe state are computed at
+//! scrape time by collectors from what the role already shares (the HA snapshot in api/metrics.rs, openraft's metrics
+//! channel, the edge's status snapshot). This module imports no other part of the crate: every role imports it.
 
 pub mod cert;
-pub mod db;
-pub mod dcs;
-pub mod edge;
 pub mod ha;
-pub mod server;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -70,6 +67,12 @@ impl Metrics {
         }
         out
     }
+}
+
+/// `/metrics` of any role.
+pub fn text_response(metrics: &Metrics) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()).into_response()
 }
 
 /// Writes one gauge family computed at scrape time (a collector's building block).

@@ -17,8 +17,8 @@ use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
 use tokio::time::error::Elapsed;
 
-use super::{flag, gauge, Labels};
-use crate::dcs::types::PghaNode;
+use super::types::PghaNode;
+use crate::metrics::{flag, gauge, Labels};
 
 /// Upper bounds of the log flush histogram (seconds), etcd's `wal_fsync_duration_seconds` range.
 const FLUSH_BUCKETS: [f64; 14] = [

@@ -13,10 +13,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{counter, flag, gauge, Labels};
-use crate::edge::routing::Port;
-use crate::edge::state::EdgeState;
-use crate::edge::status::{PortStats, StatusSnapshot};
+use super::routing::Port;
+use super::state::EdgeState;
+use super::status::{PortStats, StatusSnapshot};
+use crate::metrics::{counter, flag, gauge, Labels};
 
 /// Upper bounds of the backend dial histogram (seconds): loopback is sub-millisecond, a lost host 3 s (the timeout).
 const DIAL_BUCKETS: [f64; 12] = [

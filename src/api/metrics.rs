@@ -7,10 +7,10 @@ use std::time::Instant;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::ha::HA;
-use super::{flag, gauge, Labels};
-use crate::api::health::NodeSnapshot;
-use crate::api::rest::SharedSnapshot;
+use super::health::NodeSnapshot;
+use super::rest::SharedSnapshot;
+use crate::metrics::ha::HA;
+use crate::metrics::{flag, gauge, Labels};
 use crate::postgres::SlotReport;
 
 /// The db node's collector.

@@ -1,5 +1,5 @@
-//! Serving `/metrics`: the text response of a registry, and the witness's own HTTP endpoint (`/metrics`, `/health`,
-//! `/readiness`), which otherwise has no HTTP server.
+//! The witness's HTTP endpoint (`witness.http_listen`): `/metrics`, `/health`, `/readiness` (a witness has no other
+//! HTTP server).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -10,12 +10,39 @@ use openraft::RaftMetrics;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Metrics;
-use crate::dcs::types::PghaNode;
+use anyhow::Context;
 
-/// `/metrics` of any role.
-pub fn text_response(metrics: &Metrics) -> Response {
-    ([(header::CONTENT_TYPE, super::CONTENT_TYPE)], metrics.render()).into_response()
+use crate::config::Config;
+use crate::dcs::types::PghaNode;
+use crate::metrics::{text_response, Metrics};
+
+/// The witness's HTTP endpoint (`witness.http_listen`): a configured address must bind; the default one is
+/// skipped with an error line when it cannot (e.g. another witness of a test cluster on the same host).
+pub fn listener(config: &Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let configured = config.witness.http_listen.as_deref();
+    let addr = configured.unwrap_or(crate::config::WitnessSection::DEFAULT_HTTP_LISTEN);
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let bound = std::net::TcpListener::bind(addr).and_then(|l| {
+        l.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(l)
+    });
+    match (bound, configured) {
+        (Ok(listener), _) => {
+            tracing::info!(listen = %addr, "witness HTTP endpoint: /metrics, /health, /readiness");
+            Ok(Some(listener))
+        }
+        (Err(e), Some(_)) => Err(e).with_context(|| format!("witness.http_listen {addr}")),
+        (Err(e), None) => {
+            tracing::error!(
+                listen = %addr,
+                "witness HTTP endpoint not started: binding the default witness.http_listen failed: {e} \
+                 (set witness.http_listen to another address, or \"\" to turn it off)"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// What the witness's `/health` and `/readiness` answer (pure): healthy while its Raft core runs, ready while it
