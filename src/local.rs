@@ -482,7 +482,16 @@ impl LocalCluster {
     /// Polls until the PostgreSQL cluster has a leader running as primary and `replicas` streaming replicas;
     /// returns the leader's name.
     pub async fn wait_pg_cluster(&self, replicas: usize, timeout: Duration) -> Result<String, LocalError> {
-        use crate::ha::model::{PgRole, PgState};
+        self.wait_pg_cluster_showing(replicas, timeout, None).await
+    }
+
+    /// [`LocalCluster::wait_pg_cluster`], printing each member's changes to `progress` on the way (`pgha demo`).
+    pub async fn wait_pg_cluster_showing(
+        &self,
+        replicas: usize,
+        timeout: Duration,
+        mut progress: Option<&mut crate::ctl::progress::Progress>,
+    ) -> Result<String, LocalError> {
         let client = self.client(Duration::from_secs(2))?;
         let keys = crate::ha::keys::Keys::new("demo");
         let store = crate::ha::store::Store {
@@ -492,11 +501,11 @@ impl LocalCluster {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(view) = store.view().await {
-                let streaming = view.members.values().filter(|m| m.state == PgState::Streaming).count();
-                if let Some(leader) = view.leader_member() {
-                    if leader.role == PgRole::Primary && streaming >= replicas {
-                        return Ok(leader.name.clone());
-                    }
+                if let Some(progress) = progress.as_deref_mut() {
+                    progress.observe(&view);
+                }
+                if let Some(leader) = pg_cluster_ready(&view, replicas) {
+                    return Ok(leader);
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -526,6 +535,15 @@ impl LocalCluster {
         std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(format!("writing {}", path.display())))?;
         Ok(path)
     }
+}
+
+/// The leader's name once it runs as primary with at least `replicas` streaming replicas (pure).
+pub fn pg_cluster_ready(view: &crate::ha::model::ClusterView, replicas: usize) -> Option<String> {
+    use crate::ha::model::{PgRole, PgState};
+    let streaming = view.members.values().filter(|m| m.state == PgState::Streaming).count();
+    view.leader_member()
+        .filter(|l| l.role == PgRole::Primary && streaming >= replicas)
+        .map(|l| l.name.clone())
 }
 
 /// Writes the config of one node under `dir/<name>` and returns it (not started).

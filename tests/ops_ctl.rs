@@ -368,7 +368,11 @@ async fn bad_ctl_input_is_refused_with_a_reason() {
             "cannot read",
         ),
         (&["edit-config", "--apply", "-"], &[], "--force"),
-        (&["edit-config"], &[("EDITOR", "")], "no $EDITOR"),
+        (
+            &["edit-config"],
+            &[("VISUAL", ""), ("EDITOR", "")],
+            "no $VISUAL or $EDITOR",
+        ),
         (&["switchover", "--scheduled", "tomorrow", "--force"], &[], "RFC 3339"),
         (
             &["switchover", "--scheduled", "2001-01-01T00:00:00Z", "--force"],
