@@ -32,6 +32,8 @@ struct RestServer {
     tls: Option<Arc<rustls::ServerConfig>>,
     cluster: String,
     snapshot: crate::api::rest::SharedSnapshot,
+    /// The REST writes (Patroni's `POST /switchover` etc.), made through the node's DCS client for their caller.
+    writes: Arc<crate::api::rest_write::Writes>,
 }
 
 /// The running HA loop.
@@ -162,6 +164,12 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
                 tls,
                 cluster: config.cluster.name.clone(),
                 snapshot: snapshot.clone(),
+                writes: Arc::new(crate::api::rest_write::Writes {
+                    cluster: config.cluster.name.clone(),
+                    name: config.node.name.clone(),
+                    dcs: dcs.clone(),
+                    snapshot: snapshot.clone(),
+                }),
             })
         }
         None => None,
@@ -213,13 +221,14 @@ impl PreparedDb {
         let token = CancellationToken::new();
         if let Some(rest) = self.rest {
             let (cluster, snapshot, token) = (rest.cluster, rest.snapshot, token.clone());
+            let writes = Some(rest.writes);
             match rest.tls {
                 None => {
-                    tokio::spawn(crate::api::rest::serve(rest.listener, cluster, snapshot, token));
+                    tokio::spawn(crate::api::rest::serve(rest.listener, cluster, snapshot, writes, token));
                 }
                 Some(tls) => match crate::api::tls_listener::TlsListener::new(rest.listener, tls) {
                     Ok(listener) => {
-                        tokio::spawn(crate::api::rest::serve(listener, cluster, snapshot, token));
+                        tokio::spawn(crate::api::rest::serve(listener, cluster, snapshot, writes, token));
                     }
                     Err(e) => tracing::error!("REST API over TLS not started: {e}"),
                 },

@@ -2,13 +2,14 @@
 //!
 //! `role` (the identity a certificate carries), `peer` (reading it from a certificate), `principal` (the identity
 //! the rules judge, with the rule for certificates without a role), `keys` and `rules` (the decision, pure,
-//! table-tested), `guard` (the shell the gRPC services call), `own` (a node's check of its own certificate at start).
+//! table-tested), `rest` (REST writes and their callers), `guard` (the shell the gRPC services call), `own` (a node's check of its own certificate at start).
 
 pub mod guard;
 pub mod keys;
 pub mod own;
 pub mod peer;
 pub mod principal;
+pub mod rest;
 pub mod role;
 pub mod rules;
 

@@ -1,7 +1,7 @@
 //! `pgha ctl`: client commands against any DCS member, table output by default, JSON with `-o json`.
 
-mod config_cmd;
-mod config_doc;
+pub(crate) mod config_cmd;
+pub(crate) mod config_doc;
 pub mod config_path;
 mod dcs_cmd;
 mod diff;
@@ -12,7 +12,7 @@ mod ha_cmd;
 pub mod health;
 pub mod list;
 mod members;
-mod node_cmd;
+pub(crate) mod node_cmd;
 pub mod output;
 pub mod progress;
 pub mod switchover;
