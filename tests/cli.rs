@@ -326,7 +326,7 @@ fn demo_round(plaintext: bool) {
     let exported = demo.exported_ctl_config(Duration::from_secs(10));
     assert_eq!(
         Path::new(&exported),
-        dir.join("ctl.toml").as_path(),
+        demo.dir.join("ctl.toml").as_path(),
         "the demo's ctl config"
     );
     demo.ctl_config = Some(exported);

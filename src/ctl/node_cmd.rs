@@ -96,7 +96,7 @@ pub async fn reinit(dcs: &DcsClient, cluster: &str, name: &str, wait: Option<Dur
         return Ok(());
     };
     let started = Instant::now();
-    let mut progress = Progress::new(Sink::Stderr);
+    let mut progress = Progress::changes_only(Sink::Stderr);
     while started.elapsed() < limit {
         let view = store.view().await.context("reading the cluster")?;
         progress.observe(&view);

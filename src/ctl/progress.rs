@@ -15,6 +15,7 @@ fn doing(m: &MemberInfo, leader: Option<&str>) -> String {
         (PgState::Starting, _) => "starting PostgreSQL".to_string(),
         (PgState::Running, PgRole::Primary) if is_leader => "running as primary".to_string(),
         (PgState::Running, PgRole::Primary) => "running as primary without the leader key".to_string(),
+        (PgState::Running | PgState::Streaming, _) if is_leader => "holds the leader key, promoting".to_string(),
         (PgState::Running, _) => "running as replica, not streaming yet".to_string(),
         (PgState::Streaming, _) => match m.upstream.as_deref().or(leader) {
             Some(up) => format!("streaming from {up}"),
@@ -104,24 +105,37 @@ pub enum Sink {
 /// Prints the changes of each new view, `  +3.2s db2: creating replica (basebackup)`.
 pub struct Progress {
     started: Instant,
-    last: ClusterView,
+    /// None until the first view when that one is only the baseline.
+    last: Option<ClusterView>,
     sink: Sink,
 }
 
 impl Progress {
-    /// Starts the clock; the first view is shown in full.
+    /// Starts the clock; the first view is shown in full (`pgha demo`: every member's state from the start).
     pub fn new(sink: Sink) -> Progress {
         Progress {
             started: Instant::now(),
-            last: ClusterView::default(),
+            last: Some(ClusterView::default()),
             sink,
+        }
+    }
+
+    /// Starts the clock; the first view is the baseline and only later changes are shown (ctl: what the command
+    /// causes, not the whole cluster again).
+    pub fn changes_only(sink: Sink) -> Progress {
+        Progress {
+            last: None,
+            ..Progress::new(sink)
         }
     }
 
     /// Prints what changed since the last view.
     pub fn observe(&mut self, view: &ClusterView) {
+        let Some(last) = self.last.replace(view.clone()) else {
+            return;
+        };
         let elapsed = self.started.elapsed().as_secs_f64();
-        for line in changes(&self.last, view) {
+        for line in changes(&last, view) {
             let text = format!("  +{elapsed:.1}s {line}\n");
             // A closed pipe must not end the wait: progress is informative only.
             let _ = match self.sink {
@@ -129,7 +143,6 @@ impl Progress {
                 Sink::Stderr => std::io::stderr().write_all(text.as_bytes()),
             };
         }
-        self.last = view.clone();
     }
 }
 
@@ -171,6 +184,10 @@ mod tests {
             created_unix_ms: 0,
         });
         let handed_over = view(None, &[("db1", Unknown, Stopped, 1), ("db2", Replica, Streaming, 1)]);
+        let taking = view(
+            Some("db2"),
+            &[("db1", Unknown, Stopped, 1), ("db2", Replica, Streaming, 1)],
+        );
         let promoted = view(
             Some("db2"),
             &[("db1", Unknown, Stopped, 1), ("db2", Primary, Running, 2)],
@@ -212,6 +229,12 @@ mod tests {
                     "switchover request cleared",
                     "db1: stopped",
                 ],
+            ),
+            (
+                "key taken before the promotion",
+                &handed_over,
+                &taking,
+                vec!["db2: holds the leader key", "db2: holds the leader key, promoting"],
             ),
             (
                 "promotion",

@@ -283,7 +283,7 @@ pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) 
         return Ok(());
     }
     let candidate = &planned.candidate;
-    let mut progress = Progress::new(Sink::Stderr);
+    let mut progress = Progress::changes_only(Sink::Stderr);
     match wait_for_leader(dcs, cluster, candidate, WAIT, Some(&mut progress)).await? {
         Some(took) => {
             let ms = took.as_millis();
