@@ -1,6 +1,6 @@
 //! ctl habits end to end: the config found through `$PGHA_CTL_CONFIG` (and a clear error when none is found),
-//! `list --watch` snapshots, `ctl health` and `ctl members` exit codes (healthy, then a member down), and the
-//! progress lines of a switchover.
+//! `list --watch` snapshots, `ctl health` and `ctl members` exit codes (healthy, then a member down), the progress
+//! lines of a switchover, and REST writes refused over plain HTTP.
 
 mod common;
 #[path = "common/db.rs"]
@@ -81,6 +81,13 @@ async fn ctl_config_watch_health_and_progress() {
     }
     assert_eq!(ctl(&cluster, home.path(), &["members"]).code(), Some(0));
 
+    // REST writes over plain HTTP are refused with the reason; reads answer as before.
+    let rest = cluster.nodes[li].rest_port.expect("rest port");
+    let (code, body) = db::http(rest, "POST", "/switchover").await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("HTTPS"), "{body}");
+    assert_eq!(db::http(rest, "GET", "/primary").await.0, 200);
+
     // list --watch on a pipe: separated snapshots until SIGINT.
     let config = cluster.write_ctl_config().expect("ctl.toml");
     let mut watch = Command::new(common::exe())
@@ -149,6 +156,5 @@ async fn ctl_config_watch_health_and_progress() {
     let members = ctl(&cluster, home.path(), &["members"]);
     assert_eq!(members.code(), Some(1), "{members:?}");
     assert!(members.stdout.contains("unreachable"), "{}", members.stdout);
-    let _ = li;
     cluster.stop_all(Duration::from_secs(10));
 }
