@@ -462,6 +462,7 @@ async fn rest_endpoints_answer_like_patroni() {
         ("POST", "/switchover", 403, 403),
         ("PATCH", "/config", 403, 403),
         ("DELETE", "/config", 405, 405),
+        ("DELETE", "/switchover", 403, 403),
     ];
     for (method, path, on_leader, on_replica) in cases {
         assert_eq!(

@@ -123,6 +123,25 @@ async fn patroni_rest_writes() {
     .expect("HTTPS");
     assert_eq!(code, 412, "wrong leader: {body}");
 
+    // A scheduled switchover is stored (202) and DELETE /switchover drops it (then 404).
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a time");
+    let scheduled = format!(r#"{{"leader":"{leader}","candidate":"{candidate}","scheduled_at":"{later}"}}"#);
+    let (code, body) = https(&ca, Some(&admin), port(li), "POST", "/switchover", &scheduled)
+        .await
+        .expect("HTTPS");
+    assert_eq!((code, body.as_str()), (202, "Switchover scheduled"));
+    assert!(view(&cluster).await.switchover.is_some(), "stored");
+    let (code, body) = https(&ca, Some(&admin), port(ci), "DELETE", "/switchover", "")
+        .await
+        .expect("HTTPS");
+    assert_eq!((code, body.as_str()), (200, "scheduled switchover deleted"));
+    let (code, _) = https(&ca, Some(&admin), port(ci), "DELETE", "/switchover", "")
+        .await
+        .expect("HTTPS");
+    assert_eq!(code, 404);
+
     // The switchover itself, with the admin certificate, asked of the leader's REST API.
     let asked = Instant::now();
     let (code, body) = https(&ca, Some(&admin), port(li), "POST", "/switchover", &request)

@@ -1,6 +1,7 @@
 //! The Patroni-compatible REST server of a db node (axum): GET/HEAD/OPTIONS on the health endpoints (with Patroni's
 //! `?lag=` and `?tag_key=value` filters), JSON views, `/metrics`, open as configured. Patroni's writes (`POST
-//! /switchover`, `/failover`, `/restart`, `/reload`, `/reinitialize`, `PATCH|PUT /config`: rest_write.rs) only over
+//! /switchover`, `/failover`, `/restart`, `/reload`, `/reinitialize`, `DELETE /switchover`, `PATCH|PUT /config`:
+//! rest_write.rs) only over
 //! HTTPS with an admin client certificate (`authz::authorize`, `Rpc::RestWrite`); anything else gets 403 and the
 //! reason. A write runs what `pgha ctl` runs, authorized in the DCS as the admin who called.
 
@@ -125,8 +126,8 @@ async fn handle(
         Method::HEAD | Method::OPTIONS => status.into_response(),
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
-            "not a REST endpoint of pgha: writes are POST /switchover, /failover, /restart, /reload, /reinitialize \
-             and PATCH|PUT /config",
+            "not a REST endpoint of pgha: writes are POST /switchover, /failover, /restart, /reload, /reinitialize, \
+             DELETE /switchover and PATCH|PUT /config",
         )
             .into_response(),
     }

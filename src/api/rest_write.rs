@@ -1,5 +1,5 @@
 //! The REST API's writes with Patroni's request and response shapes (`POST /switchover`, `/failover`, `/restart`,
-//! `/reload`, `/reinitialize`, `PATCH|PUT /config`). Each one runs the operation `pgha ctl` runs (src/ctl), through a
+//! `/reload`, `/reinitialize`, `PATCH|PUT /config`, `DELETE /switchover`). Each one runs the operation `pgha ctl` runs (src/ctl), through a
 //! DCS client acting for the admin who called (`DcsClient::acting_for`): the DCS authorizes and records the admin,
 //! not this node. Authorization of the caller happens before (rest.rs, `authz::authorize` with `Rpc::RestWrite`).
 
@@ -78,7 +78,10 @@ pub async fn perform(w: &Writes, write: RestWrite, caller: &Principal, body: &[u
         Ok(d) => d,
         Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("no DCS client: {e}")),
     };
-    let optional = matches!(write, RestWrite::Restart | RestWrite::Reload | RestWrite::Reinitialize);
+    let optional = matches!(
+        write,
+        RestWrite::Restart | RestWrite::Reload | RestWrite::Reinitialize | RestWrite::CancelSwitchover
+    );
     let req = match json_body(body, optional) {
         Ok(r) => r,
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
@@ -86,6 +89,7 @@ pub async fn perform(w: &Writes, write: RestWrite, caller: &Principal, body: &[u
     match write {
         RestWrite::Switchover => handover(w, &dcs, &req, false).await,
         RestWrite::Failover => handover(w, &dcs, &req, true).await,
+        RestWrite::CancelSwitchover => cancel_switchover(w, &dcs).await,
         RestWrite::Restart => restart(w, &dcs, &req).await,
         RestWrite::Reload => match store_command(w, &dcs, NodeCommand::Reload).await {
             Ok(()) => text(StatusCode::ACCEPTED, "reload scheduled"),
@@ -155,6 +159,24 @@ async fn handover(w: &Writes, dcs: &DcsClient, req: &Map<String, Value>, failove
             ),
         ),
         Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{action} status unknown: {e}")),
+    }
+}
+
+/// `DELETE /switchover`: drops a scheduled request (as `ctl switchover --cancel`); 404 when none is scheduled.
+async fn cancel_switchover(w: &Writes, dcs: &DcsClient) -> Answer {
+    let keys = Keys::new(&w.cluster);
+    let store = Store { dcs, keys: &keys };
+    let scheduled = match store.view().await {
+        Ok(view) => view.switchover.is_some_and(|s| s.scheduled_unix_ms.is_some()),
+        Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}")),
+    };
+    if !scheduled {
+        return text(StatusCode::NOT_FOUND, "no switchover is scheduled");
+    }
+    match store.delete_switchover().await {
+        Ok(n) if n > 0 => text(StatusCode::OK, "scheduled switchover deleted"),
+        Ok(_) => text(StatusCode::NOT_FOUND, "no switchover is scheduled"),
+        Err(e) => text(StatusCode::CONFLICT, format!("{e}")),
     }
 }
 

@@ -10,6 +10,7 @@ use crate::config::LegacyCertificates;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestWrite {
     Switchover,
+    CancelSwitchover,
     Failover,
     Restart,
     Reload,
@@ -19,8 +20,9 @@ pub enum RestWrite {
 }
 
 impl RestWrite {
-    pub const ALL: [RestWrite; 7] = [
+    pub const ALL: [RestWrite; 8] = [
         RestWrite::Switchover,
+        RestWrite::CancelSwitchover,
         RestWrite::Failover,
         RestWrite::Restart,
         RestWrite::Reload,
@@ -33,6 +35,7 @@ impl RestWrite {
     pub fn of(method: &str, path: &str) -> Option<RestWrite> {
         match (method, path) {
             ("POST", "/switchover") => Some(RestWrite::Switchover),
+            ("DELETE", "/switchover") => Some(RestWrite::CancelSwitchover),
             ("POST", "/failover") => Some(RestWrite::Failover),
             ("POST", "/restart") => Some(RestWrite::Restart),
             ("POST", "/reload") => Some(RestWrite::Reload),
@@ -47,6 +50,7 @@ impl RestWrite {
     pub fn name(self) -> &'static str {
         match self {
             RestWrite::Switchover => "POST /switchover",
+            RestWrite::CancelSwitchover => "DELETE /switchover",
             RestWrite::Failover => "POST /failover",
             RestWrite::Restart => "POST /restart",
             RestWrite::Reload => "POST /reload",

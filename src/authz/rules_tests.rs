@@ -402,6 +402,7 @@ fn table() -> Vec<(&'static str, Build, &'static [CertRole])> {
         ("WalPosition", Box::new(|_| Req::Wal), VOTERS),
         // REST writes of a db node (Patroni's API): one row each
         ("REST POST /switchover", rest(RestWrite::Switchover), ADMIN),
+        ("REST DELETE /switchover", rest(RestWrite::CancelSwitchover), ADMIN),
         ("REST POST /failover", rest(RestWrite::Failover), ADMIN),
         ("REST POST /restart", rest(RestWrite::Restart), ADMIN),
         ("REST POST /reload", rest(RestWrite::Reload), ADMIN),
