@@ -12,8 +12,8 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::authz::role::{ca_uri, valid_name, SCHEME};
-use crate::authz::{Caller, CertRole, Identity};
+use crate::identity::role::{ca_uri, valid_name, SCHEME};
+use crate::identity::{Caller, CertRole, Identity};
 
 /// File name of the CA certificate inside the certificate directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -267,8 +267,8 @@ pub fn issue_with_validity(
         let der = rustls_pemfile::certs(&mut &pem[..]).next().and_then(Result::ok);
         der.is_some_and(|der| {
             matches!(
-                crate::authz::peer::of_der(&der),
-                crate::authz::peer::CertIdentity::Legacy { .. }
+                crate::identity::peer::of_der(&der),
+                crate::identity::peer::CertIdentity::Legacy { .. }
             )
         })
     });
@@ -523,15 +523,15 @@ mod tests {
         assert!(issue(dir.path(), CertRole::Member, "pg_1.a-b", &[], &[], 1).is_ok());
     }
 
-    fn identity_of(path: &Path) -> crate::authz::peer::CertIdentity {
+    fn identity_of(path: &Path) -> crate::identity::peer::CertIdentity {
         let pem = fs::read(path).unwrap();
         let der = rustls_pemfile::certs(&mut &pem[..]).next().unwrap().unwrap();
-        crate::authz::peer::of_der(&der)
+        crate::identity::peer::of_der(&der)
     }
 
     #[test]
     fn role_certificates_carry_their_identity() {
-        use crate::authz::peer::CertIdentity;
+        use crate::identity::peer::CertIdentity;
         let dir = tempfile::tempdir().unwrap();
         init_ca(dir.path(), "main", 1, false).unwrap();
         let edge = issue(dir.path(), CertRole::Edge, "edge1", &[], &[], 1).unwrap();

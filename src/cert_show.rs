@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
-use crate::authz::peer::{self, CertIdentity};
 use crate::cert::{ca_cluster, CertError, NodePaths};
+use crate::identity::peer::{self, CertIdentity};
 
 /// What `pgha cert issue` prints: the files, the identity, and how certificates without a role are re-issued.
 pub fn issued(paths: &NodePaths) -> String {
@@ -120,8 +120,8 @@ fn san(name: &GeneralName<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::CertRole;
     use crate::cert::{init_ca, issue, issue_spec, IssueSpec};
+    use crate::identity::CertRole;
 
     #[test]
     fn shows_role_name_sans_and_validity() {

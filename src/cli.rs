@@ -195,9 +195,9 @@ pub enum CertRoleArg {
     Monitor,
 }
 
-impl From<CertRoleArg> for crate::authz::CertRole {
-    fn from(r: CertRoleArg) -> crate::authz::CertRole {
-        use crate::authz::CertRole;
+impl From<CertRoleArg> for crate::identity::CertRole {
+    fn from(r: CertRoleArg) -> crate::identity::CertRole {
+        use crate::identity::CertRole;
         match r {
             CertRoleArg::Member => CertRole::Member,
             CertRoleArg::Witness => CertRole::Witness,

@@ -20,6 +20,7 @@
 //! are not configuration and are ignored; a `PGHA_X__Y` naming no known key is
 //! an error.
 
+use crate::identity::LegacyCertificates;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -254,17 +255,6 @@ pub struct TlsSection {
     /// roles): `"allow"` (full rights, as before; warned once per peer) or
     /// `"deny"` (refused). Default: `"allow"`. See docs/security.md.
     pub legacy_certificates: LegacyCertificates,
-}
-
-/// The rule for certificates without a pgha role (`tls.legacy_certificates`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LegacyCertificates {
-    /// They keep the full rights every certificate had before roles (this release's default, for rotation).
-    #[default]
-    Allow,
-    /// They are refused with a reason naming the re-issue command.
-    Deny,
 }
 
 /// `[log]`: log output.

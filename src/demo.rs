@@ -118,7 +118,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("       {} ctl members", exe.display());
     println!("nodes: {}   (Ctrl-C stops everything)", manifest.display());
-    crate::run::wait_for_stop_signal().await?;
+    crate::node::signals::wait_for_stop_signal().await?;
     println!("stopping the demo cluster");
     cluster.stop_all(Duration::from_secs(10));
     Ok(())

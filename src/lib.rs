@@ -1,20 +1,23 @@
 //! pgha: one binary for PostgreSQL high availability (embedded Raft DCS, supervisor, edge, ctl).
 pub mod api;
-pub mod authz;
 pub mod bench;
 pub mod cert;
 pub mod cert_show;
 pub mod cli;
+pub mod cluster;
 pub mod completions;
 pub mod config;
 pub mod ctl;
 pub mod dcs;
 pub mod demo;
 pub mod edge;
+pub mod fence;
 pub mod ha;
+pub mod identity;
 pub mod local;
 pub mod logging;
 pub mod netns;
+pub mod node;
 pub mod ports;
 pub mod postgres;
 pub mod proto;

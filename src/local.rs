@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::authz::CertRole;
 use crate::config::Role;
 use crate::dcs::client::DcsClient;
+use crate::identity::CertRole;
 use crate::tls::{NodeTls, TlsFiles};
 
 /// What can go wrong while setting up or driving a local cluster.
@@ -163,7 +163,7 @@ impl LocalCluster {
             crate::cert::init_ca(&certs, "demo", 30, true)?;
             let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
             // One role certificate per node, named as the node (peers check it), and an admin one for ctl.
-            let node_role = crate::authz::own::needed(role);
+            let node_role = crate::node::own_cert::needed(role);
             for name in &names {
                 crate::cert::issue(&certs, node_role, name, &localhost, &["localhost".into()], 30)?;
             }
@@ -381,7 +381,7 @@ impl LocalCluster {
             let certs = self.dir.join("certs");
             crate::cert::issue(
                 &certs,
-                crate::authz::own::needed(role),
+                crate::node::own_cert::needed(role),
                 &name,
                 &localhost,
                 &["localhost".into()],
@@ -493,8 +493,8 @@ impl LocalCluster {
         mut progress: Option<&mut crate::ctl::progress::Progress>,
     ) -> Result<String, LocalError> {
         let client = self.client(Duration::from_secs(2))?;
-        let keys = crate::ha::keys::Keys::new("demo");
-        let store = crate::ha::store::Store {
+        let keys = crate::cluster::keys::Keys::new("demo");
+        let store = crate::cluster::store::Store {
             dcs: &client,
             keys: &keys,
         };
@@ -504,8 +504,8 @@ impl LocalCluster {
                 if let Some(progress) = progress.as_deref_mut() {
                     progress.observe(&view);
                 }
-                if let Some(leader) = pg_cluster_ready(&view, replicas) {
-                    return Ok(leader);
+                if let Some(primary) = view.primary_with(replicas) {
+                    return Ok(primary.to_string());
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -535,15 +535,6 @@ impl LocalCluster {
         std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(format!("writing {}", path.display())))?;
         Ok(path)
     }
-}
-
-/// The leader's name once it runs as primary with at least `replicas` streaming replicas (pure).
-pub fn pg_cluster_ready(view: &crate::ha::model::ClusterView, replicas: usize) -> Option<String> {
-    use crate::ha::model::{PgRole, PgState};
-    let streaming = view.members.values().filter(|m| m.state == PgState::Streaming).count();
-    view.leader_member()
-        .filter(|l| l.role == PgRole::Primary && streaming >= replicas)
-        .map(|l| l.name.clone())
 }
 
 /// Writes the config of one node under `dir/<name>` and returns it (not started).

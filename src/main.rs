@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Fence { deadline_file, pgdata } = &cli.command {
         // No runtime, no threads: the fencer must stay tiny and independent.
-        pgha::ha::fence::run(deadline_file, pgdata);
+        pgha::fence::run(deadline_file, pgdata);
         return ExitCode::SUCCESS;
     }
     if let Command::FenceVip {
@@ -127,8 +127,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let Some(role) = role else {
                 anyhow::bail!(
                     "--role is required: one of {} ({})",
-                    pgha::authz::CertRole::choices(),
-                    pgha::authz::role::ROLE_HELP
+                    pgha::identity::CertRole::choices(),
+                    pgha::identity::role::ROLE_HELP
                 );
             };
             let spec = pgha::cert::IssueSpec {

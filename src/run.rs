@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::config::{Config, Role};
 use crate::dcs::member::{Member, MemberSettings, MemberTls};
-use crate::tls::{NodeTls, TlsFiles};
 
 /// Loads the node's TLS identity, or warns loudly when the config asks for plaintext.
 pub fn member_tls(config: &Config) -> anyhow::Result<Option<MemberTls>> {
@@ -15,28 +14,13 @@ pub fn member_tls(config: &Config) -> anyhow::Result<Option<MemberTls>> {
         tracing::warn!("tls.plaintext = true: DCS traffic is neither encrypted nor authenticated (demo/test use only)");
         return Ok(None);
     }
-    let tls = load_node_tls(config)?;
+    let tls = crate::node::tls::load_node_tls(config)?;
     let server = tls.server_config().context("building the TLS server configuration")?;
     Ok(Some(MemberTls {
         server,
         client: tls.client_config(),
         legacy: config.tls.legacy_certificates,
     }))
-}
-
-/// Loads and checks the certificate files named in `[tls]`.
-pub fn load_node_tls(config: &Config) -> anyhow::Result<NodeTls> {
-    let (Some(ca), Some(cert), Some(key)) = (&config.tls.ca, &config.tls.cert, &config.tls.key) else {
-        bail!("tls.ca, tls.cert and tls.key are required unless tls.plaintext = true");
-    };
-    let files = TlsFiles {
-        ca: ca.clone(),
-        cert: cert.clone(),
-        key: key.clone(),
-    };
-    let tls = NodeTls::load(&files)?;
-    tracing::info!(cert = %cert.display(), not_after = %tls.not_after(), "TLS identity loaded");
-    Ok(tls)
 }
 
 /// Member settings from a config validated for a voter role.
@@ -66,13 +50,13 @@ pub fn member_settings(config: &Config) -> anyhow::Result<MemberSettings> {
 /// (`Err`, after the same clean stop).
 pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     // Before anything starts: a certificate that does not fit the node would only show as every peer refusing it.
-    crate::authz::own::check(&config, role)?;
+    crate::node::own_cert::check(&config, role)?;
     match role {
         Role::Db | Role::Witness => {}
         Role::Edge => return crate::run_edge::run(config).await,
     }
     // Handlers first: a SIGTERM right after READY=1 (systemd may send one at any time) must mean a clean stop.
-    let mut stop = StopSignals::install()?;
+    let mut stop = crate::node::signals::StopSignals::install()?;
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("creating node.data_dir {}", config.node.data_dir.display()))?;
     let mut settings = member_settings(&config)?;
@@ -117,36 +101,5 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     match fatal {
         None => Ok(()),
         Some(fatal) => Err(fatal.into()),
-    }
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn wait_for_stop_signal() -> anyhow::Result<()> {
-    StopSignals::install()?.wait().await;
-    Ok(())
-}
-
-/// SIGTERM/SIGINT handlers, installed up front so that a signal arriving during start-up is caught, not fatal.
-pub struct StopSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    /// Installs both handlers.
-    pub fn install() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(StopSignals {
-            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-        })
-    }
-
-    /// Resolves on the first SIGTERM or SIGINT (also one that arrived since `install`).
-    pub async fn wait(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
     }
 }

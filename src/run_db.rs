@@ -8,11 +8,11 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::model::DynamicConfig;
 use crate::config::{Config, HookCommand};
 use crate::dcs::client::DcsClient;
 use crate::dcs::member::MemberSettings;
 use crate::ha::hooks::HookSettings;
-use crate::ha::model::DynamicConfig;
 use crate::ha::runner::{DbNode, DbSettings};
 use crate::ha::wal_service::HaService;
 use crate::postgres::bin_dir::{self, BinQuery};
@@ -151,7 +151,7 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
             let listener = tokio::net::TcpListener::from_std(std_listener).context("ha.rest_listen")?;
             let tls = match config.ha.rest_tls {
                 true => Some(
-                    crate::run::load_node_tls(config)?
+                    crate::node::tls::load_node_tls(config)?
                         .rest_server_config()
                         .context("ha.rest_tls: building the HTTPS configuration")?,
                 ),
@@ -212,8 +212,8 @@ fn hook_settings(config: &Config) -> anyhow::Result<HookSettings> {
 
 impl PreparedDb {
     /// The gRPC `Ha` service to serve beside the DCS member.
-    pub fn ha_service(&self) -> HaService {
-        self.ha.clone()
+    pub fn ha_service(&self) -> std::sync::Arc<dyn crate::dcs::member::HaRpc> {
+        std::sync::Arc::new(self.ha.clone())
     }
 
     /// Starts the HA loop.

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::keys::Keys;
 use crate::config::{parse_vip_address, port_caps, Config, EdgeSection};
 use crate::dcs::client::DcsClient;
 use crate::edge::info::{EdgeInfo, EdgePorts};
@@ -19,7 +20,6 @@ use crate::edge::routing::{Port, RoutingOpts};
 use crate::edge::state::EdgeState;
 use crate::edge::vip::{self, VipSettings};
 use crate::edge::{follow, http, publish, updater};
-use crate::ha::keys::Keys;
 
 async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
@@ -44,7 +44,7 @@ fn vip_settings(config: &Config) -> anyhow::Result<Option<VipSettings>> {
 /// Runs the edge until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let edge = start(&config).await?;
-    crate::run::wait_for_stop_signal().await?;
+    crate::node::signals::wait_for_stop_signal().await?;
     edge.shutdown().await;
     Ok(())
 }
@@ -146,7 +146,7 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
         tracing::warn!("tls.plaintext = true: DCS traffic is neither encrypted nor authenticated (demo/test use only)");
         None
     } else {
-        Some(crate::run::load_node_tls(config)?.client_config())
+        Some(crate::node::tls::load_node_tls(config)?.client_config())
     };
     let timeout = Duration::from_millis(config.dcs.request_timeout_ms);
     let dcs = Arc::new(DcsClient::new(config.client_endpoints(), tls, timeout).context("dcs.endpoints")?);

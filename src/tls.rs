@@ -448,7 +448,7 @@ mod tests {
             Err(cert::CertError::Exists { .. }) => d.join(cert::CA_CERT_FILE),
             Err(e) => panic!("{e}"),
         };
-        let n = cert::issue(&d, crate::authz::CertRole::Member, node, &[LOCALHOST], &[], 1).unwrap();
+        let n = cert::issue(&d, crate::identity::CertRole::Member, node, &[LOCALHOST], &[], 1).unwrap();
         TlsFiles {
             ca,
             cert: n.cert,
@@ -593,7 +593,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let old = cert::issue_with_validity(
             &dir.path().join("a"),
-            &cert::IssueSpec::new(crate::authz::CertRole::Member, "old"),
+            &cert::IssueSpec::new(crate::identity::CertRole::Member, "old"),
             now - time::Duration::days(10),
             now - time::Duration::days(1),
         )

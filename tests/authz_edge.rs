@@ -11,9 +11,9 @@ mod roles;
 
 use std::time::Duration;
 
-use pgha::authz::{Caller, CertRole};
 use pgha::config::Role;
 use pgha::dcs::types::{node_id, Command, ExpiredLease};
+use pgha::identity::{Caller, CertRole};
 use pgha::local::{Layout, LocalCluster};
 
 use roles::{denied, identity, refusals, Peer};

@@ -8,8 +8,8 @@ mod roles;
 
 use std::time::Duration;
 
-use pgha::authz::{Caller, CertRole};
 use pgha::dcs::types::{node_id, Command, ExpiredLease, Op, Txn};
+use pgha::identity::{Caller, CertRole};
 use pgha::local::LocalCluster;
 use tonic::Status;
 

@@ -44,8 +44,8 @@ async fn foreign_slots_survive_and_an_away_member_keeps_its_slot() {
     let away = cluster.nodes[ri].name.clone();
     cluster.stop(ri, Duration::from_secs(30));
     let client = cluster.client(Duration::from_secs(2)).expect("client");
-    let keys = pgha::ha::keys::Keys::new("demo");
-    let store = pgha::ha::store::Store {
+    let keys = pgha::cluster::keys::Keys::new("demo");
+    let store = pgha::cluster::store::Store {
         dcs: &client,
         keys: &keys,
     };

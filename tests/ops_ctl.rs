@@ -12,8 +12,8 @@ mod probe;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pgha::ha::keys::Keys;
-use pgha::ha::store::Store;
+use pgha::cluster::keys::Keys;
+use pgha::cluster::store::Store;
 use pgha::local::LocalCluster;
 
 use db::{index_of, port, READY};

@@ -292,7 +292,7 @@ async fn tls_replication_is_verified_and_required() {
     let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
     let mut nodes = Vec::new();
     for name in ["tls-a", "tls-b"] {
-        let paths = pgha::cert::issue(&certs, pgha::authz::CertRole::Member, name, &localhost, &[], 2)
+        let paths = pgha::cert::issue(&certs, pgha::identity::CertRole::Member, name, &localhost, &[], 2)
             .expect("node certificate");
         let mut s = settings(root.path(), name);
         s.tls = Some(PgTls {

@@ -12,10 +12,10 @@ mod probe;
 
 use std::time::{Duration, Instant};
 
-use pgha::authz::CertRole;
-use pgha::ha::keys::Keys;
-use pgha::ha::model::{ClusterView, PgRole, PgState};
-use pgha::ha::store::Store;
+use pgha::cluster::keys::Keys;
+use pgha::cluster::model::{ClusterView, PgRole, PgState};
+use pgha::cluster::store::Store;
+use pgha::identity::CertRole;
 use pgha::local::LocalCluster;
 
 use db::{index_of, READY};

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{leader, pgha, put_acked, start_cluster_tls, wait_file_contains};
-use pgha::authz::CertRole;
 use pgha::dcs::client::DcsClient;
+use pgha::identity::CertRole;
 use pgha::tls::{NodeTls, TlsFiles};
 use time::OffsetDateTime;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};

@@ -1,4 +1,4 @@
-//! The whole edge tier in network namespaces (root + PostgreSQL 15): three db hosts (`pgha run --role db`), three
+//! The whole edge tier in network namespaces (root + PostgreSQL 15), on the bench's six-host harness (`SixHosts`): three db hosts, three
 //! edge hosts (`pgha run --role edge` with `[edge.vip]`), one client host. Exactly one edge holds the VIP; SIGKILL,
 //! SIGSTOP and cutting the holder off from the db hosts move it (never two holders, the old one loses it first);
 //! the client's neighbour table learns the new MAC and a client through the VIP reaches the primary again.
@@ -13,163 +13,86 @@ mod probe;
 #[path = "common/vip_view.rs"]
 mod vip_view;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use netns::{NsChild, Topology, IFACE};
-use pgha::dcs::client::DcsClient;
-use pgha::ha::keys::Keys;
-use pgha::ha::model::{PgRole, PgState};
+use pgha::bench::six_hosts::{SixHosts, SixHostsOptions, CLIENT, CLUSTER, DBS, EDGES, PG_PORT};
+use pgha::cluster::keys::Keys;
 use vip_view::{median, VipView, MOVE};
 
-const DBS: [&str; 3] = ["db1", "db2", "db3"];
-const EDGES: [(&str, u32); 3] = [("edge1", 100), ("edge2", 50), ("edge3", 10)];
-const DCS_PORT: u16 = 2379;
 const READY: Duration = Duration::from_secs(120);
 
+/// The six hosts (the bench's topology: mutual TLS, JSON logs) and a runtime for the DCS reads.
 struct Site {
-    topo: Topology,
-    dir: tempfile::TempDir,
-    _dbs: Vec<NsChild>,
-    edges: BTreeMap<String, NsChild>,
+    // Field order is drop order: the hosts go before the runtime their DCS client was built on.
+    six: SixHosts,
     runtime: tokio::runtime::Runtime,
-    dcs: DcsClient,
-    password: String,
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 impl Site {
     fn start() -> Site {
-        let mut hosts: Vec<&str> = DBS.to_vec();
-        hosts.extend(EDGES.iter().map(|(e, _)| *e));
-        hosts.push("client");
-        let topo = Topology::create(&hosts);
-        let dir = tempfile::Builder::new().prefix("pgha-vip-").tempdir().expect("tempdir");
-        // PostgreSQL runs as user postgres under a root pgha: it must traverse to its data directory.
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-        let secrets = dir.path().join("secrets");
-        std::fs::create_dir_all(&secrets).expect("secrets dir");
-        let password: String = (0..20).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect();
-        for name in ["superuser", "replication"] {
-            std::fs::write(secrets.join(name), format!("{password}\n")).expect("secret");
-            std::fs::set_permissions(secrets.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                .expect("chmod secret");
-        }
-        let endpoints: Vec<String> = DBS.iter().map(|d| format!("{}:{DCS_PORT}", topo.host(d).ip)).collect();
-        let peers: Vec<String> = DBS
-            .iter()
-            .map(|d| format!("{d}={}:{DCS_PORT}", topo.host(d).ip))
-            .collect();
-        let exe = common::exe();
-        let mut dbs = Vec::new();
-        for d in DBS {
-            let ip = topo.host(d).ip;
-            let cfg = dir.path().join(format!("{d}.toml"));
-            let text = format!(
-                "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{d}\"\ndata_dir = \"{data}\"\n\n[dcs]\n\
-                 listen = \"{ip}:{DCS_PORT}\"\npeers = {peers:?}\n\n[tls]\nplaintext = true\n\n[postgresql]\n\
-                 listen = \"{ip}:5432\"\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n\n\
-                 [ha]\nrest_listen = \"{ip}:8008\"\n",
-                data = dir.path().join(d).display(),
-                su = secrets.join("superuser").display(),
-                rep = secrets.join("replication").display(),
-            );
-            std::fs::write(&cfg, text).expect("write db config");
-            let argv = [s(&exe), "run", "--role", "db", "-c", s(&cfg)];
-            dbs.push(topo.spawn(d, &argv, &[], &dir.path().join(format!("{d}.log"))));
-        }
-        for (e, prio) in EDGES {
-            let cfg = dir.path().join(format!("{e}.toml"));
-            let text = format!(
-                "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{e}\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n\
-                 [tls]\nplaintext = true\n\n[edge.vip]\naddress = \"{vip}/24\"\ninterface = \"{IFACE}\"\n\
-                 priority = {prio}\n",
-                vip = topo.addr(100),
-            );
-            std::fs::write(&cfg, text).expect("write edge config");
-        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
-        let dcs = {
+        let opts = SixHostsOptions {
+            exe: common::exe(),
+            ..Default::default()
+        };
+        let six = {
             let _in_runtime = runtime.enter();
-            DcsClient::new(endpoints, None, Duration::from_secs(2)).expect("DCS client")
+            SixHosts::start(&opts).unwrap_or_else(|e| panic!("six hosts: {e}"))
         };
-        let mut site = Site {
-            topo,
-            dir,
-            _dbs: dbs,
-            edges: BTreeMap::new(),
-            runtime,
-            dcs,
-            password,
-        };
-        for (e, _) in EDGES {
-            site.start_edge(e);
-        }
-        site
+        Site { six, runtime }
     }
 
-    fn start_edge(&mut self, edge: &str) {
-        let exe = common::exe();
-        let cfg = self.dir.path().join(format!("{edge}.toml"));
-        let argv = [s(&exe), "run", "--role", "edge", "-c", s(&cfg)];
-        let log = self.dir.path().join(format!("{edge}.log"));
-        let child = self.topo.spawn(edge, &argv, &[], &log);
-        self.edges.insert(edge.to_string(), child);
+    fn restart_edge(&mut self, edge: &str) {
+        self.six
+            .start_pgha(edge, &common::exe())
+            .unwrap_or_else(|e| panic!("restarting {edge}: {e}"));
+    }
+
+    fn signal_edge(&self, edge: &str, sig: libc::c_int) {
+        self.six.signal_pgha(edge, sig).unwrap_or_else(|e| panic!("{e}"));
     }
 
     fn view(&self) -> VipView<'_> {
         VipView {
-            topo: &self.topo,
+            topo: &self.six.topo,
             edges: EDGES.iter().map(|(e, _)| e.to_string()).collect(),
-            vip: self.topo.addr(100),
+            vip: self.six.vip(),
             runtime: &self.runtime,
-            dcs: &self.dcs,
-            keys: Keys::new("demo"),
-            log_dir: self.dir.path(),
+            dcs: self.six.dcs(),
+            keys: Keys::new(CLUSTER),
+            log_dir: &self.six.dir,
         }
     }
 
-    /// Waits for a primary and two streaming replicas; returns the primary's host name.
+    /// Waits for a primary with two streaming replicas and one VIP holder; returns the primary's host name.
     fn wait_pg_cluster(&self) -> String {
-        let keys = Keys::new("demo");
-        let store = pgha::ha::store::Store {
-            dcs: &self.dcs,
-            keys: &keys,
-        };
-        let deadline = Instant::now() + READY;
-        while Instant::now() < deadline {
-            if let Ok(view) = self.runtime.block_on(store.view()) {
-                let streaming = view.members.values().filter(|m| m.state == PgState::Streaming).count();
-                if let Some(l) = view.leader_member() {
-                    if l.role == PgRole::Primary && streaming >= 2 {
-                        return l.name.clone();
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        match self.runtime.block_on(self.six.wait_ready(READY)) {
+            Ok(ready) => ready.primary,
+            Err(e) => panic!(
+                "{e}
+{}",
+                self.six.log_tails(20)
+            ),
         }
-        panic!("no PostgreSQL primary with two streaming replicas within {READY:?}");
     }
 
     /// `inet_server_addr()` of a session opened from the client host through the VIP's primary port.
     fn server_via_vip(&self) -> Option<String> {
         let conn = format!(
-            "host={} port=5432 user=postgres dbname=postgres connect_timeout=3",
-            self.topo.addr(100)
+            "host={} port={PG_PORT} user=postgres dbname=postgres connect_timeout=3",
+            self.six.vip()
         );
         let out = self
+            .six
             .topo
-            .command("client", "/usr/lib/postgresql/15/bin/psql")
+            .command(CLIENT, "/usr/lib/postgresql/15/bin/psql")
+            .ok()?
             .args([conn.as_str(), "-Atc", "select host(inet_server_addr())"])
-            .env("PGPASSWORD", &self.password)
+            .env("PGPASSWORD", &self.six.password)
             .output()
             .ok()?;
         out.status
@@ -179,10 +102,18 @@ impl Site {
 
     /// A client through the VIP reaches the primary.
     fn client_reaches_primary(&self, primary: &str) {
-        let want = self.topo.host(primary).ip.to_string();
+        let want = self.six.ip(primary).map(|ip| ip.to_string()).unwrap_or_default();
         common::wait_until_sync(MOVE, "a client through the VIP reaches the primary", || {
             self.server_via_vip().as_deref() == Some(want.as_str())
         });
+    }
+
+    fn block_from_dbs(&self, edge: &str, block: bool) {
+        let r = match block {
+            true => self.six.topo.block(edge, &DBS),
+            false => self.six.topo.unblock(edge, &DBS),
+        };
+        r.unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -195,29 +126,29 @@ fn edges_hold_the_vip_once_and_move_it_on_faults() {
     let primary = site.wait_pg_cluster();
     let mut holder = site.view().settled_holder("start");
     site.client_reaches_primary(&primary);
-    site.view().client_sees("client", &holder);
+    site.view().client_sees(CLIENT, &holder);
 
     // SIGKILL of the holder's pgha: its fencer removes the address, another edge takes the VIP.
     let mut moves = Vec::new();
     for round in 0..3 {
         let t0 = Instant::now();
-        site.edges.get_mut(&holder).expect("edge").kill();
+        site.signal_edge(&holder, libc::SIGKILL);
         let (new, took) = site.view().watch_move(&holder, t0);
         eprintln!("round {round}: SIGKILL {holder} -> VIP on {new} after {took:?}");
         moves.push(took);
-        site.view().client_sees("client", &new);
+        site.view().client_sees(CLIENT, &new);
         site.client_reaches_primary(&primary);
-        site.start_edge(&holder);
+        site.restart_edge(&holder);
         holder = site.view().settled_holder("after SIGKILL");
     }
 
     // SIGSTOP: the frozen edge's fencer removes the address before another edge adds it.
     let t0 = Instant::now();
-    site.edges[&holder].signal(libc::SIGSTOP);
+    site.signal_edge(&holder, libc::SIGSTOP);
     let (new, took) = site.view().watch_move(&holder, t0);
     eprintln!("SIGSTOP {holder} -> VIP on {new} after {took:?}");
-    site.view().client_sees("client", &new);
-    site.edges[&holder].signal(libc::SIGCONT);
+    site.view().client_sees(CLIENT, &new);
+    site.signal_edge(&holder, libc::SIGCONT);
     let settled = site.view().settled_holder("after SIGCONT");
     assert_ne!(settled, holder, "the thawed edge must not take the VIP back");
     holder = settled;
@@ -225,7 +156,7 @@ fn edges_hold_the_vip_once_and_move_it_on_faults() {
     // Cut off from the db hosts (still on the bridge): the edge drops the VIP, another takes it.
     let released = site.view().log_count(&holder, "released from");
     let t0 = Instant::now();
-    site.topo.block(&holder, &DBS);
+    site.block_from_dbs(&holder, true);
     let (new, took) = site.view().watch_move(&holder, t0);
     eprintln!("cut off from the db hosts: {holder} -> VIP on {new} after {took:?}");
     assert!(
@@ -233,9 +164,9 @@ fn edges_hold_the_vip_once_and_move_it_on_faults() {
         "the cut-off edge released the VIP itself\n{}",
         site.view().logs()
     );
-    site.view().client_sees("client", &new);
+    site.view().client_sees(CLIENT, &new);
     site.client_reaches_primary(&primary);
-    site.topo.unblock(&holder, &DBS);
+    site.block_from_dbs(&holder, false);
     holder = site.view().settled_holder("after reconnecting the cut-off edge");
     assert_eq!(
         holder, new,
@@ -256,14 +187,14 @@ fn edges_hold_the_vip_once_and_move_it_on_faults() {
         "{holder} holds the VIP before SIGTERM"
     );
     let t0 = Instant::now();
-    site.edges[&holder].signal(libc::SIGTERM);
+    site.signal_edge(&holder, libc::SIGTERM);
     let (new, took) = site.view().watch_move(&holder, t0);
     eprintln!("SIGTERM {holder} -> VIP on {new} after {took:?}");
     assert_eq!(
         new, best,
         "the free VIP goes to the healthy edge with the best priority"
     );
-    site.view().client_sees("client", &new);
+    site.view().client_sees(CLIENT, &new);
     site.client_reaches_primary(&primary);
     eprintln!("{}", site.view().logs());
     eprintln!(

@@ -119,14 +119,14 @@ fn fence_vip_removes_the_address_at_the_deadline_and_exits_when_disarmed() {
     };
     add();
     // Disarm: the fencer exits and leaves the address alone.
-    pgha::ha::fence::arm(&file, pgha::ha::fence::monotonic_ns_in(Duration::from_secs(60))).expect("arm");
+    pgha::fence::arm(&file, pgha::fence::monotonic_ns_in(Duration::from_secs(60))).expect("arm");
     let mut f = fencer("disarm.log");
-    pgha::ha::fence::disarm(&file).expect("disarm");
+    pgha::fence::disarm(&file).expect("disarm");
     wait("fencer exits once disarmed", SETTLE, || !f.running());
     assert!(topo.has_address("a", vip), "a disarmed fence keeps the address");
     // Deadline: the fencer removes the address, disarms and exits.
     let deadline = Duration::from_millis(300);
-    pgha::ha::fence::arm(&file, pgha::ha::fence::monotonic_ns_in(deadline)).expect("arm");
+    pgha::fence::arm(&file, pgha::fence::monotonic_ns_in(deadline)).expect("arm");
     let armed = Instant::now();
     let mut f = fencer("fence.log");
     wait("address removed by the fencer", SETTLE, || !topo.has_address("a", vip));
@@ -314,7 +314,7 @@ fn no_address_without_its_fence_and_a_dead_fencer_is_restarted() {
         pgha::dcs::client::DcsClient::new(vec![format!("{db1}:{DCS_PORT}")], None, Duration::from_secs(2))
             .expect("DCS client")
     };
-    let keys = pgha::ha::keys::Keys::new("demo");
+    let keys = pgha::cluster::keys::Keys::new("demo");
     // Every put of the `vip` key is one acquisition attempt that got as far as the key.
     let (mut events, mut progress) = runtime.block_on(async {
         common::wait_for(SETTLE, "the DCS", || async { dcs.get(b"/", true).await.ok() }).await;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::ha::model::ClusterView;
+use crate::cluster::model::ClusterView;
 use crate::postgres::PgStatus;
 
 /// The HA loop's latest picture of this node, shared with the REST API.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::ha::model::{LeaderKey, MemberInfo, PgRole, PgState};
+use crate::cluster::model::{LeaderKey, MemberInfo, PgRole, PgState};
 use crate::postgres::{PgStatus, WalReceiver};
 
 fn pg(in_recovery: bool, lsn: u64) -> PgStatus {
@@ -89,7 +89,7 @@ fn status_code_table() {
     let mut noload = snapshot(false, 10_000, &[]);
     noload.noloadbalance = true;
     let with_sync = |mut s: NodeSnapshot| {
-        let key = crate::ha::model::SyncState {
+        let key = crate::cluster::model::SyncState {
             leader: "db1".into(),
             members: vec!["db2".into()],
             quorum: 1,

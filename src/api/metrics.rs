@@ -139,7 +139,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use crate::api::health::NodeSnapshot;
-    use crate::ha::model::{ClusterView, LeaderKey, MemberInfo, PgRole, PgState};
+    use crate::cluster::model::{ClusterView, LeaderKey, MemberInfo, PgRole, PgState};
     use crate::postgres::PgStatus;
 
     /// db2, a replica 1000 bytes behind the leader db1.

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::ha::model::DynamicConfig;
+use crate::cluster::model::DynamicConfig;
 
 /// Patroni's settings in seconds and their millisecond fields.
 const SECONDS: &[(&str, &str)] = &[
@@ -159,7 +159,7 @@ mod tests {
             (r#"{"pause": true}"#, Ok(|c| c.paused)),
             (
                 r#"{"synchronous_mode": true}"#,
-                Ok(|c| c.synchronous_mode == crate::ha::model::SyncMode::On),
+                Ok(|c| c.synchronous_mode == crate::cluster::model::SyncMode::On),
             ),
             (
                 r#"{"maximum_lag_on_failover": 1048576}"#,

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::health::{status_code, NodeSnapshot};
 use super::metrics;
 use super::rest_write::{self, Writes};
-use crate::authz::rest::{RestWrite, Transport};
-use crate::authz::rules::{Ctx, Membership};
+use crate::dcs::authz::rest::{RestWrite, Transport};
+use crate::dcs::authz::rules::{Ctx, Membership};
 
 /// The latest snapshot published by the HA loop.
 pub type SharedSnapshot = Arc<RwLock<Option<NodeSnapshot>>>;
@@ -63,7 +63,7 @@ impl Connected<IncomingStream<'_, super::tls_listener::TlsListener>> for RestPee
             .1
             .peer_certificates()
             .and_then(|certs| certs.first())
-            .map(|der| crate::authz::peer::of_der(der));
+            .map(|der| crate::identity::peer::of_der(der));
         RestPeer {
             addr: *stream.remote_addr(),
             transport: Transport::Https(cert),
@@ -136,16 +136,17 @@ async fn handle(
 /// A REST write: the caller is authorized (admin certificate over HTTPS), then the write runs. Refusals are 403
 /// with the reason, logged once per peer and reason; every write carried out is logged with its caller and outcome.
 async fn write_request(state: &AppState, peer: &RestPeer, write: RestWrite, body: &[u8]) -> Response {
-    let keys = crate::ha::keys::Keys::new(&state.cluster);
+    let keys = crate::cluster::keys::Keys::new(&state.cluster);
     let leases = Default::default();
     let ctx = Ctx {
         root: keys.root(),
         members: &Membership::Unknown,
         leases: &leases,
-        legacy: crate::config::LegacyCertificates::Deny,
+        legacy: crate::identity::LegacyCertificates::Deny,
     };
-    let decision = crate::authz::rest::caller(&peer.transport, &state.cluster)
-        .and_then(|who| crate::authz::authorize(&who, crate::authz::Rpc::RestWrite(write), &ctx).map(|()| who));
+    let decision = crate::dcs::authz::rest::caller(&peer.transport, &state.cluster).and_then(|who| {
+        crate::dcs::authz::authorize(&who, crate::dcs::authz::Rpc::RestWrite(write), &ctx).map(|()| who)
+    });
     let who = match decision {
         Ok(who) => who,
         Err(denial) => {
@@ -173,7 +174,7 @@ async fn write_request(state: &AppState, peer: &RestPeer, write: RestWrite, body
         return (StatusCode::SERVICE_UNAVAILABLE, "this REST server takes no writes").into_response();
     };
     let answer = rest_write::perform(writes, write, &who, body).await;
-    let caller = crate::authz::principal::header_value(&who);
+    let caller = crate::dcs::authz::principal::header_value(&who);
     tracing::info!(
         event = "rest_write",
         write = write.name(),

@@ -10,13 +10,13 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::rest::SharedSnapshot;
-use crate::authz::rest::RestWrite;
-use crate::authz::Principal;
+use crate::cluster::keys::Keys;
+use crate::cluster::model::NodeCommand;
+use crate::cluster::store::Store;
 use crate::ctl::switchover::{self, SwitchoverError};
+use crate::dcs::authz::rest::RestWrite;
+use crate::dcs::authz::Principal;
 use crate::dcs::client::DcsClient;
-use crate::ha::keys::Keys;
-use crate::ha::model::NodeCommand;
-use crate::ha::store::Store;
 
 /// How long `POST /switchover` waits for the new leader before answering 503 (Patroni waits about 20 s; a pgha
 /// switchover takes well under that, this leaves room for a slow checkpoint).

@@ -113,15 +113,15 @@ async fn one_run(
 
 /// Asks for a switchover to the best streaming replica, as `pgha ctl switchover --force` does.
 pub async fn request_switchover(dcs: &crate::dcs::client::DcsClient) -> anyhow::Result<()> {
-    let keys = crate::ha::keys::Keys::new("demo");
-    let store = crate::ha::store::Store { dcs, keys: &keys };
+    let keys = crate::cluster::keys::Keys::new("demo");
+    let store = crate::cluster::store::Store { dcs, keys: &keys };
     let view = store.view().await?;
     let candidate = crate::ctl::switchover::best_candidate(&view).context("no streaming replica to switch to")?;
-    let request = crate::ha::model::SwitchoverRequest {
+    let request = crate::cluster::model::SwitchoverRequest {
         leader: view.leader.as_ref().map(|l| l.name.clone()),
         candidate: candidate.name.clone(),
         scheduled_unix_ms: None,
-        created_unix_ms: crate::ha::store::unix_ms(),
+        created_unix_ms: crate::cluster::store::unix_ms(),
     };
     anyhow::ensure!(
         store.request_switchover(&request).await?,

@@ -97,7 +97,7 @@ async fn one_run(
         if new_leader_at.is_none() {
             if let Ok(view) = six.view().await {
                 if let Some(l) = view.leader_member() {
-                    if l.name != primary && l.role == crate::ha::model::PgRole::Primary {
+                    if l.name != primary && l.role == crate::cluster::model::PgRole::Primary {
                         new_leader_at = Some(now - t0);
                         new_leader = l.name.clone();
                     }

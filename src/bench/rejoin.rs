@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::ha::model::{ClusterView, PgRole, PgState};
+use crate::cluster::model::{ClusterView, PgRole, PgState};
 
 /// The leader's name when every member of `dbs` streams from it; otherwise what is missing. `streaming` holds the
 /// `application_name`s the leader's `pg_stat_replication` shows in state `streaming` (None: the leader did not
@@ -84,7 +84,7 @@ impl Steady {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ha::model::{LeaderKey, MemberInfo};
+    use crate::cluster::model::{LeaderKey, MemberInfo};
 
     fn view(members: &[(&str, PgRole, PgState)], leader: Option<&str>) -> ClusterView {
         let mut v = ClusterView::default();

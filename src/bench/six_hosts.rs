@@ -11,10 +11,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::cluster::keys::Keys;
+use crate::cluster::model::ClusterView;
+use crate::cluster::store::Store;
 use crate::dcs::client::DcsClient;
-use crate::ha::keys::Keys;
-use crate::ha::model::{ClusterView, PgRole, PgState};
-use crate::ha::store::Store;
 use crate::netns::{NetnsError, NsChild, Topology, IFACE};
 use crate::tls::{NodeTls, TlsFiles};
 
@@ -143,15 +143,15 @@ impl SixHosts {
         for h in hosts.iter().filter(|h| **h != CLIENT) {
             let ip = topo.host(h)?.ip;
             let role = match DBS.contains(h) {
-                true => crate::authz::CertRole::Member,
-                false => crate::authz::CertRole::Edge,
+                true => crate::identity::CertRole::Member,
+                false => crate::identity::CertRole::Edge,
             };
             crate::cert::issue(&certs, role, h, &[ip.into()], &[h.to_string()], 30)?;
         }
         let ctl_ip = [topo.bridge_ip().into()];
         crate::cert::issue(
             &certs,
-            crate::authz::CertRole::Admin,
+            crate::identity::CertRole::Admin,
             "ctl",
             &ctl_ip,
             &["ctl".into()],
@@ -301,10 +301,7 @@ impl SixHosts {
 
     /// The primary's host when the leader is a running primary with `replicas` streaming replicas.
     pub async fn primary_with(&self, replicas: usize) -> Option<String> {
-        let view = self.view().await.ok()?;
-        let streaming = view.members.values().filter(|m| m.state == PgState::Streaming).count();
-        let leader = view.leader_member()?;
-        (leader.role == PgRole::Primary && streaming >= replicas).then(|| leader.name.clone())
+        self.view().await.ok()?.primary_with(replicas).map(str::to_string)
     }
 
     /// Waits for a primary with two streaming replicas and exactly one VIP holder that the `vip` key names.

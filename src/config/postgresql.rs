@@ -164,7 +164,7 @@ pub struct HaSection {
     /// `quorum` (any `synchronous_node_count` of all healthy standbys confirm it,
     /// so one slow standby does not stall writes). Only a standby that holds every
     /// acknowledged commit is promoted. Default: `off`.
-    pub synchronous_mode: crate::ha::model::SyncMode,
+    pub synchronous_mode: crate::cluster::model::SyncMode,
     /// `ha.synchronous_mode_strict` (`PGHA_HA__SYNCHRONOUS_MODE_STRICT`): with no
     /// synchronous standby, block commits instead of replicating asynchronously.
     /// Default: `false`.
@@ -196,11 +196,11 @@ impl Default for HaSection {
             nofailover: false,
             failover_priority: 0,
             noloadbalance: false,
-            ttl_ms: 2000,
-            loop_wait_ms: 250,
+            ttl_ms: crate::cluster::timing::DEFAULT_TTL_MS,
+            loop_wait_ms: crate::cluster::timing::DEFAULT_LOOP_WAIT_MS,
             maximum_lag_on_failover: 1 << 20,
             primary_start_timeout_ms: 10_000,
-            synchronous_mode: crate::ha::model::SyncMode::Off,
+            synchronous_mode: crate::cluster::model::SyncMode::Off,
             synchronous_mode_strict: false,
             synchronous_node_count: 1,
             rest_listen: None,

@@ -5,10 +5,10 @@ use anyhow::{bail, Context};
 
 use super::output;
 use crate::cli::Output;
+use crate::cluster::keys::Keys;
+use crate::cluster::model::{DynamicConfig, PermanentSlot, SlotKind};
 use crate::dcs::client::DcsClient;
 use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
-use crate::ha::keys::Keys;
-use crate::ha::model::{DynamicConfig, PermanentSlot, SlotKind};
 
 /// Short names operators know from Patroni, mapped to the stored keys.
 const ALIASES: &[(&str, &str)] = &[

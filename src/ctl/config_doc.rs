@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
 
-use crate::ha::model::DynamicConfig;
+use crate::cluster::model::DynamicConfig;
 
 /// Table name of the PostgreSQL parameters in the document (the field of [`DynamicConfig`]).
 const PARAMETERS: &str = "postgresql_parameters";

@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use super::output;
+use crate::cluster::keys::Keys;
 use crate::dcs::client::DcsClient;
 use crate::edge::info::EdgeInfo;
-use crate::ha::keys::Keys;
 
 /// One row of the edges table.
 #[derive(Debug, PartialEq, Eq, Serialize)]

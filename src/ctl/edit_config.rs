@@ -9,9 +9,9 @@ use anyhow::{bail, Context};
 
 use super::config_cmd::{apply_parameters, apply_slots, read, set_values, validate, write};
 use super::{config_doc, diff, output};
+use crate::cluster::keys::Keys;
+use crate::cluster::model::DynamicConfig;
 use crate::dcs::client::DcsClient;
-use crate::ha::keys::Keys;
-use crate::ha::model::DynamicConfig;
 
 /// What `edit-config` was asked to do.
 pub struct EditArgs<'a> {

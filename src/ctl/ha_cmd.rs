@@ -7,8 +7,8 @@ use super::output;
 use crate::cli::Output;
 use crate::dcs::client::DcsClient;
 
-use crate::ha::keys::Keys;
-use crate::ha::model::HistoryEntry;
+use crate::cluster::keys::Keys;
+use crate::cluster::model::HistoryEntry;
 use crate::postgres::lsn_to_string;
 
 /// Attempts at the compare-and-swap of the config key before giving up (concurrent edits).
@@ -70,7 +70,7 @@ pub async fn history(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Res
 }
 
 /// Members (by name) whose published `paused` differs from `paused` (pure).
-pub fn not_yet(view: &crate::ha::model::ClusterView, paused: bool) -> Vec<String> {
+pub fn not_yet(view: &crate::cluster::model::ClusterView, paused: bool) -> Vec<String> {
     view.members
         .values()
         .filter(|m| m.paused != paused)

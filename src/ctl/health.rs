@@ -7,8 +7,8 @@ use super::exit::{code, Exit};
 use super::members::MemberRow;
 use super::output;
 use crate::cli::Output;
+use crate::cluster::model::{ClusterView, PgRole, PgState};
 use crate::dcs::client::DcsClient;
-use crate::ha::model::{ClusterView, PgRole, PgState};
 
 /// How bad one check is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -210,7 +210,7 @@ pub async fn run(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ha::model::{LeaderKey, MemberInfo};
+    use crate::cluster::model::{LeaderKey, MemberInfo};
 
     fn dcs_row(name: &str, reachable: bool, leader: bool) -> MemberRow {
         let mut r = MemberRow::unreachable(name, "127.0.0.1:1", true);

@@ -4,10 +4,10 @@ use serde::Serialize;
 
 use super::output;
 use crate::cli::{DsnRole, Output};
+use crate::cluster::keys::Keys;
+use crate::cluster::model::{ClusterView, PgRole};
+use crate::cluster::store::Store;
 use crate::dcs::client::DcsClient;
-use crate::ha::keys::Keys;
-use crate::ha::model::{ClusterView, PgRole};
-use crate::ha::store::Store;
 use crate::postgres::lsn_to_string;
 
 /// One row of `ctl list`.
@@ -214,7 +214,7 @@ fn member_role(view: &ClusterView, name: &str, is_leader: bool) -> &'static str 
     let synchronous = view.sync_members().is_some_and(|k| k.members.iter().any(|m| m == name));
     match (is_leader, synchronous, view.config.synchronous_mode) {
         (true, _, _) => "Leader",
-        (false, true, crate::ha::model::SyncMode::Quorum) => "Quorum Standby",
+        (false, true, crate::cluster::model::SyncMode::Quorum) => "Quorum Standby",
         (false, true, _) => "Sync Standby",
         (false, false, _) => "Replica",
     }

@@ -34,7 +34,7 @@ pub fn client_from_config(config: &Config) -> anyhow::Result<Arc<DcsClient>> {
     let tls = if config.tls.plaintext {
         None
     } else {
-        Some(crate::run::load_node_tls(config)?.client_config())
+        Some(crate::node::tls::load_node_tls(config)?.client_config())
     };
     let timeout = Duration::from_millis(config.dcs.request_timeout_ms);
     Ok(Arc::new(DcsClient::new(config.client_endpoints(), tls, timeout)?))
@@ -130,7 +130,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             }
             let view = node_cmd::view(&client, &config.cluster.name).await?;
             let names = node_cmd::targets(&view, name.as_deref(), role)?;
-            let command = crate::ha::model::NodeCommand::Restart { pending_only: pending };
+            let command = crate::cluster::model::NodeCommand::Restart { pending_only: pending };
             node_cmd::send(&client, &config.cluster.name, &names, command).await
         }
         CtlCommand::Reload { name } => {
@@ -140,7 +140,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 &client,
                 &config.cluster.name,
                 &names,
-                crate::ha::model::NodeCommand::Reload,
+                crate::cluster::model::NodeCommand::Reload,
             )
             .await
         }

@@ -7,10 +7,10 @@ use anyhow::{bail, Context};
 
 use super::progress::{Progress, Sink};
 use crate::cli::DsnRole;
+use crate::cluster::keys::Keys;
+use crate::cluster::model::{ClusterView, NodeCommand, PgRole, PgState};
+use crate::cluster::store::Store;
 use crate::dcs::client::DcsClient;
-use crate::ha::keys::Keys;
-use crate::ha::model::{ClusterView, NodeCommand, PgRole, PgState};
-use crate::ha::store::Store;
 
 /// How long ctl waits for the members.
 pub const WAIT: Duration = Duration::from_secs(180);

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use crate::ha::model::{ClusterView, MemberInfo, PgRole, PgState};
+use crate::cluster::model::{ClusterView, MemberInfo, PgRole, PgState};
 
 /// What a member is doing, in words (pure).
 fn doing(m: &MemberInfo, leader: Option<&str>) -> String {
@@ -149,7 +149,7 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ha::model::{LeaderKey, SwitchoverRequest};
+    use crate::cluster::model::{LeaderKey, SwitchoverRequest};
 
     fn view(leader: Option<&str>, members: &[(&str, PgRole, PgState, u32)]) -> ClusterView {
         let mut v = ClusterView {

@@ -7,10 +7,10 @@ use anyhow::{bail, Context};
 use super::output;
 use super::progress::{Progress, Sink};
 use crate::cli::Output;
+use crate::cluster::keys::Keys;
+use crate::cluster::model::{ClusterView, MemberInfo, PgRole, PgState, SwitchoverRequest};
+use crate::cluster::store::{unix_ms, Store};
 use crate::dcs::client::DcsClient;
-use crate::ha::keys::Keys;
-use crate::ha::model::{ClusterView, MemberInfo, PgRole, PgState, SwitchoverRequest};
-use crate::ha::store::{unix_ms, Store};
 
 /// How long ctl waits for the new leader.
 const WAIT: Duration = Duration::from_secs(60);
@@ -335,7 +335,7 @@ pub async fn cancel(dcs: &DcsClient, cluster: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ha::model::LeaderKey;
+    use crate::cluster::model::LeaderKey;
 
     fn member(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
         MemberInfo::for_test(name, role, state, lsn)

@@ -22,7 +22,7 @@ pub struct Node {
 
 /// The tree (pure): the leader with the members streaming from it below it, theirs below them; every member
 /// appears once (one on a loop of published upstreams, which cannot stream, is put under the leader).
-pub fn tree(view: &crate::ha::model::ClusterView) -> Vec<Node> {
+pub fn tree(view: &crate::cluster::model::ClusterView) -> Vec<Node> {
     let leader = view
         .leader
         .as_ref()
@@ -131,7 +131,7 @@ pub async fn show(dcs: &DcsClient, cluster: &str, out: Output) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ha::model::{ClusterView, LeaderKey, MemberInfo, PgRole, PgState};
+    use crate::cluster::model::{ClusterView, LeaderKey, MemberInfo, PgRole, PgState};
 
     fn member(name: &str, role: PgRole) -> MemberInfo {
         let mut m = MemberInfo::for_test(name, role, PgState::Streaming, 100);

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::core::{DcsCore, DcsError};
 use super::types::{node_id, PghaNode};
-use crate::authz::{self, Rpc};
+use crate::dcs::authz::{self, Rpc};
 use crate::proto;
 use crate::proto::admin_client::AdminClient;
 

@@ -132,8 +132,8 @@ impl DcsClient {
     /// A client with the same members and TLS identity whose requests are made for `caller`: the member that
     /// receives them authorizes `caller` (this node's certificate must be a voter's), and its writes are recorded as
     /// `caller`'s (`Command::As`).
-    pub fn acting_for(&self, caller: &crate::authz::Principal) -> Result<DcsClient, ClientError> {
-        let value = crate::authz::principal::header_value(caller);
+    pub fn acting_for(&self, caller: &crate::dcs::authz::Principal) -> Result<DcsClient, ClientError> {
+        let value = crate::dcs::authz::principal::header_value(caller);
         let header = value.parse().map_err(|_| ClientError::BadEndpoint {
             addr: String::new(),
             message: format!("caller {value:?} cannot be sent as a header"),
@@ -149,7 +149,7 @@ impl DcsClient {
         let mut req = tonic::Request::new(message);
         if let Some(value) = &self.on_behalf {
             req.metadata_mut()
-                .insert(crate::authz::principal::ON_BEHALF_HEADER, value.clone());
+                .insert(crate::dcs::authz::principal::ON_BEHALF_HEADER, value.clone());
         }
         req
     }

@@ -75,7 +75,7 @@ pub struct DcsCore {
     /// Test-only partition switch.
     pub fault: super::fault::FaultSwitch,
     /// Who may call what (src/authz); set by `Member::start` from the TLS settings.
-    pub access: crate::authz::Access,
+    pub access: crate::dcs::authz::Access,
     /// Request and state limits, checked where a write enters and again on the leader before it proposes.
     pub limits: Limits,
     /// State growth this member admitted as leader and has not applied yet (`dcs.limits.max_state_bytes`).
@@ -109,8 +109,8 @@ impl DcsCore {
             timeout,
             fault,
             access: match tls {
-                Some(_) => crate::authz::Access::tls(Default::default()),
-                None => crate::authz::Access::plaintext(),
+                Some(_) => crate::dcs::authz::Access::tls(Default::default()),
+                None => crate::dcs::authz::Access::plaintext(),
             },
             limits,
             in_flight: InFlight::default(),

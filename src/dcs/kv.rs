@@ -40,7 +40,7 @@ pub struct Lease {
     /// certificate, or before roles existed: older (JSON) snapshots have no such field; always written, as
     /// postcard has no optional fields).
     #[serde(default)]
-    pub owner: Option<crate::authz::Caller>,
+    pub owner: Option<crate::identity::Caller>,
 }
 
 /// The state machine proper.

@@ -4,8 +4,9 @@
 //! applied yet (a grant still in flight, a fresh leader) is judged here, identically on every member.
 
 use super::KvState;
-use crate::authz::{lease_use, Caller};
+use crate::dcs::authz::lease_use;
 use crate::dcs::types::{Command, CommandResult, Event, Op};
+use crate::identity::Caller;
 
 impl KvState {
     /// Applies `cmd` made by `caller`: refused (nothing changes) if it uses another's lease; a granted lease is
@@ -56,8 +57,8 @@ impl KvState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::CertRole;
     use crate::dcs::types::{ExpiredLease, Txn};
+    use crate::identity::CertRole;
 
     fn by(role: CertRole, name: &str, cmd: Command) -> Command {
         Command::by(Some(&Caller::new(role, name)), cmd)

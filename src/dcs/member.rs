@@ -29,7 +29,7 @@ pub struct MemberTls {
     pub server: Arc<rustls::ServerConfig>,
     pub client: ClientTlsConfig,
     /// The rule for peer certificates without a role (`tls.legacy_certificates`).
-    pub legacy: crate::config::LegacyCertificates,
+    pub legacy: crate::identity::LegacyCertificates,
 }
 
 /// Everything a member needs to start (built from the config at the binary's edge).
@@ -53,8 +53,9 @@ pub struct MemberSettings {
     pub limits: Limits,
     /// None = plaintext (explicitly configured).
     pub tls: Option<MemberTls>,
-    /// The db role's `Ha` service (WAL positions for the leader race); None for witnesses.
-    pub ha: Option<crate::ha::wal_service::HaService>,
+    /// The role's `Ha` service (the db role's WAL positions for the leader race); None for witnesses. The DCS
+    /// mounts it behind the fault gate and the `WalPosition` authorization rule without knowing its implementation.
+    pub ha: Option<Arc<dyn HaRpc>>,
 }
 
 /// Why a member could not start.
@@ -145,8 +146,8 @@ impl Member {
             s.limits,
         );
         core.access = match &s.tls {
-            Some(tls) => crate::authz::Access::tls(tls.legacy),
-            None => crate::authz::Access::plaintext(),
+            Some(tls) => crate::dcs::authz::Access::tls(tls.legacy),
+            None => crate::dcs::authz::Access::plaintext(),
         };
         let core = Arc::new(core);
 
@@ -221,11 +222,28 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A role's `Ha` gRPC service, mounted by the member (object-safe form of the generated trait).
+pub trait HaRpc: crate::proto::ha_server::Ha {}
+impl<T: crate::proto::ha_server::Ha> HaRpc for T {}
+
+/// The generated server needs a sized service: this forwards to the role's.
+struct MountedHa(Arc<dyn HaRpc>);
+
+#[tonic::async_trait]
+impl crate::proto::ha_server::Ha for MountedHa {
+    async fn wal_position(
+        &self,
+        req: tonic::Request<crate::proto::WalPositionRequest>,
+    ) -> Result<tonic::Response<crate::proto::WalPositionResponse>, tonic::Status> {
+        self.0.wal_position(req).await
+    }
+}
+
 async fn serve(
     core: Arc<DcsCore>,
     listener: TcpListener,
     tls: Option<MemberTls>,
-    ha: Option<crate::ha::wal_service::HaService>,
+    ha: Option<Arc<dyn HaRpc>>,
     token: CancellationToken,
 ) {
     let router = Server::builder()
@@ -254,9 +272,9 @@ async fn serve(
         .add_service(AdminServer::new(AdminService(core.clone())))
         .add_optional_service(ha.map(|ha| {
             let core = core.clone();
-            crate::proto::ha_server::HaServer::with_interceptor(ha, move |req| {
+            crate::proto::ha_server::HaServer::with_interceptor(MountedHa(ha), move |req| {
                 let req = super::fault::gate(&core.fault, req)?;
-                crate::authz::guard::intercept(&core, req, crate::authz::Rpc::WalPosition)
+                crate::dcs::authz::guard::intercept(&core, req, crate::dcs::authz::Rpc::WalPosition)
             })
         }));
     let shutdown = token.clone().cancelled_owned();

@@ -2,6 +2,7 @@
 //! sled, served over gRPC (mutual TLS), plus the client other roles use.
 
 pub mod admin;
+pub mod authz;
 pub mod bootstrap;
 pub mod channel;
 pub mod client;

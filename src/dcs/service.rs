@@ -13,7 +13,7 @@ use super::convert;
 use super::core::{DcsCore, DcsError};
 use super::types::{Command, CommandResult, Txn, TypeConfig};
 use super::watch::{self, WatchFilter};
-use crate::authz::{self, Rpc};
+use crate::dcs::authz::{self, Rpc};
 use crate::proto;
 
 /// Requests arrive in `codec`'s format (or JSON from an older member).

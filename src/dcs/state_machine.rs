@@ -215,7 +215,7 @@ impl StateMachineStore {
     }
 
     /// Owners of the given leases this member knows (`None` inside: granted without a role certificate).
-    pub fn lease_owners(&self, ids: &[i64]) -> std::collections::BTreeMap<i64, Option<crate::authz::Caller>> {
+    pub fn lease_owners(&self, ids: &[i64]) -> std::collections::BTreeMap<i64, Option<crate::identity::Caller>> {
         let data = match self.shared.data.read() {
             Ok(d) => d,
             Err(poisoned) => poisoned.into_inner(),

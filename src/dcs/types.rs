@@ -133,14 +133,14 @@ pub enum Command {
     /// it grants and refuses a keepalive, revoke or put-bound-to a lease owned by someone else (src/authz). Commands
     /// of callers without a role (plaintext, legacy certificates) are not wrapped and keep their full rights.
     As {
-        caller: crate::authz::Caller,
+        caller: crate::identity::Caller,
         command: Box<Command>,
     },
 }
 
 impl Command {
     /// `cmd` made by `caller` (None: an unrestricted caller, the command stays as it is).
-    pub fn by(caller: Option<&crate::authz::Caller>, cmd: Command) -> Command {
+    pub fn by(caller: Option<&crate::identity::Caller>, cmd: Command) -> Command {
         match caller {
             Some(caller) => Command::As {
                 caller: caller.clone(),

@@ -19,11 +19,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::pacing::{self, Resume};
+use crate::cluster::keys::Keys;
+use crate::cluster::model::{ClusterView, DynamicConfig};
+use crate::cluster::store::Store;
 use crate::dcs::client::{ClientError, DcsClient, WatchMessage};
 use crate::dcs::types::{EventKind, KeyValue};
-use crate::ha::keys::Keys;
-use crate::ha::model::{ClusterView, DynamicConfig};
-use crate::ha::store::Store;
 use crate::retry::{log_transition, Backoff, FailureLog};
 
 /// The cluster as the edge last knew it.

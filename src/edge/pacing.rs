@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::ha::model::DynamicConfig;
+use crate::cluster::model::DynamicConfig;
 use crate::retry::Backoff;
 
 /// No loop of the edge asks the same thing again sooner than this after a failure.

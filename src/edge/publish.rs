@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::info::EdgeInfo;
+use crate::cluster::keys::Keys;
 use crate::dcs::client::DcsClient;
-use crate::ha::keys::Keys;
 use crate::retry::{log_transition, Backoff, FailureLog};
 
 const WHAT: &str = "edge publication";

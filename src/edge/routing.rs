@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::ha::model::{ClusterView, MemberInfo, PgRole, PgState};
+use crate::cluster::model::{ClusterView, MemberInfo, PgRole, PgState};
 
 /// A client port of the edge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

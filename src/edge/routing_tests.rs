@@ -1,7 +1,7 @@
 //! Table-driven tests of the routing table and of `sessions_to_close`.
 
 use super::*;
-use crate::ha::model::LeaderKey;
+use crate::cluster::model::LeaderKey;
 
 fn member(name: &str, role: PgRole, state: PgState, lsn: u64) -> MemberInfo {
     let mut m = MemberInfo::for_test(name, role, state, lsn);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::proxy::SessionRow;
 use super::routing::{Port, RoutingTable};
-use crate::ha::model::ClusterView;
+use crate::cluster::model::ClusterView;
 
 /// Totals of one client port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,9 +71,9 @@ pub fn backend_rows(view: Option<&ClusterView>, table: &RoutingTable, sessions: 
             published: format!(
                 "{}, {}",
                 match m.role {
-                    crate::ha::model::PgRole::Primary => "primary",
-                    crate::ha::model::PgRole::Replica => "replica",
-                    crate::ha::model::PgRole::Unknown => "unknown",
+                    crate::cluster::model::PgRole::Primary => "primary",
+                    crate::cluster::model::PgRole::Replica => "replica",
+                    crate::cluster::model::PgRole::Unknown => "unknown",
                 },
                 m.state.label()
             ),

@@ -1,16 +1,15 @@
 //! Applying the HA decisions to PostgreSQL and the DCS: one method per action, each logging what it changed.
 
+use super::error::{HaError, Step};
 use std::time::Duration;
-
-use anyhow::Context;
 
 use super::decide::Action;
 use super::hooks::HookRole;
-use super::model::{ClusterView, HistoryEntry, NodeCommand, PgState};
 use super::race::{should_take_leader, Candidate};
 use super::runner::DbNode;
-use super::store::unix_ms;
 use super::sync;
+use crate::cluster::model::{ClusterView, HistoryEntry, NodeCommand, PgState};
+use crate::cluster::store::unix_ms;
 use crate::postgres::{slot_name, ConfRole, StopMode};
 use crate::proto::ha_client::HaClient;
 use crate::proto::WalPositionRequest;
@@ -24,22 +23,19 @@ const START_WAIT: Duration = Duration::from_secs(2);
 
 impl DbNode {
     /// Applies one action.
-    pub(super) async fn apply(&mut self, action: Action, view: &ClusterView) -> anyhow::Result<()> {
+    pub(super) async fn apply(&mut self, action: Action, view: &ClusterView) -> Result<(), HaError> {
         match action {
             Action::Wait => Ok(()),
             Action::RefuseForeignData { expected, found } => {
-                if !self.s.allow_wipe_foreign_data {
-                    anyhow::bail!(
+                if !self.settings.allow_wipe_foreign_data {
+                    return Err(HaError::Refused(format!(
                         "refusing to use {}: it holds system {found}, the cluster is system {expected} \
                          (set postgresql.allow_wipe_foreign_data = true to replace it with a clone)",
                         self.pg.data_dir().display()
-                    );
+                    )));
                 }
                 tracing::warn!("wiping a data directory of another cluster (postgresql.allow_wipe_foreign_data)");
-                self.pg
-                    .wipe_data_dir()
-                    .await
-                    .context("wiping the foreign data directory")
+                self.pg.wipe_data_dir().await.step("wiping the foreign data directory")
             }
             Action::Initialize => self.initialize().await,
             Action::Clone { host, port } => self.clone_from(&host, port).await,
@@ -53,7 +49,7 @@ impl DbNode {
                 );
                 if upstream.is_none() && former_primary {
                     // Standing by to race, it may be outrun by a replica whose history forks from ours.
-                    std::fs::write(self.rewind_marker(), b"").context("marking the rewind as pending")?;
+                    std::fs::write(self.rewind_marker(), b"").step("marking the rewind as pending")?;
                 }
                 self.start_replica(upstream).await
             }
@@ -62,16 +58,20 @@ impl DbNode {
             Action::Rewind { host, port } => self.rewind(&host, port).await,
             Action::Race => self.race(view).await,
             Action::TakeLeader => {
-                let lease = self.session.lease().context("no session")?;
-                if self.store().take_leader(&self.s.name, lease).await? {
+                let lease = self.session.lease().step("no session")?;
+                if self.store().take_leader(&self.settings.name, lease).await? {
                     tracing::info!("took the leader key for the running primary");
                     self.guard_primary().await?;
                 }
                 Ok(())
             }
             Action::ReclaimLeader { mod_revision } => {
-                let lease = self.session.lease().context("no session")?;
-                if self.store().reclaim_leader(&self.s.name, lease, mod_revision).await? {
+                let lease = self.session.lease().step("no session")?;
+                if self
+                    .store()
+                    .reclaim_leader(&self.settings.name, lease, mod_revision)
+                    .await?
+                {
                     tracing::info!("reclaimed our leader key for this session");
                 }
                 Ok(())
@@ -79,7 +79,7 @@ impl DbNode {
             Action::Lead => self.lead(view).await,
             Action::HandOver { candidate } => self.hand_over(&candidate).await,
             Action::TakeOver => {
-                let lease = self.session.lease().context("no DCS session")?;
+                let lease = self.session.lease().step("no DCS session")?;
                 let handed_over = view.switchover.as_ref().is_some_and(|sw| sw.leader.is_some());
                 if !handed_over && view.sync_members().is_some() {
                     // A manual failover with no leader handing over: in synchronous mode the candidate must know
@@ -89,7 +89,7 @@ impl DbNode {
                         return Ok(());
                     }
                 }
-                if self.store().take_leader(&self.s.name, lease).await? {
+                if self.store().take_leader(&self.settings.name, lease).await? {
                     tracing::info!("took the leader key as the switchover/failover candidate");
                     self.promote(view, "switchover/failover candidate").await?;
                 }
@@ -101,21 +101,21 @@ impl DbNode {
             Action::Reclone { host, port } => {
                 tracing::warn!(event = "reclone", source = %format!("{host}:{port}"), "re-cloning a standby that cannot rejoin");
                 if self.pg.postmaster_pid().is_some() {
-                    self.pg.stop(StopMode::Immediate, self.s.start_timeout).await?;
+                    self.pg.stop(StopMode::Immediate, self.settings.start_timeout).await?;
                     self.hooks_after_stop();
                 }
-                self.expect_running = false;
-                self.following = None;
+                self.supervision.expect_running = false;
+                self.supervision.following = None;
                 self.pg
                     .wipe_data_dir()
                     .await
-                    .context("wiping the data directory for a re-clone")?;
+                    .step("wiping the data directory for a re-clone")?;
                 self.clear_rewind_marker();
                 self.restart_stall_clock();
                 Ok(())
             }
             Action::NeedsReinit => {
-                self.activity = Some(PgState::NeedsReinit);
+                self.supervision.activity = Some(PgState::NeedsReinit);
                 Ok(())
             }
             Action::RunCommand { command, mod_revision } => {
@@ -124,27 +124,29 @@ impl DbNode {
                         tracing::info!(event = "command_done", command = ?command, "operator command done: {what}")
                     }
                     Err(e) => {
-                        tracing::warn!(event = "command_failed", command = ?command, "operator command failed: {e:#}")
+                        tracing::warn!(event = "command_failed", command = ?command, "operator command failed: {}", e.chain())
                     }
                 }
                 // Done or failed, the command is consumed: a bad one must not run again on every loop.
-                self.store().complete_command(&self.s.name, mod_revision).await?;
+                self.store().complete_command(&self.settings.name, mod_revision).await?;
                 Ok(())
             }
             Action::DropCommand { mod_revision, why } => {
                 tracing::info!(event = "command_dropped", "operator command not carried out: {why}");
-                self.store().complete_command(&self.s.name, mod_revision).await?;
+                self.store().complete_command(&self.settings.name, mod_revision).await?;
                 Ok(())
             }
             Action::ReleaseLeader => {
-                self.store().delete_leader(&self.s.name, None).await?;
+                self.store().delete_leader(&self.settings.name, None).await?;
                 self.session.disarm_fence()?;
-                self.expect_running = false;
+                self.supervision.expect_running = false;
                 tracing::warn!("released the leader key: another member may be promoted now");
                 Ok(())
             }
             Action::DeleteStaleLeader { mod_revision } => {
-                self.store().delete_leader(&self.s.name, Some(mod_revision)).await?;
+                self.store()
+                    .delete_leader(&self.settings.name, Some(mod_revision))
+                    .await?;
                 Ok(())
             }
         }
@@ -152,53 +154,53 @@ impl DbNode {
 
     /// Bootstraps the cluster, or resumes a bootstrap of ours that stopped half-way (every step is idempotent):
     /// a failure between the claim and its completion must not leave the cluster waiting forever.
-    async fn initialize(&mut self) -> anyhow::Result<()> {
-        if !self.store().claim_initialize(&self.s.name).await? {
+    async fn initialize(&mut self) -> Result<(), HaError> {
+        if !self.store().claim_initialize(&self.settings.name).await? {
             return Ok(()); // another member won the race
         }
-        let lease = self.session.lease().context("no DCS session")?;
-        self.activity = Some(PgState::Initializing);
+        let lease = self.session.lease().step("no DCS session")?;
+        self.supervision.activity = Some(PgState::Initializing);
         self.bootstrap_sync_spec();
         if matches!(self.pg.data_state().await?, crate::postgres::DataState::Missing) {
             tracing::info!("won the initialize race: running initdb");
-            self.pg.initdb().await.context("initdb")?;
+            self.pg.initdb().await.step("initdb")?;
         } else {
             tracing::info!("taking over the existing data directory (an interrupted bootstrap, or adoption)");
         }
         self.pg
             .write_config(&ConfRole::Primary)
             .await
-            .context("writing the primary configuration")?;
+            .step("writing the primary configuration")?;
         if self.pg.postmaster_pid().is_none() {
             // Bootstrap needs the server ready (roles, the system identifier), and no other primary can exist yet.
-            self.activity = Some(PgState::Starting);
+            self.supervision.activity = Some(PgState::Starting);
             self.pg
-                .start(self.s.start_timeout)
+                .start(self.settings.start_timeout)
                 .await
-                .context("starting PostgreSQL")?;
-            self.expect_running = true;
+                .step("starting PostgreSQL")?;
+            self.supervision.expect_running = true;
             self.hooks_after_start(HookRole::Primary, false);
         } else {
             // Adopting a running instance: apply pgha's configuration without interrupting it; parameters that
             // need a restart show up as pending_restart (`pgha ctl restart --pending`).
-            self.pg.reload().await.context("reloading the adopted PostgreSQL")?;
-            self.expect_running = true;
-            self.announced_role = Some(HookRole::Primary);
+            self.pg.reload().await.step("reloading the adopted PostgreSQL")?;
+            self.supervision.expect_running = true;
+            self.hooks.announced_role = Some(HookRole::Primary);
             self.hooks_after_reload();
         }
-        self.pg.create_roles().await.context("creating the replication role")?;
+        self.pg.create_roles().await.step("creating the replication role")?;
         let view = self.store().view().await?;
         let ours = view
             .leader
             .as_ref()
-            .is_some_and(|l| l.name == self.s.name && l.lease == lease);
-        if !ours && !self.store().take_leader(&self.s.name, lease).await? {
-            anyhow::bail!("the leader key was taken during bootstrap");
+            .is_some_and(|l| l.name == self.settings.name && l.lease == lease);
+        if !ours && !self.store().take_leader(&self.settings.name, lease).await? {
+            return Err(HaError::Refused("the leader key was taken during bootstrap".into()));
         }
         self.guard_primary().await?;
         let status = self.pg.status().await?;
         self.store()
-            .complete_initialize(status.system_identifier, &self.s.bootstrap_config)
+            .complete_initialize(status.system_identifier, &self.settings.bootstrap_config)
             .await?;
         tracing::info!(
             system_identifier = status.system_identifier,
@@ -207,18 +209,18 @@ impl DbNode {
         Ok(())
     }
 
-    async fn clone_from(&mut self, host: &str, port: u16) -> anyhow::Result<()> {
-        self.activity = Some(PgState::CreatingReplica);
+    async fn clone_from(&mut self, host: &str, port: u16) -> Result<(), HaError> {
+        self.supervision.activity = Some(PgState::CreatingReplica);
         self.clear_rewind_marker();
         tracing::info!(source = %format!("{host}:{port}"), "cloning the leader with pg_basebackup");
         self.pg
             .basebackup(host, port, CLONE_TIMEOUT)
             .await
-            .context("pg_basebackup")?;
+            .step("pg_basebackup")?;
         self.pg
             .follow_data_dir_version()
-            .context("PostgreSQL binaries for the cloned data directory")?;
-        self.stall_rewound = false;
+            .step("PostgreSQL binaries for the cloned data directory")?;
+        self.stall.rewound = false;
         self.start_replica(Some((host.to_string(), port))).await
     }
 
@@ -227,7 +229,7 @@ impl DbNode {
             Some((host, port)) => ConfRole::Replica {
                 primary_host: host.clone(),
                 primary_port: *port,
-                slot: Some(slot_name(&self.s.name)),
+                slot: Some(slot_name(&self.settings.name)),
             },
             None => ConfRole::Standby,
         }
@@ -236,55 +238,55 @@ impl DbNode {
     /// Starts PostgreSQL, waiting at most [`START_WAIT`] for it to accept connections: a standby that cannot become
     /// consistent must not hold the loop, which re-points, rewinds or re-clones it.
     /// `role` and `restart` choose the callback (`on_start`, `on_restart`, `on_role_change`).
-    async fn start(&mut self, role: HookRole, restart: bool) -> anyhow::Result<()> {
-        self.activity = Some(PgState::Starting);
+    async fn start(&mut self, role: HookRole, restart: bool) -> Result<(), HaError> {
+        self.supervision.activity = Some(PgState::Starting);
         let result = self.pg.start_bounded(START_WAIT).await;
         if let Err(e) = &result {
-            self.activity = Some(PgState::StartFailed);
+            self.supervision.activity = Some(PgState::StartFailed);
             tracing::error!(event = "pg_start_failed", "PostgreSQL failed to start: {e}");
         }
-        result.context("starting PostgreSQL")?;
-        self.expect_running = true;
-        self.crashed_since = None;
+        result.step("starting PostgreSQL")?;
+        self.supervision.expect_running = true;
+        self.supervision.crashed_since = None;
         self.restart_stall_clock();
         self.hooks_after_start(role, restart);
         Ok(())
     }
 
-    async fn start_replica(&mut self, upstream: Option<(String, u16)>) -> anyhow::Result<()> {
+    async fn start_replica(&mut self, upstream: Option<(String, u16)>) -> Result<(), HaError> {
         self.pg
             .write_config(&self.replica_role(&upstream))
             .await
-            .context("writing the replica configuration")?;
+            .step("writing the replica configuration")?;
         self.start(HookRole::Replica, false).await?;
         tracing::info!(event = "start_replica", upstream = ?upstream, "PostgreSQL started as a replica");
-        self.following = upstream;
+        self.supervision.following = upstream;
         Ok(())
     }
 
-    async fn start_primary(&mut self) -> anyhow::Result<()> {
+    async fn start_primary(&mut self) -> Result<(), HaError> {
         self.pg
             .write_config(&ConfRole::Primary)
             .await
-            .context("writing the primary configuration")?;
+            .step("writing the primary configuration")?;
         // Armed before the postmaster exists: it must never accept a write unguarded.
         self.guard_primary().await?;
         self.start(HookRole::Primary, false).await?;
-        self.following = None;
+        self.supervision.following = None;
         tracing::info!(event = "start_primary", "PostgreSQL started as the primary");
         Ok(())
     }
 
     /// Re-points this standby at `host:port` (the leader, or the `replicatefrom` member); the log line carries the
     /// decision's reason (why this upstream: the leader, the tag, or why the tag's member cannot serve).
-    async fn follow(&mut self, host: &str, port: u16, view: &ClusterView) -> anyhow::Result<()> {
+    async fn follow(&mut self, host: &str, port: u16, view: &ClusterView) -> Result<(), HaError> {
         let upstream = Some((host.to_string(), port));
         if self.pg.write_config(&self.replica_role(&upstream)).await? {
             // primary_conninfo is reloadable since PostgreSQL 13: no restart.
-            self.pg.reload().await.context("reloading PostgreSQL")?;
+            self.pg.reload().await.step("reloading PostgreSQL")?;
             self.hooks_after_reload();
         }
-        self.following = upstream;
+        self.supervision.following = upstream;
         let member = self.upstream_name(view).unwrap_or_else(|| "?".into());
         let leader = view.leader.as_ref().is_some_and(|l| l.name == member);
         tracing::info!(
@@ -300,43 +302,43 @@ impl DbNode {
         Ok(())
     }
 
-    async fn rewind(&mut self, host: &str, port: u16) -> anyhow::Result<()> {
+    async fn rewind(&mut self, host: &str, port: u16) -> Result<(), HaError> {
         if self.pg.postmaster_pid().is_some() {
-            self.pg.stop(StopMode::Fast, self.s.start_timeout).await?;
+            self.pg.stop(StopMode::Fast, self.settings.start_timeout).await?;
             self.hooks_after_stop();
         }
-        self.expect_running = false;
-        self.stall_rewound = true;
+        self.supervision.expect_running = false;
+        self.stall.rewound = true;
         self.restart_stall_clock();
         tracing::info!(event = "rewind", source = %format!("{host}:{port}"), "rewinding from the leader");
-        match self.pg.rewind(host, port, self.s.start_timeout).await {
+        match self.pg.rewind(host, port, self.settings.start_timeout).await {
             Ok(()) => {
                 self.clear_rewind_marker();
                 self.start_replica(Some((host.to_string(), port))).await
             }
             Err(e) if crate::postgres::replication::rewind_source_unavailable(&e.to_string()) => {
                 // The leader was not reachable or not ready: retry later, never wipe for that.
-                Err(e).context("pg_rewind could not reach the leader (retrying)")
+                Err(e).step("pg_rewind could not reach the leader (retrying)")
             }
-            Err(e) if self.s.rewind_fallback_reinit => {
+            Err(e) if self.settings.rewind_fallback_reinit => {
                 tracing::warn!(
                     "pg_rewind failed ({e}): re-cloning from the leader (postgresql.rewind_fallback_reinit)"
                 );
                 self.pg
                     .wipe_data_dir()
                     .await
-                    .context("wiping the data directory for a re-clone")?;
+                    .step("wiping the data directory for a re-clone")?;
                 self.clear_rewind_marker();
                 Ok(())
             }
-            Err(e) => Err(e).context("pg_rewind (no fallback configured)"),
+            Err(e) => Err(e).step("pg_rewind (no fallback configured)"),
         }
     }
 
     /// The WAL positions of the members that answer (running PostgreSQL only), asked live over gRPC, all at once:
     /// a cut-off peer costs one [`RACE_RPC_TIMEOUT`], not one per peer after it.
     async fn peer_positions(&self, view: &ClusterView) -> Vec<Candidate> {
-        let asks = view.members.values().filter(|m| m.name != self.s.name).filter_map(|m| {
+        let asks = view.members.values().filter(|m| m.name != self.settings.name).filter_map(|m| {
             let channel = self.dcs.channel(&m.api_addr).ok()?;
             let peer = m.name.clone();
             Some(async move {
@@ -364,13 +366,13 @@ impl DbNode {
 
     /// Whether we may be promoted: in synchronous mode only a member of the `sync` key that heard from enough of
     /// them, and the most advanced of them; otherwise the most advanced eligible member within the lag limit.
-    async fn may_take_leader(&self, view: &ClusterView) -> anyhow::Result<Result<u64, String>> {
-        let own = self.pg.status().await.context("reading our WAL position")?;
+    async fn may_take_leader(&self, view: &ClusterView) -> Result<Result<u64, String>, HaError> {
+        let own = self.pg.status().await.step("reading our WAL position")?;
         let me = Candidate {
-            name: self.s.name.clone(),
+            name: self.settings.name.clone(),
             lsn: own.wal_position(),
-            failover_priority: self.s.failover_priority,
-            nofailover: self.s.nofailover,
+            failover_priority: self.settings.failover_priority,
+            nofailover: self.settings.nofailover,
         };
         let mut peers = self.peer_positions(view).await;
         let sync_key = view.sync_members();
@@ -400,8 +402,8 @@ impl DbNode {
         }
     }
 
-    async fn race(&mut self, view: &ClusterView) -> anyhow::Result<()> {
-        let lease = self.session.lease().context("no DCS session")?;
+    async fn race(&mut self, view: &ClusterView) -> Result<(), HaError> {
+        let lease = self.session.lease().step("no DCS session")?;
         let lsn = match self.may_take_leader(view).await? {
             Ok(lsn) => lsn,
             Err(why) => {
@@ -409,7 +411,7 @@ impl DbNode {
                 return Ok(());
             }
         };
-        if self.store().take_leader(&self.s.name, lease).await? {
+        if self.store().take_leader(&self.settings.name, lease).await? {
             tracing::info!(lsn = %crate::postgres::lsn_to_string(lsn), "won the leader race");
             self.promote(view, "won the leader race after the leader key expired")
                 .await?;
@@ -417,7 +419,7 @@ impl DbNode {
         Ok(())
     }
 
-    async fn promote(&mut self, view: &ClusterView, reason: &str) -> anyhow::Result<()> {
+    async fn promote(&mut self, view: &ClusterView, reason: &str) -> Result<(), HaError> {
         if !self.pre_promote_allows(view).await? {
             return Ok(());
         }
@@ -430,10 +432,10 @@ impl DbNode {
         // Guarded before it can accept a write, whatever happens to the promotion's polling below.
         self.guard_primary().await?;
         self.pg
-            .promote(self.s.start_timeout)
+            .promote(self.settings.start_timeout)
             .await
-            .context("promoting PostgreSQL")?;
-        self.following = None;
+            .step("promoting PostgreSQL")?;
+        self.supervision.following = None;
         self.clear_rewind_marker();
         self.hooks_after_promote();
         let after = self.pg.status().await?;
@@ -443,7 +445,7 @@ impl DbNode {
             "promoted to primary: {reason}"
         );
         // Edges route to the leader once it publishes itself primary: that comes before the bookkeeping below.
-        self.last_status = Some(after.clone());
+        self.supervision.last_status = Some(after.clone());
         self.publish(view).await;
         self.checkpoint_new_timeline(&after).await;
         // A switchover or failover request is fulfilled (or overtaken) by any promotion.
@@ -458,7 +460,7 @@ impl DbNode {
                 .unwrap_or(0),
             reason: reason.to_string(),
             unix_ms: unix_ms(),
-            new_leader: self.s.name.clone(),
+            new_leader: self.settings.name.clone(),
         };
         if let Err(e) = self.store().append_history(entry).await {
             tracing::warn!("recording the promotion in the history failed: {e}");
@@ -502,30 +504,31 @@ impl DbNode {
     /// Makes sure the fencing process guards this primary (or the primary about to start or be promoted) and the
     /// fence deadline follows our lease. If the fence cannot be armed, PostgreSQL is stopped: a primary never runs
     /// on the HA loop alone.
-    pub(super) async fn guard_primary(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn guard_primary(&mut self) -> Result<(), HaError> {
         let Err(e) = self.arm_fencer() else {
             return Ok(());
         };
         if self.pg.postmaster_pid().is_some() {
             tracing::error!(
                 event = "fence_failed",
-                "cannot arm the fence ({e:#}): stopping PostgreSQL"
+                "cannot arm the fence ({}): stopping PostgreSQL",
+                e.chain()
             );
-            match self.pg.stop(StopMode::Immediate, self.s.start_timeout).await {
+            match self.pg.stop(StopMode::Immediate, self.settings.start_timeout).await {
                 Ok(()) => self.hooks_after_stop(),
                 Err(stop) => tracing::error!("stopping the unguarded PostgreSQL failed: {stop}"),
             }
         }
         // It should run and does not: `decide` counts that against primary_start_timeout, then hands the key over.
-        self.expect_running = true;
+        self.supervision.expect_running = true;
         let _ = self.session.disarm_fence();
-        Err(e.context("cannot arm the fence, so PostgreSQL may not run as the primary"))
+        Err(e).step("cannot arm the fence, so PostgreSQL may not run as the primary")
     }
 
     /// Writes the deadline, then (re)starts the fencer if it is not running: it exits when it finds no file.
-    fn arm_fencer(&mut self) -> anyhow::Result<()> {
-        self.session.arm_fence().context("writing the fence deadline")?;
-        let running = match self.fencer.as_mut().map(|child| child.try_wait()) {
+    fn arm_fencer(&mut self) -> Result<(), HaError> {
+        self.session.arm_fence().step("writing the fence deadline")?;
+        let running = match self.fence.process.as_mut().map(|child| child.try_wait()) {
             Some(Ok(None)) => true,
             Some(Ok(Some(status))) => {
                 // It exits by itself when it fenced or its postmaster stopped; otherwise someone killed it.
@@ -539,41 +542,41 @@ impl DbNode {
             None => false,
         };
         if !running {
-            let child = tokio::process::Command::new(&self.s.exe)
+            let child = tokio::process::Command::new(&self.settings.exe)
                 .arg("fence")
                 .arg("--deadline-file")
-                .arg(&self.s.fence_file)
+                .arg(&self.settings.fence_file)
                 .arg("--pgdata")
                 .arg(self.pg.data_dir())
                 .process_group(0) // not stopped or killed together with pgha
                 .kill_on_drop(false)
                 .spawn()
-                .context("starting the fencing process")?;
+                .step("starting the fencing process")?;
             tracing::info!(event = "fencer_started", pid = child.id(), "fencing process started");
-            self.fencer = Some(child);
+            self.fence.process = Some(child);
         }
         Ok(())
     }
 
-    async fn lead(&mut self, view: &ClusterView) -> anyhow::Result<()> {
+    async fn lead(&mut self, view: &ClusterView) -> Result<(), HaError> {
         self.guard_primary().await?;
-        if let Some(status) = self.last_status.clone() {
+        if let Some(status) = self.supervision.last_status.clone() {
             self.checkpoint_new_timeline(&status).await;
         }
         self.ensure_member_slots(view).await?;
-        self.manage_sync(view).await.context("synchronous replication")
+        self.manage_sync(view).await.step("synchronous replication")
     }
 
     /// One physical replication slot per other member, kept `member_slots_ttl_ms` after the member's key is gone;
     /// only slots pgha created are dropped; a slot retaining too much WAL is warned about once.
-    async fn ensure_member_slots(&mut self, view: &ClusterView) -> anyhow::Result<()> {
-        if let Err(e) = self.owned_slots.adopt_if_unknown(&self.member_slots(view)) {
+    async fn ensure_member_slots(&mut self, view: &ClusterView) -> Result<(), HaError> {
+        if let Err(e) = self.slots.owned.adopt_if_unknown(&self.member_slots(view)) {
             tracing::warn!("cannot write the slot record: {e}");
         }
         let mut wanted = super::slots::kept_member_slots(
-            &self.s.name,
+            &self.settings.name,
             view.members.keys().map(String::as_str),
-            &self.member_seen,
+            &self.slots.member_seen,
             std::time::Instant::now(),
             Duration::from_millis(self.config.member_slots_ttl_ms),
         );
@@ -582,16 +585,16 @@ impl DbNode {
         wanted.dedup();
         let changes = self
             .pg
-            .ensure_slots(&wanted, &self.owned_slots.names())
+            .ensure_slots(&wanted, &self.slots.owned.names())
             .await
-            .context("managing replication slots")?;
+            .step("managing replication slots")?;
         self.record_slots(&changes.created, &changes.dropped);
         self.advance_cascade_slots(view).await;
         self.ensure_logical_slots().await;
         let threshold = self.config.slot_retained_warn_bytes;
         if let Ok(report) = self.pg.slot_report().await {
-            self.published_slots = super::slots::published(&report, &self.owned_slots.names());
-            for (slot, bytes) in super::slots::newly_over(&report, threshold, &mut self.slots_warned) {
+            self.slots.published = super::slots::published(&report, &self.slots.owned.names());
+            for (slot, bytes) in super::slots::newly_over(&report, threshold, &mut self.slots.warned) {
                 tracing::warn!(
                     event = "slot_retains_wal",
                     slot,
@@ -611,27 +614,29 @@ impl DbNode {
     /// per state change, never failing the loop (the physical slots and the lease matter more).
     async fn ensure_logical_slots(&mut self) {
         let wanted = self.config.logical_slots();
-        if let Some(done) = self.logical_create.take_if(|t| t.is_finished()) {
+        if let Some(done) = self.slots.logical_create.take_if(|t| t.is_finished()) {
             let outcome = match done.await {
                 Ok((slot, Ok(()))) => {
                     self.record_slots(std::slice::from_ref(&slot), &[]);
-                    self.logical_slot_log.succeeded()
+                    self.slots.logical_log.succeeded()
                 }
                 Ok((slot, Err(e))) => self
-                    .logical_slot_log
+                    .slots
+                    .logical_log
                     .failed(&format!("creating {slot}"), &format!("logical slot {slot}: {e}")),
                 Err(e) => self
-                    .logical_slot_log
+                    .slots
+                    .logical_log
                     .failed("task", &format!("the slot creation task failed: {e}")),
             };
             crate::retry::log_transition("permanent logical slots", outcome);
         }
-        let plan = match self.pg.logical_slot_plan(&wanted, &self.owned_slots.names()).await {
+        let plan = match self.pg.logical_slot_plan(&wanted, &self.slots.owned.names()).await {
             Ok(plan) => plan,
             Err(e) => {
                 return crate::retry::log_transition(
                     "permanent logical slots",
-                    self.logical_slot_log.failed("reading", &e.to_string()),
+                    self.slots.logical_log.failed("reading", &e.to_string()),
                 )
             }
         };
@@ -646,15 +651,16 @@ impl DbNode {
         self.record_slots(&managed, &dropped);
         let outcome = match plan.conflicts.first().or(drop_failed.first()) {
             Some((slot, why)) => self
-                .logical_slot_log
+                .slots
+                .logical_log
                 .failed(&format!("slot {slot}"), &format!("logical slot {slot}: {why}")),
-            None if plan.create.is_empty() => self.logical_slot_log.succeeded(),
+            None if plan.create.is_empty() => self.slots.logical_log.succeeded(),
             None => crate::retry::LogNow::Quiet,
         };
         crate::retry::log_transition("permanent logical slots", outcome);
-        if let (None, Some(slot)) = (&self.logical_create, plan.create.first().cloned()) {
+        if let (None, Some(slot)) = (&self.slots.logical_create, plan.create.first().cloned()) {
             let pg = self.pg.clone();
-            self.logical_create = Some(tokio::spawn(async move {
+            self.slots.logical_create = Some(tokio::spawn(async move {
                 let result = pg.create_logical_slot(&slot).await;
                 (slot.name, result)
             }));
@@ -675,7 +681,7 @@ impl DbNode {
     }
 
     pub(super) fn record_slots(&mut self, created: &[String], dropped: &[String]) {
-        if let Err(e) = self.owned_slots.record(created, dropped) {
+        if let Err(e) = self.slots.owned.record(created, dropped) {
             tracing::warn!("cannot write the slot record: {e}");
         }
     }
@@ -683,33 +689,33 @@ impl DbNode {
     fn member_slots(&self, view: &ClusterView) -> Vec<String> {
         view.members
             .keys()
-            .filter(|n| **n != self.s.name)
+            .filter(|n| **n != self.settings.name)
             .map(|n| slot_name(n))
             .collect()
     }
 
     /// Runs an operator command (`ctl restart | reload | reinit`); returns what was done.
-    pub(super) async fn execute(&mut self, command: &NodeCommand, view: &ClusterView) -> anyhow::Result<&'static str> {
+    pub(super) async fn execute(&mut self, command: &NodeCommand, view: &ClusterView) -> Result<&'static str, HaError> {
         let running = self.pg.postmaster_pid().is_some();
         match command {
             NodeCommand::Reload if running => {
-                self.pg.reload().await.context("reloading PostgreSQL")?;
+                self.pg.reload().await.step("reloading PostgreSQL")?;
                 self.hooks_after_reload();
                 Ok("configuration reloaded")
             }
             NodeCommand::Reload => Ok("PostgreSQL is not running: nothing to reload"),
             NodeCommand::Restart { pending_only: true }
-                if !self.last_status.as_ref().is_some_and(|s| s.pending_restart) =>
+                if !self.supervision.last_status.as_ref().is_some_and(|s| s.pending_restart) =>
             {
                 Ok("no parameter change pending: not restarted")
             }
             NodeCommand::Restart { .. } => {
-                let primary = self.last_status.as_ref().is_some_and(|s| !s.in_recovery);
+                let primary = self.supervision.last_status.as_ref().is_some_and(|s| !s.in_recovery);
                 if running {
                     self.pg
-                        .stop(StopMode::Fast, self.s.start_timeout)
+                        .stop(StopMode::Fast, self.settings.start_timeout)
                         .await
-                        .context("stopping PostgreSQL")?;
+                        .step("stopping PostgreSQL")?;
                 }
                 if primary {
                     // `decide` let this restart through only with a valid lease; the fencer exited with the old
@@ -720,19 +726,19 @@ impl DbNode {
                 Ok("PostgreSQL restarted")
             }
             NodeCommand::Reinit => {
-                if view.leader.as_ref().is_some_and(|l| l.name == self.s.name) {
-                    anyhow::bail!("refusing to reinit the leader");
+                if view.leader.as_ref().is_some_and(|l| l.name == self.settings.name) {
+                    return Err(HaError::Refused("refusing to reinit the leader".into()));
                 }
                 if running {
                     self.pg
-                        .stop(StopMode::Immediate, self.s.start_timeout)
+                        .stop(StopMode::Immediate, self.settings.start_timeout)
                         .await
-                        .context("stopping PostgreSQL")?;
+                        .step("stopping PostgreSQL")?;
                     self.hooks_after_stop();
                 }
-                self.expect_running = false;
-                self.following = None;
-                self.pg.wipe_data_dir().await.context("wiping the data directory")?;
+                self.supervision.expect_running = false;
+                self.supervision.following = None;
+                self.pg.wipe_data_dir().await.step("wiping the data directory")?;
                 Ok("data directory wiped: the replica is cloned again from the leader")
             }
         }
@@ -741,11 +747,16 @@ impl DbNode {
     /// Rewrites the configuration of a running PostgreSQL after the dynamic parameters changed, and reloads it;
     /// parameters that need a restart then show up as `pending_restart`.
     pub(super) async fn apply_parameters(&mut self) {
-        let Some(status) = self.last_status.as_ref().filter(|_| self.pg.postmaster_pid().is_some()) else {
+        let Some(status) = self
+            .supervision
+            .last_status
+            .as_ref()
+            .filter(|_| self.pg.postmaster_pid().is_some())
+        else {
             return;
         };
         let role = if status.in_recovery {
-            self.replica_role(&self.following)
+            self.replica_role(&self.supervision.following)
         } else {
             ConfRole::Primary
         };
@@ -764,7 +775,7 @@ impl DbNode {
 
     /// Planned switchover: the primary checkpoints while still serving (so the shutdown checkpoint is quick), stops
     /// fast (walsenders ship everything to the connected replicas), and releases the key for the candidate.
-    async fn hand_over(&mut self, candidate: &str) -> anyhow::Result<()> {
+    async fn hand_over(&mut self, candidate: &str) -> Result<(), HaError> {
         tracing::info!(
             candidate,
             "switchover: checkpoint, clean stop, hand the leader key over"
@@ -773,14 +784,14 @@ impl DbNode {
             tracing::warn!("checkpoint before the switchover failed (continuing): {e}");
         }
         self.pg
-            .stop(StopMode::Fast, self.s.start_timeout)
+            .stop(StopMode::Fast, self.settings.start_timeout)
             .await
-            .context("stopping PostgreSQL for the switchover")?;
+            .step("stopping PostgreSQL for the switchover")?;
         self.hooks_after_stop();
         self.session.disarm_fence()?;
-        self.expect_running = false;
-        self.following = None;
-        self.store().delete_leader(&self.s.name, None).await?;
+        self.supervision.expect_running = false;
+        self.supervision.following = None;
+        self.store().delete_leader(&self.settings.name, None).await?;
         tracing::info!(candidate, "leader key released for the switchover");
         Ok(())
     }
@@ -788,7 +799,7 @@ impl DbNode {
     /// Our lease ran out by our own clock: nobody can have been promoted yet, so drain first (fast shutdown: the
     /// connected standbys receive every WAL record) and escalate to an immediate stop at the fence instant, like the
     /// fencer would.
-    pub(super) async fn step_down(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn step_down(&mut self) -> Result<(), HaError> {
         let drain = self
             .session
             .fence_at()
@@ -799,23 +810,23 @@ impl DbNode {
             drain_ms = drain.as_millis() as u64,
             "stepping down: fast shutdown (standbys receive all WAL), immediate if not done by the fence instant"
         );
-        self.pg.stop_draining(drain).await.context("stopping PostgreSQL")?;
+        self.pg.stop_draining(drain).await.step("stopping PostgreSQL")?;
         self.hooks_after_stop();
         self.stopped_leading().await
     }
 
     /// After PostgreSQL stopped: disarm the fence, forget the upstream, release the leader key if we can.
-    async fn stopped_leading(&mut self) -> anyhow::Result<()> {
+    async fn stopped_leading(&mut self) -> Result<(), HaError> {
         self.session.disarm_fence()?;
-        self.expect_running = false;
-        self.following = None;
-        if let Err(e) = self.store().delete_leader(&self.s.name, None).await {
+        self.supervision.expect_running = false;
+        self.supervision.following = None;
+        if let Err(e) = self.store().delete_leader(&self.settings.name, None).await {
             tracing::debug!("leader key not released (it expires with the lease): {e}");
         }
         Ok(())
     }
 
-    async fn demote(&mut self) -> anyhow::Result<()> {
+    async fn demote(&mut self) -> Result<(), HaError> {
         tracing::warn!(
             event = "demote",
             "demoting: immediate stop (client sessions are terminated), then rejoin as a replica"
@@ -823,7 +834,7 @@ impl DbNode {
         self.pg
             .stop(StopMode::Immediate, Duration::from_secs(10))
             .await
-            .context("stopping PostgreSQL")?;
+            .step("stopping PostgreSQL")?;
         self.hooks_after_stop();
         self.stopped_leading().await
     }
@@ -838,7 +849,7 @@ impl DbNode {
                     tracing::warn!("checkpoint before stopping failed: {e}");
                 }
             }
-            match self.pg.stop(StopMode::Fast, self.s.start_timeout).await {
+            match self.pg.stop(StopMode::Fast, self.settings.start_timeout).await {
                 Ok(()) => {
                     tracing::info!("PostgreSQL stopped (pgha is shutting down)");
                     self.hooks_after_stop();
@@ -847,7 +858,7 @@ impl DbNode {
             }
         }
         if leading {
-            if let Err(e) = self.store().delete_leader(&self.s.name, None).await {
+            if let Err(e) = self.store().delete_leader(&self.settings.name, None).await {
                 tracing::warn!("releasing the leader key failed (it expires with the lease): {e}");
             } else {
                 tracing::info!("leader key released: a replica takes over now");
@@ -856,6 +867,6 @@ impl DbNode {
         let _ = self.session.disarm_fence();
         self.session.revoke(&self.dcs).await;
         // on_stop (or any callback still running) may end, within callback_timeout_ms.
-        self.callbacks.finish().await;
+        self.hooks.callbacks.finish().await;
     }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{ClusterView, MemberInfo, PgRole, PgState};
+use crate::cluster::model::{ClusterView, MemberInfo, PgRole, PgState};
 use crate::postgres::slot_name;
 
 /// The tag's name.
@@ -118,7 +118,7 @@ pub fn advance_targets(view: &ClusterView, me: &str) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ha::model::LeaderKey;
+    use crate::cluster::model::LeaderKey;
 
     /// Leader a; b, c, d streaming replicas; `tags` as (member, replicatefrom).
     fn view(tags: &[(&str, &str)]) -> ClusterView {

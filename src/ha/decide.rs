@@ -9,7 +9,7 @@
 //! again; operator commands are decisions too, so none can make a node writable without its lease.
 
 use super::cascade::{self, Source};
-use super::model::{ClusterView, Initialize, NodeCommand};
+use crate::cluster::model::{ClusterView, Initialize, NodeCommand};
 
 /// A standby that has not streamed from a serving leader for this many TTLs is rewound; as long again after a rewind,
 /// re-cloned (`rewind_fallback_reinit`) or reported as needing a reinit.
@@ -229,7 +229,7 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
 struct Ctx<'a> {
     view: &'a ClusterView,
     local: &'a LocalState,
-    leader: Option<&'a super::model::LeaderKey>,
+    leader: Option<&'a crate::cluster::model::LeaderKey>,
     /// The leader key names us with our current lease.
     ours: bool,
     paused: bool,
@@ -248,7 +248,7 @@ struct Ctx<'a> {
 /// must not be mistaken for a history that cannot be rewound (that one is re-cloned).
 fn rewind_wait(view: &ClusterView) -> Option<Decision> {
     view.leader_member().and_then(|m| {
-        if m.role != super::model::PgRole::Primary || m.state != super::model::PgState::Running {
+        if m.role != crate::cluster::model::PgRole::Primary || m.state != crate::cluster::model::PgState::Running {
             return Some(d(
                 Action::Wait,
                 format!("waiting for {}'s PostgreSQL to run as primary before pg_rewind", m.name),
@@ -695,14 +695,16 @@ fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
         Some(Initialize::Pending(name)) if *name == local.name => d(Action::Initialize, "resuming our bootstrap"),
         Some(Initialize::Pending(name)) => d(Action::Wait, format!("{name} is bootstrapping the cluster")),
         Some(_) => match view.leader_member() {
-            Some(m) if m.name != local.name && m.role == super::model::PgRole::Primary => {
+            Some(m) if m.name != local.name && m.role == crate::cluster::model::PgRole::Primary => {
                 // Patroni's `clonefrom` tag: a streaming replica that offers itself, so new members load it, not the
                 // primary.
                 let source = view
                     .members
                     .values()
                     .find(|r| {
-                        r.name != local.name && r.tag_set("clonefrom") && r.state == super::model::PgState::Streaming
+                        r.name != local.name
+                            && r.tag_set("clonefrom")
+                            && r.state == crate::cluster::model::PgState::Streaming
                     })
                     .unwrap_or(m);
                 d(

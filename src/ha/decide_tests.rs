@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::ha::model::{DynamicConfig, LeaderKey, MemberInfo, PgRole, PgState};
+use crate::cluster::model::{DynamicConfig, LeaderKey, MemberInfo, PgRole, PgState};
 
 const SYSID: u64 = 7_000_000_000_000_000_001;
 
@@ -473,7 +473,7 @@ fn decide_table() {
 
     // Planned switchover and manual failover.
     let sw = |leader: Option<&str>, candidate: &str, at: Option<u64>| {
-        Some(crate::ha::model::SwitchoverRequest {
+        Some(crate::cluster::model::SwitchoverRequest {
             leader: leader.map(String::from),
             candidate: candidate.into(),
             scheduled_unix_ms: at,
@@ -516,7 +516,7 @@ fn decide_table() {
     );
     let mut stale_request = to_other.clone();
     let mut late = local(replica_of(None));
-    late.now_unix_ms = 1_000_000 + crate::ha::model::SWITCHOVER_WINDOW_MS + 1;
+    late.now_unix_ms = 1_000_000 + crate::cluster::model::SWITCHOVER_WINDOW_MS + 1;
     stale_request.config.paused = false;
     c("reservation expired: race", stale_request, late, Action::Race);
     let mut from_me = view(None);
@@ -538,7 +538,7 @@ fn decide_table() {
     );
     let sync_key = |members: &[&str]| {
         Some((
-            crate::ha::model::SyncState {
+            crate::cluster::model::SyncState {
                 leader: "db9".into(),
                 members: members.iter().map(|m| m.to_string()).collect(),
                 quorum: 1,
@@ -724,7 +724,7 @@ fn rejoin_table() {
 /// Operator commands are decisions: none runs ahead of a safety step, none starts a primary without its lease.
 #[test]
 fn command_table() {
-    use crate::ha::model::{NodeCommand, PendingCommand};
+    use crate::cluster::model::{NodeCommand, PendingCommand};
     let with = |mut v: ClusterView, command: NodeCommand| {
         v.commands.insert(
             "db1".into(),
@@ -879,7 +879,7 @@ fn vetoed_promotion_table() {
         mod_revision: 42,
     });
     let mut candidate = free.clone();
-    candidate.switchover = Some(crate::ha::model::SwitchoverRequest {
+    candidate.switchover = Some(crate::cluster::model::SwitchoverRequest {
         leader: None,
         candidate: "db1".into(),
         scheduled_unix_ms: None,

@@ -2,53 +2,54 @@
 //! promotions, and `pre_promote` awaited before a promotion, its veto applied (leader key released, this node held out
 //! of leader races for `hooks::VETO_HOLD_TTLS` x ttl, a switchover to it dropped so the others race at once).
 
+use super::error::HaError;
 use std::time::{Duration, Instant};
 
 use super::hook_exec;
 use super::hooks::{self, HookAction, HookEnd, HookRole, Verdict};
-use super::model::ClusterView;
 use super::runner::DbNode;
+use crate::cluster::model::ClusterView;
 
 impl DbNode {
     /// The role PostgreSQL has (or had, right before a stop): from its last status, else what was announced.
     fn hook_role(&self) -> HookRole {
-        match &self.last_status {
+        match &self.supervision.last_status {
             Some(status) => HookRole::from_recovery(status.in_recovery),
-            None => self.announced_role.unwrap_or(HookRole::Replica),
+            None => self.hooks.announced_role.unwrap_or(HookRole::Replica),
         }
     }
 
     /// PostgreSQL was started in `role` (by a restart when `restart`): `on_start`, `on_restart` or
     /// `on_role_change`.
     pub(super) fn hooks_after_start(&mut self, role: HookRole, restart: bool) {
-        let action = hooks::after_start(self.announced_role, role, restart);
-        self.announced_role = Some(role);
-        self.callbacks.fire(action, role);
+        let action = hooks::after_start(self.hooks.announced_role, role, restart);
+        self.hooks.announced_role = Some(role);
+        self.hooks.callbacks.fire(action, role);
     }
 
     /// PostgreSQL was stopped by pgha (call before the next status is read: the role is the one it had).
     pub(super) fn hooks_after_stop(&mut self) {
         let role = self.hook_role();
-        self.callbacks.fire(HookAction::OnStop, role);
+        self.hooks.callbacks.fire(HookAction::OnStop, role);
     }
 
     /// PostgreSQL's configuration was reloaded by pgha.
     pub(super) fn hooks_after_reload(&mut self) {
         let role = self.hook_role();
-        self.callbacks.fire(HookAction::OnReload, role);
+        self.hooks.callbacks.fire(HookAction::OnReload, role);
     }
 
     /// PostgreSQL was promoted.
     pub(super) fn hooks_after_promote(&mut self) {
-        self.announced_role = Some(HookRole::Primary);
-        self.callbacks.fire(HookAction::OnRoleChange, HookRole::Primary);
+        self.hooks.announced_role = Some(HookRole::Primary);
+        self.hooks.callbacks.fire(HookAction::OnRoleChange, HookRole::Primary);
     }
 
     /// Runs `pre_promote` (when configured) and applies its verdict; true when the promotion may go on. On a veto
     /// the leader key is released and this node holds off promotions; the HA loop waits for the script (bounded by
     /// `pre_promote_timeout_ms`) while the session task keeps the lease, and the key, alive.
-    pub(super) async fn pre_promote_allows(&mut self, view: &ClusterView) -> anyhow::Result<bool> {
-        let hooks = self.s.hooks.clone();
+    pub(super) async fn pre_promote_allows(&mut self, view: &ClusterView) -> Result<bool, HaError> {
+        let hooks = self.settings.hooks.clone();
         if hooks.pre_promote.is_none() {
             return Ok(true);
         }
@@ -73,16 +74,25 @@ impl DbNode {
                     tracing::info!(event = "pre_promote_done", ms, "pre_promote {end}: promoting");
                 }
                 if !self.session.valid(Instant::now()) {
-                    anyhow::bail!("our lease ran out while pre_promote ran: not promoting");
+                    return Err(HaError::Refused(
+                        "our lease ran out while pre_promote ran: not promoting".into(),
+                    ));
                 }
                 Ok(true)
             }
             Verdict::Veto(why) => {
                 let hold = hooks::veto_hold(Duration::from_millis(self.config.ttl_ms));
-                self.s.promotion_hold.hold_until(Instant::now() + hold);
+                self.settings.promotion_hold.hold_until(Instant::now() + hold);
                 // Not released now (DCS error): `decide` releases it on the next loop, the hold names the reason.
-                let released = self.store().delete_leader(&self.s.name, None).await.unwrap_or(false);
-                let candidate = view.switchover.as_ref().is_some_and(|sw| sw.candidate == self.s.name);
+                let released = self
+                    .store()
+                    .delete_leader(&self.settings.name, None)
+                    .await
+                    .unwrap_or(false);
+                let candidate = view
+                    .switchover
+                    .as_ref()
+                    .is_some_and(|sw| sw.candidate == self.settings.name);
                 if candidate {
                     // The request cannot be fulfilled: the others race now rather than after its window.
                     if let Err(e) = self.store().delete_switchover().await {

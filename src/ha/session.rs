@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::fence;
-use super::lease::LeaseClock;
+use crate::cluster::lease::LeaseClock;
 use crate::dcs::client::DcsClient;
+use crate::fence;
 use crate::retry::{log_transition, FailureLog};
 
 /// Shared state of the session, read by the HA loop.
@@ -219,18 +219,15 @@ impl Session {
 pub async fn keep(
     session: Arc<Session>,
     dcs: Arc<DcsClient>,
-    timing: Arc<Mutex<(Duration, Duration)>>,
+    timing: tokio::sync::watch::Receiver<crate::cluster::timing::Timing>,
     token: CancellationToken,
 ) {
     loop {
-        let (ttl, loop_wait) = timing
-            .lock()
-            .map(|t| *t)
-            .unwrap_or((Duration::from_secs(2), Duration::from_millis(250)));
-        session.renew(&dcs, ttl).await;
+        let timing = *timing.borrow();
+        session.renew(&dcs, timing.ttl).await;
         tokio::select! {
             _ = token.cancelled() => return,
-            _ = tokio::time::sleep(loop_wait) => {}
+            _ = tokio::time::sleep(timing.loop_wait) => {}
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::model::{ClusterView, PgRole, PgState, PublishedSlot};
+use crate::cluster::model::{ClusterView, PgRole, PgState, PublishedSlot};
 use crate::postgres::{slot_name, SlotReport, SlotSync};
 
 /// The slots this node created (as primary, or before its promotion), kept on disk.
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn slot_sync_lists_streaming_promotable_standbys_only_with_logical_slots() {
-        use crate::ha::model::{MemberInfo, PermanentSlot, SlotKind};
+        use crate::cluster::model::{MemberInfo, PermanentSlot, SlotKind};
         let mut view = ClusterView::default();
         let mut add = |name: &str, role, state, nofailover| {
             let mut m = MemberInfo::for_test(name, role, state, 0);

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use super::model::{DynamicConfig, SyncMode, SyncState};
+use crate::cluster::model::{DynamicConfig, SyncMode, SyncState};
 
 /// Standby name used while no real standby may confirm commits: nothing can match it, so commits wait.
 pub const BLOCKING_NAME: &str = "pgha_no_sync_standby";

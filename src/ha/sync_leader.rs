@@ -1,25 +1,26 @@
 //! The shell of synchronous replication: the leader applies one [`sync::plan`] step per loop (DCS key or
 //! PostgreSQL), and every other member keeps the standby setting that makes a fresh primary wait.
 
+use super::error::HaError;
 use std::time::{Duration, Instant};
 
-use super::model::{ClusterView, MemberInfo, SyncMode};
 use super::runner::DbNode;
 use super::sync::{self, Standby, SyncSpec, SyncStep};
+use crate::cluster::model::{ClusterView, MemberInfo, SyncMode};
 
 impl DbNode {
     /// Not leading: render the standby spec, so that after a promotion no commit is acknowledged before the new
     /// primary recorded its synchronous standbys.
     pub(super) async fn keep_standby_sync_spec(&mut self) {
         let spec = sync::standby_spec(&self.config);
-        self.sync_switch_lsn = None;
-        self.no_sync_candidate_since = None;
-        if self.sync_applied.as_ref() == Some(&spec) {
+        self.sync.switch_lsn = None;
+        self.sync.no_candidate_since = None;
+        if self.sync.applied.as_ref() == Some(&spec) {
             return;
         }
         self.pg.set_synchronous_standby_names(&spec.render());
         self.apply_parameters().await;
-        self.sync_applied = Some(spec);
+        self.sync.applied = Some(spec);
     }
 
     /// The standbys that count as streaming for the synchronous set (`sync::settled_streaming`), keeping when each
@@ -32,17 +33,24 @@ impl DbNode {
             .filter(|r| r.state == "streaming")
             .map(|r| r.application_name.as_str())
             .collect();
-        self.streaming_since.retain(|name, _| raw.contains(&name.as_str()));
+        self.sync.streaming_since.retain(|name, _| raw.contains(&name.as_str()));
         for name in &raw {
-            self.streaming_since.entry(name.to_string()).or_insert(now);
+            self.sync.streaming_since.entry(name.to_string()).or_insert(now);
         }
         let settle = Duration::from_secs(1).min(Duration::from_millis(self.config.ttl_ms / 2));
-        sync::settled_streaming(&self.s.name, &raw, &self.streaming_since, key_members, settle, now)
+        sync::settled_streaming(
+            &self.settings.name,
+            &raw,
+            &self.sync.streaming_since,
+            key_members,
+            settle,
+            now,
+        )
     }
 
     /// Leading: one step towards the synchronous standbys we want.
-    pub(super) async fn manage_sync(&mut self, view: &ClusterView) -> anyhow::Result<()> {
-        let Some(status) = self.last_status.clone() else {
+    pub(super) async fn manage_sync(&mut self, view: &ClusterView) -> Result<(), HaError> {
+        let Some(status) = self.supervision.last_status.clone() else {
             return Ok(());
         };
         let key_members: Vec<String> = view.sync.as_ref().map(|(k, _)| k.members.clone()).unwrap_or_default();
@@ -62,15 +70,18 @@ impl DbNode {
             .collect();
         let any_candidate = standbys.iter().any(|s| s.streaming && s.eligible);
         let since = if any_candidate {
-            self.no_sync_candidate_since = None;
+            self.sync.no_candidate_since = None;
             None
         } else {
-            Some(*self.no_sync_candidate_since.get_or_insert_with(Instant::now))
+            Some(*self.sync.no_candidate_since.get_or_insert_with(Instant::now))
         };
         // Without a streaming standby, wait for one for a while (right after a promotion they reconnect) when a
         // promotable member is alive, rather than acknowledging commits no standby has.
         let grace = Duration::from_millis(self.config.ttl_ms.saturating_mul(2));
-        let expected = view.members.values().any(|m| m.name != self.s.name && !m.nofailover);
+        let expected = view
+            .members
+            .values()
+            .any(|m| m.name != self.settings.name && !m.nofailover);
         let hold = expected && since.is_some_and(|t| t.elapsed() < grace);
         let mut key = view.sync.as_ref().map(|(k, _)| k.clone());
         let wanted = sync::desired(&self.config, &standbys, key.as_ref(), hold);
@@ -80,16 +91,16 @@ impl DbNode {
         // Up to four steps: grow the key, apply, shrink the key (when the switch is known at apply), settle.
         for _ in 0..4 {
             let step = sync::plan(
-                &self.s.name,
+                &self.settings.name,
                 key.as_ref(),
-                self.sync_applied.as_ref(),
+                self.sync.applied.as_ref(),
                 &wanted,
-                self.sync_switch_lsn,
+                self.sync.switch_lsn,
                 &standbys,
             );
             match step {
                 // Settled: a switch position matters only until the key has shrunk to the applied set.
-                SyncStep::Steady => self.sync_switch_lsn = None,
+                SyncStep::Steady => self.sync.switch_lsn = None,
                 SyncStep::WriteKey(state) => {
                     if self.store().write_sync(Some(&state), leader_revision).await? {
                         tracing::info!(
@@ -121,17 +132,17 @@ impl DbNode {
                             tracing::debug!("asking the standbys for a flush report failed: {e}");
                         }
                     }
-                    self.sync_switch_lsn =
-                        sync::switch_at_apply(self.sync_applied.as_ref(), &spec, status.wal_position());
-                    self.sync_applied = Some(spec);
-                    if self.sync_switch_lsn.is_some() {
+                    self.sync.switch_lsn =
+                        sync::switch_at_apply(self.sync.applied.as_ref(), &spec, status.wal_position());
+                    self.sync.applied = Some(spec);
+                    if self.sync.switch_lsn.is_some() {
                         continue;
                     }
                 }
                 SyncStep::MarkSwitch => {
-                    let wanted_text = self.sync_applied.as_ref().map(SyncSpec::render).unwrap_or_default();
+                    let wanted_text = self.sync.applied.as_ref().map(SyncSpec::render).unwrap_or_default();
                     if status.synchronous_standby_names == wanted_text {
-                        self.sync_switch_lsn = Some(status.wal_position());
+                        self.sync.switch_lsn = Some(status.wal_position());
                     }
                 }
                 SyncStep::AwaitCatchUp { have, need } => {
@@ -152,12 +163,12 @@ impl DbNode {
     /// a standby that starts streaming or catches up changes nothing in the DCS, so no watch event would wake it.
     pub(super) fn sync_pending(&self) -> bool {
         self.config.synchronous_mode != SyncMode::Off
-            && (self.sync_applied.as_ref() == Some(&SyncSpec::Blocking) || self.sync_switch_lsn.is_some())
+            && (self.sync.applied.as_ref() == Some(&SyncSpec::Blocking) || self.sync.switch_lsn.is_some())
     }
 
     /// Bootstrap: the first primary must commit its own setup with no standby in existence.
     pub(super) fn bootstrap_sync_spec(&mut self) {
         self.pg.set_synchronous_standby_names("");
-        self.sync_applied = Some(SyncSpec::Async);
+        self.sync.applied = Some(SyncSpec::Async);
     }
 }

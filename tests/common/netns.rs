@@ -1,6 +1,6 @@
 //! The library's network-namespace topology ([`pgha::netns`]) for tests: the same calls, panicking on errors (a
 //! failed `ip` command fails the test with its message), plus the root check that makes a test skip.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::net::Ipv4Addr;
 use std::path::Path;

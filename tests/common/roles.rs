@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{SnapshotMeta, StoredMembership, Vote};
-use pgha::authz::{Caller, CertRole};
 use pgha::dcs::types::{Command, TypeConfig};
+use pgha::identity::{Caller, CertRole};
 use pgha::local::LocalCluster;
 use pgha::proto;
 use pgha::proto::admin_client::AdminClient;

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pgha::cluster::keys::Keys;
 use pgha::dcs::client::DcsClient;
 use pgha::edge::vip::VipSettings;
-use pgha::ha::keys::Keys;
 
 use crate::netns::{tcp_touch, NsChild, Topology, IFACE};
 use crate::vip_view::{median, VipView, MOVE};

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pgha::bench::vip_settle::{VipSettle, VipVerdict};
+use pgha::cluster::keys::Keys;
 use pgha::dcs::client::DcsClient;
-use pgha::ha::keys::Keys;
 
-use crate::netns::Topology;
+use pgha::netns::Topology;
 
 /// Budget for one VIP move (ttl + race + netlink, generous for 2 shared cores).
 pub const MOVE: Duration = Duration::from_secs(15);
@@ -32,7 +32,7 @@ impl VipView<'_> {
     pub fn holders(&self) -> Vec<String> {
         self.edges
             .iter()
-            .filter(|e| self.topo.has_address(e, self.vip))
+            .filter(|e| self.topo.has_address(e, self.vip).unwrap_or(false))
             .cloned()
             .collect()
     }
@@ -108,11 +108,11 @@ impl VipView<'_> {
 
     /// The client's neighbour entry for the VIP must become `edge`'s MAC (announced by gratuitous ARP).
     pub fn client_sees(&self, client: &str, edge: &str) {
-        let mac = self.topo.mac(edge);
+        let mac = self.topo.mac(edge).unwrap_or_else(|e| panic!("{e}"));
         crate::common::wait_until_sync(
             MOVE,
             &format!("{client}'s neighbour entry for the VIP = {edge}'s MAC"),
-            || self.topo.neighbour_mac(client, self.vip).as_deref() == Some(mac.as_str()),
+            || self.topo.neighbour_mac(client, self.vip).ok().flatten().as_deref() == Some(mac.as_str()),
         );
     }
 

@@ -2,13 +2,13 @@
 //! its own address, so `pgha fence-vip`, a tiny process in its own process group, removes it through netlink once
 //! the deadline (`send + ttl - ttl/8` of the last successful keepalive) passes without the holder moving it.
 //!
-//! Same file protocol and pure step as the db fence (`crate::ha::fence`): CLOCK_MONOTONIC nanoseconds, written
+//! Same file protocol and pure step as the db fence (`crate::fence`): CLOCK_MONOTONIC nanoseconds, written
 //! atomically after every keepalive; removing the file (release) tells the fencer to exit.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use crate::ha::fence::{self as dbfence, FenceStep};
+use crate::fence::{self as dbfence, FenceStep};
 
 use super::netlink::VipAddress;
 use super::VipError;

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use super::keeper::{Keeper, ACQUIRE_RETRY_CAP, POLL};
 use super::steps::{self, FenceState, Step, Undo};
 use super::VipError;
+use crate::cluster::lease::LeaseClock;
 use crate::dcs::types::{Compare, CompareTarget, Op, Txn};
-use crate::ha::fence::monotonic_ns_in;
-use crate::ha::lease::LeaseClock;
+use crate::fence::monotonic_ns_in;
 use crate::retry::log_transition;
 
 /// How one acquisition step went.

@@ -23,9 +23,9 @@ use super::decide::{decide, Candidate, Decision, Holder, Input};
 use super::fence::VipFence;
 use super::netlink::VipAddress;
 use super::{garp, VipError, VipSettings};
+use crate::cluster::keys::Keys;
+use crate::cluster::lease::LeaseClock;
 use crate::dcs::client::{DcsClient, WatchMessage};
-use crate::ha::keys::Keys;
-use crate::ha::lease::LeaseClock;
 use crate::retry::{log_transition, Backoff, FailureLog};
 
 /// Re-read and reconcile at least this often, even without DCS events; also the least pause after a failed read

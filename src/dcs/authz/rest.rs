@@ -1,10 +1,10 @@
 //! The REST API's writes (Patroni's `POST /switchover` etc.) and who makes them (pure): the caller of a REST request
 //! from its transport and client certificate. The decision itself is the `Rpc::RestWrite` rule of `authorize`.
 
-use super::peer::CertIdentity;
 use super::principal;
 use super::rules::{Denial, Principal};
-use crate::config::LegacyCertificates;
+use crate::identity::peer::CertIdentity;
+use crate::identity::LegacyCertificates;
 
 /// Every write the REST API serves (Patroni's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub fn caller(transport: &Transport, cluster: &str) -> Result<Principal, Denial>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::role::{Caller, CertRole, Identity};
+    use crate::identity::role::{Caller, CertRole, Identity};
 
     #[test]
     fn caller_table() {

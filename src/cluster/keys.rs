@@ -10,7 +10,7 @@ impl Keys {
     /// Keys of cluster `cluster`.
     pub fn new(cluster: &str) -> Keys {
         Keys {
-            root: format!("/pgha/{cluster}/"),
+            root: crate::dcs::authz::keys::cluster_root(cluster),
         }
     }
 

@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::authz::rest::RestWrite;
-use crate::authz::role::Caller;
+use crate::dcs::authz::rest::RestWrite;
 use crate::dcs::types::{Compare, CompareTarget, ExpiredLease, Op, Txn};
+use crate::identity::role::Caller;
 use CertRole::{Admin, Edge, Member, Monitor, Witness};
 
 const ROOT: &str = "/pgha/main/";
@@ -44,7 +44,7 @@ enum Req {
     Add(String),
     Remove(String),
     Wal,
-    Rest(crate::authz::rest::RestWrite),
+    Rest(crate::dcs::authz::rest::RestWrite),
 }
 
 impl Req {

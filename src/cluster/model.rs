@@ -291,8 +291,8 @@ pub struct SyncState {
 impl Default for DynamicConfig {
     fn default() -> Self {
         DynamicConfig {
-            ttl_ms: 2000,
-            loop_wait_ms: 250,
+            ttl_ms: super::timing::DEFAULT_TTL_MS,
+            loop_wait_ms: super::timing::DEFAULT_LOOP_WAIT_MS,
             maximum_lag_on_failover: 1 << 20,
             primary_start_timeout_ms: 10_000,
             member_slots_ttl_ms: 30 * 60 * 1000,
@@ -451,6 +451,14 @@ impl ClusterView {
     /// The published status of the current leader.
     pub fn leader_member(&self) -> Option<&MemberInfo> {
         self.leader.as_ref().and_then(|l| self.members.get(&l.name))
+    }
+
+    /// The leader's name when it runs as primary and at least `replicas` members stream: "the cluster is up" for
+    /// the demo, the bench and the tests.
+    pub fn primary_with(&self, replicas: usize) -> Option<&str> {
+        let streaming = self.members.values().filter(|m| m.state == PgState::Streaming).count();
+        let leader = self.leader_member()?;
+        (leader.role == PgRole::Primary && streaming >= replicas).then_some(leader.name.as_str())
     }
 }
 

@@ -7,12 +7,12 @@ use std::sync::Mutex;
 
 use tonic::{Request, Status};
 
-use super::peer::{self, CertIdentity};
 use super::principal::{self, ON_BEHALF_HEADER};
-use super::role::Caller;
 use super::rules::{authorize, touched_leases, Ctx, Denial, Membership, Principal, Rpc};
-use crate::config::LegacyCertificates;
 use crate::dcs::core::DcsCore;
+use crate::identity::peer::{self, CertIdentity};
+use crate::identity::role::Caller;
+use crate::identity::LegacyCertificates;
 
 /// Distinct (peer, reason) pairs remembered for logging; beyond it refusals are no longer logged one by one (the
 /// peers are certificates the CA issued, so this is not reached in practice).
@@ -142,11 +142,11 @@ pub fn identify<T>(core: &DcsCore, req: &Request<T>) -> Result<Who, Status> {
 
 /// Decides `rpc` for `who` on this member: Ok, or `PermissionDenied` with the reason (logged once per peer and kind).
 pub fn check(core: &DcsCore, who: &Who, rpc: Rpc<'_>) -> Result<(), Status> {
-    let root = crate::ha::keys::Keys::new(&core.cluster);
+    let root = super::keys::cluster_root(&core.cluster);
     let members = membership(core);
     let leases = core.sm.lease_owners(&touched_leases(rpc));
     let ctx = Ctx {
-        root: root.root(),
+        root: &root,
         members: &members,
         leases: &leases,
         legacy: core.access.legacy.unwrap_or_default(),

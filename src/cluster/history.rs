@@ -4,7 +4,7 @@
 //! rewrites it on each promotion: unbounded, a cluster's age would become the size of every read and of that write
 //! (Patroni keeps every entry; 100 is years of failovers).
 
-use super::model::HistoryEntry;
+use crate::cluster::model::HistoryEntry;
 
 /// Promotions the `history` key keeps.
 pub const KEEP: usize = 100;

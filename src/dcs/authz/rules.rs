@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::keys;
-use super::role::{Caller, CertRole};
-use crate::config::LegacyCertificates;
 use crate::dcs::types::{node_id, Command, Op, Txn};
+use crate::identity::role::{Caller, CertRole};
+use crate::identity::LegacyCertificates;
 
 /// Who the rules are applied to.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! From a presented certificate (or a forwarding member's word) to the [`Principal`] the rules judge (pure).
 
-use super::peer::CertIdentity;
-use super::role::{Caller, Identity};
 use super::rules::{Denial, Membership, Principal};
-use crate::config::LegacyCertificates;
+use crate::identity::peer::CertIdentity;
+use crate::identity::role::{Caller, Identity};
+use crate::identity::LegacyCertificates;
 
 /// gRPC metadata a member adds when it forwards an Admin request to the Raft leader: the original caller.
 pub const ON_BEHALF_HEADER: &str = "pgha-on-behalf-of";
@@ -80,7 +80,7 @@ pub fn forwarded(
     }
     let parsed = value.split_once('/').and_then(|(role, name)| {
         let role = role.parse().ok()?;
-        super::role::valid_name(name).then(|| Caller::new(role, name))
+        crate::identity::role::valid_name(name).then(|| Caller::new(role, name))
     });
     parsed.map(Principal::Cert).ok_or_else(|| Denial {
         kind: "bad_forward",

@@ -1,7 +1,12 @@
-//! Which DCS keys a role may write: the key schema of src/ha/keys.rs read as permissions (pure).
+//! Which DCS keys a role may write: the key schema of src/cluster/keys.rs read as permissions (pure).
 
-use super::role::{Caller, CertRole};
 use crate::dcs::types::{CompareTarget, Op, Txn};
+use crate::identity::role::{Caller, CertRole};
+
+/// The prefix of every key of `cluster` (`/pgha/<cluster>/`); `cluster::keys::Keys` builds every key under it.
+pub fn cluster_root(cluster: &str) -> String {
+    format!("/pgha/{cluster}/")
+}
 
 /// A key of the cluster, by what it is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

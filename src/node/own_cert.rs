@@ -4,9 +4,10 @@
 
 use anyhow::bail;
 
-use super::peer::{self, CertIdentity};
-use super::role::CertRole;
-use crate::config::{Config, LegacyCertificates, Role};
+use crate::config::{Config, Role};
+use crate::identity::peer::{self, CertIdentity};
+use crate::identity::role::CertRole;
+use crate::identity::LegacyCertificates;
 use crate::tls::{NodeTls, TlsFiles};
 
 /// The certificate role a run role needs.
@@ -86,7 +87,7 @@ pub fn check(config: &Config, role: Role) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::{Caller, Identity};
+    use crate::identity::{Caller, Identity};
 
     fn cert(role: CertRole, name: &str, cluster: &str) -> CertIdentity {
         CertIdentity::Role(Identity {
