@@ -26,6 +26,7 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Inspect and operate a cluster.
+    #[command(after_help = CTL_AFTER_HELP)]
     Ctl(CtlArgs),
     /// Start a local cluster on 127.0.0.1 for a first look (runs until Ctrl-C).
     Demo(DemoArgs),
@@ -230,9 +231,33 @@ pub enum Output {
     Json,
 }
 
+/// What `pgha ctl --help` and pgha-ctl(1) say about the config file and exit codes.
+pub const CTL_AFTER_HELP: &str = "\
+Config file: -c FILE, else $PGHA_CTL_CONFIG, else /etc/pgha/ctl.toml, else ~/.config/pgha/ctl.toml (the first that \
+exists); without any, --endpoints (or PGHA_DCS__ENDPOINTS) with PGHA_TLS__* settings.
+
+Exit codes: 0 success; 1 failure (the error is printed); 2 command-line usage error. `ctl health` and `ctl members` \
+use 0 healthy, 1 degraded, 2 critical (no leader / no quorum), 3 unknown (the DCS cannot be reached).";
+
+/// What `ctl health --help` and pgha-ctl-health(1) say about its checks and exit codes.
+pub const HEALTH_AFTER_HELP: &str = "\
+Checks: dcs_quorum (a majority of voters answers and a Raft leader exists), dcs_members (every DCS member answers), \
+leader (a member holds the leader key, i.e. its lease, and runs PostgreSQL as primary), postgresql (every member's \
+PostgreSQL runs), replication (every replica streams), lag (within maximum_lag_on_failover).
+
+Exit codes (the Nagios plugin convention): 0 healthy; 1 degraded (a member or replica needs attention); 2 critical \
+(no leader holding its lease, leader's PostgreSQL not primary, or no DCS quorum); 3 unknown (no DCS member answers, \
+or the config is unusable).";
+
+/// What `ctl members --help` says about its exit codes.
+pub const MEMBERS_AFTER_HELP: &str = "\
+Exit codes: 0 every member answers; 1 a member does not answer (degraded); 2 no majority of voters answers or there \
+is no Raft leader; 3 no member answers at all.";
+
 #[derive(Debug, Args)]
 pub struct CtlArgs {
-    /// Config file with `[dcs] endpoints` (or peers) and `[tls]`.
+    /// Config file with `[dcs] endpoints` (or peers) and `[tls]` (default: $PGHA_CTL_CONFIG, /etc/pgha/ctl.toml,
+    /// ~/.config/pgha/ctl.toml).
     #[arg(short = 'c', long = "config", global = true)]
     pub config: Option<PathBuf>,
     /// DCS members to talk to, comma-separated host:port (overrides `dcs.endpoints`).
@@ -260,7 +285,15 @@ pub enum CtlCommand {
         /// Also list the leader's replication slots (pgha's and others', with the WAL they retain).
         #[arg(long)]
         slots: bool,
+        /// Redraw every SECONDS (default 2) until Ctrl-C; a terminal is cleared, otherwise snapshots are separated.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<f64>,
     },
+    /// Cluster health, one line per check; the exit code says healthy / degraded / critical / unknown.
+    #[command(after_help = HEALTH_AFTER_HELP, long_about = "Cluster health: DCS quorum and members, the leader and \
+its lease, every member's PostgreSQL, replicas streaming within maximum_lag_on_failover. One line per check; the \
+exit code is the worst: 0 healthy, 1 degraded, 2 critical, 3 unknown.")]
+    Health,
     /// Planned switchover: the leader checkpoints, stops cleanly and hands over to the candidate.
     Switchover {
         /// The current leader (checked).
@@ -327,9 +360,12 @@ pub enum CtlCommand {
     /// Wipe a replica and clone it again from the leader (refused on the leader).
     Reinit {
         name: String,
-        /// Wait until it streams again.
+        /// Wait until it streams again, showing what it does.
         #[arg(long)]
         wait: bool,
+        /// With --wait: give up after this many seconds (the basebackup of a large database takes long).
+        #[arg(long, value_name = "SECONDS", default_value_t = 600, requires = "wait")]
+        timeout: u64,
     },
     /// Maintenance mode on: no automatic promotion or demotion until `resume`.
     Pause {
@@ -351,6 +387,7 @@ pub enum CtlCommand {
         role: DsnRole,
     },
     /// DCS members: voters and learners, Raft leader, term, log/applied index, reachability and round trip.
+    #[command(after_help = MEMBERS_AFTER_HELP)]
     Members,
     /// Change DCS membership.
     #[command(subcommand)]

@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use crate::cli::DemoArgs;
 use crate::config::{LogFormat, Role};
+use crate::ctl::progress::{Progress, Sink};
 use crate::local::{Layout, LocalCluster};
 
 /// Runs the demo until SIGINT/SIGTERM, then stops every node and returns.
@@ -26,11 +27,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     cluster.start_all()?;
     let leader = match role {
         Role::Db => {
-            println!("bootstrapping PostgreSQL (initdb on one node, pg_basebackup on the others)...");
+            println!("bootstrapping PostgreSQL (initdb on one node, pg_basebackup on the others):");
+            let mut progress = Progress::new(Sink::Stdout);
             let name = cluster
-                .wait_pg_cluster(args.members - 1, Duration::from_secs(180))
+                .wait_pg_cluster_showing(args.members - 1, Duration::from_secs(180), Some(&mut progress))
                 .await
-                .context("waiting for a primary and streaming replicas")?;
+                .with_context(|| {
+                    format!(
+                        "waiting for a primary and streaming replicas (logs: {}/node*/pgha.log)",
+                        cluster.dir.display()
+                    )
+                })?;
             cluster.nodes.iter().position(|n| n.name == name).unwrap_or(0)
         }
         _ => cluster
@@ -100,9 +107,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 password.display()
             );
         }
-        println!("try:   {} ctl -c {} list", exe.display(), ctl.display());
     }
-    println!("       {} ctl -c {} members", exe.display(), ctl.display());
+    // The one line to paste: ctl then finds the demo's config without -c.
+    println!("export {}={}", crate::ctl::config_path::ENV, ctl.display());
+    if role == Role::Db {
+        println!(
+            "try:   {} ctl list      (or ctl list --watch, ctl health)",
+            exe.display()
+        );
+    }
+    println!("       {} ctl members", exe.display());
     println!("nodes: {}   (Ctrl-C stops everything)", manifest.display());
     crate::node::signals::wait_for_stop_signal().await?;
     println!("stopping the demo cluster");

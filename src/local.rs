@@ -489,6 +489,16 @@ impl LocalCluster {
     /// Polls until the PostgreSQL cluster has a leader running as primary and `replicas` streaming replicas;
     /// returns the leader's name.
     pub async fn wait_pg_cluster(&self, replicas: usize, timeout: Duration) -> Result<String, LocalError> {
+        self.wait_pg_cluster_showing(replicas, timeout, None).await
+    }
+
+    /// [`LocalCluster::wait_pg_cluster`], printing each member's changes to `progress` on the way (`pgha demo`).
+    pub async fn wait_pg_cluster_showing(
+        &self,
+        replicas: usize,
+        timeout: Duration,
+        mut progress: Option<&mut crate::ctl::progress::Progress>,
+    ) -> Result<String, LocalError> {
         let client = self.client(Duration::from_secs(2))?;
         let keys = crate::cluster::keys::Keys::new("demo");
         let store = crate::cluster::store::Store {
@@ -497,8 +507,13 @@ impl LocalCluster {
         };
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(primary) = store.view().await.ok().as_ref().and_then(|v| v.primary_with(replicas)) {
-                return Ok(primary.to_string());
+            if let Ok(view) = store.view().await {
+                if let Some(progress) = progress.as_deref_mut() {
+                    progress.observe(&view);
+                }
+                if let Some(primary) = view.primary_with(replicas) {
+                    return Ok(primary.to_string());
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

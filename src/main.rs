@@ -41,6 +41,15 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A documented ctl exit code (`ctl health`, `ctl members`).
+        Err(e) if e.downcast_ref::<pgha::ctl::Exit>().is_some() => {
+            let code = e.downcast_ref::<pgha::ctl::Exit>().map_or(1, |x| x.code);
+            let message = format!("{e:#}");
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
+            ExitCode::from(code)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -36,6 +36,8 @@ struct RestServer {
     tls: Option<Arc<rustls::ServerConfig>>,
     cluster: String,
     snapshot: crate::api::rest::SharedSnapshot,
+    /// The REST writes (Patroni's `POST /switchover` etc.), made through the node's DCS client for their caller.
+    writes: Arc<crate::api::rest_write::Writes>,
 }
 
 /// The running HA loop.
@@ -166,6 +168,12 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
                 tls,
                 cluster: config.cluster.name.clone(),
                 snapshot: snapshot.clone(),
+                writes: Arc::new(crate::api::rest_write::Writes {
+                    cluster: config.cluster.name.clone(),
+                    name: config.node.name.clone(),
+                    dcs: dcs.clone(),
+                    snapshot: snapshot.clone(),
+                }),
             })
         }
         None => None,
@@ -231,19 +239,14 @@ impl PreparedDb {
         let token = CancellationToken::new();
         if let Some(rest) = self.rest {
             let (cluster, snapshot, token) = (rest.cluster, rest.snapshot, token.clone());
+            let writes = Some(rest.writes);
             match rest.tls {
                 None => {
-                    tokio::spawn(crate::api::rest::serve(
-                        rest.listener,
-                        cluster,
-                        snapshot,
-                        metrics,
-                        token,
-                    ));
+                    tokio::spawn(crate::api::rest::serve(rest.listener, cluster, snapshot, metrics, writes, token));
                 }
                 Some(tls) => match crate::api::tls_listener::TlsListener::new(rest.listener, tls) {
                     Ok(listener) => {
-                        tokio::spawn(crate::api::rest::serve(listener, cluster, snapshot, metrics, token));
+                        tokio::spawn(crate::api::rest::serve(listener, cluster, snapshot, metrics, writes, token));
                     }
                     Err(e) => tracing::error!("REST API over TLS not started: {e}"),
                 },

@@ -201,6 +201,8 @@ struct Demo {
     stderr: PathBuf,
     lines: mpsc::Receiver<String>,
     node_pids: Vec<i32>,
+    /// What the demo's `export PGHA_CTL_CONFIG=` line names.
+    ctl_config: Option<String>,
 }
 
 impl Demo {
@@ -231,6 +233,7 @@ impl Demo {
             stderr,
             lines,
             node_pids: Vec::new(),
+            ctl_config: None,
         }
     }
 
@@ -266,14 +269,33 @@ impl Demo {
         }
     }
 
+    /// The one `export PGHA_CTL_CONFIG=<path>` line the demo prints after it is ready (the lines up to `nodes:`
+    /// are read): the path.
+    fn exported_ctl_config(&mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut exports = Vec::new();
+        while let Some(remaining) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(remaining) {
+                Ok(line) if line.starts_with("nodes:") => break,
+                Ok(line) => {
+                    if let Some(path) = line.strip_prefix("export PGHA_CTL_CONFIG=") {
+                        exports.push(path.to_string());
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        assert_eq!(exports.len(), 1, "exactly one export line: {exports:?}");
+        exports.remove(0)
+    }
+
+    /// `pgha ctl ARGS` without `-c`: the config comes from the demo's export line.
     fn ctl(&self, args: &[&str]) -> common::Run {
-        let ctl = self.dir.join("ctl.toml");
-        let mut argv = vec!["ctl", "-c", path_str(&ctl)];
-        argv.extend_from_slice(args);
+        let config = self.ctl_config.as_deref().expect("the demo's export line was read");
         // A generous request budget: a loaded machine must not turn a slow answer into a failure.
         pgha(
-            &argv,
-            &[("PGHA_DCS__REQUEST_TIMEOUT_MS", "10000")],
+            &[&["ctl"], args].concat(),
+            &[("PGHA_DCS__REQUEST_TIMEOUT_MS", "10000"), ("PGHA_CTL_CONFIG", config)],
             Duration::from_secs(60),
         )
     }
@@ -301,6 +323,13 @@ fn demo_round(plaintext: bool) {
     let dir = tmp.path().join("demo");
     let mut demo = Demo::start(dir.clone(), tmp.path().join("demo.stderr"), plaintext);
     demo.wait_ready(Duration::from_secs(60));
+    let exported = demo.exported_ctl_config(Duration::from_secs(10));
+    assert_eq!(
+        Path::new(&exported),
+        demo.dir.join("ctl.toml").as_path(),
+        "the demo's ctl config"
+    );
+    demo.ctl_config = Some(exported);
 
     assert!(dir.join("ctl.toml").is_file(), "ctl.toml is missing");
     let manifest = std::fs::read_to_string(dir.join("demo.json")).expect("reading demo.json");

@@ -457,7 +457,12 @@ async fn rest_endpoints_answer_like_patroni() {
         ("GET", "/metrics", 200, 200),
         ("HEAD", "/primary", 200, 503),
         ("OPTIONS", "/replica", 503, 200),
-        ("POST", "/switchover", 405, 405),
+        ("GET", "/replica?tag_zone=a", 503, 503),
+        // Writes need HTTPS and an admin certificate: refused over plain HTTP (tests/rest_write.rs has the rest).
+        ("POST", "/switchover", 403, 403),
+        ("PATCH", "/config", 403, 403),
+        ("DELETE", "/config", 405, 405),
+        ("DELETE", "/switchover", 403, 403),
     ];
     for (method, path, on_leader, on_replica) in cases {
         assert_eq!(

@@ -4,17 +4,17 @@
 mod common;
 #[path = "common/db.rs"]
 mod db;
+#[path = "common/https.rs"]
+mod https;
 #[path = "common/probe.rs"]
 mod probe;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgha::cluster::keys::Keys;
 use pgha::cluster::store::Store;
-use pgha::config::Role;
-use pgha::local::{Layout, LocalCluster};
+use pgha::local::LocalCluster;
 
 use db::{index_of, port, READY};
 
@@ -46,53 +46,9 @@ fn show_config(cluster: &LocalCluster) -> serde_json::Value {
     serde_json::from_str(&ctl(cluster, &["show-config", "-o", "json"])).expect("show-config JSON")
 }
 
-/// A 3-node PostgreSQL cluster with mutual TLS, the REST API over HTTPS, and PostgreSQL itself without TLS (the
-/// probes connect in plain text).
-fn start_tls_cluster() -> LocalCluster {
-    pgha::tls::install_crypto_provider();
-    let layout = Layout {
-        pg_lines: "tls = false\n".into(),
-        ha_lines: format!("{}rest_tls = true\n", db::HA),
-        ..Layout::default()
-    };
-    let mut cluster = LocalCluster::create_with(&common::exe(), None, 3, Role::Db, true, layout).expect("laying out");
-    cluster.start_all().expect("starting");
-    cluster
-}
-
 /// One HTTPS GET trusting only the cluster CA, without a client certificate: (status, body).
 async fn https_get(ca: &Path, port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca)?;
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
-        roots.add(cert?).map_err(std::io::Error::other)?;
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let name = rustls_pki_types::ServerName::try_from("localhost").map_err(std::io::Error::other)?;
-    let mut tls = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
-        .await
-        .map_err(std::io::Error::other)??;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    tls.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    // The server may close without close_notify after the body; what was read is the answer.
-    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut response)).await;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
+    https::https(ca, None, port, "GET", path, "").await
 }
 
 /// A plain-HTTP request to a TLS port gets no HTTP answer.
@@ -129,7 +85,7 @@ async fn operator_commands_on_one_cluster() {
         return;
     }
     let started = Instant::now();
-    let mut cluster = start_tls_cluster();
+    let mut cluster = https::start_tls_cluster();
     let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
     let li = index_of(&cluster, &leader);
     let pw = probe::password(&cluster.dir);
@@ -368,7 +324,11 @@ async fn bad_ctl_input_is_refused_with_a_reason() {
             "cannot read",
         ),
         (&["edit-config", "--apply", "-"], &[], "--force"),
-        (&["edit-config"], &[("EDITOR", "")], "no $EDITOR"),
+        (
+            &["edit-config"],
+            &[("VISUAL", ""), ("EDITOR", "")],
+            "no $VISUAL or $EDITOR",
+        ),
         (&["switchover", "--scheduled", "tomorrow", "--force"], &[], "RFC 3339"),
         (
             &["switchover", "--scheduled", "2001-01-01T00:00:00Z", "--force"],

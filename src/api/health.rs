@@ -89,11 +89,7 @@ pub fn status_code(path: &str, query: &HashMap<String, String>, snap: Option<&No
                 Some(v) => parse_lag(v).is_some_and(|max| s.lag_bytes().is_none_or(|lag| lag <= max)),
                 None => true,
             };
-            let tags_ok = query
-                .iter()
-                .filter(|(k, _)| k.as_str() != "lag")
-                .all(|(k, v)| s.tags.get(k).is_some_and(|t| t == v));
-            s.is_replica() && !s.noloadbalance && lag_ok && tags_ok
+            s.is_replica() && !s.noloadbalance && lag_ok
         }
         // A replica the `sync` key names: it holds every acknowledged commit (Patroni: sync or quorum standby).
         "/sync" | "/synchronous" => s.is_replica() && synchronous,
@@ -103,11 +99,33 @@ pub fn status_code(path: &str, query: &HashMap<String, String>, snap: Option<&No
         "/patroni" | "/cluster" | "/history" | "/config" | "/metrics" => true,
         _ => return 404,
     };
-    if ok {
+    // Patroni: `?tag_key=value` narrows every check but the leader ones (and liveness/readiness) to nodes with that tag.
+    let tag_checked = !matches!(
+        path,
+        "/primary" | "/master" | "/read-write" | "/leader" | "/liveness" | "/readiness"
+    );
+    if ok && (!tag_checked || tags_match(s, query)) {
         200
     } else {
         503
     }
+}
+
+/// Every `tag_<key>=<value>` of the query names a tag this node has with that value (pure). As in Patroni, the
+/// built-in tags count only when set (`tag_nofailover=true`), and any other query parameter is ignored.
+fn tags_match(s: &NodeSnapshot, query: &HashMap<String, String>) -> bool {
+    let own = s.view.members.get(&s.name);
+    query.iter().all(|(key, wanted)| {
+        let Some(tag) = key.strip_prefix("tag_") else {
+            return true;
+        };
+        let value = match tag {
+            "nofailover" => own.is_some_and(|m| m.nofailover).then(|| "true".to_string()),
+            "noloadbalance" => s.noloadbalance.then(|| "true".to_string()),
+            _ => s.tags.get(tag).cloned(),
+        };
+        value.as_deref() == Some(wanted.as_str())
+    })
 }
 
 #[cfg(test)]

@@ -99,6 +99,10 @@ fn status_code_table() {
         s
     };
     let sync_replica = with_sync(snapshot(false, 9_000, &[]));
+    let mut nofailover = snapshot(false, 9_000, &[]);
+    let mut own = MemberInfo::for_test("db2", PgRole::Replica, PgState::Streaming, 9_000);
+    own.nofailover = true;
+    nofailover.view.members.insert("db2".into(), own);
     let sync_primary = with_sync(snapshot(true, 10_000, &[]));
     let cases: Vec<(&str, &NodeSnapshot, HashMap<String, String>, u16)> = vec![
         ("/primary", &primary, q(&[]), 200),
@@ -117,8 +121,17 @@ fn status_code_table() {
         ("/replica", &replica, q(&[("lag", "1000")]), 200),
         ("/replica", &replica, q(&[("lag", "999")]), 503),
         ("/replica", &replica, q(&[("lag", "1kB")]), 200),
-        ("/replica", &replica, q(&[("zone", "a")]), 200),
-        ("/replica", &replica, q(&[("zone", "b")]), 503),
+        ("/replica", &replica, q(&[("tag_zone", "a")]), 200),
+        ("/replica", &replica, q(&[("tag_zone", "b")]), 503),
+        ("/replica", &replica, q(&[("tag_rack", "1")]), 503),
+        ("/replica", &replica, q(&[("zone", "b")]), 200),
+        ("/replica", &replica, q(&[("tag_zone", "a"), ("lag", "999")]), 503),
+        ("/read-only", &replica, q(&[("tag_zone", "b")]), 503),
+        ("/health", &replica, q(&[("tag_zone", "a")]), 200),
+        ("/async", &replica, q(&[("tag_nofailover", "true")]), 503),
+        ("/async", &nofailover, q(&[("tag_nofailover", "true")]), 200),
+        ("/primary", &primary, q(&[("tag_zone", "b")]), 200),
+        ("/leader", &primary, q(&[("tag_zone", "b")]), 200),
         ("/replica", &noload, q(&[]), 503),
         ("/read-only", &primary, q(&[]), 200),
         ("/read-only", &replica, q(&[]), 200),

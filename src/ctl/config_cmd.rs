@@ -188,7 +188,7 @@ fn validate_slot(name: &str, slot: &PermanentSlot, config: &DynamicConfig) -> an
 }
 
 /// Stores `config` if the key is still at `revision` (compare-and-swap); false when someone changed it meanwhile.
-pub(super) async fn write(dcs: &DcsClient, keys: &Keys, config: &DynamicConfig, revision: i64) -> anyhow::Result<bool> {
+pub(crate) async fn write(dcs: &DcsClient, keys: &Keys, config: &DynamicConfig, revision: i64) -> anyhow::Result<bool> {
     let txn = Txn {
         compares: vec![Compare {
             key: keys.config().into_bytes(),
@@ -205,7 +205,7 @@ pub(super) async fn write(dcs: &DcsClient, keys: &Keys, config: &DynamicConfig, 
 }
 
 /// The dynamic config and the revision of its key.
-pub(super) async fn read(dcs: &DcsClient, keys: &Keys) -> anyhow::Result<(DynamicConfig, i64)> {
+pub(crate) async fn read(dcs: &DcsClient, keys: &Keys) -> anyhow::Result<(DynamicConfig, i64)> {
     let (kvs, _) = dcs.get(keys.config().as_bytes(), false).await?;
     let kv = kvs
         .first()

@@ -67,8 +67,13 @@ fn with_key(text: &str, e: &toml::de::Error) -> String {
 }
 
 fn parse_json(text: &str) -> anyhow::Result<DynamicConfig> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not valid JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not valid JSON: {e}"))?;
+    from_json_value(value)
+}
+
+/// A whole dynamic config from a JSON value (`show-config -o json`'s shape; PostgreSQL parameters may be numbers or
+/// booleans); unknown keys and wrong types are refused with the key named.
+pub fn from_json_value(mut value: serde_json::Value) -> anyhow::Result<DynamicConfig> {
     if let Some(params) = value.get_mut(PARAMETERS).and_then(|p| p.as_object_mut()) {
         for (name, v) in params.iter_mut() {
             *v = match v {

@@ -84,12 +84,24 @@ fn read_document(path: &Path, force: bool) -> anyhow::Result<DynamicConfig> {
     validate(config).with_context(|| format!("--apply {}", path.display()))
 }
 
-/// The editor command: `$EDITOR`, else `vi` when a terminal can drive it.
+/// The editor command: `$VISUAL`, else `$EDITOR` (as git and crontab choose), else `vi` when a terminal can drive it.
 fn editor() -> anyhow::Result<String> {
-    match std::env::var("EDITOR").ok().filter(|e| !e.trim().is_empty()) {
+    pick_editor(
+        std::env::var("VISUAL").ok(),
+        std::env::var("EDITOR").ok(),
+        std::io::stdin().is_terminal(),
+    )
+}
+
+/// [`editor`]'s choice (pure); empty variables count as unset.
+fn pick_editor(visual: Option<String>, editor: Option<String>, terminal: bool) -> anyhow::Result<String> {
+    let set = |v: Option<String>| v.filter(|e| !e.trim().is_empty());
+    match set(visual).or(set(editor)) {
         Some(editor) => Ok(editor),
-        None if std::io::stdin().is_terminal() => Ok("vi".to_string()),
-        None => bail!("no $EDITOR set and stdin is not a terminal: set EDITOR, or use --apply FILE or --set key=value"),
+        None if terminal => Ok("vi".to_string()),
+        None => bail!(
+            "no $VISUAL or $EDITOR set and stdin is not a terminal: set one, or use --apply FILE or --set key=value"
+        ),
     }
 }
 
@@ -127,6 +139,31 @@ async fn edit_in_editor(editor: &str, cluster: &str, current: &DynamicConfig) ->
         Err(e) => {
             let kept = file.keep().map(|(_, p)| p.display().to_string()).unwrap_or_default();
             bail!("the edited config is invalid: {e:#}; nothing was changed (your edit is kept in {kept})")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editor_choice_table() {
+        let s = |v: &str| Some(v.to_string());
+        let cases = [
+            (s("code --wait"), s("nano"), false, Some("code --wait")),
+            (None, s("nano"), false, Some("nano")),
+            (s(" "), s("nano"), false, Some("nano")),
+            (None, None, true, Some("vi")),
+            (None, s(""), true, Some("vi")),
+            (None, None, false, None),
+        ];
+        for (visual, editor, terminal, want) in cases {
+            let got = pick_editor(visual.clone(), editor.clone(), terminal);
+            match want {
+                Some(w) => assert_eq!(got.expect("an editor"), w, "{visual:?} {editor:?}"),
+                None => assert!(got.expect_err("none").to_string().contains("$VISUAL"), "{visual:?}"),
+            }
         }
     }
 }

@@ -145,6 +145,44 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output, with_slots: bool)
     Ok(())
 }
 
+/// `list --watch SECONDS`: redraws until Ctrl-C. A terminal is cleared before each picture; otherwise (a pipe, a
+/// log) each snapshot follows a separator line with its time. A failed read is shown and retried, not fatal.
+pub async fn watch(dcs: &DcsClient, cluster: &str, out: Output, with_slots: bool, seconds: f64) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    if !seconds.is_finite() || seconds < 0.1 {
+        anyhow::bail!("--watch {seconds}: the interval must be at least 0.1 seconds");
+    }
+    let interval = std::time::Duration::from_secs_f64(seconds);
+    let terminal = std::io::stdout().is_terminal();
+    let mut last_error: Option<String> = None;
+    loop {
+        if terminal {
+            print!("\x1b[2J\x1b[H");
+        } else {
+            let now = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            println!("--- {now} ---");
+        }
+        match list(dcs, cluster, out, with_slots).await {
+            Ok(()) => last_error = None,
+            Err(e) => {
+                let text = format!("{e:#}");
+                println!("cannot read the cluster: {text}");
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(event = "ctl_watch_read_failed", "list --watch: {text}");
+                    last_error = Some(text);
+                }
+            }
+        }
+        let _ = std::io::stdout().flush();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
 /// The leader's replication slots: pgha's own and everybody else's (left alone by pgha).
 fn print_slots(view: &ClusterView) {
     let Some(leader) = view.leader_member() else {

@@ -31,8 +31,30 @@ pub struct MemberRow {
     pub error: Option<String>,
 }
 
-/// Lists members with each one's own view, asked directly (reachability and round trip).
-pub async fn list(client: &DcsClient, out: Output) -> anyhow::Result<()> {
+impl MemberRow {
+    /// A member that did not answer (yet).
+    pub fn unreachable(name: &str, addr: &str, voter: bool) -> MemberRow {
+        MemberRow {
+            name: name.to_string(),
+            id: String::new(),
+            addr: addr.to_string(),
+            voter,
+            reachable: false,
+            raft_state: "-".into(),
+            leader: false,
+            term: 0,
+            last_log_index: 0,
+            applied_index: 0,
+            revision: 0,
+            db_size_bytes: 0,
+            rtt_ms: None,
+            error: None,
+        }
+    }
+}
+
+/// Every member with its own view, asked directly (reachability and round trip), sorted by name.
+pub async fn collect(client: &DcsClient) -> anyhow::Result<Vec<MemberRow>> {
     let any = client.status().await?;
     let mut rows = Vec::new();
     for m in &any.members {
@@ -42,6 +64,42 @@ pub async fn list(client: &DcsClient, out: Output) -> anyhow::Result<()> {
         rows.push(row(m, status, rtt_ms));
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(rows)
+}
+
+/// The exit code of `ctl members` (pure): 0 all answer, 1 some do not, 2 no quorum of voters or no Raft leader.
+pub fn exit_code(rows: &[MemberRow]) -> u8 {
+    use super::exit::code;
+    let voters = rows.iter().filter(|r| r.voter).count();
+    let answering = rows.iter().filter(|r| r.voter && r.reachable).count();
+    if answering <= voters / 2 || !rows.iter().any(|r| r.reachable && r.leader) {
+        code::CRITICAL
+    } else if rows.iter().any(|r| !r.reachable) {
+        code::DEGRADED
+    } else {
+        code::HEALTHY
+    }
+}
+
+/// Lists members (`ctl members`); exits non-zero ([`exit_code`]) when one does not answer. No member answering at
+/// all is [`super::exit::code::UNKNOWN`].
+pub async fn list(client: &DcsClient, out: Output) -> anyhow::Result<()> {
+    let rows = collect(client).await.map_err(|e| super::exit::Exit {
+        code: super::exit::code::UNKNOWN,
+        message: format!("no DCS member answers: {e:#}"),
+    })?;
+    print_rows(&rows, out)?;
+    match exit_code(&rows) {
+        0 => Ok(()),
+        code => Err(super::exit::Exit {
+            code,
+            message: String::new(),
+        }
+        .into()),
+    }
+}
+
+fn print_rows(rows: &[MemberRow], out: Output) -> anyhow::Result<()> {
     if out == Output::Json {
         return output::json(&rows);
     }
@@ -74,22 +132,8 @@ pub async fn list(client: &DcsClient, out: Output) -> anyhow::Result<()> {
 }
 
 fn row(m: &proto::Member, status: Result<proto::StatusResponse, impl std::fmt::Display>, rtt_ms: f64) -> MemberRow {
-    let mut r = MemberRow {
-        name: m.name.clone(),
-        id: format!("{:016x}", m.id),
-        addr: m.addr.clone(),
-        voter: m.voter,
-        reachable: false,
-        raft_state: "-".into(),
-        leader: false,
-        term: 0,
-        last_log_index: 0,
-        applied_index: 0,
-        revision: 0,
-        db_size_bytes: 0,
-        rtt_ms: None,
-        error: None,
-    };
+    let mut r = MemberRow::unreachable(&m.name, &m.addr, m.voter);
+    r.id = format!("{:016x}", m.id);
     match status {
         Ok(s) => {
             r.reachable = true;
@@ -149,4 +193,64 @@ pub async fn add(client: &DcsClient, name: &str, addr: &str, out: Output) -> any
 pub async fn remove(client: &DcsClient, name: &str, out: Output) -> anyhow::Result<()> {
     let members = client.remove_member(name).await?;
     print_membership(&members, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_code_table() {
+        let r = |name: &str, voter: bool, reachable: bool, leader: bool| {
+            let mut row = MemberRow::unreachable(name, "a:1", voter);
+            row.reachable = reachable;
+            row.leader = leader;
+            row
+        };
+        let cases = [
+            (
+                vec![
+                    r("a", true, true, true),
+                    r("b", true, true, false),
+                    r("c", true, true, false),
+                ],
+                0,
+            ),
+            (
+                vec![
+                    r("a", true, true, true),
+                    r("b", true, true, false),
+                    r("c", true, false, false),
+                ],
+                1,
+            ),
+            (
+                vec![
+                    r("a", true, true, true),
+                    r("b", true, true, false),
+                    r("l", false, false, false),
+                ],
+                1,
+            ),
+            (
+                vec![
+                    r("a", true, true, true),
+                    r("b", true, false, false),
+                    r("c", true, false, false),
+                ],
+                2,
+            ),
+            (
+                vec![
+                    r("a", true, true, false),
+                    r("b", true, true, false),
+                    r("c", true, true, false),
+                ],
+                2,
+            ),
+        ];
+        for (rows, want) in cases {
+            assert_eq!(exit_code(&rows), want, "{rows:?}");
+        }
+    }
 }

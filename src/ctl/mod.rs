@@ -1,18 +1,24 @@
 //! `pgha ctl`: client commands against any DCS member, table output by default, JSON with `-o json`.
 
-mod config_cmd;
-mod config_doc;
+pub(crate) mod config_cmd;
+pub(crate) mod config_doc;
+pub mod config_path;
 mod dcs_cmd;
 mod diff;
 mod edges;
 mod edit_config;
+pub mod exit;
 mod ha_cmd;
+pub mod health;
 pub mod list;
 mod members;
-mod node_cmd;
+pub(crate) mod node_cmd;
 pub mod output;
+pub mod progress;
 pub mod switchover;
 mod topology;
+
+pub use exit::Exit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,18 +40,41 @@ pub fn client_from_config(config: &Config) -> anyhow::Result<Arc<DcsClient>> {
     Ok(Arc::new(DcsClient::new(config.client_endpoints(), tls, timeout)?))
 }
 
-/// Runs one ctl command.
-pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+/// The ctl config (found by [`config_path`]) and a DCS client from it.
+fn setup(args: &CtlArgs) -> anyhow::Result<(Config, Arc<DcsClient>)> {
     let overrides = Overrides {
         endpoints: args.endpoints.clone(),
         ..Overrides::default()
     };
-    let config = Config::load(args.config.as_deref(), Purpose::Ctl, &overrides).context("loading the ctl config")?;
+    let path = config_path::from_process(args.config.as_deref(), args.endpoints.is_some())?;
+    let config = Config::load(path.as_deref(), Purpose::Ctl, &overrides).context("loading the ctl config")?;
     crate::logging::init(config.log.format, "warn");
     let client = client_from_config(&config)?;
+    Ok((config, client))
+}
+
+/// Runs one ctl command.
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let (config, client) = match setup(&args) {
+        Ok(ready) => ready,
+        // A health check that cannot even start says "unknown", not "failed".
+        Err(e) if matches!(args.command, CtlCommand::Health | CtlCommand::Members) => {
+            return Err(Exit {
+                code: exit::code::UNKNOWN,
+                message: format!("{e:#}"),
+            }
+            .into())
+        }
+        Err(e) => return Err(e),
+    };
     match args.command {
         CtlCommand::Members => members::list(&client, args.output).await,
-        CtlCommand::List { slots } => list::list(&client, &config.cluster.name, args.output, slots).await,
+        CtlCommand::Health => health::run(&client, &config.cluster.name, args.output).await,
+        CtlCommand::List { slots, watch: None } => list::list(&client, &config.cluster.name, args.output, slots).await,
+        CtlCommand::List {
+            slots,
+            watch: Some(seconds),
+        } => list::watch(&client, &config.cluster.name, args.output, slots, seconds).await,
         CtlCommand::Switchover { cancel: true, .. } => switchover::cancel(&client, &config.cluster.name).await,
         CtlCommand::Switchover {
             leader,
@@ -115,7 +144,10 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             )
             .await
         }
-        CtlCommand::Reinit { name, wait } => node_cmd::reinit(&client, &config.cluster.name, &name, wait).await,
+        CtlCommand::Reinit { name, wait, timeout } => {
+            let wait = wait.then(|| Duration::from_secs(timeout));
+            node_cmd::reinit(&client, &config.cluster.name, &name, wait).await
+        }
         CtlCommand::Version => ha_cmd::version(&client, &config.cluster.name, args.output).await,
         CtlCommand::Topology => topology::show(&client, &config.cluster.name, args.output).await,
         CtlCommand::Pause { wait } => ha_cmd::set_paused(&client, &config.cluster.name, true, wait, args.output).await,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::output;
+use super::progress::{Progress, Sink};
 use crate::cli::Output;
 use crate::cluster::keys::Keys;
 use crate::cluster::model::{ClusterView, MemberInfo, PgRole, PgState, SwitchoverRequest};
@@ -110,10 +111,46 @@ pub struct Request<'a> {
     pub failover: bool,
 }
 
-/// Runs `switchover` or `failover`.
-pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) -> anyhow::Result<()> {
+/// Why a switchover or failover is not carried out; the REST API answers each kind with Patroni's status code.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchoverError {
+    /// The request itself is wrong (an unknown member, a missing candidate).
+    #[error("{0}")]
+    Invalid(String),
+    /// The scheduled time is unreadable or past.
+    #[error("{0}")]
+    BadSchedule(String),
+    /// The cluster does not allow it now (no leader, a candidate that may not be promoted).
+    #[error("{0}")]
+    Precondition(String),
+    /// Another request is pending.
+    #[error("another switchover is pending (`ctl switchover --cancel` drops it)")]
+    Pending,
+    #[error(transparent)]
+    Dcs(#[from] crate::dcs::client::ClientError),
+}
+
+/// A checked request, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub current: Option<String>,
+    pub candidate: String,
+    pub scheduled_unix_ms: Option<u64>,
+    pub failover: bool,
+    /// `Switchover of cluster c: db1 -> db2[ at T]`.
+    pub summary: String,
+}
+
+/// Checks a switchover or failover against the cluster as it is now: the leader named is the leader, the
+/// candidate exists and may be promoted (the best one when none is named). Shared by ctl and the REST API.
+pub async fn plan(dcs: &DcsClient, cluster: &str, req: &Request<'_>) -> Result<Planned, SwitchoverError> {
+    use SwitchoverError::{BadSchedule, Invalid, Precondition};
     // Checked before anything is read, so malformed input fails fast even with the cluster down.
-    let scheduled_unix_ms = req.scheduled.map(|t| parse_scheduled(t, unix_ms())).transpose()?;
+    let scheduled_unix_ms = req
+        .scheduled
+        .map(|t| parse_scheduled(t, unix_ms()))
+        .transpose()
+        .map_err(|e| BadSchedule(format!("{e:#}")))?;
     let keys = Keys::new(cluster);
     let store = Store { dcs, keys: &keys };
     let view = store.view().await?;
@@ -125,29 +162,36 @@ pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) 
             } else {
                 String::new()
             };
-            bail!("{prefix}no member named {name} (members: {})", member_names(&view));
+            return Err(Invalid(format!(
+                "{prefix}no member named {name} (members: {})",
+                member_names(&view)
+            )));
         }
     }
     let current = view.leader.as_ref().map(|l| l.name.clone());
     if !req.failover {
         let Some(current) = current.as_deref() else {
-            bail!("cluster {cluster} has no leader: use `ctl failover`")
+            return Err(Precondition(format!(
+                "cluster {cluster} has no leader: use `ctl failover`"
+            )));
         };
         if let Some(expected) = req.leader {
             if expected != current {
-                bail!("{expected} is not the leader (the leader is {current})");
+                return Err(Precondition(format!(
+                    "{expected} is not the leader (the leader is {current})"
+                )));
             }
         }
     }
     let candidate = match req.candidate {
         Some(name) => {
             if Some(name) == current.as_deref() && leader_alive(dcs, &view).await {
-                bail!("{name} is already the leader");
+                return Err(Invalid(format!("{name} is already the leader")));
             }
             let m = view
                 .members
                 .get(name)
-                .with_context(|| format!("{name} publishes no status (is its pgha running?)"))?;
+                .ok_or_else(|| Precondition(format!("{name} publishes no status (is its pgha running?)")))?;
             // A failover with the leader's node gone cannot require streaming: nobody streams from a dead primary.
             let why = if !req.failover || leader_alive(dcs, &view).await {
                 refusal(&view, m)
@@ -155,56 +199,106 @@ pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) 
                 failover_refusal(&view, m)
             };
             if let Some(why) = why {
-                bail!("refusing: {why}");
+                return Err(Precondition(format!("refusing: {why}")));
             }
             m.name.clone()
         }
-        None if req.failover => bail!("failover needs --candidate NAME"),
+        None if req.failover => return Err(Invalid("failover needs --candidate NAME".into())),
         None => best_candidate(&view)
             .map(|m| m.name.clone())
-            .context("no streaming replica can take over")?,
+            .ok_or_else(|| Precondition("no streaming replica can take over".into()))?,
     };
-    let plan = format!(
+    let summary = format!(
         "{} of cluster {cluster}: {} -> {candidate}{}",
         if req.failover { "Failover" } else { "Switchover" },
         current.as_deref().unwrap_or("(no leader)"),
         req.scheduled.map(|s| format!(" at {s}")).unwrap_or_default()
     );
-    if !req.force && !output::confirm(&format!("{plan}\nAre you sure?"))? {
-        bail!("aborted");
-    }
-    let request = SwitchoverRequest {
-        leader: if req.failover { None } else { current.clone() },
-        candidate: candidate.clone(),
+    Ok(Planned {
+        current,
+        candidate,
         scheduled_unix_ms,
+        failover: req.failover,
+        summary,
+    })
+}
+
+/// Stores the request the members act on.
+pub async fn submit(dcs: &DcsClient, cluster: &str, planned: &Planned) -> Result<(), SwitchoverError> {
+    let keys = Keys::new(cluster);
+    let request = SwitchoverRequest {
+        leader: if planned.failover {
+            None
+        } else {
+            planned.current.clone()
+        },
+        candidate: planned.candidate.clone(),
+        scheduled_unix_ms: planned.scheduled_unix_ms,
         created_unix_ms: unix_ms(),
     };
-    if !store.request_switchover(&request).await? {
-        bail!("another switchover is pending (`ctl switchover --cancel` drops it)");
+    if !(Store { dcs, keys: &keys }).request_switchover(&request).await? {
+        return Err(SwitchoverError::Pending);
     }
-    if scheduled_unix_ms.is_some() {
-        println!("{plan}: scheduled");
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// Waits up to `limit` for `candidate` to hold the leader key as primary, showing each change on `progress`;
+/// the time it took, or None when it did not happen in time.
+pub async fn wait_for_leader(
+    dcs: &DcsClient,
+    cluster: &str,
+    candidate: &str,
+    limit: Duration,
+    mut progress: Option<&mut Progress>,
+) -> Result<Option<Duration>, crate::dcs::client::ClientError> {
+    let keys = Keys::new(cluster);
+    let store = Store { dcs, keys: &keys };
     let started = Instant::now();
-    while started.elapsed() < WAIT {
+    while started.elapsed() < limit {
         let view = store.view().await?;
+        if let Some(p) = progress.as_deref_mut() {
+            p.observe(&view);
+        }
         if view
             .leader_member()
             .is_some_and(|m| m.name == candidate && m.role == PgRole::Primary)
         {
-            let ms = started.elapsed().as_millis();
-            return match out {
+            return Ok(Some(started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(None)
+}
+
+/// Runs `switchover` or `failover`.
+pub async fn run(dcs: &DcsClient, cluster: &str, req: Request<'_>, out: Output) -> anyhow::Result<()> {
+    let planned = plan(dcs, cluster, &req).await?;
+    let plan = &planned.summary;
+    if !req.force && !output::confirm(&format!("{plan}\nAre you sure?"))? {
+        bail!("aborted");
+    }
+    submit(dcs, cluster, &planned).await?;
+    if planned.scheduled_unix_ms.is_some() {
+        println!("{plan}: scheduled");
+        return Ok(());
+    }
+    let candidate = &planned.candidate;
+    let mut progress = Progress::changes_only(Sink::Stderr);
+    match wait_for_leader(dcs, cluster, candidate, WAIT, Some(&mut progress)).await? {
+        Some(took) => {
+            let ms = took.as_millis();
+            match out {
                 Output::Json => output::json(&serde_json::json!({ "leader": candidate, "elapsed_ms": ms })),
                 Output::Table => {
                     println!("{plan}: done in {ms} ms");
                     Ok(())
                 }
-            };
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        None => bail!(
+            "{candidate} did not become the leader within {WAIT:?}; the request stays pending (`--cancel` drops it)"
+        ),
     }
-    bail!("{candidate} did not become the leader within {WAIT:?}; the request stays pending (`--cancel` drops it)")
 }
 
 /// Names of the published members, for error messages.

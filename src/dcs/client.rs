@@ -57,6 +57,9 @@ pub struct DcsClient {
     channels: ChannelPool,
     /// Test-only partition: while on, only `local` is reachable.
     fault: Option<(super::fault::FaultSwitch, String)>,
+    /// The caller this client acts for (the `pgha-on-behalf-of` header, honoured from voters only): a db node's REST
+    /// API writing for the admin who called it.
+    on_behalf: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
 /// The member requests go to, shared by concurrent calls: the first caller to see it fail moves everyone on.
@@ -112,6 +115,7 @@ impl DcsClient {
             current: Rotation::default(),
             channels: ChannelPool::new(tls, Some(timeout)),
             fault: None,
+            on_behalf: None,
         };
         for addr in &client.endpoints {
             client.channel(addr)?;
@@ -123,6 +127,31 @@ impl DcsClient {
     pub fn with_fault(mut self, fault: super::fault::FaultSwitch, local: String) -> DcsClient {
         self.fault = Some((fault, local));
         self
+    }
+
+    /// A client with the same members and TLS identity whose requests are made for `caller`: the member that
+    /// receives them authorizes `caller` (this node's certificate must be a voter's), and its writes are recorded as
+    /// `caller`'s (`Command::As`).
+    pub fn acting_for(&self, caller: &crate::dcs::authz::Principal) -> Result<DcsClient, ClientError> {
+        let value = crate::dcs::authz::principal::header_value(caller);
+        let header = value.parse().map_err(|_| ClientError::BadEndpoint {
+            addr: String::new(),
+            message: format!("caller {value:?} cannot be sent as a header"),
+        })?;
+        let mut client = DcsClient::new(self.endpoints.clone(), self.channels.tls().cloned(), self.timeout)?;
+        client.fault = self.fault.clone();
+        client.on_behalf = Some(header);
+        Ok(client)
+    }
+
+    /// `message` as a request, naming the caller this client acts for.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        if let Some(value) = &self.on_behalf {
+            req.metadata_mut()
+                .insert(crate::dcs::authz::principal::ON_BEHALF_HEADER, value.clone());
+        }
+        req
     }
 
     fn cut_off(&self, addr: &str) -> bool {
@@ -220,13 +249,13 @@ impl DcsClient {
 
     async fn range(&self, key: &[u8], prefix: bool, serializable: bool) -> Result<(Vec<KeyValue>, i64), ClientError> {
         let resp = self
-            .call_idempotent(|ch| async move {
-                let req = proto::RangeRequest {
+            .call_idempotent(|ch| {
+                let req = self.request(proto::RangeRequest {
                     key: key.to_vec(),
                     prefix,
                     serializable,
-                };
-                dcs_client(ch).range(req).await
+                });
+                async move { dcs_client(ch).range(req).await }
             })
             .await?
             .into_inner();
@@ -248,7 +277,7 @@ impl DcsClient {
         let req: proto::TxnRequest = txn.into();
         let resp = self
             .call(|ch| {
-                let req = req.clone();
+                let req = self.request(req.clone());
                 async move { dcs_client(ch).txn(req).await }
             })
             .await?
@@ -288,7 +317,7 @@ impl DcsClient {
         .into();
         Ok(self
             .call(|ch| {
-                let req = req.clone();
+                let req = self.request(req.clone());
                 async move { dcs_client(ch).txn(req).await }
             })
             .await?

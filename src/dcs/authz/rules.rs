@@ -43,6 +43,8 @@ pub enum Rpc<'a> {
     AddMember(&'a str),
     RemoveMember(&'a str),
     WalPosition,
+    /// A write of the db node's REST API (Patroni's `POST /switchover`, `PATCH /config`, ...).
+    RestWrite(super::rest::RestWrite),
 }
 
 impl Rpc<'_> {
@@ -64,6 +66,7 @@ impl Rpc<'_> {
             Rpc::AddMember(_) => "AddMember",
             Rpc::RemoveMember(_) => "RemoveMember",
             Rpc::WalPosition => "WalPosition",
+            Rpc::RestWrite(w) => w.name(),
         }
     }
 }
@@ -126,6 +129,9 @@ pub fn authorize(who: &Principal, rpc: Rpc<'_>, ctx: &Ctx<'_>) -> Result<(), Den
             );
         }
     }
+    if let Rpc::RestWrite(write) = rpc {
+        return rest_write(who, write);
+    }
     let Principal::Cert(caller) = who else {
         return Ok(());
     };
@@ -176,6 +182,26 @@ pub fn authorize(who: &Principal, rpc: Rpc<'_>, ctx: &Ctx<'_>) -> Result<(), Den
                 format!("{caller} may not remove member {name:?} (admin only)"),
             ),
         },
+        Rpc::RestWrite(write) => rest_write(who, write),
+    }
+}
+
+/// REST writes are operator actions: an admin role certificate only. Unlike the gRPC API, a certificate without a
+/// role gets nothing here (REST writes did not exist when such certificates were issued).
+fn rest_write(who: &Principal, write: super::rest::RestWrite) -> Result<(), Denial> {
+    match who {
+        Principal::Cert(c) if c.role == CertRole::Admin => Ok(()),
+        Principal::Cert(c) => deny(
+            "rest_write_role",
+            format!("{c} may not call {} (admin certificates only)", write.name()),
+        ),
+        Principal::Unrestricted => deny(
+            "rest_write_no_role",
+            format!(
+                "{} needs an admin role certificate; this one has no pgha role (re-issue it with `pgha cert issue --role admin`)",
+                write.name()
+            ),
+        ),
     }
 }
 

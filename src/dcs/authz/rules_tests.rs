@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
+use crate::dcs::authz::rest::RestWrite;
 use crate::dcs::types::{Compare, CompareTarget, ExpiredLease, Op, Txn};
 use crate::identity::role::Caller;
 use CertRole::{Admin, Edge, Member, Monitor, Witness};
@@ -43,6 +44,7 @@ enum Req {
     Add(String),
     Remove(String),
     Wal,
+    Rest(crate::dcs::authz::rest::RestWrite),
 }
 
 impl Req {
@@ -63,6 +65,7 @@ impl Req {
             Req::Add(n) => Rpc::AddMember(n),
             Req::Remove(n) => Rpc::RemoveMember(n),
             Req::Wal => Rpc::WalPosition,
+            Req::Rest(w) => Rpc::RestWrite(*w),
         }
     }
 }
@@ -397,7 +400,20 @@ fn table() -> Vec<(&'static str, Build, &'static [CertRole])> {
         ("RemoveMember db2", Box::new(|_| Req::Remove("db2".into())), ADMIN),
         // Ha
         ("WalPosition", Box::new(|_| Req::Wal), VOTERS),
+        // REST writes of a db node (Patroni's API): one row each
+        ("REST POST /switchover", rest(RestWrite::Switchover), ADMIN),
+        ("REST DELETE /switchover", rest(RestWrite::CancelSwitchover), ADMIN),
+        ("REST POST /failover", rest(RestWrite::Failover), ADMIN),
+        ("REST POST /restart", rest(RestWrite::Restart), ADMIN),
+        ("REST POST /reload", rest(RestWrite::Reload), ADMIN),
+        ("REST POST /reinitialize", rest(RestWrite::Reinitialize), ADMIN),
+        ("REST PATCH /config", rest(RestWrite::PatchConfig), ADMIN),
+        ("REST PUT /config", rest(RestWrite::PutConfig), ADMIN),
     ]
+}
+
+fn rest(write: RestWrite) -> Build {
+    Box::new(move |_| Req::Rest(write))
 }
 
 fn decide(who: &Principal, req: &Req, members: &Membership, legacy: LegacyCertificates) -> Result<(), Denial> {
@@ -430,8 +446,8 @@ fn every_rpc_for_every_role() {
             }
         }
     }
-    // Every RPC of proto/pgha.proto is in the table.
-    assert_eq!(covered.len(), 15, "{covered:?}");
+    // Every RPC of proto/pgha.proto and every REST write is in the table.
+    assert_eq!(covered.len(), 15 + RestWrite::ALL.len(), "{covered:?}");
 }
 
 #[test]
@@ -440,8 +456,10 @@ fn unrestricted_callers_pass_everything_but_internal_commands() {
     for (what, build, _) in table() {
         let req = build(&caller(Admin));
         let internal = what.contains("LeaseExpire") || what.contains("nested");
+        // REST writes are never granted to a certificate without a role.
+        let rest = what.starts_with("REST ");
         let got = decide(&Principal::Unrestricted, &req, &members, LegacyCertificates::Deny);
-        assert_eq!(got.is_ok(), !internal, "{what}: {got:?}");
+        assert_eq!(got.is_ok(), !internal && !rest, "{what}: {got:?}");
     }
 }
 
