@@ -520,6 +520,10 @@ pub struct BenchFailoverArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write an HTML report into this directory: `index.html` (the summary, a link per run) and one page per
+    /// run with its acknowledged writes over time, the fault and the detect / elect / promote / route / VIP markers.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     /// Keep the cluster's files in this directory (default: a temporary one).
     #[arg(long)]
     pub dir: Option<PathBuf>,

@@ -1,6 +1,6 @@
 //! `pgha bench failover` end to end in the six-host topology (root + PostgreSQL 15): one primary crash and one
 //! edge crash in synchronous mode; the JSON has a measured write gap, no lost acknowledged write and never two
-//! writable primaries.
+//! writable primaries; `--report` writes an index and a page per run with a marker for each phase that happened.
 
 mod common;
 
@@ -16,10 +16,14 @@ fn bench_failover_six_hosts_primary_and_edge_crash() {
     if !common::installed_or_skip("/usr/lib/postgresql/15/bin/postgres", test, "PostgreSQL 15") {
         return;
     }
+    let pages = tempfile::tempdir().expect("tempdir");
+    let pages_arg = pages.path().to_string_lossy().to_string();
     let (report, text) = common::bench_report(
         &[
             "bench",
             "failover",
+            "--report",
+            pages_arg.as_str(),
             "--runs",
             "1",
             "--scenario",
@@ -77,5 +81,27 @@ fn bench_failover_six_hosts_primary_and_edge_crash() {
     );
     assert!(runs[1]["vip_move_ms"].as_f64().is_some(), "{text}");
     assert!(phase(&runs[1], "vip_ms").is_some(), "the VIP take logged\n{text}");
+    // The report: an index linking both runs, and on each run's page a marker for the fault and for every phase
+    // the JSON has (the marker's position is table-tested in src/bench/report_svg_tests.rs).
+    let index = std::fs::read_to_string(pages.path().join("index.html")).expect("index.html");
+    for (run, page) in runs.iter().zip(["run-01-primary-crash.html", "run-02-edge-crash.html"]) {
+        assert!(index.contains(&format!("href=\"{page}\"")), "{page} linked\n{index}");
+        let html = std::fs::read_to_string(pages.path().join(page)).expect("a run page");
+        assert!(html.contains("<svg") && html.contains("</svg>") && !html.contains("<script"));
+        assert!(html.contains("data-marker=\"fault\""), "{page}");
+        for (p, marker) in [
+            ("detect_ms", "detect"),
+            ("elect_ms", "elect"),
+            ("promote_ms", "promote"),
+            ("route_ms", "route"),
+            ("vip_ms", "VIP"),
+        ] {
+            assert_eq!(
+                html.contains(&format!("data-marker=\"{marker}\"")),
+                phase(run, p).is_some(),
+                "{page}: a {marker} marker exactly when the phase happened"
+            );
+        }
+    }
     eprintln!("{text}");
 }

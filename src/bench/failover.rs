@@ -1,12 +1,17 @@
 //! `pgha bench failover`: write gap, leader change and lost acknowledged writes across faults on a local
 //! three-node cluster of real pgha + PostgreSQL processes (loopback; the six-host network version is separate).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use serde::Serialize;
 
+use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
 use super::probe::{lost, max_gap, Target, Writer};
+use super::report::{phase_cells, run_page, RunPage, PHASE_HEADERS};
+use super::report_index::Table;
+use super::report_svg::Timeline;
+use super::six_hosts::read_from;
 use super::stats::{rss_bytes, summarize, Summary};
 use crate::cli::{BenchFailoverArgs, Scenario};
 use crate::config::{LogFormat, Role};
@@ -24,6 +29,8 @@ pub struct RunResult {
     pub new_leader: String,
     pub acknowledged: usize,
     pub lost_acknowledged: usize,
+    /// Per-phase timings from the nodes' logs (no edges here: no route or VIP phase).
+    pub phases: Phases,
 }
 
 /// Per-scenario summary.
@@ -63,11 +70,18 @@ async fn one_run(
     target: &Target,
     scenario: Scenario,
     first_id: i64,
-) -> anyhow::Result<RunResult> {
+) -> anyhow::Result<(RunResult, Timeline)> {
     let old_leader = cluster.wait_pg_cluster(2, READY).await?;
     let li = index_of(cluster, &old_leader);
     let writer = Writer::start(target.clone(), TABLE, first_id);
     wait_writes(&writer, 25, "writes before the fault").await?;
+    // Where each node's log stands at the fault: the phases are read from there on.
+    let marks: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| std::fs::metadata(&n.log).map_or(0, |m| m.len()))
+        .collect();
+    let (t0, t0_wall) = (Instant::now(), SystemTime::now());
     match scenario {
         Scenario::PrimaryCrash => {
             cluster.kill(li);
@@ -101,14 +115,31 @@ async fn one_run(
         }
         _ => {}
     }
-    Ok(RunResult {
+    let lines: Vec<LogLine> = cluster
+        .nodes
+        .iter()
+        .zip(&marks)
+        .flat_map(|(n, from)| parse_json_log(&n.name, &read_from(&n.log, *from)))
+        .collect();
+    let phases = phases(
+        &lines,
+        &Outcome {
+            t0: t0_wall,
+            new_leader: (new_leader != old_leader).then_some(new_leader.as_str()),
+            edges: &[],
+        },
+    );
+    let timeline = super::report::timeline(String::new(), &acked, t0, phases);
+    let result = RunResult {
         scenario,
         write_gap_ms: max_gap(&acked).as_secs_f64() * 1000.0,
         old_leader,
         new_leader,
         acknowledged: acked.len(),
         lost_acknowledged: lost(&acked, &present).len(),
-    })
+        phases,
+    };
+    Ok((result, timeline))
 }
 
 /// Asks for a switchover to the best streaming replica, as `pgha ctl switchover --force` does.
@@ -140,6 +171,8 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the pgha binary")?;
     let layout = Layout {
         ha_lines: args.ha_lines(),
+        // JSON logs: the phases are read from their `event` fields.
+        extra_toml: "[log]\nformat = \"json\"\n".into(),
         ..Layout::default()
     };
     let mut cluster = LocalCluster::create_with(&exe, args.dir.as_deref(), 3, Role::Db, false, layout)?;
@@ -187,16 +220,27 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
         args.scenario.clone()
     };
     let mut runs = Vec::new();
+    let mut pages = Vec::new();
     let mut next_id = 1;
     for scenario in &scenarios {
         for i in 0..args.runs {
             eprintln!("{scenario:?} run {}/{}...", i + 1, args.runs);
-            let result = one_run(&mut cluster, &target, *scenario, next_id).await?;
+            let (result, timeline) = one_run(&mut cluster, &target, *scenario, next_id).await?;
             next_id += 1_000_000;
+            let p = &result.phases;
             eprintln!(
-                "  gap {:.0} ms, {} -> {}, lost {}",
-                result.write_gap_ms, result.old_leader, result.new_leader, result.lost_acknowledged
+                "  gap {:.0} ms, {} -> {}, lost {}; phases ms: detect {:?}, elect {:?}, promote {:?}",
+                result.write_gap_ms,
+                result.old_leader,
+                result.new_leader,
+                result.lost_acknowledged,
+                p.detect_ms.map(f64::round),
+                p.elect_ms.map(f64::round),
+                p.promote_ms.map(f64::round)
             );
+            if args.report.is_some() {
+                pages.push(page_of(runs.len() + 1, i + 1, &result, timeline));
+            }
             runs.push(result);
         }
     }
@@ -224,11 +268,58 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
     };
     print_report(&report);
     super::write_json(args.json.as_deref(), &report)?;
+    if let Some(dir) = &args.report {
+        let context = vec![
+            format!("loopback 3-node cluster, replication: {}", report.replication),
+            rss_line(&report),
+        ];
+        super::report::write(dir, &context, &[summary_table(&report)], &RUN_HEADERS, &pages)?;
+    }
     cluster.stop_all(Duration::from_secs(10));
     Ok(())
 }
 
-fn print_report(r: &FailoverReport) {
+/// Columns of the report's runs table.
+const RUN_HEADERS: [&str; 10] = [
+    "run",
+    "gap ms",
+    "leader",
+    "acked",
+    "lost acked",
+    PHASE_HEADERS[0],
+    PHASE_HEADERS[1],
+    PHASE_HEADERS[2],
+    PHASE_HEADERS[3],
+    PHASE_HEADERS[4],
+];
+
+fn page_of(number: usize, of_scenario: usize, r: &RunResult, timeline: Timeline) -> RunPage {
+    let leader = format!("{} -> {}", r.old_leader, r.new_leader);
+    let mut cells = vec![
+        format!("{:.0}", r.write_gap_ms),
+        leader.clone(),
+        r.acknowledged.to_string(),
+        r.lost_acknowledged.to_string(),
+    ];
+    cells.extend(phase_cells(&r.phases));
+    let mut facts: Vec<(String, String)> = vec![
+        ("scenario".into(), super::report::scenario_name(r.scenario)),
+        ("write gap ms".into(), format!("{:.0}", r.write_gap_ms)),
+        ("leader".into(), leader),
+        ("acknowledged writes".into(), r.acknowledged.to_string()),
+        ("lost acknowledged writes".into(), r.lost_acknowledged.to_string()),
+    ];
+    facts.extend(
+        PHASE_HEADERS
+            .iter()
+            .zip(phase_cells(&r.phases))
+            .map(|(h, c)| (h.to_string(), c)),
+    );
+    run_page(number, r.scenario, of_scenario, timeline, facts, cells)
+}
+
+/// The summary as printed (and in the report's index).
+fn summary_table(r: &FailoverReport) -> Table {
     let headers = [
         "scenario",
         "runs",
@@ -238,23 +329,37 @@ fn print_report(r: &FailoverReport) {
         "leader changes",
         "lost acked",
     ];
-    println!("replication: {}", r.replication);
-    println!(
-        "{}",
-        crate::ctl::output::table_of(&headers, &r.summary, |s| vec![
-            format!("{:?}", s.scenario),
-            s.write_gap.count.to_string(),
-            format!("{:.0}", s.write_gap.p50_ms),
-            format!("{:.0}", s.write_gap.p95_ms),
-            format!("{:.0}", s.write_gap.max_ms),
-            s.leader_changes.to_string(),
-            s.lost_acknowledged.to_string(),
-        ])
-    );
+    let rows = r
+        .summary
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{:?}", s.scenario),
+                s.write_gap.count.to_string(),
+                format!("{:.0}", s.write_gap.p50_ms),
+                format!("{:.0}", s.write_gap.p95_ms),
+                format!("{:.0}", s.write_gap.max_ms),
+                s.leader_changes.to_string(),
+                s.lost_acknowledged.to_string(),
+            ]
+        })
+        .collect();
+    Table::new("summary", &headers, rows)
+}
+
+fn rss_line(r: &FailoverReport) -> String {
     let mb: Vec<String> = r
         .idle_rss_bytes
         .iter()
         .map(|b| format!("{:.1}", *b as f64 / 1_048_576.0))
         .collect();
-    println!("idle RSS of each db-role pgha (MB): {}", mb.join(" / "));
+    format!("idle RSS of each db-role pgha (MB): {}", mb.join(" / "))
+}
+
+fn print_report(r: &FailoverReport) {
+    println!("replication: {}", r.replication);
+    let t = summary_table(r);
+    let headers: Vec<&str> = t.headers.iter().map(String::as_str).collect();
+    println!("{}", crate::ctl::output::table(&headers, &t.rows));
+    println!("{}", rss_line(r));
 }

@@ -13,9 +13,12 @@ use super::measure::{first_write_after_outage, gap_after, max_writable, opt_ms, 
 use super::ns_probe::{NsProbe, Writability};
 use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
 use super::probe::lost;
+use super::report::{ms_cell, phase_cells, run_page, RunPage, PHASE_HEADERS};
+use super::report_index::Table;
+use super::report_svg::Timeline;
 use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, EDGES, PG_PORT, REPLICA_PORT};
 use crate::cli::{BenchFailoverArgs, Scenario};
-use crate::ctl::output::table_of;
+use crate::ctl::output::table;
 
 const READY: Duration = Duration::from_secs(180);
 /// Budget of one scenario from the fault to steady writes again.
@@ -53,7 +56,7 @@ async fn one_run(
     scenario: Scenario,
     first: i64,
     reader: bool,
-) -> anyhow::Result<NetRun> {
+) -> anyhow::Result<(NetRun, Timeline)> {
     let Ready { primary, vip_holder } = six
         .wait_ready(READY)
         .await
@@ -146,7 +149,8 @@ async fn one_run(
         t0_wall,
         (new_leader != primary).then_some(new_leader.as_str()),
     );
-    Ok(NetRun {
+    let timeline = super::report::timeline(String::new(), &acked, t0, phases);
+    let run = NetRun {
         scenario,
         write_gap_ms: opt_ms(gap_after(&acked, t0)),
         read_gap_ms: read.and_then(|r| opt_ms(gap_after(&r, t0))),
@@ -161,7 +165,8 @@ async fn one_run(
         lost_acknowledged: lost(&acked, &present).len(),
         max_writable: writable,
         phases,
-    })
+    };
+    Ok((run, timeline))
 }
 
 /// Per-phase timings of the run that started at `t0`, from every host's log past its mark.
@@ -199,8 +204,9 @@ async fn present_ids(six: &SixHosts) -> anyhow::Result<Vec<i64>> {
     }
 }
 
-/// Runs every scenario in a fresh six-host topology; the topology is gone when this returns.
-pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<NetReport> {
+/// Runs every scenario in a fresh six-host topology; the topology is gone when this returns. With `--report`, each
+/// run's page too.
+pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<(NetReport, Vec<RunPage>)> {
     anyhow::ensure!(
         crate::netns::is_root(),
         "pgha bench failover builds network namespaces and needs root; use --local for the loopback cluster"
@@ -238,11 +244,12 @@ pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<Net
         args.scenario.clone()
     };
     let mut runs = Vec::new();
+    let mut pages = Vec::new();
     let mut next_id = 1;
     for scenario in &scenarios {
         for i in 0..args.runs {
             eprintln!("{scenario:?} run {}/{}...", i + 1, args.runs);
-            let r = one_run(&mut six, exe, &pollers, *scenario, next_id, args.reader).await?;
+            let (r, timeline) = one_run(&mut six, exe, &pollers, *scenario, next_id, args.reader).await?;
             next_id += 1_000_000;
             eprintln!(
                 "  gap {:?} ms, leader {} -> {} after {:?} ms, VIP {} -> {} after {:?} ms, lost {}, max writable {}",
@@ -265,28 +272,88 @@ pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<Net
                 p.route_ms.map(f64::round),
                 p.vip_ms.map(f64::round)
             );
+            if args.report.is_some() {
+                pages.push(page_of(runs.len() + 1, i + 1, &r, timeline));
+            }
             runs.push(r);
         }
     }
     drop(pollers);
-    Ok(NetReport {
+    let report = NetReport {
         topology: "six hosts (network namespaces)",
         replication: args.profile(),
         summary: summarize_runs(&scenarios, &runs),
         runs,
-    })
+    };
+    Ok((report, pages))
+}
+
+/// Columns of the report's runs table.
+const RUN_HEADERS: [&str; 13] = [
+    "run",
+    "write gap ms",
+    "first write ms",
+    "leader",
+    "VIP",
+    "lost acked",
+    "max writable",
+    "read gap ms",
+    PHASE_HEADERS[0],
+    PHASE_HEADERS[1],
+    PHASE_HEADERS[2],
+    PHASE_HEADERS[3],
+    PHASE_HEADERS[4],
+];
+
+fn page_of(number: usize, of_scenario: usize, r: &NetRun, timeline: Timeline) -> RunPage {
+    let leader = format!("{} -> {}", r.old_leader, r.new_leader);
+    let vip = format!("{} -> {}", r.old_vip_holder, r.new_vip_holder);
+    let mut cells = vec![
+        ms_cell(r.write_gap_ms),
+        ms_cell(r.first_write_ms),
+        leader.clone(),
+        vip.clone(),
+        r.lost_acknowledged.to_string(),
+        r.max_writable.to_string(),
+        ms_cell(r.read_gap_ms),
+    ];
+    cells.extend(phase_cells(&r.phases));
+    let mut facts: Vec<(String, String)> = vec![
+        ("scenario".into(), super::report::scenario_name(r.scenario)),
+        ("write gap ms".into(), ms_cell(r.write_gap_ms)),
+        ("first write after the fault ms".into(), ms_cell(r.first_write_ms)),
+        ("leader".into(), leader),
+        ("new leader seen ms".into(), ms_cell(r.new_leader_ms)),
+        ("VIP holder".into(), vip),
+        ("VIP move seen ms".into(), ms_cell(r.vip_move_ms)),
+        ("acknowledged writes".into(), r.acknowledged.to_string()),
+        ("lost acknowledged writes".into(), r.lost_acknowledged.to_string()),
+        ("max writable".into(), r.max_writable.to_string()),
+        ("read gap ms".into(), ms_cell(r.read_gap_ms)),
+    ];
+    facts.extend(
+        PHASE_HEADERS
+            .iter()
+            .zip(phase_cells(&r.phases))
+            .map(|(h, c)| (h.to_string(), c)),
+    );
+    run_page(number, r.scenario, of_scenario, timeline, facts, cells)
 }
 
 /// `pgha bench failover` (six-host mode): runs, prints the table, writes the JSON; Ctrl-C tears everything down.
 pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
     crate::logging::init(crate::config::LogFormat::Human, "warn");
     let exe = std::env::current_exe().context("locating the pgha binary")?;
-    let report = tokio::select! {
+    let (report, pages) = tokio::select! {
         r = measure(&args, &exe) => r?,
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the topology was torn down"),
     };
     print_report(&report);
     super::write_json(args.json.as_deref(), &report)?;
+    if let Some(dir) = &args.report {
+        let context = vec![format!("{}, replication: {}", report.topology, report.replication)];
+        super::report::write(dir, &context, &summary_tables(&report), &RUN_HEADERS, &pages)?;
+    }
     Ok(())
 }
 
@@ -296,7 +363,8 @@ fn cell(s: Option<super::stats::Summary>) -> String {
     })
 }
 
-fn print_report(r: &NetReport) {
+/// The two summary tables as printed (and in the report's index).
+fn summary_tables(r: &NetReport) -> [Table; 2] {
     let headers = [
         "scenario",
         "runs",
@@ -308,22 +376,24 @@ fn print_report(r: &NetReport) {
         "lost acked",
         "max writable",
     ];
-    println!("{}, replication: {}", r.topology, r.replication);
-    println!(
-        "{}",
-        table_of(&headers, &r.summary, |s| vec![
-            format!("{:?}", s.scenario),
-            s.runs.to_string(),
-            cell(s.write_gap),
-            cell(s.new_leader),
-            cell(s.first_write),
-            cell(s.vip_move),
-            cell(s.read_gap),
-            s.lost_acknowledged.to_string(),
-            s.max_writable.to_string(),
-        ])
-    );
-    let headers = [
+    let rows = r
+        .summary
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{:?}", s.scenario),
+                s.runs.to_string(),
+                cell(s.write_gap),
+                cell(s.new_leader),
+                cell(s.first_write),
+                cell(s.vip_move),
+                cell(s.read_gap),
+                s.lost_acknowledged.to_string(),
+                s.max_writable.to_string(),
+            ]
+        })
+        .collect();
+    let phase_headers = [
         "phases from the logs, ms after the fault (p50/p95/max)",
         "detect",
         "elect",
@@ -331,15 +401,30 @@ fn print_report(r: &NetReport) {
         "route",
         "VIP",
     ];
-    println!(
-        "{}",
-        table_of(&headers, &r.summary, |s| vec![
-            format!("{:?}", s.scenario),
-            cell(s.detect),
-            cell(s.elect),
-            cell(s.promote),
-            cell(s.route),
-            cell(s.vip),
-        ])
-    );
+    let phase_rows = r
+        .summary
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{:?}", s.scenario),
+                cell(s.detect),
+                cell(s.elect),
+                cell(s.promote),
+                cell(s.route),
+                cell(s.vip),
+            ]
+        })
+        .collect();
+    [
+        Table::new("summary", &headers, rows),
+        Table::new("phases", &phase_headers, phase_rows),
+    ]
+}
+
+fn print_report(r: &NetReport) {
+    println!("{}, replication: {}", r.topology, r.replication);
+    for t in summary_tables(r) {
+        let headers: Vec<&str> = t.headers.iter().map(String::as_str).collect();
+        println!("{}", table(&headers, &t.rows));
+    }
 }

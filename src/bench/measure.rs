@@ -7,21 +7,26 @@ use serde::Serialize;
 
 use super::stats::{summarize, Summary};
 
-/// Write gap around a fault at `t0`: from the last acknowledgement at or before `t0` to the longest pause after it
-/// (the outage may start a little after the fault is injected, e.g. when a frozen process is detected).
-pub fn gap_after(acked: &[(i64, Instant)], t0: Instant) -> Option<Duration> {
+/// The write gap around a fault at `t0` as (the acknowledgement before it, the one that ended it): the longest
+/// pause from the last acknowledgement at or before `t0` on (the outage may start a little after the fault is
+/// injected, e.g. when a frozen process is detected).
+pub fn gap_window(acked: &[(i64, Instant)], t0: Instant) -> Option<(Instant, Instant)> {
     let start = acked.iter().rposition(|(_, t)| *t <= t0)?;
-    acked[start..].windows(2).map(|w| w[1].1.duration_since(w[0].1)).max()
+    acked[start..]
+        .windows(2)
+        .max_by_key(|w| w[1].1.duration_since(w[0].1))
+        .map(|w| (w[0].1, w[1].1))
+}
+
+/// Write gap around a fault at `t0` (see [`gap_window`]).
+pub fn gap_after(acked: &[(i64, Instant)], t0: Instant) -> Option<Duration> {
+    gap_window(acked, t0).map(|(from, to)| to.duration_since(from))
 }
 
 /// When the first write acknowledged after the outage came, counted from `t0`: the end of the longest pause
 /// after the last acknowledgement before `t0`.
 pub fn first_write_after_outage(acked: &[(i64, Instant)], t0: Instant) -> Option<Duration> {
-    let start = acked.iter().rposition(|(_, t)| *t <= t0)?;
-    let w = acked[start..]
-        .windows(2)
-        .max_by_key(|w| w[1].1.duration_since(w[0].1))?;
-    Some(w[1].1.saturating_duration_since(t0))
+    gap_window(acked, t0).map(|(_, to)| to.saturating_duration_since(t0))
 }
 
 /// Most hosts writable at the same time, from per-host samples `(time, writable)` sorted by time. A host counts

@@ -2,18 +2,29 @@
 //! the new leader took the key (elect), PostgreSQL accepted writes (promote), an edge routed to it (route) and an
 //! edge took the VIP (vip).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// One log line of one host.
+/// One log line of one host: its `event` field and the other fields it carries (the message among them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
     pub host: String,
     pub at: SystemTime,
-    pub message: String,
+    /// The line's `event` field; empty when it has none.
+    pub event: String,
+    /// Every field as text (`message` too), from the record's `fields`.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl LogLine {
+    /// The text of field `name`, if the line has it.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
 }
 
 /// Log lines of `host` from pgha's JSON log output (`log.format = "json"`); lines that are not JSON log records
@@ -23,11 +34,17 @@ pub fn parse_json_log(host: &str, text: &str) -> Vec<LogLine> {
         .filter_map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).ok()?;
             let at = OffsetDateTime::parse(v.get("timestamp")?.as_str()?, &Rfc3339).ok()?;
-            let message = v.get("fields")?.get("message")?.as_str()?.to_string();
+            let fields: BTreeMap<String, String> = v
+                .get("fields")?
+                .as_object()?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .collect();
             Some(LogLine {
                 host: host.to_string(),
                 at: SystemTime::from(at),
-                message,
+                event: fields.get("event").cloned().unwrap_or_default(),
+                fields,
             })
         })
         .collect()
@@ -43,6 +60,19 @@ pub struct Phases {
     pub vip_ms: Option<f64>,
 }
 
+impl Phases {
+    /// Each phase's name and time, in the order they happen in a failover.
+    pub fn named(&self) -> [(&'static str, Option<f64>); 5] {
+        [
+            ("detect", self.detect_ms),
+            ("elect", self.elect_ms),
+            ("promote", self.promote_ms),
+            ("route", self.route_ms),
+            ("VIP", self.vip_ms),
+        ]
+    }
+}
+
 /// What a run changed, to know whose lines count.
 pub struct Outcome<'a> {
     /// The fault's wall-clock instant.
@@ -53,14 +83,14 @@ pub struct Outcome<'a> {
     pub edges: &'a [&'a str],
 }
 
-fn is_detect(l: &LogLine) -> bool {
-    // A dead or frozen holder: its lease expires through the Raft log; a planned hand-over: the key is released.
-    l.message.starts_with("leases expired") || l.message.starts_with("leader key released")
-}
-
-fn is_elect(l: &LogLine) -> bool {
-    l.message.starts_with("won the leader race") || l.message.starts_with("took the leader key")
-}
+/// The `event` values of each phase (set where the product logs them: src/dcs/lease_expiry.rs, src/ha/actions.rs,
+/// src/edge/proxy.rs, src/edge/vip/holding.rs). A dead or frozen holder's lease expires through the Raft log; a
+/// planned hand-over releases the key.
+const DETECT: &[&str] = &["leases_expired", "leader_key_released"];
+const ELECT: &[&str] = &["race_won", "leader_key_taken"];
+const PROMOTE: &str = "promote";
+const ROUTE: &str = "edge_route_changed";
+const VIP: &str = "vip_acquired";
 
 /// The phases of one run from every host's lines.
 pub fn phases(lines: &[LogLine], run: &Outcome) -> Phases {
@@ -75,15 +105,16 @@ pub fn phases(lines: &[LogLine], run: &Outcome) -> Phases {
     let on_edge = |l: &LogLine| run.edges.contains(&l.host.as_str());
     let on_leader = |l: &LogLine| run.new_leader == Some(l.host.as_str());
     let routed = |l: &LogLine| {
-        run.new_leader
-            .is_some_and(|n| l.message.starts_with("primary route") && l.message.contains(&format!("-> {n}:")))
+        l.event == ROUTE
+            && l.field("port") == Some("primary")
+            && run.new_leader.is_some_and(|n| l.field("to") == Some(n))
     };
     Phases {
-        detect_ms: first(&is_detect),
-        elect_ms: first(&|l| on_leader(l) && is_elect(l)),
-        promote_ms: first(&|l| on_leader(l) && l.message.starts_with("promoted to primary")),
+        detect_ms: first(&|l| DETECT.contains(&l.event.as_str())),
+        elect_ms: first(&|l| on_leader(l) && ELECT.contains(&l.event.as_str())),
+        promote_ms: first(&|l| on_leader(l) && l.event == PROMOTE),
         route_ms: first(&|l| on_edge(l) && routed(l)),
-        vip_ms: first(&|l| on_edge(l) && l.message.starts_with("VIP ") && l.message.contains(" acquired on ")),
+        vip_ms: first(&|l| on_edge(l) && l.event == VIP),
     }
 }
 
@@ -91,31 +122,46 @@ pub fn phases(lines: &[LogLine], run: &Outcome) -> Phases {
 mod tests {
     use super::*;
 
-    fn line(host: &str, ms: u64, message: &str) -> LogLine {
+    /// A line with `event` and the extra `fields`.
+    fn line(host: &str, ms: u64, event: &str, fields: &[(&str, &str)]) -> LogLine {
+        let mut f: BTreeMap<String, String> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        f.insert("event".into(), event.into());
         LogLine {
             host: host.into(),
             at: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
-            message: message.into(),
+            event: event.into(),
+            fields: f,
         }
+    }
+
+    fn route(host: &str, ms: u64, port: &str, to: &str) -> LogLine {
+        line(host, ms, "edge_route_changed", &[("port", port), ("to", to)])
     }
 
     #[test]
     fn reads_tracing_json_records_and_skips_the_rest() {
         let text = concat!(
-            r#"{"timestamp":"2026-11-30T21:00:00.250000Z","level":"INFO","fields":{"message":"won the leader race","lsn":"0/3000060"}}"#,
+            r#"{"timestamp":"2026-11-30T21:00:00.250000Z","level":"INFO","fields":{"message":"won the leader race","event":"race_won","lsn":"0/3000060","n":3}}"#,
             "\n2026-11-30 21:00:00.300 UTC [123] LOG:  database system is ready\n",
             r#"{"timestamp":"not a time","level":"INFO","fields":{"message":"x"}}"#,
+            "\n",
+            r#"{"timestamp":"2026-11-30T21:00:00.400000Z","level":"INFO","fields":{"message":"no event here"}}"#,
             "\n"
         );
         let lines = parse_json_log("db2", text);
-        assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0].message, "won the leader race");
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].event, "race_won");
+        assert_eq!(lines[0].field("message"), Some("won the leader race"));
+        assert_eq!(lines[0].field("lsn"), Some("0/3000060"));
+        // Non-string fields are kept as their JSON text.
+        assert_eq!(lines[0].field("n"), Some("3"));
         assert_eq!(lines[0].host, "db2");
         let at = lines[0]
             .at
             .duration_since(SystemTime::UNIX_EPOCH)
             .expect("after the epoch");
         assert_eq!(at.as_millis() % 1000, 250);
+        assert_eq!(lines[1].event, "");
     }
 
     #[test]
@@ -123,18 +169,14 @@ mod tests {
         let edges = ["edge1", "edge2"];
         let lines = vec![
             // Before the fault: ignored.
-            line("db1", 900, "leases expired: no keepalive within their TTL"),
-            line("db2", 2100, "leases expired: no keepalive within their TTL"),
-            line("db3", 2150, "won the leader race"),
-            line("db2", 2160, "won the leader race"),
-            line(
-                "db2",
-                2300,
-                "promoted to primary: won the leader race after the leader key expired",
-            ),
-            line("edge2", 2350, "primary route db1 -> db2: leader key moved"),
-            line("edge1", 2340, "primary route db1 -> none: no leader"),
-            line("edge1", 2400, "primary route none -> db2: leader key moved"),
+            line("db1", 900, "leases_expired", &[]),
+            line("db2", 2100, "leases_expired", &[]),
+            line("db3", 2150, "race_won", &[]),
+            line("db2", 2160, "race_won", &[]),
+            line("db2", 2300, "promote", &[("timeline", "2")]),
+            route("edge2", 2350, "primary", "db2"),
+            route("edge1", 2340, "primary", "none"),
+            route("edge1", 2400, "primary", "db2"),
         ];
         let p = phases(
             &lines,
@@ -162,10 +204,10 @@ mod tests {
         let edges = ["edge1", "edge2"];
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_millis(1000);
         let lines = vec![
-            line("db1", 1050, "leader key released for the switchover"),
-            line("db2", 1080, "took the leader key as the switchover/failover candidate"),
-            line("db2", 1200, "promoted to primary: switchover/failover candidate"),
-            line("edge2", 1900, "VIP 10.0.0.100/24 acquired on veth0: no holder"),
+            line("db1", 1050, "leader_key_released", &[("candidate", "db2")]),
+            line("db2", 1080, "leader_key_taken", &[]),
+            line("db2", 1200, "promote", &[]),
+            line("edge2", 1900, "vip_acquired", &[]),
         ];
         let p = phases(
             &lines,
@@ -189,5 +231,118 @@ mod tests {
             },
         );
         assert_eq!((p.elect_ms, p.promote_ms, p.route_ms), (None, None, None));
+    }
+
+    /// One line at 1100 ms (100 ms after the fault) and the phases it makes when db2 is the new leader.
+    #[test]
+    fn which_lines_make_which_phase() {
+        let edges = ["edge1"];
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_millis(1000);
+        let cases: Vec<(&str, LogLine, Phases)> = vec![
+            (
+                "a lease expiry on any host detects",
+                line("db3", 1100, "leases_expired", &[]),
+                Phases {
+                    detect_ms: Some(100.0),
+                    ..Phases::default()
+                },
+            ),
+            (
+                "a clean release detects",
+                line("db1", 1100, "leader_key_released", &[]),
+                Phases {
+                    detect_ms: Some(100.0),
+                    ..Phases::default()
+                },
+            ),
+            (
+                "the new leader taking the key elects",
+                line("db2", 1100, "leader_key_taken", &[]),
+                Phases {
+                    elect_ms: Some(100.0),
+                    ..Phases::default()
+                },
+            ),
+            (
+                "another member's race does not",
+                line("db3", 1100, "race_won", &[]),
+                Phases::default(),
+            ),
+            (
+                "the new leader's promotion",
+                line("db2", 1100, "promote", &[]),
+                Phases {
+                    promote_ms: Some(100.0),
+                    ..Phases::default()
+                },
+            ),
+            (
+                "a promotion elsewhere does not",
+                line("db3", 1100, "promote", &[]),
+                Phases::default(),
+            ),
+            (
+                "an edge routing the primary port to the new leader",
+                route("edge1", 1100, "primary", "db2"),
+                Phases {
+                    route_ms: Some(100.0),
+                    ..Phases::default()
+                },
+            ),
+            (
+                "a primary route to nobody does not",
+                route("edge1", 1100, "primary", "none"),
+                Phases::default(),
+            ),
+            (
+                "a replica route does not",
+                route("edge1", 1100, "replica", "db2"),
+                Phases::default(),
+            ),
+            (
+                "a route change logged by a db host does not",
+                route("db2", 1100, "primary", "db2"),
+                Phases::default(),
+            ),
+            (
+                "an edge acquiring the VIP",
+                line("edge1", 1100, "vip_acquired", &[]),
+                Phases {
+                    vip_ms: Some(100.0),
+                    ..Phases::default()
+                },
+            ),
+            (
+                "a db host's line with the VIP event does not",
+                line("db1", 1100, "vip_acquired", &[]),
+                Phases::default(),
+            ),
+            (
+                "a line before the fault does not",
+                line("db2", 999, "promote", &[]),
+                Phases::default(),
+            ),
+            (
+                "the text does not matter, only the event",
+                line(
+                    "db2",
+                    1100,
+                    "",
+                    &[("message", "promoted to primary: won the leader race")],
+                ),
+                Phases::default(),
+            ),
+        ];
+        for (name, l, want) in cases {
+            let got = phases(
+                &[l],
+                &Outcome {
+                    t0,
+                    new_leader: Some("db2"),
+                    edges: &edges,
+                },
+            );
+            assert_eq!(got, want, "{name}");
+        }
     }
 }

@@ -484,18 +484,23 @@ impl SixHosts {
 
     /// `host`'s log from byte `from` on (logs are only appended to, across restarts too).
     pub fn log_since(&self, host: &str, from: u64) -> String {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut bytes = Vec::new();
-        if let Ok(mut f) = std::fs::File::open(self.log_path(host)) {
-            if f.seek(SeekFrom::Start(from)).is_ok() {
-                let _ = f.read_to_end(&mut bytes);
-            }
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
+        read_from(&self.log_path(host), from)
     }
 
     /// The namespace of `host` (for [`crate::netns::in_ns`] / [`crate::netns::enter`]).
     pub fn ns(&self, host: &str) -> Result<String, SixHostsError> {
         Ok(self.topo.host(host)?.ns.clone())
     }
+}
+
+/// The text of the file at `path` from byte `from` on (empty when it cannot be read): a log read past a mark.
+pub fn read_from(path: &Path, from: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        if f.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = f.read_to_end(&mut bytes);
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -36,7 +36,7 @@ pub async fn run(core: Arc<DcsCore>, token: CancellationToken) {
             Ok(Ok(resp)) => {
                 if let CommandResult::Expired { expired } = resp.data {
                     if !expired.is_empty() {
-                        tracing::info!(leases = ?expired, "leases expired: no keepalive within their TTL");
+                        tracing::info!(event = "leases_expired", leases = ?expired, "leases expired: no keepalive within their TTL");
                     }
                 }
             }

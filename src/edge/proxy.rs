@@ -190,9 +190,9 @@ impl Proxy {
         if *reg.table == new {
             return;
         }
-        for line in describe_changes(&reg.table, &new) {
-            tracing::info!(event = "edge_route_changed", "{line}");
-            super::changes::record(super::changes::ChangeKind::Route, &line);
+        for c in describe_changes(&reg.table, &new) {
+            tracing::info!(event = "edge_route_changed", port = %c.port, to = %c.to, "{}", c.line);
+            super::changes::record(super::changes::ChangeKind::Route, &c.line);
         }
         for cut in sessions_to_close(&reg.table, &new) {
             let closed = reg.close_where(|live| live.port == cut.port && live.backend == cut.backend);

@@ -225,8 +225,17 @@ fn names(backends: &[Backend]) -> String {
     format!("[{}]", list.join(", "))
 }
 
+/// A port whose routes changed: the log line's structured fields and its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteChange {
+    pub port: Port,
+    /// Where the port routes now: a member name or `none` (primary), `[names]` (replica, any).
+    pub to: String,
+    pub line: String,
+}
+
 /// One log line per port whose routes changed, with the reason.
-pub fn describe_changes(old: &RoutingTable, new: &RoutingTable) -> Vec<String> {
+pub fn describe_changes(old: &RoutingTable, new: &RoutingTable) -> Vec<RouteChange> {
     let mut lines = Vec::new();
     if old.primary != new.primary {
         let name = |b: &Option<Backend>| b.as_ref().map_or("none".to_string(), |b| b.name.clone());
@@ -234,11 +243,15 @@ pub fn describe_changes(old: &RoutingTable, new: &RoutingTable) -> Vec<String> {
             (Some(_), Some(_)) => "leader key moved".to_string(),
             _ => new.primary_reason.clone(),
         };
-        lines.push(format!(
-            "primary route {} -> {}: {reason}",
-            name(&old.primary),
-            name(&new.primary)
-        ));
+        lines.push(RouteChange {
+            port: Port::Primary,
+            to: name(&new.primary),
+            line: format!(
+                "primary route {} -> {}: {reason}",
+                name(&old.primary),
+                name(&new.primary)
+            ),
+        });
     }
     for (port, old_t, new_t) in [
         (Port::Replica, &old.replicas, &new.replicas),
@@ -252,7 +265,11 @@ pub fn describe_changes(old: &RoutingTable, new: &RoutingTable) -> Vec<String> {
             } else {
                 "running members changed"
             };
-            lines.push(format!("{port} route {} -> {}: {why}", names(old_t), names(new_t)));
+            lines.push(RouteChange {
+                port,
+                to: names(new_t),
+                line: format!("{port} route {} -> {}: {why}", names(old_t), names(new_t)),
+            });
         }
     }
     lines

@@ -298,12 +298,21 @@ fn change_lines_name_the_reason() {
     let a = table(&view(Some("db1"), vec![primary("db1"), replica("db2", 1)]), true);
     let b = table(&view(Some("db2"), vec![replica("db1", 1), primary("db2")]), true);
     let lines = describe_changes(&a, &b);
-    assert_eq!(lines[0], "primary route db1 -> db2: leader key moved");
-    assert_eq!(lines[1], "replica route [db2] -> [db1]: streaming replicas changed");
+    assert_eq!(lines[0].line, "primary route db1 -> db2: leader key moved");
+    assert_eq!((lines[0].port, lines[0].to.as_str()), (Port::Primary, "db2"));
+    assert_eq!(
+        lines[1].line,
+        "replica route [db2] -> [db1]: streaming replicas changed"
+    );
+    assert_eq!((lines[1].port, lines[1].to.as_str()), (Port::Replica, "[db1]"));
     let gone = table(&view(None, vec![primary("db1"), replica("db2", 1)]), true);
     assert_eq!(
         describe_changes(&a, &gone)[0],
-        "primary route db1 -> none: no leader key"
+        RouteChange {
+            port: Port::Primary,
+            to: "none".into(),
+            line: "primary route db1 -> none: no leader key".into()
+        }
     );
     assert!(describe_changes(&a, &a).is_empty());
     let reasons = sessions_to_close(&a, &b);

@@ -60,7 +60,10 @@ impl DbNode {
             Action::TakeLeader => {
                 let lease = self.session.lease().step("no session")?;
                 if self.store().take_leader(&self.settings.name, lease).await? {
-                    tracing::info!("took the leader key for the running primary");
+                    tracing::info!(
+                        event = "leader_key_taken",
+                        "took the leader key for the running primary"
+                    );
                     self.guard_primary().await?;
                 }
                 Ok(())
@@ -90,7 +93,10 @@ impl DbNode {
                     }
                 }
                 if self.store().take_leader(&self.settings.name, lease).await? {
-                    tracing::info!("took the leader key as the switchover/failover candidate");
+                    tracing::info!(
+                        event = "leader_key_taken",
+                        "took the leader key as the switchover/failover candidate"
+                    );
                     self.promote(view, "switchover/failover candidate").await?;
                 }
                 Ok(())
@@ -415,7 +421,7 @@ impl DbNode {
             }
         };
         if self.store().take_leader(&self.settings.name, lease).await? {
-            tracing::info!(lsn = %crate::postgres::lsn_to_string(lsn), "won the leader race");
+            tracing::info!(event = "race_won", lsn = %crate::postgres::lsn_to_string(lsn), "won the leader race");
             self.promote(view, "won the leader race after the leader key expired")
                 .await?;
         }
@@ -797,7 +803,11 @@ impl DbNode {
         self.supervision.expect_running = false;
         self.supervision.following = None;
         self.store().delete_leader(&self.settings.name, None).await?;
-        tracing::info!(candidate, "leader key released for the switchover");
+        tracing::info!(
+            event = "leader_key_released",
+            candidate,
+            "leader key released for the switchover"
+        );
         Ok(())
     }
 
@@ -868,7 +878,10 @@ impl DbNode {
             if let Err(e) = self.store().delete_leader(&self.settings.name, None).await {
                 tracing::warn!("releasing the leader key failed (it expires with the lease): {e}");
             } else {
-                tracing::info!("leader key released: a replica takes over now");
+                tracing::info!(
+                    event = "leader_key_released",
+                    "leader key released: a replica takes over now"
+                );
             }
         }
         let _ = self.session.disarm_fence();
