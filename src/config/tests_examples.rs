@@ -67,7 +67,13 @@ fn examples_document_every_key() {
         "log.format",
         "log.level",
     ];
-    let db_only = ["postgresql", "postgresql.callbacks", "ha"];
+    let db_only = [
+        "postgresql",
+        "postgresql.callbacks",
+        "postgresql.pgbackrest",
+        "postgresql.bootstrap",
+        "ha",
+    ];
     let edge_only = ["edge", "edge.vip"];
     for role in Role::ALL {
         let text = example(role);
@@ -87,8 +93,10 @@ fn examples_document_every_key() {
                 );
                 continue;
             }
+            // An optional section (unset by default) is documented commented out.
             let start = text
                 .find(&format!("\n[{section}]\n"))
+                .or_else(|| text.find(&format!("\n# [{section}]\n")))
                 .unwrap_or_else(|| panic!("{role}: no [{section}]"));
             let body = &text[start + 1..];
             let body = &body[..body[1..].find("\n[").map_or(body.len(), |i| i + 1)];
@@ -134,6 +142,15 @@ fn key_table_matches_struct() {
         on_reload: hook.clone(),
         on_role_change: hook,
     };
+    pg.pgbackrest = Some(crate::config::PgbackrestSection {
+        stanza: Some("s".into()),
+        config: Some("/c".into()),
+        ..Default::default()
+    });
+    pg.bootstrap.recovery_target_time = Some("t".into());
+    pg.bootstrap.recovery_target_lsn = Some("0/1".into());
+    pg.bootstrap.recovery_target_name = Some("n".into());
+    pg.bootstrap.restore_command = Some("r".into());
     full.ha.rest_listen = Some("0.0.0.0:8008".into());
     full.edge.replica_max_lag_bytes = Some(1);
     full.edge.primary_max_sessions = Some(1);
