@@ -30,11 +30,7 @@ impl Postgres {
             );
             let result = match &kind {
                 MethodKind::Basebackup => self.basebackup(host, port, c.stall_timeout).await,
-                MethodKind::Command(argv) => {
-                    let passfile = self.write_client_files().await?;
-                    let conninfo = render::client_conninfo(&self.settings, host, port, None, passfile.as_deref());
-                    self.run_method(STEP, &name, argv, &conninfo).await
-                }
+                MethodKind::Command(argv) => self.run_method(STEP, &name, argv, Some((host, port))).await,
             };
             let result = match result {
                 Ok(()) => self.check_restored(STEP, &name).await,
@@ -57,13 +53,13 @@ impl Postgres {
     }
 
     /// Runs one command method into the empty data directory (created 0700, owned by the OS user), as the OS user,
-    /// under the stall rule.
+    /// under the stall rule; `{conninfo}` names `leader` (empty without one).
     async fn run_method(
         &self,
         step: &'static str,
         method: &str,
         argv: &[String],
-        conninfo: &str,
+        leader: Option<(&str, u16)>,
     ) -> Result<(), PgError> {
         let dir = self.data_dir().to_path_buf();
         let owner = self.run_as.owner();
@@ -76,6 +72,12 @@ impl Postgres {
             files::ensure_dir(&d, 0o700, owner, true).map(|_| ())
         })
         .await?;
+        // The passfile lives beside the data directory: written once the directory (and its parent) exists.
+        let passfile = self.write_client_files().await?;
+        let conninfo = leader
+            .map(|(host, port)| render::client_conninfo(&self.settings, host, port, None, passfile.as_deref()))
+            .unwrap_or_default();
+        let conninfo = conninfo.as_str();
         let s = &self.settings;
         let argv = expand(
             argv,
@@ -139,7 +141,7 @@ impl Postgres {
     pub async fn restore_bootstrap(&self, r: &RestoreBootstrap, start_timeout: Duration) -> Result<(), PgError> {
         const STEP: &str = "bootstrap from a backup";
         tracing::info!(event = "bootstrap_restore", method = %r.method, "restoring the cluster from a backup");
-        let restored = match self.run_method(STEP, &r.method, &r.argv, "").await {
+        let restored = match self.run_method(STEP, &r.method, &r.argv, None).await {
             Ok(()) => self.check_restored(STEP, &r.method).await,
             Err(e) => Err(e),
         };
