@@ -28,21 +28,7 @@ impl Postgres {
     /// [`Postgres::write_config`] afterwards.
     pub async fn basebackup(&self, source_host: &str, source_port: u16, stall: Duration) -> Result<(), PgError> {
         const STEP: &str = "pg_basebackup";
-        let dir = self.data_dir().to_path_buf();
-        let owner = self.run_as.owner();
-        let d = dir.clone();
-        files::blocking(move || {
-            if !files::dir_is_empty(&d)? {
-                let reason = "not empty: wipe it first".to_string();
-                return Err(PgError::DataDir {
-                    step: STEP,
-                    path: d,
-                    reason,
-                });
-            }
-            files::ensure_dir(&d, 0o700, owner, true).map(|_| ())
-        })
-        .await?;
+        let dir = self.prepare_empty_data_dir(STEP).await?;
         let passfile = self.write_client_files().await?;
         let conninfo = render::client_conninfo(&self.settings, source_host, source_port, None, None);
         let mut cmd = self.run_as.command(&self.bin("pg_basebackup"));

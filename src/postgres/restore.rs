@@ -61,17 +61,7 @@ impl Postgres {
         argv: &[String],
         leader: Option<(&str, u16)>,
     ) -> Result<(), PgError> {
-        let dir = self.data_dir().to_path_buf();
-        let owner = self.run_as.owner();
-        let d = dir.clone();
-        files::blocking(move || {
-            if !files::dir_is_empty(&d)? {
-                let reason = "not empty: wipe it first".to_string();
-                return Err(PgError::DataDir { step, path: d, reason });
-            }
-            files::ensure_dir(&d, 0o700, owner, true).map(|_| ())
-        })
-        .await?;
+        let dir = self.prepare_empty_data_dir(step).await?;
         // The passfile lives beside the data directory: written once the directory (and its parent) exists.
         let passfile = self.write_client_files().await?;
         let conninfo = leader
@@ -97,6 +87,23 @@ impl Postgres {
             cmd.env("PGPASSFILE", p);
         }
         run_watched(step, method, cmd, &dir, s.creation.stall_timeout).await
+    }
+
+    /// The data directory a copy fills: it must be missing or empty (see [`Postgres::wipe_data_dir`]); created 0700
+    /// and owned by the OS user. Returns its path.
+    pub(crate) async fn prepare_empty_data_dir(&self, step: &'static str) -> Result<std::path::PathBuf, PgError> {
+        let dir = self.data_dir().to_path_buf();
+        let owner = self.run_as.owner();
+        let d = dir.clone();
+        files::blocking(move || {
+            if !files::dir_is_empty(&d)? {
+                let reason = "not empty: wipe it first".to_string();
+                return Err(PgError::DataDir { step, path: d, reason });
+            }
+            files::ensure_dir(&d, 0o700, owner, true).map(|_| ())
+        })
+        .await?;
+        Ok(dir)
     }
 
     /// A method that exited 0 must have left a data directory; recovery settings it wrote to
