@@ -101,7 +101,18 @@ fn lay_out(members: usize, pg_lines: &str, extra: &str) -> LocalCluster {
         fault_injection: false,
         ..Layout::default()
     };
-    LocalCluster::create_with(&common::exe(), None, members, Role::Db, false, layout).expect("laying out")
+    // PGHA_TEST_DIR keeps the cluster's configs, data and logs for a look after a failure (as `db::lay_out`).
+    let keep = std::env::var_os("PGHA_TEST_DIR").map(|root| {
+        std::fs::create_dir_all(&root).expect("creating PGHA_TEST_DIR");
+        let dir = tempfile::Builder::new()
+            .prefix("cluster-")
+            .tempdir_in(&root)
+            .expect("a cluster dir under PGHA_TEST_DIR")
+            .keep();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod cluster dir");
+        dir
+    });
+    LocalCluster::create_with(&common::exe(), keep.as_deref(), members, Role::Db, false, layout).expect("laying out")
 }
 
 /// The server log of node `i` (outside PGDATA, see `PgSettings::default_log_file`).
