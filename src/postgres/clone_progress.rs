@@ -10,7 +10,7 @@ pub struct Sample {
     pub at: Duration,
     /// Bytes under the data directory.
     pub bytes: u64,
-    /// Output lines the method has written so far.
+    /// Output the method has written so far (lines; for a recovery, the server log's bytes): any monotonic count.
     pub lines: u64,
 }
 

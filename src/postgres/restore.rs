@@ -179,8 +179,8 @@ impl Postgres {
         self.start(start_timeout).await
     }
 
-    /// Polls until recovery ended; fails when the postmaster exits (e.g. the target lies beyond the archive) or the
-    /// replay position does not move for the stall timeout.
+    /// Polls until recovery ended; fails when the postmaster exits (e.g. the target lies beyond the archive) or
+    /// neither the replay position nor the server log moved for the stall timeout.
     async fn await_promotion(&self, step: &'static str) -> Result<(), PgError> {
         let started = Instant::now();
         let mut watch = StallWatch::new(self.settings.creation.stall_timeout);
@@ -200,10 +200,13 @@ impl Postgres {
                 Ok(st) => st.replay_lsn.unwrap_or(0),
                 Err(_) => 0, // not accepting connections yet
             };
+            // Before it is consistent the server takes no connections; it logs every WAL segment it restores, so
+            // its log growing is progress too.
+            let logged = std::fs::metadata(self.settings.log_file()).map_or(0, |m| m.len());
             let sample = Sample {
                 at: started.elapsed(),
                 bytes: replayed,
-                lines: 0,
+                lines: logged,
             };
             if let Verdict::Abort(reason) = watch.observe(sample) {
                 let _ = self.stop(StopMode::Immediate, Duration::from_secs(30)).await;
