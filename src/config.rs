@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod backup;
 mod callbacks;
 mod edge;
 mod env;
@@ -44,8 +45,10 @@ mod tests_pg;
 #[cfg(test)]
 mod tests_secret;
 mod validate;
+mod validate_backup;
 mod validate_pg;
 
+pub use backup::{BootstrapSection, CreateReplicaMethod, PgbackrestSection, BASEBACKUP, INITDB, PGBACKREST};
 pub use callbacks::{CallbacksSection, HookCommand, PrePromoteOnTimeout};
 pub use edge::{parse_vip_address, port_caps, EdgeSection, PortCapError, PortCaps, VipSection};
 pub use error::{ConfigError, Peer, Problem, SyntaxError};

@@ -57,7 +57,11 @@ pub fn arm_draining(file: &Path, drain_ns: u64, hard_ns: u64) -> Result<(), Fenc
 }
 
 fn write_deadlines(file: &Path, text: &str) -> Result<(), FenceError> {
-    let tmp = file.with_extension("tmp");
+    // One temporary file per write: the session task and the HA loop both arm, and with a shared name one's rename
+    // could find the file already renamed by the other (ENOENT: "cannot arm the fence", PostgreSQL stopped).
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = file.with_extension(format!("tmp.{}.{n}", std::process::id()));
     let io = |source| FenceError::Io {
         path: file.to_path_buf(),
         source,

@@ -84,6 +84,7 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
         ps.replication_password = Some(Config::read_secret("postgresql.replication_password_file", path)?);
     }
     ps.parameters = pgc.parameters.clone();
+    ps.creation = config.pg_creation();
     ps.hba = pgc.pg_hba.clone();
     if pgc.tls && !config.tls.plaintext {
         if let (Some(ca), Some(cert), Some(key)) = (&config.tls.ca, &config.tls.cert, &config.tls.key) {

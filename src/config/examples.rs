@@ -139,6 +139,17 @@ pre_promote_on_timeout = "veto"
 # A [postgresql.callbacks] command still running after this many ms is
 # killed; at least 100. Default: 30000.
 callback_timeout_ms = 30000
+# How a new replica gets its data directory, tried in order until one works:
+# "basebackup" (pg_basebackup from the leader), "pgbackrest" (restore from
+# [postgresql.pgbackrest], then catch up from the archive and stream) or the
+# name of a [postgresql.create_replica.<name>] command. Default: ["basebackup"].
+# create_replica_methods = ["pgbackrest", "basebackup"]
+create_replica_methods = ["basebackup"]
+# A replica creation or restore whose data directory did not grow and whose
+# command wrote no line for this many ms is killed and the next method is
+# tried; a slow copy that progresses is never cut. At least 1000.
+# Default: 600000 (10 minutes).
+clone_stall_timeout_ms = 600000
 
 # PostgreSQL settings (names a-z, 0-9, '_', '.'): strings, integers, floats
 # or booleans (written as on/off). Settings pgha manages itself
@@ -169,6 +180,55 @@ shared_buffers = "256MB"
 # After a promotion (primary), and when a former primary runs again as a
 # replica (replica).
 # on_role_change = ["/usr/local/bin/hook", "--notify"]
+
+# Replica creation commands (Patroni's create_replica_methods), one table
+# per method named in create_replica_methods, run as os_user without a shell.
+# Placeholders in every word: {data_dir} (the empty data directory to fill),
+# {conninfo} (the leader, as the replication user), {member} (this node),
+# {scope} (cluster.name). Exit 0 with a data directory = done. A
+# "pgbackrest" method needs no table: its command defaults to
+# `pgbackrest --stanza=... --pg1-path={data_dir} --delta restore --type=standby`.
+# [postgresql.create_replica]
+# [postgresql.create_replica.from_snapshot]
+# command = "/usr/local/bin/restore-snapshot --to {data_dir} --node {member}"
+
+# The pgBackRest repository of this cluster (PGHA_POSTGRESQL__PGBACKREST__<KEY>):
+# archive_mode/archive_command (archive-push) and restore_command
+# (archive-get) are rendered from it, and it serves the "pgbackrest" replica
+# and bootstrap methods. Create the stanza once (`pgbackrest stanza-create`)
+# and schedule backups from the primary (docs/operations.md). Default: unset.
+# [postgresql.pgbackrest]
+# The stanza. Default: cluster.name.
+# stanza = "main"
+# pgBackRest's configuration file (repository, retention). Default:
+# pgBackRest's own, /etc/pgbackrest/pgbackrest.conf.
+# config = "/etc/pgbackrest/pgbackrest.conf"
+# The pgbackrest program. Default: "pgbackrest".
+# bin = "pgbackrest"
+# Render archive_mode = on and archive_command. Default: true.
+# archive = true
+# Render restore_command. Default: true.
+# restore = true
+
+# How the first member creates the cluster: "initdb", "pgbackrest" (restore
+# the latest backup of [postgresql.pgbackrest]) or the name of a
+# [postgresql.create_replica.<name>] command that restores a backup. A
+# restore recovers (to the target, if one is set), promotes and leads; the
+# other members join as usual. At most one recovery_target_*.
+[postgresql.bootstrap]
+# Default: "initdb".
+method = "initdb"
+# Recover up to this time. Default: unset (to the end of the archive).
+# recovery_target_time = "2026-12-02 19:30:00+00"
+# Recover up to this WAL position. Default: unset.
+# recovery_target_lsn = "0/3000060"
+# Recover up to this restore point (pg_create_restore_point). Default: unset.
+# recovery_target_name = "before_migration"
+# Stop just after (true) or just before (false) the target. Default: true.
+recovery_target_inclusive = true
+# How recovery fetches archived WAL. Default: pgBackRest's archive-get with
+# [postgresql.pgbackrest]; required for a target without it.
+# restore_command = "cp /archive/%f %p"
 
 [ha]
 # Never promote this node. Default: false.

@@ -100,6 +100,26 @@ pub struct PostgresqlSection {
     /// `on_reload`, `on_role_change`, run in the background after the fact as `<command> <action> <role>
     /// <cluster>`. Default: none.
     pub callbacks: CallbacksSection,
+    /// `postgresql.create_replica_methods` (`PGHA_POSTGRESQL__CREATE_REPLICA_METHODS`): how a new replica gets its
+    /// data directory, tried in order until one succeeds: `"basebackup"` (pg_basebackup from the leader),
+    /// `"pgbackrest"` (restore from `[postgresql.pgbackrest]`) or the name of a `[postgresql.create_replica.<name>]`
+    /// command. Default: `["basebackup"]`.
+    pub create_replica_methods: Vec<String>,
+    /// `postgresql.create_replica` (`[postgresql.create_replica.<name>]`): the command of each method named in
+    /// `create_replica_methods` (other than `basebackup`). Default: empty.
+    pub create_replica: super::backup::CreateReplicaTable,
+    /// `postgresql.clone_stall_timeout_ms` (`PGHA_POSTGRESQL__CLONE_STALL_TIMEOUT_MS`): a replica creation (or a
+    /// bootstrap restore) whose data directory did not grow and whose command wrote no line for this long is
+    /// aborted and the next method is tried; a slow one that progresses is never cut. At least 1000.
+    /// Default: 600000 (10 minutes).
+    pub clone_stall_timeout_ms: u64,
+    /// `postgresql.pgbackrest` (`[postgresql.pgbackrest]`): the pgBackRest repository (WAL archiving,
+    /// `restore_command`, the `pgbackrest` replica and bootstrap methods). Default: unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pgbackrest: Option<super::backup::PgbackrestSection>,
+    /// `postgresql.bootstrap` (`[postgresql.bootstrap]`): how the first member creates the cluster (initdb, or a
+    /// restore from a backup, optionally to a point in time). Default: initdb.
+    pub bootstrap: super::backup::BootstrapSection,
 }
 
 impl Default for PostgresqlSection {
@@ -125,6 +145,11 @@ impl Default for PostgresqlSection {
             callback_timeout_ms: 30_000,
             parameters: BTreeMap::new(),
             callbacks: CallbacksSection::default(),
+            create_replica_methods: super::backup::default_methods(),
+            create_replica: Default::default(),
+            clone_stall_timeout_ms: super::backup::DEFAULT_CLONE_STALL_TIMEOUT_MS,
+            pgbackrest: None,
+            bootstrap: Default::default(),
         }
     }
 }

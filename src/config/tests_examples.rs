@@ -67,7 +67,13 @@ fn examples_document_every_key() {
         "log.format",
         "log.level",
     ];
-    let db_only = ["postgresql", "postgresql.callbacks", "ha"];
+    let db_only = [
+        "postgresql",
+        "postgresql.callbacks",
+        "postgresql.pgbackrest",
+        "postgresql.bootstrap",
+        "ha",
+    ];
     let edge_only = ["edge", "edge.vip"];
     let witness_only = ["witness"];
     for role in Role::ALL {
@@ -89,8 +95,10 @@ fn examples_document_every_key() {
                 );
                 continue;
             }
+            // An optional section (unset by default) is documented commented out.
             let start = text
                 .find(&format!("\n[{section}]\n"))
+                .or_else(|| text.find(&format!("\n# [{section}]\n")))
                 .unwrap_or_else(|| panic!("{role}: no [{section}]"));
             let body = &text[start + 1..];
             let body = &body[..body[1..].find("\n[").map_or(body.len(), |i| i + 1)];
@@ -139,6 +147,15 @@ fn key_table_matches_struct() {
         on_reload: hook.clone(),
         on_role_change: hook,
     };
+    pg.pgbackrest = Some(crate::config::PgbackrestSection {
+        stanza: Some("s".into()),
+        config: Some("/c".into()),
+        ..Default::default()
+    });
+    pg.bootstrap.recovery_target_time = Some("t".into());
+    pg.bootstrap.recovery_target_lsn = Some("0/1".into());
+    pg.bootstrap.recovery_target_name = Some("n".into());
+    pg.bootstrap.restore_command = Some("r".into());
     full.ha.rest_listen = Some("0.0.0.0:8008".into());
     full.witness.http_listen = Some("0.0.0.0:8008".into());
     full.edge.replica_max_lag_bytes = Some(1);

@@ -154,6 +154,7 @@ pub(super) fn postgresql(config: &Config, r: &mut Report) {
         );
     }
     super::callbacks::validate(pg, r);
+    super::validate_backup::validate(config, r);
     for (name, value) in &pg.parameters {
         let key = entry_key("postgresql.parameters", name);
         if name.is_empty()

@@ -16,8 +16,6 @@ use crate::proto::WalPositionRequest;
 
 /// Budget of one peer's answer in the leader race.
 const RACE_RPC_TIMEOUT: Duration = Duration::from_millis(500);
-/// Budget of a clone (pg_basebackup).
-const CLONE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long a start waits for PostgreSQL to accept connections before the loop moves on (it then sees it starting).
 const START_WAIT: Duration = Duration::from_secs(2);
 
@@ -168,9 +166,19 @@ impl DbNode {
         let lease = self.session.lease().step("no DCS session")?;
         self.supervision.activity = Some(PgState::Initializing);
         self.bootstrap_sync_spec();
+        let mut restored = false;
         if matches!(self.pg.data_state().await?, crate::postgres::DataState::Missing) {
-            tracing::info!("won the initialize race: running initdb");
-            self.pg.initdb().await.step("initdb")?;
+            if let Some(restore) = self.pg.settings().creation.bootstrap.clone() {
+                tracing::info!(method = %restore.method, "won the initialize race: restoring a backup");
+                self.pg
+                    .restore_bootstrap(&restore, self.settings.start_timeout)
+                    .await
+                    .step("bootstrap from a backup")?;
+                restored = true;
+            } else {
+                tracing::info!("won the initialize race: running initdb");
+                self.pg.initdb().await.step("initdb")?;
+            }
         } else {
             tracing::info!("taking over the existing data directory (an interrupted bootstrap, or adoption)");
         }
@@ -185,6 +193,9 @@ impl DbNode {
                 .start(self.settings.start_timeout)
                 .await
                 .step("starting PostgreSQL")?;
+            self.supervision.expect_running = true;
+            self.hooks_after_start(HookRole::Primary, false);
+        } else if restored {
             self.supervision.expect_running = true;
             self.hooks_after_start(HookRole::Primary, false);
         } else {
@@ -219,11 +230,12 @@ impl DbNode {
     async fn clone_from(&mut self, host: &str, port: u16) -> Result<(), HaError> {
         self.supervision.activity = Some(PgState::CreatingReplica);
         self.clear_rewind_marker();
-        tracing::info!(source = %format!("{host}:{port}"), "cloning the leader with pg_basebackup");
-        self.pg
-            .basebackup(host, port, CLONE_TIMEOUT)
+        let method = self
+            .pg
+            .create_replica(host, port)
             .await
-            .step("pg_basebackup")?;
+            .step("creating the replica")?;
+        tracing::info!(event = "replica_created", method = %method, source = %format!("{host}:{port}"), "replica data directory created");
         self.pg
             .follow_data_dir_version()
             .step("PostgreSQL binaries for the cloned data directory")?;

@@ -65,6 +65,18 @@ pub enum PgError {
         /// Tail of the server log, when relevant.
         log: String,
     },
+    /// A replica creation or restore made no progress for its stall timeout and was killed.
+    #[error("{step}: `{command}` stalled: {reason}{}", tail_part("output", output))]
+    Stalled {
+        /// What pgha was doing.
+        step: &'static str,
+        /// Program and arguments.
+        command: String,
+        /// How long it made no progress.
+        reason: String,
+        /// Tail of its output.
+        output: String,
+    },
     /// The data directory is not in the state the step needs.
     #[error("{step}: {}: {reason}", path.display())]
     DataDir {

@@ -19,6 +19,8 @@
 
 pub mod bin_dir;
 pub mod cascade_slots;
+pub mod clone_progress;
+pub mod clone_run;
 pub mod config;
 pub mod control;
 pub mod controldata;
@@ -27,8 +29,11 @@ pub mod files;
 pub mod logical;
 pub mod names;
 pub mod os;
+pub mod pgbackrest;
 pub mod render;
+pub mod replica_methods;
 pub mod replication;
+pub mod restore;
 pub mod sql;
 pub mod status;
 pub mod validate;
@@ -89,6 +94,8 @@ pub struct PgSettings {
     /// Where to look for the binaries of another version when a clone brings one (None: `bin_dir` was configured,
     /// and it stays); see [`Postgres::follow_data_dir_version`].
     pub bin_search: Option<Vec<PathBuf>>,
+    /// How the data directory is created: replica methods, bootstrap from a backup, the pgBackRest archive.
+    pub creation: replica_methods::Creation,
 }
 
 /// Server certificate, key and CA (PEM files); copied into the data directory, the key as a 0600 file.
@@ -151,6 +158,7 @@ impl PgSettings {
             major: None,
             bin_major: None,
             bin_search: None,
+            creation: replica_methods::Creation::default(),
         }
     }
 

@@ -174,6 +174,15 @@ pub fn pgha_conf(s: &PgSettings, role: &ConfRole, passfile: Option<&Path>) -> (S
         owned.push(("ssl_key_file", TLS_KEY_FILE.into()));
         owned.push(("ssl_ca_file", TLS_CA_FILE.into()));
     }
+    if let Some(repo) = &s.creation.pgbackrest {
+        if repo.archive {
+            owned.push(("archive_mode", "on".into()));
+            owned.push(("archive_command", repo.archive_command(&s.data_dir)));
+        }
+        if repo.restore {
+            owned.push(("restore_command", repo.restore_command(&s.data_dir)));
+        }
+    }
     if s.major.is_some_and(|m| m >= FAILOVER_SLOTS_SINCE) && s.slot_sync != SlotSync::default() {
         owned.push(("sync_replication_slots", on_off(s.slot_sync.enabled)));
         owned.push(("synchronized_standby_slots", s.slot_sync.standby_slots.join(",")));

@@ -259,3 +259,35 @@ fn ident_and_passfile() {
         assert_eq!(passfile(user, pw), want);
     }
 }
+
+#[test]
+fn pgbackrest_archive_settings_are_pghas() {
+    let mut s = settings();
+    let repo = crate::postgres::pgbackrest::Pgbackrest {
+        bin: "pgbackrest".into(),
+        config: None,
+        stanza: "main".into(),
+        archive: true,
+        restore: true,
+    };
+    s.creation.pgbackrest = Some(repo.clone());
+    s.parameters.insert("archive_command".into(), "cp %p /x".into());
+    let (conf, warnings) = pgha_conf(&s, &ConfRole::Primary, None);
+    assert!(conf.contains("archive_mode = 'on'\n"), "{conf}");
+    assert!(
+        conf.contains("archive_command = 'pgbackrest --stanza=main --pg1-path=/data/pg archive-push %p'\n"),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("restore_command = 'pgbackrest --stanza=main --pg1-path=/data/pg archive-get %f \"%p\"'\n"),
+        "{conf}"
+    );
+    assert_eq!(warnings, ["ignoring parameter archive_command: pgha sets it"]);
+    s.creation.pgbackrest = Some(crate::postgres::pgbackrest::Pgbackrest { archive: false, ..repo });
+    s.parameters.clear();
+    let (conf, _) = pgha_conf(&s, &ConfRole::Primary, None);
+    assert!(
+        !conf.contains("archive_mode") && conf.contains("restore_command"),
+        "{conf}"
+    );
+}

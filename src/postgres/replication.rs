@@ -22,27 +22,13 @@ const KEPT_ON_REWIND: &[&str] = &[
 
 impl Postgres {
     /// Copies the data directory from `source_host:source_port` with `pg_basebackup -X stream -c fast -w`
-    /// as the replication user (password from the passfile via PGPASSFILE), run as the OS user, within
-    /// `timeout`. The data directory must be missing or empty (see [`Postgres::wipe_data_dir`]); it is created
+    /// as the replication user (password from the passfile via PGPASSFILE), run as the OS user, killed when the
+    /// data directory has not grown for `stall` (no fixed time limit: see [`super::clone_progress`]). The data directory must be missing or empty (see [`Postgres::wipe_data_dir`]); it is created
     /// 0700 and owned by the OS user. The copy carries the source's configuration: call
     /// [`Postgres::write_config`] afterwards.
-    pub async fn basebackup(&self, source_host: &str, source_port: u16, timeout: Duration) -> Result<(), PgError> {
+    pub async fn basebackup(&self, source_host: &str, source_port: u16, stall: Duration) -> Result<(), PgError> {
         const STEP: &str = "pg_basebackup";
-        let dir = self.data_dir().to_path_buf();
-        let owner = self.run_as.owner();
-        let d = dir.clone();
-        files::blocking(move || {
-            if !files::dir_is_empty(&d)? {
-                let reason = "not empty: wipe it first".to_string();
-                return Err(PgError::DataDir {
-                    step: STEP,
-                    path: d,
-                    reason,
-                });
-            }
-            files::ensure_dir(&d, 0o700, owner, true).map(|_| ())
-        })
-        .await?;
+        let dir = self.prepare_empty_data_dir(STEP).await?;
         let passfile = self.write_client_files().await?;
         let conninfo = render::client_conninfo(&self.settings, source_host, source_port, None, None);
         let mut cmd = self.run_as.command(&self.bin("pg_basebackup"));
@@ -52,7 +38,7 @@ impl Postgres {
         if let Some(p) = &passfile {
             cmd.env("PGPASSFILE", p);
         }
-        os::run(STEP, cmd, timeout, None).await?;
+        super::clone_run::run_watched(STEP, "basebackup", cmd, &dir, stall).await?;
         tracing::info!(
             member = %self.settings.name, source = %format!("{source_host}:{source_port}"),
             "data directory copied with pg_basebackup"
