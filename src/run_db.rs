@@ -243,11 +243,20 @@ impl PreparedDb {
             let writes = Some(rest.writes);
             match rest.tls {
                 None => {
-                    tokio::spawn(crate::api::rest::serve(rest.listener, cluster, snapshot, metrics, writes, token));
+                    tokio::spawn(crate::api::rest::serve(
+                        rest.listener,
+                        cluster,
+                        snapshot,
+                        metrics,
+                        writes,
+                        token,
+                    ));
                 }
                 Some(tls) => match crate::api::tls_listener::TlsListener::new(rest.listener, tls) {
                     Ok(listener) => {
-                        tokio::spawn(crate::api::rest::serve(listener, cluster, snapshot, metrics, writes, token));
+                        tokio::spawn(crate::api::rest::serve(
+                            listener, cluster, snapshot, metrics, writes, token,
+                        ));
                     }
                     Err(e) => tracing::error!("REST API over TLS not started: {e}"),
                 },

@@ -20,10 +20,10 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use super::health::{status_code, NodeSnapshot};
-use crate::metrics::Metrics;
 use super::rest_write::{self, Writes};
 use crate::dcs::authz::rest::{RestWrite, Transport};
 use crate::dcs::authz::rules::{Ctx, Membership};
+use crate::metrics::Metrics;
 
 /// The latest snapshot published by the HA loop.
 pub type SharedSnapshot = Arc<RwLock<Option<NodeSnapshot>>>;

@@ -230,11 +230,7 @@ impl DbNode {
     async fn clone_from(&mut self, host: &str, port: u16) -> Result<(), HaError> {
         self.supervision.activity = Some(PgState::CreatingReplica);
         self.clear_rewind_marker();
-        let method = self
-            .pg
-            .create_replica(host, port)
-            .await
-            .step("creating the replica")?;
+        let method = self.pg.create_replica(host, port).await.step("creating the replica")?;
         tracing::info!(event = "replica_created", method = %method, source = %format!("{host}:{port}"), "replica data directory created");
         self.pg
             .follow_data_dir_version()
