@@ -67,7 +67,11 @@ fn write_deadlines(file: &Path, text: &str) -> Result<(), FenceError> {
         source,
     };
     std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, file).map_err(io)
+    std::fs::rename(&tmp, file).map_err(|e| {
+        // A failed arm must not leave its temporary file behind (one per attempt would pile up).
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
 }
 
 /// The deadlines in a deadline file: (drain, hard); None when torn or garbled.

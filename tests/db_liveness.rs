@@ -332,9 +332,14 @@ async fn unwritable_fence_deadline_stops_the_primary_and_it_rejoins() {
     let li = index_of(&cluster, &leader);
     let pw = probe::password(&cluster.dir);
     let ports = db::ports(&cluster);
-    // `fence.tmp` is where the deadline is written before its rename: a directory there fails every write.
-    let blocker: PathBuf = cluster.nodes[li].data_dir.join("fence.tmp");
-    std::fs::create_dir(&blocker).expect("block the fence file");
+    // A directory where the deadline file goes fails every rename onto it (each write is a temporary file renamed
+    // there). The armed file is replaced by it; a keepalive may rename a new one in meanwhile: bounded retries.
+    let blocker: PathBuf = cluster.nodes[li].data_dir.join("fence.deadline");
+    let blocked = (0..100).any(|_| {
+        let _ = std::fs::remove_file(&blocker);
+        std::fs::create_dir(&blocker).is_ok()
+    });
+    assert!(blocked, "could not put a directory where the fence deadline goes");
     let new_leader = db::wait_new_leader(&cluster, &leader, Duration::from_secs(60)).await;
     assert_ne!(
         probe::in_recovery(ports[li], &pw).await,
