@@ -2,18 +2,11 @@
 //! (`run_db`) imports the HA brain (`ha`): the cluster model every role shares lives in `cluster`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+mod common;
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("reading src/").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use std::path::PathBuf;
+
+use common::rust_files;
 
 /// `crate::<module>` paths named in `text`.
 fn crate_modules(text: &str) -> BTreeSet<String> {

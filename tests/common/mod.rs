@@ -244,3 +244,15 @@ pub async fn wait_file_contains(path: &Path, needle: &str, timeout: Duration) {
     })
     .await;
 }
+
+/// Every `.rs` file under `dir`, recursively (the source-tree checks of docs.rs and module_graph.rs).
+pub fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("reading src/").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
