@@ -352,6 +352,32 @@ impl DcsClient {
             .then(|| Duration::from_millis(u64::try_from(resp.ttl_ms).unwrap_or(0))))
     }
 
+    /// Refreshes a lease on every member directly, without the Raft log (`lease_quorum.rs`), so it works while the
+    /// members elect a leader. `Some(ttl)` when a quorum of every voter set of one membership found the lease: the
+    /// holder may count that TTL from when it SENT this call. `None` says only that no quorum answered so (not that
+    /// the lease is gone: a follower may not have applied its grant yet); [`DcsClient::lease_keepalive`] decides that.
+    pub async fn lease_refresh_quorum(&self, id: i64, budget: Duration) -> Option<Duration> {
+        let asks = self.endpoints.iter().filter(|addr| !self.cut_off(addr)).map(|addr| async move {
+            let mut req = tonic::Request::new(proto::LeaseRefreshRequest { id });
+            req.set_timeout(budget);
+            let channel = self.channel(addr).ok()?;
+            let resp = tokio::time::timeout(budget, dcs_client(channel).lease_refresh(req))
+                .await
+                .ok()?
+                .ok()?
+                .into_inner();
+            Some(super::lease_quorum::RefreshAck {
+                node_id: resp.node_id,
+                found: resp.found && resp.id == id,
+                ttl: Duration::from_millis(u64::try_from(resp.ttl_ms).unwrap_or(0)),
+                membership: resp.membership,
+                voters: resp.voters.into_iter().map(|v| v.ids.into_iter().collect()).collect(),
+            })
+        });
+        let acks: Vec<_> = futures::future::join_all(asks).await.into_iter().flatten().collect();
+        super::lease_quorum::refresh_quorum(&acks)
+    }
+
     /// Revokes a lease and deletes its keys; false when it did not exist.
     pub async fn lease_revoke(&self, id: i64) -> Result<bool, ClientError> {
         let resp = self

@@ -395,7 +395,16 @@ impl Keeper {
             .map(|at| at.saturating_duration_since(sent))
             .unwrap_or_default();
         let budget = self.budget().min(until_step_down).max(Duration::from_millis(10));
-        let failure = match tokio::time::timeout(budget, self.dcs.lease_keepalive(id)).await {
+        // First on a quorum of voters directly: it needs no Raft leader, so an election does not cost the holder
+        // its address. Through the log only when that fails (it also tells whether the lease is gone).
+        let direct = self.dcs.lease_refresh_quorum(id, budget.min(self.s.ttl / 4)).await.map(Some);
+        let through_log = async {
+            match direct {
+                Some(granted) => Ok(Ok(granted)),
+                None => tokio::time::timeout(budget, self.dcs.lease_keepalive(id)).await,
+            }
+        };
+        let failure = match through_log.await {
             Ok(Ok(Some(granted))) => {
                 self.clock.set_ttl(granted);
                 self.clock.renewed(sent);
