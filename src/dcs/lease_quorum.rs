@@ -116,7 +116,11 @@ mod tests {
         let ttl = Some(Duration::from_millis(400));
         let cases: Vec<(&str, Vec<RefreshAck>, Option<Duration>)> = vec![
             ("majority found", vec![ack(1, true, "a", m), ack(2, true, "a", m)], ttl),
-            ("all found", vec![ack(1, true, "a", m), ack(2, true, "a", m), ack(3, true, "a", m)], ttl),
+            (
+                "all found",
+                vec![ack(1, true, "a", m), ack(2, true, "a", m), ack(3, true, "a", m)],
+                ttl,
+            ),
             ("one found", vec![ack(1, true, "a", m), ack(2, false, "a", m)], None),
             ("nobody", vec![], None),
             (

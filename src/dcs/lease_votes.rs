@@ -96,12 +96,21 @@ impl DcsCore {
             .iter()
             .filter(|(id, _)| *id != self.node_id && voters.contains(id))
             .map(|(_, addr)| self.ask_expiry_vote(addr, &membership.id, candidates));
-        for answer in futures::future::join_all(asks).await.into_iter().flatten() {
+        // Done as soon as every candidate has its quorum: a dead voter (often the holder's own host) must not
+        // delay the expiry by the vote timeout.
+        let mut pending: futures::stream::FuturesUnordered<_> = asks.collect();
+        let mut agreed = lease_quorum::expiry_quorum(&membership.voters, &votes, candidates);
+        while agreed.len() < candidates.len() {
+            let Some(answer) = futures::StreamExt::next(&mut pending).await else {
+                break;
+            };
+            let Some(answer) = answer else { continue };
             if answer.membership == membership.id && voters.contains(&answer.node_id) {
                 votes.insert(answer.node_id, answer.expired.into_iter().collect());
+                agreed = lease_quorum::expiry_quorum(&membership.voters, &votes, candidates);
             }
         }
-        lease_quorum::expiry_quorum(&membership.voters, &votes, candidates)
+        agreed
     }
 
     async fn ask_expiry_vote(&self, addr: &str, membership: &str, leases: &[i64]) -> Option<ExpiryVoteResponse> {
