@@ -56,7 +56,10 @@ impl BenchFailoverArgs {
 impl BenchSoakArgs {
     /// The `[ha]` lines these flags ask for.
     pub fn ha_lines(&self) -> String {
-        ha_lines(Some(&self.sync).filter(|s| s.as_str() != "off").map(String::as_str), self.ttl_ms)
+        ha_lines(
+            Some(&self.sync).filter(|s| s.as_str() != "off").map(String::as_str),
+            self.ttl_ms,
+        )
     }
 
     /// The `[edge.vip]` lines these flags ask for.
@@ -66,6 +69,10 @@ impl BenchSoakArgs {
 
     /// How the soak's cluster replicates and times out, for the report.
     pub fn profile(&self) -> String {
-        profile(Some(&self.sync).filter(|s| s.as_str() != "off").map(String::as_str), self.ttl_ms, self.vip_ttl_ms)
+        profile(
+            Some(&self.sync).filter(|s| s.as_str() != "off").map(String::as_str),
+            self.ttl_ms,
+            self.vip_ttl_ms,
+        )
     }
 }

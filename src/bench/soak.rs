@@ -177,7 +177,10 @@ pub async fn run(args: BenchSoakArgs) -> anyhow::Result<()> {
         "spurious changes in {} samples: Raft leader {}, HA leader {}, VIP moves {}, samples without a single VIP holder {}",
         report.samples, report.raft_leader_changes, report.ha_leader_changes, report.vip_moves, report.vip_not_single
     );
-    anyhow::ensure!(report.quiet(), "the soak was not quiet: something moved without a fault");
+    anyhow::ensure!(
+        report.quiet(),
+        "the soak was not quiet: something moved without a fault"
+    );
     println!("quiet: nothing moved");
     Ok(())
 }

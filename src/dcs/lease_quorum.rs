@@ -91,7 +91,8 @@ mod tests {
     fn quorum_needs_a_majority_of_every_set() {
         let three: &[&[u64]] = &[&[1, 2, 3]];
         let joint: &[&[u64]] = &[&[1, 2, 3], &[3, 4, 5]];
-        let cases: &[(&[&[u64]], &[u64], bool)] = &[
+        type Case<'a> = (&'a [&'a [u64]], &'a [u64], bool);
+        let cases: &[Case] = &[
             (three, &[1, 2], true),
             (three, &[1], false),
             (three, &[1, 2, 3], true),
