@@ -75,6 +75,7 @@ fn local(pg: LocalPg) -> LocalState {
         allow_reinit: false,
         replicatefrom: None,
         promotion_held: false,
+        standby_of: None,
     }
 }
 
