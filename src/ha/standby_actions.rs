@@ -127,9 +127,34 @@ impl DbNode {
     /// Keeps leading as the standby leader: no fence (it cannot write), our replicas' slots (they stream from us).
     pub(super) async fn lead_standby(&mut self, view: &ClusterView) -> Result<(), HaError> {
         self.unfence_standby_leader()?;
-        self.ensure_member_slots(view)
-            .await
-            .step("replication slots of the standby cluster's members")
+        // A standby's slots are made with the standby's own call (the primary's refuses a server in recovery).
+        let now = std::time::Instant::now();
+        let mut wanted = super::slots::kept_member_slots(
+            &self.settings.name,
+            view.members.keys().map(String::as_str),
+            &self.slots.member_seen,
+            now,
+            Duration::from_millis(self.config.member_slots_ttl_ms),
+        );
+        wanted.extend(self.config.physical_slots());
+        wanted.sort();
+        wanted.dedup();
+        let droppable: Vec<String> = self
+            .slots
+            .owned
+            .names()
+            .into_iter()
+            .filter(|n| !self.config.slots.contains_key(n) && !wanted.contains(n))
+            .collect();
+        let outcome = match self.pg.ensure_standby_slots(&wanted, &droppable).await {
+            Ok(changes) => {
+                self.record_slots(&changes.created, &changes.dropped);
+                self.slots.cascade_log.succeeded()
+            }
+            Err(e) => self.slots.cascade_log.failed("standby leader", &e.to_string()),
+        };
+        crate::retry::log_transition("slots of the standby cluster's members", outcome);
+        Ok(())
     }
 
     fn unfence_standby_leader(&mut self) -> Result<(), HaError> {
