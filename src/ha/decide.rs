@@ -264,8 +264,7 @@ struct Ctx<'a> {
 /// must not be mistaken for a history that cannot be rewound (that one is re-cloned).
 fn rewind_wait(view: &ClusterView) -> Option<Decision> {
     if super::standby_cluster::leader_serves(view) {
-        // A standby leader is a valid pg_rewind source; its restartpoints may stay on an older timeline for minutes.
-        return None;
+        return super::standby_cluster::rewind_wait(view);
     }
     view.leader_member().and_then(|m| {
         if m.role != crate::cluster::model::PgRole::Primary || m.state != crate::cluster::model::PgState::Running {

@@ -127,6 +127,7 @@ impl DbNode {
     /// Keeps leading as the standby leader: no fence (it cannot write), our replicas' slots (they stream from us).
     pub(super) async fn lead_standby(&mut self, view: &ClusterView) -> Result<(), HaError> {
         self.unfence_standby_leader()?;
+        self.restartpoint_new_timeline();
         // A standby's slots are made with the standby's own call (the primary's refuses a server in recovery).
         let now = std::time::Instant::now();
         let mut wanted = super::slots::kept_member_slots(
@@ -155,6 +156,26 @@ impl DbNode {
         };
         crate::retry::log_transition("slots of the standby cluster's members", outcome);
         Ok(())
+    }
+
+    /// After the remote's promotion our last restartpoint stays on the old timeline, and our replicas' pg_rewind
+    /// reads the timeline from it: a CHECKPOINT (a restartpoint on a standby) runs in the background until it moves.
+    fn restartpoint_new_timeline(&mut self) {
+        if self.checkpoint_after_promote.take_if(|t| t.is_finished()).is_some() {
+            return; // done (or failed: asked again): the status read next loop says whether the timeline moved
+        }
+        let behind = self
+            .supervision
+            .last_status
+            .as_ref()
+            .is_some_and(|s| s.in_recovery && s.checkpoint_timeline != 0 && s.checkpoint_timeline < s.timeline);
+        if behind && self.checkpoint_after_promote.is_none() {
+            tracing::info!(
+                event = "restartpoint",
+                "the remote changed timeline: a restartpoint, so our replicas can pg_rewind from us"
+            );
+            self.checkpoint_after_promote = Some(self.pg.checkpoint_in_background());
+        }
     }
 
     fn unfence_standby_leader(&mut self) -> Result<(), HaError> {

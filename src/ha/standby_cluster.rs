@@ -25,6 +25,22 @@ pub fn leader_serves(view: &ClusterView) -> bool {
             .is_some_and(|m| m.role == PgRole::Replica && matches!(m.state, PgState::Streaming | PgState::Running))
 }
 
+/// Why pg_rewind from the standby leader must wait: pg_rewind takes a standby source's timeline from its last
+/// restartpoint, which stays on the old timeline after the remote's promotion until the standby leader makes one
+/// (`LeadStandby` asks for it); rewinding before would find "no rewind required" and leave a diverged replica.
+pub fn rewind_wait(view: &ClusterView) -> Option<Decision> {
+    let m = view.leader_member()?;
+    (m.checkpoint_timeline != 0 && m.checkpoint_timeline < m.timeline).then(|| {
+        d(
+            Action::Wait,
+            format!(
+                "waiting for the standby leader {}'s first restartpoint on timeline {} before pg_rewind",
+                m.name, m.timeline
+            ),
+        )
+    })
+}
+
 /// The decision of the leader-key holder `ours` (with a lease valid by our clock) when the standby setting concerns
 /// it; `None`: the ordinary rules apply.
 pub fn decide(view: &ClusterView, local: &LocalState, ours: bool) -> Option<Decision> {
