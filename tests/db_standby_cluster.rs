@@ -209,6 +209,9 @@ async fn standby_cluster_follows_promotes_and_the_old_site_follows_back() {
     let history = db::ctl(&b, &["history"]);
     assert!(history.contains("promote-cluster"), "{history}");
 
+    // The old site still takes writes until it is demoted (a drill without stopping A's clients): its history
+    // diverges from B's, so every member of A must be rewound, and these rows vanish from A.
+    assert!(insert(a_ports.primary, &pw, 1001..=1005).await, "diverging writes on A");
     // Demote A into a standby cluster of B (through B's edge primary port).
     let port = b_ports.primary.to_string();
     let out = db::ctl(&a, &["demote-cluster", "--host", "127.0.0.1", "--port", &port]);
