@@ -1053,3 +1053,6 @@ fn replicatefrom_table() {
         "{why}"
     );
 }
+
+#[path = "standby_cluster_tests.rs"]
+mod standby_cluster;
