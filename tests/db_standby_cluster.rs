@@ -176,6 +176,34 @@ async fn standby_cluster_follows_promotes_and_the_old_site_follows_back() {
     let refusal = refusal(b_ports.primary, &pw).await;
     assert!(refusal.contains("standby cluster following"), "{refusal}");
 
+    // Failover inside the standby cluster: the standby leader's pgha dies; another member takes the key and follows
+    // A in its place (not promoting), the old one rejoins as its replica.
+    let old_leader = b_view.leader.as_ref().expect("B's leader").name.clone();
+    let i = db::index_of(&b, &old_leader);
+    b.kill(i);
+    wait_view(&b, "B: a new standby leader", |v| {
+        v.leader_member()
+            .is_some_and(|m| m.name != old_leader && m.role == PgRole::Replica)
+    })
+    .await;
+    b.start(i).expect("restarting B's old standby leader");
+    wait_view(&b, "B: three members streaming again after the failover", |v| {
+        standby_cluster_streams(v, 3)
+    })
+    .await;
+    assert!(insert(a_ports.primary, &pw, 21..=25).await, "writes on A");
+    wait_rows(
+        b_ports.replica,
+        &pw,
+        25,
+        "A's rows on B's replica port after B's failover",
+    )
+    .await;
+    println!(
+        "B failed over inside the standby cluster after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
     // DR drill: promote B. Time from the command to the first write acknowledged through B's edge.
     let ctl_config = b.write_ctl_config().expect("B's ctl.toml");
     let issued = Instant::now();
@@ -190,7 +218,7 @@ async fn standby_cluster_follows_promotes_and_the_old_site_follows_back() {
         .spawn()
         .expect("running ctl promote-cluster");
     common::wait_for(SETTLE, "a write acknowledged through B's edge", || async {
-        insert(b_ports.primary, &pw, 21..=21).await.then_some(())
+        insert(b_ports.primary, &pw, 26..=26).await.then_some(())
     })
     .await;
     let promotion = issued.elapsed();
@@ -216,8 +244,8 @@ async fn standby_cluster_follows_promotes_and_the_old_site_follows_back() {
     let port = b_ports.primary.to_string();
     let out = db::ctl(&a, &["demote-cluster", "--host", "127.0.0.1", "--port", &port]);
     println!("demote-cluster: {out}");
-    assert!(insert(b_ports.primary, &pw, 22..=30).await, "writes on B");
-    wait_rows(a_ports.replica, &pw, 30, "B's rows on A's replica port").await;
+    assert!(insert(b_ports.primary, &pw, 27..=35).await, "writes on B");
+    wait_rows(a_ports.replica, &pw, 35, "B's rows on A's replica port").await;
     wait_view(&a, "A: a standby leader and two replicas streaming from it", |v| {
         standby_cluster_streams(v, 3)
     })
