@@ -217,14 +217,7 @@ impl DbNode {
             self.hooks_after_reload();
         }
         self.pg.create_roles().await.step("creating the replication role")?;
-        let view = self.store().view().await?;
-        let ours = view
-            .leader
-            .as_ref()
-            .is_some_and(|l| l.name == self.settings.name && l.lease == lease);
-        if !ours && !self.store().take_leader(&self.settings.name, lease).await? {
-            return Err(HaError::Refused("the leader key was taken during bootstrap".into()));
-        }
+        self.take_bootstrap_leader(lease).await?;
         self.guard_primary().await?;
         let status = self.pg.status().await?;
         self.store()
@@ -234,6 +227,19 @@ impl DbNode {
             system_identifier = status.system_identifier,
             "cluster initialized: this node is the primary"
         );
+        Ok(())
+    }
+
+    /// A bootstrap's leader key for our session (already ours when a resumed bootstrap took it before).
+    pub(super) async fn take_bootstrap_leader(&mut self, lease: i64) -> Result<(), HaError> {
+        let view = self.store().view().await?;
+        let ours = view
+            .leader
+            .as_ref()
+            .is_some_and(|l| l.name == self.settings.name && l.lease == lease);
+        if !ours && !self.store().take_leader(&self.settings.name, lease).await? {
+            return Err(HaError::Refused("the leader key was taken during bootstrap".into()));
+        }
         Ok(())
     }
 

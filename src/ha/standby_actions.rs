@@ -73,14 +73,7 @@ impl DbNode {
         self.supervision.expect_running = true;
         self.supervision.following = remote.remote();
         self.supervision.standby_of = Some(remote.clone());
-        let view = self.store().view().await?;
-        let ours = view
-            .leader
-            .as_ref()
-            .is_some_and(|l| l.name == self.settings.name && l.lease == lease);
-        if !ours && !self.store().take_leader(&self.settings.name, lease).await? {
-            return Err(HaError::Refused("the leader key was taken during bootstrap".into()));
-        }
+        self.take_bootstrap_leader(lease).await?;
         let status = self.pg.status().await?;
         self.store()
             .complete_initialize(status.system_identifier, &self.settings.bootstrap_config)
