@@ -234,6 +234,11 @@ async fn standby_cluster_follows_promotes_and_the_old_site_follows_back() {
         primary_cluster_streams(v, 3)
     })
     .await;
+    // The promotion is recorded right after the leader publishes itself primary (what ctl waited for).
+    wait_view(&b, "promote-cluster in B's history", |v| {
+        v.history.iter().any(|e| e.reason.contains("promote-cluster"))
+    })
+    .await;
     let history = db::ctl(&b, &["history"]);
     assert!(history.contains("promote-cluster"), "{history}");
 
@@ -252,6 +257,10 @@ async fn standby_cluster_follows_promotes_and_the_old_site_follows_back() {
     .await;
     wait_view(&b, "B: still a primary and two streaming replicas", |v| {
         primary_cluster_streams(v, 3)
+    })
+    .await;
+    wait_view(&a, "demote-cluster in A's history", |v| {
+        v.history.iter().any(|e| e.reason.contains("demote-cluster"))
     })
     .await;
     let history = db::ctl(&a, &["history"]);
