@@ -26,6 +26,7 @@ fn local(name: &str, pg: LocalPg) -> LocalState {
         allow_reinit: false,
         replicatefrom: None,
         promotion_held: false,
+        standby_of: None,
     }
 }
 

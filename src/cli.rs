@@ -379,6 +379,31 @@ exit code is the worst: 0 healthy, 1 degraded, 2 critical, 3 unknown.")]
         #[arg(long)]
         wait: bool,
     },
+    /// DR drill: a standby cluster becomes a normal one (its standby leader promotes; its edges route writes).
+    PromoteCluster {
+        /// Give up waiting for the promotion after this many seconds (the setting stays removed).
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Make this cluster a standby cluster of a remote primary: its leader stops being writable, is rewound from the
+    /// remote if its history diverged, then follows it; its replicas cascade from it.
+    DemoteCluster {
+        /// The remote primary's host (e.g. the other cluster's edge primary port address).
+        #[arg(long)]
+        host: Option<String>,
+        /// The remote primary's port (default 5432).
+        #[arg(long)]
+        port: Option<u16>,
+        /// A replication slot on the remote primary to stream through.
+        #[arg(long)]
+        primary_slot_name: Option<String>,
+        /// restore_command for WAL from the remote's archive (with or without --host).
+        #[arg(long)]
+        restore_command: Option<String>,
+        /// Give up waiting for the leader after this many seconds (the setting stays stored).
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        timeout: u64,
+    },
     /// Timeline history: one line per promotion (timeline, LSN, reason, time, new leader).
     History,
     /// A libpq connection string (multi-host, target_session_attrs) for the primary or the replicas.

@@ -117,6 +117,7 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
             synchronous_mode: h.synchronous_mode,
             synchronous_mode_strict: h.synchronous_mode_strict,
             synchronous_node_count: h.synchronous_node_count,
+            standby_cluster: h.standby_cluster.clone(),
             // Dynamic-only settings (`ctl edit-config --set`) start at their defaults.
             ..DynamicConfig::default()
         },

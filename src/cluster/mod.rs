@@ -6,5 +6,6 @@ pub mod history;
 pub mod keys;
 pub mod lease;
 pub mod model;
+pub mod standby;
 pub mod store;
 pub mod timing;

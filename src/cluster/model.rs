@@ -176,6 +176,10 @@ pub struct DynamicConfig {
     /// a logical one needs `wal_level = logical`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub slots: BTreeMap<String, PermanentSlot>,
+    /// A standby cluster: the leader follows this remote primary instead of being one (`ctl promote-cluster` removes
+    /// it, `ctl demote-cluster` sets it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby_cluster: Option<super::standby::StandbyCluster>,
 }
 
 /// One permanent replication slot of the dynamic config.
@@ -303,6 +307,7 @@ impl Default for DynamicConfig {
             synchronous_mode_strict: false,
             synchronous_node_count: 1,
             slots: BTreeMap::new(),
+            standby_cluster: None,
         }
     }
 }

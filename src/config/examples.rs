@@ -274,6 +274,18 @@ synchronous_node_count = 1
 [ha.tags]
 # datacenter = "dc1"
 
+# A standby cluster (disaster recovery site): the first member clones the remote
+# primary instead of running initdb, the leader (the "standby leader") follows
+# it read-only and the other members cascade from the leader. Written to the
+# dynamic config by the first member; later `pgha ctl promote-cluster` (the
+# cluster becomes a normal one) and `pgha ctl demote-cluster --host H --port P`.
+# host and/or restore_command are required. Default: unset (a normal cluster).
+# [ha.standby_cluster]
+# host = "10.1.0.10"                    # the remote primary, or the remote edge's primary port
+# port = 5432
+# primary_slot_name = "dr_site"         # a slot on the remote (e.g. a permanent slot there)
+# restore_command = "cp /archive/%f %p" # WAL from the remote's archive
+
 [tls]
 # true disables TLS entirely (trusted networks and tests only); ca, cert and
 # key are then ignored. Default: false.

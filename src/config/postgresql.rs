@@ -213,6 +213,11 @@ pub struct HaSection {
     /// "true"` (new members clone this streaming replica, not the primary).
     /// Default: empty.
     pub tags: BTreeMap<String, String>,
+    /// `[ha.standby_cluster]`: bootstrap this cluster as a standby cluster of a remote primary (`host`, `port`,
+    /// `primary_slot_name`, `restore_command`; host and/or restore_command required): its first member clones the
+    /// remote instead of running initdb, its leader follows the remote. Written to the dynamic config by the first
+    /// member; later `pgha ctl promote-cluster` / `demote-cluster`. Default: unset (a normal cluster).
+    pub standby_cluster: Option<crate::cluster::standby::StandbyCluster>,
 }
 
 impl Default for HaSection {
@@ -231,6 +236,7 @@ impl Default for HaSection {
             rest_listen: None,
             rest_tls: false,
             tags: BTreeMap::new(),
+            standby_cluster: None,
         }
     }
 }

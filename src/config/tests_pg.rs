@@ -476,3 +476,28 @@ on_reload = ["", "x"]
         "{message}"
     );
 }
+
+#[test]
+fn standby_cluster_section_is_read_and_checked() {
+    let ok = format!("{DB_CONF}\n[ha.standby_cluster]\nhost = \"10.1.0.10\"\nport = 5433\n");
+    let config = load(Some(&ok), &[], DB, &Overrides::default()).expect("a valid standby cluster section");
+    let standby = config.ha.standby_cluster.expect("read");
+    assert_eq!(standby.remote(), Some(("10.1.0.10".to_string(), 5433)));
+    let cases: &[(&str, &[&str])] = &[
+        ("port = 5432\n", &["ha.standby_cluster.host", "ha.standby_cluster.port"]),
+        (
+            "host = \"a b\"\nport = 0\n",
+            &["ha.standby_cluster.host", "ha.standby_cluster.port"],
+        ),
+        ("restore_command = \"cp /a/%f %p\"\n", &[]),
+    ];
+    for (body, want) in cases {
+        let text = format!("{DB_CONF}\n[ha.standby_cluster]\n{body}");
+        let result = load(Some(&text), &[], DB, &Overrides::default());
+        let got = match result {
+            Ok(_) => Vec::new(),
+            Err(_) => problem_keys(result),
+        };
+        assert_eq!(got, *want, "{body}");
+    }
+}

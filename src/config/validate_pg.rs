@@ -221,4 +221,9 @@ pub(super) fn ha(ha: &HaSection, r: &mut Report) {
             "give every tag a name, e.g. datacenter = \"dc1\"",
         );
     }
+    if let Some(standby) = &ha.standby_cluster {
+        for (field, problem, hint) in standby.problems() {
+            r.add(format!("ha.standby_cluster.{field}"), problem, hint);
+        }
+    }
 }

@@ -133,6 +133,9 @@ pub fn validate(config: DynamicConfig) -> anyhow::Result<DynamicConfig> {
             config.ttl_ms / 2
         );
     }
+    if let Some(standby) = &config.standby_cluster {
+        standby.check().map_err(|e| anyhow::anyhow!(e))?;
+    }
     if config.synchronous_node_count == 0 {
         bail!("synchronous_node_count must be at least 1");
     }

@@ -94,6 +94,19 @@ pub fn verdict(view: &ClusterView, dcs: &[MemberRow]) -> Report {
             Level::Ok,
             format!("{name} holds the leader lease, primary running"),
         ),
+        // A standby cluster's leader follows its remote: streaming is its healthy state.
+        (Some(name), Some(m)) if view.config.standby_cluster.is_some() && m.state == PgState::Streaming => check(
+            "leader",
+            Level::Ok,
+            format!(
+                "{name} holds the leader lease, standby leader streaming from {}",
+                view.config
+                    .standby_cluster
+                    .as_ref()
+                    .map(|s| s.describe())
+                    .unwrap_or_default()
+            ),
+        ),
         (Some(name), Some(m)) => check(
             "leader",
             Level::Critical,
@@ -354,5 +367,26 @@ mod tests {
                 assert!(!c.detail.is_empty(), "{what}");
             }
         }
+    }
+
+    #[test]
+    fn a_streaming_standby_leader_is_healthy_only_in_a_standby_cluster() {
+        let members = [
+            ("db1", PgRole::Replica, PgState::Streaming, 100),
+            ("db2", PgRole::Replica, PgState::Streaming, 100),
+        ];
+        let rows = [dcs_row("db1", true, true), dcs_row("db2", true, false)];
+        let mut v = view(&members, Some("db1"));
+        assert_eq!(
+            verdict(&v, &rows).code,
+            code::CRITICAL,
+            "a normal cluster needs a primary"
+        );
+        v.config.standby_cluster = Some(crate::cluster::standby::StandbyCluster {
+            host: Some("10.1.0.10".into()),
+            ..Default::default()
+        });
+        let report = verdict(&v, &rows);
+        assert_eq!(report.code, code::HEALTHY, "{:?}", report.checks);
     }
 }

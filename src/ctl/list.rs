@@ -80,6 +80,7 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output, with_slots: bool)
             "system_identifier": view.system_identifier(),
             "leader": view.leader.as_ref().map(|l| l.name.clone()),
             "paused": view.config.paused,
+            "standby_cluster": view.config.standby_cluster,
             "members": rows,
             "edges": edges,
             "vip_holder": vip,
@@ -91,6 +92,9 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output, with_slots: bool)
         .map(|s| s.to_string())
         .unwrap_or_else(|| "not initialized".into());
     println!("Cluster: {cluster} ({sysid})");
+    if let Some(standby) = &view.config.standby_cluster {
+        println!(" Standby cluster: the standby leader follows {}", standby.describe());
+    }
     let lag = |l: Option<u64>| l.map(|b| b.to_string()).unwrap_or_default();
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -213,6 +217,7 @@ fn print_slots(view: &ClusterView) {
 fn member_role(view: &ClusterView, name: &str, is_leader: bool) -> &'static str {
     let synchronous = view.sync_members().is_some_and(|k| k.members.iter().any(|m| m == name));
     match (is_leader, synchronous, view.config.synchronous_mode) {
+        (true, _, _) if view.config.standby_cluster.is_some() => "Standby Leader",
         (true, _, _) => "Leader",
         (false, true, crate::cluster::model::SyncMode::Quorum) => "Quorum Standby",
         (false, true, _) => "Sync Standby",

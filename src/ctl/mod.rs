@@ -15,6 +15,7 @@ mod members;
 pub(crate) mod node_cmd;
 pub mod output;
 pub mod progress;
+pub mod standby_cmd;
 pub mod switchover;
 mod topology;
 
@@ -153,6 +154,32 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Pause { wait } => ha_cmd::set_paused(&client, &config.cluster.name, true, wait, args.output).await,
         CtlCommand::Resume { wait } => {
             ha_cmd::set_paused(&client, &config.cluster.name, false, wait, args.output).await
+        }
+        CtlCommand::PromoteCluster { timeout } => {
+            standby_cmd::run(
+                &client,
+                &config.cluster.name,
+                None,
+                Duration::from_secs(timeout),
+                args.output,
+            )
+            .await
+        }
+        CtlCommand::DemoteCluster {
+            host,
+            port,
+            primary_slot_name,
+            restore_command,
+            timeout,
+        } => {
+            let standby = crate::cluster::standby::StandbyCluster {
+                host,
+                port,
+                primary_slot_name,
+                restore_command,
+            };
+            let wait = Duration::from_secs(timeout);
+            standby_cmd::run(&client, &config.cluster.name, Some(standby), wait, args.output).await
         }
         CtlCommand::History => ha_cmd::history(&client, &config.cluster.name, args.output).await,
         CtlCommand::Dsn { role } => list::print_dsn(&client, &config.cluster.name, role).await,

@@ -40,6 +40,16 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 const MAX_LINGERING_REFUSALS: usize = 128;
 /// The message a client over its port's cap reads.
 pub const PORT_FULL: &str = "too many connections through this edge port";
+/// SQLSTATE of the primary port's refusal in a standby cluster (read_only_sql_transaction).
+pub const STANDBY_CLUSTER_STATE: &str = "25006";
+
+/// The primary port's refusal in a standby cluster (the edge's own words: no backend was asked).
+pub fn standby_refusal(remote: &str) -> String {
+    format!(
+        "this cluster is a standby cluster following {remote}: its primary port takes no connections \
+         (write to the remote primary, or promote this cluster with pgha ctl promote-cluster)"
+    )
+}
 
 /// What the proxy needs from `[edge]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -452,6 +462,26 @@ impl Proxy {
         close_with(client, &error_response(TOO_MANY_CONNECTIONS, PORT_FULL), REFUSAL_LINGER).await;
     }
 
+    /// Refuses a primary-port client of a standby cluster with an ErrorResponse it can show: an SSL or GSS request
+    /// is declined ('N') first, so libpq reads the error after its StartupMessage (two requests at most).
+    async fn refuse_standby(&self, mut client: TcpStream, mut hello: Hello, remote: &str) {
+        use tokio::io::AsyncWriteExt;
+        for _ in 0..2 {
+            if !matches!(hello, Hello::Ssl | Hello::Gss) {
+                break;
+            }
+            if client.write_all(b"N").await.is_err() {
+                return;
+            }
+            match read_hello(&mut client, self.hello_timeout).await {
+                Ok(next) => hello = next.hello,
+                Err(_) => return,
+            }
+        }
+        let reply = super::refuse::error_response(STANDBY_CLUSTER_STATE, &standby_refusal(remote));
+        close_with(client, &reply, REFUSAL_LINGER).await;
+    }
+
     /// What the registry knows of each live session's backend and key.
     fn session_keys(&self) -> Vec<SessionKey> {
         match self.registry.lock() {
@@ -512,6 +542,13 @@ impl Proxy {
             return;
         }
         let local = client.local_addr().ok().map(|a| a.ip());
+        if let Some(remote) = self.table().standby_of.clone().filter(|_| port == Port::Primary) {
+            // A standby cluster has nothing writable: say so at once rather than hold the client for primary_wait.
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(session = id, client = %peer, "{port} port: refusing the client: a standby cluster");
+            self.refuse_standby(client, first.hello, &remote).await;
+            return;
+        }
         let Some((backend, mut server, live)) = self.connect(id, port, peer, local).await else {
             counters.refused.fetch_add(1, Ordering::Relaxed);
             let table = self.table();

@@ -69,6 +69,8 @@ pub struct RoutingTable {
     pub replica_role: Vec<String>,
     /// Every running member the any port balances over (the primary only under the primary port's conditions).
     pub any: Vec<Backend>,
+    /// The cluster is a standby cluster following this remote: the primary port refuses clients at once.
+    pub standby_of: Option<String>,
 }
 
 /// A backend that lost its role on a port: every session to it on that port must be closed.
@@ -103,6 +105,7 @@ impl RoutingTable {
             leader: None,
             primary: None,
             primary_reason: "no DCS view read yet".to_string(),
+            standby_of: None,
             replicas: Vec::new(),
             replica_role: Vec::new(),
             any: Vec::new(),
@@ -112,8 +115,16 @@ impl RoutingTable {
     /// The table for `view`; `now_fresh` = the view is younger than the leader TTL (else no primary route).
     pub fn from_view(view: &ClusterView, now_fresh: bool, opts: &RoutingOpts) -> RoutingTable {
         let leader = view.leader.as_ref().map(|l| l.name.as_str());
+        let standby_of = view.config.standby_cluster.as_ref().map(|s| s.describe());
         let (primary, primary_reason) = match (now_fresh, leader, view.leader_member()) {
             (false, _, _) => (None, "DCS view older than the leader TTL".to_string()),
+            (true, _, _) if standby_of.is_some() => (
+                None,
+                format!(
+                    "standby cluster following {}: no primary to write to",
+                    standby_of.as_deref().unwrap_or_default()
+                ),
+            ),
             (true, None, _) => (None, "no leader key".to_string()),
             (true, Some(name), None) => (None, format!("leader {name} has published no status")),
             (true, Some(name), Some(m)) if m.role != PgRole::Primary || m.state != PgState::Running => (
@@ -154,6 +165,7 @@ impl RoutingTable {
             replicas,
             replica_role: streaming.iter().map(|m| m.name.clone()).collect(),
             any,
+            standby_of,
         }
     }
 

@@ -319,3 +319,32 @@ fn change_lines_name_the_reason() {
     assert_eq!(reasons[0].reason, "leader key moved to db2");
     assert_eq!(reasons[1].reason, "db2 took the leader key");
 }
+
+#[test]
+fn a_standby_cluster_routes_no_primary_and_its_replicas_only() {
+    let mut v = view(
+        Some("db1"),
+        vec![replica("db1", 100), replica("db2", 100), replica("db3", 100)],
+    );
+    v.config.standby_cluster = Some(crate::cluster::standby::StandbyCluster {
+        host: Some("10.1.0.10".into()),
+        port: Some(5432),
+        ..Default::default()
+    });
+    let t = table(&v, true);
+    assert!(t.primary.is_none());
+    assert_eq!(t.standby_of.as_deref(), Some("10.1.0.10:5432"));
+    assert!(
+        t.primary_reason.contains("standby cluster following 10.1.0.10:5432"),
+        "{}",
+        t.primary_reason
+    );
+    assert_eq!(
+        names(&t.replicas),
+        ["db2", "db3"],
+        "the standby leader is not a replica-port backend"
+    );
+    let promoted = table(&view(Some("db1"), vec![primary("db1"), replica("db2", 1)]), true);
+    assert_eq!(promoted.standby_of, None);
+    assert!(promoted.primary.is_some());
+}

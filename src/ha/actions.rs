@@ -35,7 +35,17 @@ impl DbNode {
                 tracing::warn!("wiping a data directory of another cluster (postgresql.allow_wipe_foreign_data)");
                 self.pg.wipe_data_dir().await.step("wiping the foreign data directory")
             }
-            Action::Initialize => self.initialize().await,
+            Action::Initialize => match self.bootstrap_standby(view) {
+                Some(remote) => self.initialize_standby(&remote).await,
+                None => self.initialize().await,
+            },
+            Action::FollowRemote { remote } => self.follow_remote(&remote).await,
+            Action::LeadStandby => self.lead_standby(view).await,
+            Action::DemoteToStandby => self.demote_to_standby(view).await,
+            Action::PromoteCluster => {
+                self.promote(view, "promote-cluster: the standby cluster became a primary cluster")
+                    .await
+            }
             Action::Clone { host, port } => self.clone_from(&host, port).await,
             Action::StartReplica { upstream } => {
                 let former_primary = matches!(
@@ -207,14 +217,7 @@ impl DbNode {
             self.hooks_after_reload();
         }
         self.pg.create_roles().await.step("creating the replication role")?;
-        let view = self.store().view().await?;
-        let ours = view
-            .leader
-            .as_ref()
-            .is_some_and(|l| l.name == self.settings.name && l.lease == lease);
-        if !ours && !self.store().take_leader(&self.settings.name, lease).await? {
-            return Err(HaError::Refused("the leader key was taken during bootstrap".into()));
-        }
+        self.take_bootstrap_leader(lease).await?;
         self.guard_primary().await?;
         let status = self.pg.status().await?;
         self.store()
@@ -224,6 +227,19 @@ impl DbNode {
             system_identifier = status.system_identifier,
             "cluster initialized: this node is the primary"
         );
+        Ok(())
+    }
+
+    /// A bootstrap's leader key for our session (already ours when a resumed bootstrap took it before).
+    pub(super) async fn take_bootstrap_leader(&mut self, lease: i64) -> Result<(), HaError> {
+        let view = self.store().view().await?;
+        let ours = view
+            .leader
+            .as_ref()
+            .is_some_and(|l| l.name == self.settings.name && l.lease == lease);
+        if !ours && !self.store().take_leader(&self.settings.name, lease).await? {
+            return Err(HaError::Refused("the leader key was taken during bootstrap".into()));
+        }
         Ok(())
     }
 
@@ -253,7 +269,7 @@ impl DbNode {
     /// Starts PostgreSQL, waiting at most [`START_WAIT`] for it to accept connections: a standby that cannot become
     /// consistent must not hold the loop, which re-points, rewinds or re-clones it.
     /// `role` and `restart` choose the callback (`on_start`, `on_restart`, `on_role_change`).
-    async fn start(&mut self, role: HookRole, restart: bool) -> Result<(), HaError> {
+    pub(super) async fn start(&mut self, role: HookRole, restart: bool) -> Result<(), HaError> {
         self.supervision.activity = Some(PgState::Starting);
         let result = self.pg.start_bounded(START_WAIT).await;
         if let Err(e) = &result {
@@ -276,6 +292,7 @@ impl DbNode {
         self.start(HookRole::Replica, false).await?;
         tracing::info!(event = "start_replica", upstream = ?upstream, "PostgreSQL started as a replica");
         self.supervision.following = upstream;
+        self.supervision.standby_of = None;
         Ok(())
     }
 
@@ -288,6 +305,7 @@ impl DbNode {
         self.guard_primary().await?;
         self.start(HookRole::Primary, false).await?;
         self.supervision.following = None;
+        self.supervision.standby_of = None;
         tracing::info!(event = "start_primary", "PostgreSQL started as the primary");
         Ok(())
     }
@@ -302,6 +320,7 @@ impl DbNode {
             self.hooks_after_reload();
         }
         self.supervision.following = upstream;
+        self.supervision.standby_of = None;
         let member = self.upstream_name(view).unwrap_or_else(|| "?".into());
         let leader = view.leader.as_ref().is_some_and(|l| l.name == member);
         tracing::info!(
@@ -437,6 +456,11 @@ impl DbNode {
     }
 
     async fn promote(&mut self, view: &ClusterView, reason: &str) -> Result<(), HaError> {
+        if view.config.standby_cluster.is_some() {
+            // A standby cluster's leader follows the remote (next loop: `standby_cluster::decide`), never promotes.
+            tracing::info!("standby cluster: took the leader key as its standby leader, not promoting");
+            return Ok(());
+        }
         if !self.pre_promote_allows(view).await? {
             return Ok(());
         }
@@ -453,6 +477,7 @@ impl DbNode {
             .await
             .step("promoting PostgreSQL")?;
         self.supervision.following = None;
+        self.supervision.standby_of = None;
         self.clear_rewind_marker();
         self.hooks_after_promote();
         let after = self.pg.status().await?;
@@ -511,7 +536,7 @@ impl DbNode {
         }
     }
 
-    fn clear_rewind_marker(&self) {
+    pub(super) fn clear_rewind_marker(&self) {
         if let Err(e) = std::fs::remove_file(self.rewind_marker()) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!("removing the rewind marker failed: {e}");
@@ -587,7 +612,7 @@ impl DbNode {
 
     /// One physical replication slot per other member, kept `member_slots_ttl_ms` after the member's key is gone;
     /// only slots pgha created are dropped; a slot retaining too much WAL is warned about once.
-    async fn ensure_member_slots(&mut self, view: &ClusterView) -> Result<(), HaError> {
+    pub(super) async fn ensure_member_slots(&mut self, view: &ClusterView) -> Result<(), HaError> {
         if let Err(e) = self.slots.owned.adopt_if_unknown(&self.member_slots(view)) {
             tracing::warn!("cannot write the slot record: {e}");
         }

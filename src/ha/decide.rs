@@ -71,6 +71,8 @@ pub struct LocalState {
     /// Our `pre_promote` vetoed a promotion a moment ago (`hooks::VETO_HOLD_TTLS`): no race, no takeover, and a
     /// leader key that still names us is released, so another member is promoted.
     pub promotion_held: bool,
+    /// The standby cluster setting our PostgreSQL was last configured to follow (we were its standby leader), if any.
+    pub standby_of: Option<crate::cluster::standby::StandbyCluster>,
 }
 
 /// The next step.
@@ -122,6 +124,17 @@ pub enum Action {
     /// The leader key names us from a previous session and our data is the primary's: rebind it to our current
     /// lease in one CAS, so no one can promote in between.
     ReclaimLeader { mod_revision: i64 },
+    /// Standby cluster: configure (and start, or reload) our PostgreSQL to follow the remote primary.
+    FollowRemote {
+        remote: crate::cluster::standby::StandbyCluster,
+    },
+    /// Standby cluster: keep leading as the standby leader (read-only, no fence; our replicas' slots).
+    LeadStandby,
+    /// The standby setting appeared while we lead a primary: stop it at once (fenced like a demotion), pg_rewind it
+    /// from the remote, follow the remote; we keep the leader key.
+    DemoteToStandby,
+    /// The standby setting is gone while we follow a remote: promote (`ctl promote-cluster`).
+    PromoteCluster,
     /// Nothing to do now.
     Wait,
 }
@@ -197,6 +210,9 @@ fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
     if let Some(stale) = leader.filter(|l| l.name == local.name && Some(l.lease) != local.lease) {
         return stale_key(local, stale.mod_revision, standby);
     }
+    if let Some(decision) = super::standby_cluster::decide(view, local, ours) {
+        return decision;
+    }
     let c = Ctx {
         view,
         local,
@@ -247,6 +263,9 @@ struct Ctx<'a> {
 /// pg_rewind needs its source up: against a leader that is starting, stopping or crashed it fails, and a failure
 /// must not be mistaken for a history that cannot be rewound (that one is re-cloned).
 fn rewind_wait(view: &ClusterView) -> Option<Decision> {
+    if super::standby_cluster::leader_serves(view) {
+        return super::standby_cluster::rewind_wait(view);
+    }
     view.leader_member().and_then(|m| {
         if m.role != crate::cluster::model::PgRole::Primary || m.state != crate::cluster::model::PgState::Running {
             return Some(d(
@@ -695,7 +714,11 @@ fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
         Some(Initialize::Pending(name)) if *name == local.name => d(Action::Initialize, "resuming our bootstrap"),
         Some(Initialize::Pending(name)) => d(Action::Wait, format!("{name} is bootstrapping the cluster")),
         Some(_) => match view.leader_member() {
-            Some(m) if m.name != local.name && m.role == crate::cluster::model::PgRole::Primary => {
+            Some(m)
+                if m.name != local.name
+                    && (m.role == crate::cluster::model::PgRole::Primary
+                        || super::standby_cluster::leader_serves(view)) =>
+            {
                 // Patroni's `clonefrom` tag: a streaming replica that offers itself, so new members load it, not the
                 // primary.
                 let source = view

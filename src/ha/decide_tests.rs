@@ -75,6 +75,7 @@ fn local(pg: LocalPg) -> LocalState {
         allow_reinit: false,
         replicatefrom: None,
         promotion_held: false,
+        standby_of: None,
     }
 }
 
@@ -1052,3 +1053,6 @@ fn replicatefrom_table() {
         "{why}"
     );
 }
+
+#[path = "standby_cluster_tests.rs"]
+mod standby_cluster;

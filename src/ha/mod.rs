@@ -16,6 +16,8 @@ pub mod runner;
 pub mod session;
 pub mod slots;
 pub mod stall;
+mod standby_actions;
+pub mod standby_cluster;
 pub mod sync;
 mod sync_leader;
 pub mod wal_service;

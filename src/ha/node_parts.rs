@@ -21,6 +21,8 @@ pub struct Supervision {
     /// Set while a long action runs, for the published state.
     pub activity: Option<PgState>,
     pub last_status: Option<PgStatus>,
+    /// The standby cluster setting our PostgreSQL follows as the standby leader (None: not configured for a remote).
+    pub standby_of: Option<crate::cluster::standby::StandbyCluster>,
 }
 
 /// A standby that does not stream while a leader serves (see `decide::STALL_TTLS` and `stall.rs`).

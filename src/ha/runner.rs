@@ -355,6 +355,7 @@ impl DbNode {
             nofailover: self.settings.nofailover,
             replicatefrom: super::cascade::replicatefrom(&self.settings.tags).map(str::to_string),
             promotion_held: self.settings.promotion_hold.held(Instant::now()),
+            standby_of: self.supervision.standby_of.clone(),
         })
     }
 
@@ -366,9 +367,11 @@ impl DbNode {
             LocalPg::Starting { .. } => matches!(data, LocalData::Present { standby: true, .. }),
             LocalPg::Stopped | LocalPg::Crashed { .. } => false,
         };
-        let leader_serves = view
-            .leader_member()
-            .is_some_and(|m| m.name != self.settings.name && m.role == PgRole::Primary && m.state == PgState::Running);
+        let leader_serves = view.leader_member().is_some_and(|m| {
+            m.name != self.settings.name
+                && ((m.role == PgRole::Primary && m.state == PgState::Running)
+                    || super::standby_cluster::leader_serves(view))
+        });
         // A standby that is not consistent yet answers no query, but its WAL receiver's title says it streams.
         let streaming = match pg {
             LocalPg::Starting { .. } => self

@@ -70,7 +70,7 @@ impl Postgres {
                 reason: "not an initialized data directory".into(),
             });
         }
-        if let ConfRole::Replica { slot: Some(slot), .. } = role {
+        if let ConfRole::Replica { slot: Some(slot), .. } | ConfRole::Remote { slot: Some(slot), .. } = role {
             if !is_valid_slot_name(slot) {
                 return Err(PgError::Settings(format!(
                     "replication slot name {slot:?} is not [a-z0-9_]{{1,63}}"
@@ -82,7 +82,11 @@ impl Postgres {
         let (hba, hba_warnings) = render::pg_hba(s);
         warnings.extend(hba_warnings);
         let ident = render::pg_ident(&[&self.run_as.pgha_user, &self.run_as.user.name], &s.superuser);
-        let standby = matches!(role, ConfRole::Replica { .. } | ConfRole::Standby).then(Vec::new);
+        let standby = matches!(
+            role,
+            ConfRole::Replica { .. } | ConfRole::Standby | ConfRole::Remote { .. }
+        )
+        .then(Vec::new);
         let settings = s.clone();
         let owner = self.run_as.owner();
         let changed = files::blocking(move || {

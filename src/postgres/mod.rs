@@ -212,6 +212,14 @@ pub enum ConfRole {
     /// Standby with no upstream (`standby.signal`, empty `primary_conninfo`): read-only, replays nothing new
     /// until configured as a [`ConfRole::Replica`].
     Standby,
+    /// A standby cluster's leader: streams from the remote primary (`host`, optionally through `slot`) and/or
+    /// restores WAL with `restore_command` (which replaces pgBackRest's own `restore_command`).
+    Remote {
+        host: Option<String>,
+        port: u16,
+        slot: Option<String>,
+        restore_command: Option<String>,
+    },
 }
 
 /// `pg_ctl stop -m` modes.

@@ -167,6 +167,25 @@ pub fn pgha_conf(s: &PgSettings, role: &ConfRole, passfile: Option<&Path>) -> (S
             ));
             owned.push(("primary_slot_name", slot.clone().unwrap_or_default()));
         }
+        ConfRole::Remote { host, port, slot, .. } => {
+            let conninfo = host
+                .as_ref()
+                .map(|h| client_conninfo(s, h, *port, None, passfile))
+                .unwrap_or_default();
+            owned.push(("primary_conninfo", conninfo));
+            owned.push(("primary_slot_name", slot.clone().unwrap_or_default()));
+        }
+    }
+    // A standby cluster's own restore_command wins over the one rendered from `[postgresql.pgbackrest]`.
+    let remote_restore = match role {
+        ConfRole::Remote {
+            restore_command: Some(command),
+            ..
+        } => Some(command.clone()),
+        _ => None,
+    };
+    if let Some(command) = &remote_restore {
+        owned.push(("restore_command", command.clone()));
     }
     if s.tls.is_some() {
         owned.push(("ssl", "on".into()));
@@ -179,7 +198,7 @@ pub fn pgha_conf(s: &PgSettings, role: &ConfRole, passfile: Option<&Path>) -> (S
             owned.push(("archive_mode", "on".into()));
             owned.push(("archive_command", repo.archive_command(&s.data_dir)));
         }
-        if repo.restore {
+        if repo.restore && remote_restore.is_none() {
             owned.push(("restore_command", repo.restore_command(&s.data_dir)));
         }
     }

@@ -291,3 +291,34 @@ fn pgbackrest_archive_settings_are_pghas() {
         "{conf}"
     );
 }
+
+#[test]
+fn a_standby_leader_follows_the_remote_with_its_restore_command() {
+    let mut s = settings();
+    s.creation.pgbackrest = Some(crate::postgres::pgbackrest::Pgbackrest {
+        bin: "pgbackrest".into(),
+        config: None,
+        stanza: "main".into(),
+        archive: true,
+        restore: true,
+    });
+    let role = ConfRole::Remote {
+        host: Some("10.1.0.10".into()),
+        port: 5433,
+        slot: Some("dr_site".into()),
+        restore_command: Some("cp /archive/%f %p".into()),
+    };
+    let (conf, _) = pgha_conf(&s, &role, None);
+    assert!(conf.contains("host=10.1.0.10 port=5433"), "{conf}");
+    assert!(conf.contains("primary_slot_name = 'dr_site'\n"), "{conf}");
+    assert!(conf.contains("restore_command = 'cp /archive/%f %p'\n"), "{conf}");
+    assert_eq!(conf.matches("restore_command").count(), 1, "{conf}");
+    let archive_only = ConfRole::Remote {
+        host: None,
+        port: 5432,
+        slot: None,
+        restore_command: Some("cp /archive/%f %p".into()),
+    };
+    let (conf, _) = pgha_conf(&s, &archive_only, None);
+    assert!(conf.contains("primary_conninfo = ''\n"), "{conf}");
+}

@@ -303,6 +303,18 @@ fn table() -> Vec<(&'static str, Build, &'static [CertRole])> {
         ),
         ("put config", Box::new(|_| txn(vec![put("config", "{}", 0)])), ADMIN),
         (
+            // ctl promote-cluster / demote-cluster: a standby cluster becomes writable, or a primary stops being.
+            "put config with standby_cluster (demote-cluster / promote-cluster)",
+            Box::new(|_| {
+                txn(vec![put(
+                    "config",
+                    r#"{"standby_cluster":{"host":"10.0.0.5","port":5432}}"#,
+                    0,
+                )])
+            }),
+            ADMIN,
+        ),
+        (
             "put config if absent (bootstrap)",
             Box::new(|_| config_if_absent(true)),
             &[Member, Admin],
