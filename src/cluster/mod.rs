@@ -8,3 +8,4 @@ pub mod lease;
 pub mod model;
 pub mod store;
 pub mod timing;
+pub mod upgrade;

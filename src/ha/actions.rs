@@ -119,6 +119,8 @@ impl DbNode {
                 self.restart_stall_clock();
                 Ok(())
             }
+            Action::UpgradeStop => self.upgrade_stop().await,
+            Action::UpgradeSetAside { bin_dir } => self.upgrade_set_aside(&bin_dir, view).await,
             Action::NeedsReinit => {
                 self.supervision.activity = Some(PgState::NeedsReinit);
                 Ok(())
@@ -253,7 +255,7 @@ impl DbNode {
     /// Starts PostgreSQL, waiting at most [`START_WAIT`] for it to accept connections: a standby that cannot become
     /// consistent must not hold the loop, which re-points, rewinds or re-clones it.
     /// `role` and `restart` choose the callback (`on_start`, `on_restart`, `on_role_change`).
-    async fn start(&mut self, role: HookRole, restart: bool) -> Result<(), HaError> {
+    pub(super) async fn start(&mut self, role: HookRole, restart: bool) -> Result<(), HaError> {
         self.supervision.activity = Some(PgState::Starting);
         let result = self.pg.start_bounded(START_WAIT).await;
         if let Err(e) = &result {
@@ -511,7 +513,7 @@ impl DbNode {
         }
     }
 
-    fn clear_rewind_marker(&self) {
+    pub(super) fn clear_rewind_marker(&self) {
         if let Err(e) = std::fs::remove_file(self.rewind_marker()) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!("removing the rewind marker failed: {e}");
@@ -760,6 +762,8 @@ impl DbNode {
                 self.pg.wipe_data_dir().await.step("wiping the data directory")?;
                 Ok("data directory wiped: the replica is cloned again from the leader")
             }
+            NodeCommand::UpgradeCheck { id, bin_dir } => self.upgrade_check(*id, bin_dir, view).await,
+            NodeCommand::Upgrade { id, bin_dir, mode } => self.upgrade_leader(*id, bin_dir, *mode).await,
         }
     }
 

@@ -18,4 +18,5 @@ pub mod slots;
 pub mod stall;
 pub mod sync;
 mod sync_leader;
+mod upgrade;
 pub mod wal_service;

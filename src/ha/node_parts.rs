@@ -21,6 +21,8 @@ pub struct Supervision {
     /// Set while a long action runs, for the published state.
     pub activity: Option<PgState>,
     pub last_status: Option<PgStatus>,
+    /// Our part in a major upgrade (`ctl upgrade`), published in the member key.
+    pub upgrade: Option<crate::cluster::upgrade::UpgradeReport>,
 }
 
 /// A standby that does not stream while a leader serves (see `decide::STALL_TTLS` and `stall.rs`).
