@@ -147,6 +147,8 @@ pub enum Outcome {
 pub struct UpgradeReport {
     /// The [`UpgradeState::id`] of the run.
     pub id: u64,
+    /// The step the report is about.
+    pub step: Step,
     /// What it does or did, in words.
     pub what: String,
     pub outcome: Outcome,

@@ -68,7 +68,11 @@ impl Driver<'_> {
     }
 
     /// Waits until each of `names` reports the outcome of run `id`; returns the failures as `name: reason`.
-    async fn reports(&mut self, id: u64, names: &[String]) -> anyhow::Result<Vec<(String, String, bool)>> {
+    async fn reports(
+        &mut self,
+        (id, step): (u64, Step),
+        names: &[String],
+    ) -> anyhow::Result<Vec<(String, String, bool)>> {
         let deadline = Instant::now() + self.limit;
         loop {
             let view = self.view().await?;
@@ -79,7 +83,7 @@ impl Driver<'_> {
                     .members
                     .get(name)
                     .and_then(|m| m.upgrade.as_ref())
-                    .filter(|r| r.id == id)
+                    .filter(|r| r.id == id && r.step == step)
                 {
                     Some(r) => match &r.outcome {
                         Outcome::Running => pending.push(name.as_str()),
@@ -181,7 +185,7 @@ pub async fn run(dcs: &DcsClient, cluster: &str, args: UpgradeArgs) -> anyhow::R
         bin_dir: args.bin_dir.clone(),
     };
     d.send(&members, &check).await?;
-    let failures = d.reports(state.id, &members).await?;
+    let failures = d.reports((state.id, Step::Check), &members).await?;
     if !failures.is_empty() {
         let why: Vec<String> = failures.iter().map(|(n, r, _)| format!("{n}: {r}")).collect();
         if !args.check_only {
@@ -230,7 +234,7 @@ async fn steps(d: &mut Driver<'_>, state: &mut UpgradeState, leader: &str, was_p
     };
     let leader_only = [leader.to_string()];
     d.send(&leader_only, &upgrade).await?;
-    let failures = d.reports(state.id, &leader_only).await?;
+    let failures = d.reports((state.id, Step::UpgradeLeader), &leader_only).await?;
     if let Some((_, reason, rolled_back)) = failures.first() {
         state.failed = Some(reason.clone());
         state.rolled_back = *rolled_back;

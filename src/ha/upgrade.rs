@@ -8,13 +8,19 @@ use super::error::{HaError, Step};
 use super::hooks::HookRole;
 use super::runner::DbNode;
 use crate::cluster::model::ClusterView;
-use crate::cluster::upgrade::{Outcome, TransferMode, UpgradeReport};
+use crate::cluster::upgrade::{Outcome, Step as UpgradeStep, TransferMode, UpgradeReport};
 use crate::postgres::upgrade::check_new_binaries;
 use crate::postgres::{ConfRole, StopMode};
 
 impl DbNode {
     /// Publishes our upgrade step at once (the loop is busy in a long action) and logs it.
-    async fn report(&mut self, id: u64, what: String, outcome: Outcome, system_identifier: Option<u64>) {
+    async fn report(
+        &mut self,
+        (id, step): (u64, UpgradeStep),
+        what: String,
+        outcome: Outcome,
+        system_identifier: Option<u64>,
+    ) {
         match &outcome {
             Outcome::Running => tracing::info!(event = "upgrade_step", step = %what, "major upgrade: {what}"),
             Outcome::Done => tracing::info!(event = "upgrade_step_done", step = %what, "major upgrade: {what}"),
@@ -23,6 +29,7 @@ impl DbNode {
         }
         self.supervision.upgrade = Some(UpgradeReport {
             id,
+            step,
             what,
             outcome,
             system_identifier,
@@ -42,18 +49,19 @@ impl DbNode {
     ) -> Result<&'static str, HaError> {
         let leading = view.leader.as_ref().is_some_and(|l| l.name == self.settings.name);
         let mode = view.upgrade.as_ref().map(|(s, _)| s.mode).unwrap_or_default();
+        let run = (id, UpgradeStep::Check);
         let what = match leading {
             true => format!("pg_upgrade --check with {}", bin_dir.display()),
             false => format!("checking the binaries in {}", bin_dir.display()),
         };
-        self.report(id, what.clone(), Outcome::Running, None).await;
+        self.report(run, what.clone(), Outcome::Running, None).await;
         let result = match leading {
             true => self.pg.upgrade_check(bin_dir, mode, id).await,
             false => check_new_binaries(bin_dir, self.pg.data_major()),
         };
         match result {
             Ok(major) => {
-                self.report(id, format!("PostgreSQL {major} binaries ok"), Outcome::Done, None)
+                self.report(run, format!("PostgreSQL {major} binaries ok"), Outcome::Done, None)
                     .await;
                 Ok("upgrade check passed")
             }
@@ -62,7 +70,7 @@ impl DbNode {
                     reason: e.to_string(),
                     rolled_back: true,
                 };
-                self.report(id, what, failed, None).await;
+                self.report(run, what, failed, None).await;
                 Err(e).step("upgrade check")
             }
         }
@@ -77,25 +85,26 @@ impl DbNode {
         bin_dir: &Path,
         mode: TransferMode,
     ) -> Result<&'static str, HaError> {
+        let run = (id, UpgradeStep::UpgradeLeader);
         let fail = |reason: String, rolled_back| Outcome::Failed { reason, rolled_back };
         let stopping = "stopping the leader cleanly (checkpoint, fast shutdown)".to_string();
-        self.report(id, stopping.clone(), Outcome::Running, None).await;
+        self.report(run, stopping.clone(), Outcome::Running, None).await;
         if let Err(e) = self.pg.checkpoint().await {
             tracing::warn!("checkpoint before the upgrade failed (continuing): {e}");
         }
         if let Err(e) = self.pg.stop(StopMode::Fast, self.settings.start_timeout).await {
-            self.report(id, stopping, fail(e.to_string(), false), None).await;
+            self.report(run, stopping, fail(e.to_string(), false), None).await;
             return Err(e).step("stopping PostgreSQL for the upgrade");
         }
         self.hooks_after_stop();
         self.supervision.expect_running = false;
         let what = format!("pg_upgrade {} to {}", mode.flag(), bin_dir.display());
-        self.report(id, what.clone(), Outcome::Running, None).await;
+        self.report(run, what.clone(), Outcome::Running, None).await;
         let upgraded = match self.pg.upgrade_data_dir(bin_dir, mode, id).await {
             Ok(u) => u,
             Err(e) => {
                 let back = self.restart_old().await;
-                self.report(id, what, fail(e.to_string(), back.is_ok()), None).await;
+                self.report(run, what, fail(e.to_string(), back.is_ok()), None).await;
                 back?;
                 return Err(e).step("pg_upgrade");
             }
@@ -104,13 +113,13 @@ impl DbNode {
             Ok(crate::postgres::DataState::Initialized { system_identifier, .. }) => system_identifier,
             other => {
                 let reason = format!("reading the new system identifier: {other:?}");
-                return self.undo(id, &upgraded.old_data_dir, what, reason).await;
+                return self.undo(run, &upgraded.old_data_dir, what, reason).await;
             }
         };
         if let Err(e) = self.store().move_initialize(system).await {
             return self
                 .undo(
-                    id,
+                    run,
                     &upgraded.old_data_dir,
                     what,
                     format!("moving the initialize key: {e}"),
@@ -124,7 +133,7 @@ impl DbNode {
             tracing::warn!("remembering the new bin directory failed (set postgresql.bin_dir): {e}");
         }
         let starting = format!("starting the leader on PostgreSQL {}", upgraded.major);
-        self.report(id, starting.clone(), Outcome::Running, Some(system)).await;
+        self.report(run, starting.clone(), Outcome::Running, Some(system)).await;
         let started = async {
             self.pg
                 .write_config(&ConfRole::Primary)
@@ -136,11 +145,11 @@ impl DbNode {
         .await;
         if let Err(e) = started {
             // No write can have happened: the way back is still open (docs/operations.md), but it is the operator's.
-            self.report(id, starting, fail(e.chain(), false), Some(system)).await;
+            self.report(run, starting, fail(e.chain(), false), Some(system)).await;
             return Err(e);
         }
         self.report(
-            id,
+            run,
             format!("running on PostgreSQL {} as system {system}", upgraded.major),
             Outcome::Done,
             Some(system),
@@ -151,7 +160,13 @@ impl DbNode {
 
     /// After the upgrade succeeded on disk but before the new server started: the old data back, the old server
     /// started, and the failure reported.
-    async fn undo(&mut self, id: u64, aside: &Path, what: String, reason: String) -> Result<&'static str, HaError> {
+    async fn undo(
+        &mut self,
+        run: (u64, UpgradeStep),
+        aside: &Path,
+        what: String,
+        reason: String,
+    ) -> Result<&'static str, HaError> {
         let back = match self.pg.roll_back_upgrade(aside).await {
             Ok(()) => self.restart_old().await,
             Err(e) => Err(e).step("putting the old data directory back"),
@@ -160,7 +175,7 @@ impl DbNode {
             reason: reason.clone(),
             rolled_back: back.is_ok(),
         };
-        self.report(id, what, outcome, None).await;
+        self.report(run, what, outcome, None).await;
         back?;
         Err(HaError::Refused(format!("major upgrade failed: {reason}")))
     }
@@ -211,6 +226,7 @@ impl DbNode {
         self.restart_stall_clock();
         self.supervision.upgrade = Some(UpgradeReport {
             id,
+            step: UpgradeStep::RecreateReplicas,
             what: format!("old data set aside; creating the replica again on PostgreSQL {major}"),
             outcome: Outcome::Done,
             system_identifier: None,
