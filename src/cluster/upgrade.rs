@@ -284,13 +284,15 @@ mod tests {
         );
     }
 
+    /// (case, state, member, its data's system, rule)
+    type Row<'a> = (&'a str, Option<UpgradeState>, &'a str, Option<u64>, MemberRule);
+
     #[test]
     fn member_rules() {
         let aside = MemberRule::SetAside {
             bin_dir: "/new/bin".into(),
         };
-        // (case, state, member, its data's system, rule)
-        let table: Vec<(&str, Option<UpgradeState>, &str, Option<u64>, MemberRule)> = vec![
+        let table: Vec<Row> = vec![
             ("no upgrade", None, "db2", Some(10), MemberRule::Normal),
             (
                 "check",
