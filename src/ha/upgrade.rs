@@ -87,12 +87,22 @@ impl DbNode {
     ) -> Result<&'static str, HaError> {
         let run = (id, UpgradeStep::UpgradeLeader);
         let fail = |reason: String, rolled_back| Outcome::Failed { reason, rolled_back };
+        let staging = format!("preparing the new cluster (initdb with {})", bin_dir.display());
+        self.report(run, staging.clone(), Outcome::Running, None).await;
+        let staged = match self.pg.stage_upgrade(bin_dir, id).await {
+            Ok(staged) => staged,
+            Err(e) => {
+                self.report(run, staging, fail(e.to_string(), true), None).await;
+                return Err(e).step("preparing the new cluster");
+            }
+        };
         let stopping = "stopping the leader cleanly (checkpoint, fast shutdown)".to_string();
         self.report(run, stopping.clone(), Outcome::Running, None).await;
         if let Err(e) = self.pg.checkpoint().await {
             tracing::warn!("checkpoint before the upgrade failed (continuing): {e}");
         }
         if let Err(e) = self.pg.stop(StopMode::Fast, self.settings.start_timeout).await {
+            self.pg.discard_staged(&staged).await;
             self.report(run, stopping, fail(e.to_string(), false), None).await;
             return Err(e).step("stopping PostgreSQL for the upgrade");
         }
@@ -100,7 +110,7 @@ impl DbNode {
         self.supervision.expect_running = false;
         let what = format!("pg_upgrade {} to {}", mode.flag(), bin_dir.display());
         self.report(run, what.clone(), Outcome::Running, None).await;
-        let upgraded = match self.pg.upgrade_data_dir(bin_dir, mode, id).await {
+        let upgraded = match self.pg.upgrade_data_dir(&staged, bin_dir, mode, id).await {
             Ok(u) => u,
             Err(e) => {
                 let back = self.restart_old().await;

@@ -70,6 +70,28 @@ pub fn check_new_binaries(bin_dir: &Path, from: Option<u32>) -> Result<u32, PgEr
     }
 }
 
+/// `--link` renames the old cluster's `global/pg_control` to `pg_control.old` (so the old server cannot start on
+/// shared files by mistake); before the new server's first start, renaming it back is the way back.
+async fn restore_pg_control(data_dir: &Path) -> Result<(), PgError> {
+    let global = data_dir.join("global");
+    files::blocking(move || {
+        let renamed = global.join("pg_control.old");
+        match renamed.exists() {
+            true => std::fs::rename(&renamed, global.join("pg_control"))
+                .map_err(PgError::io("restoring the old pg_control", &renamed)),
+            false => Ok(()),
+        }
+    })
+    .await
+}
+
+/// A new cluster initdb'ed for an upgrade, not used yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Staged {
+    pub dir: PathBuf,
+    pub major: u32,
+}
+
 /// The old data directory after a successful `pg_upgrade`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upgraded {
@@ -213,9 +235,44 @@ impl Postgres {
         result.map(|()| major)
     }
 
-    /// The upgrade of a stopped data directory: set aside, initdb of the new one in its place, `pg_upgrade`. On a
-    /// failure the old directory is put back (the new server never ran): the old version can start again.
-    pub async fn upgrade_data_dir(&self, bin: &Path, mode: TransferMode, id: u64) -> Result<Upgraded, PgError> {
+    /// Prepares the new cluster while the old one still serves (so initdb is no part of the write outage): initdb
+    /// with the new binaries beside the data directory (`<data_dir>.pg<new>.new.<id>`), with the old checksum setting.
+    pub async fn stage_upgrade(&self, bin: &Path, id: u64) -> Result<Staged, PgError> {
+        let major = check_new_binaries(bin, self.data_major())?;
+        let checksums = self.data_checksums().await?;
+        let name = self
+            .data_dir()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pgdata".into());
+        let dir = self.data_dir().with_file_name(format!("{name}.pg{major}.new.{id}"));
+        self.initdb_new(&dir, bin, major, checksums).await?;
+        Ok(Staged { dir, major })
+    }
+
+    /// Removes a staged new cluster that will not be used.
+    pub async fn discard_staged(&self, staged: &Staged) {
+        let dir = staged.dir.clone();
+        let removed = files::blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(PgError::io("removing the new cluster", &dir)(e)),
+            _ => Ok(()),
+        })
+        .await;
+        if let Err(e) = removed {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// The upgrade of the stopped data directory into `staged`: `pg_upgrade`, then the old directory set aside
+    /// (kept: the way back) and the new one moved into its place. On a failure the staged cluster is removed and
+    /// the old directory is as it was (its `pg_control` restored): the old version can start again.
+    pub async fn upgrade_data_dir(
+        &self,
+        staged: &Staged,
+        bin: &Path,
+        mode: TransferMode,
+        id: u64,
+    ) -> Result<Upgraded, PgError> {
         if let Some(pid) = self.postmaster_pid() {
             return Err(PgError::DataDir {
                 step: "pg_upgrade",
@@ -223,30 +280,28 @@ impl Postgres {
                 reason: format!("PostgreSQL is running (pid {pid})"),
             });
         }
-        let major = check_new_binaries(bin, self.data_major())?;
-        let checksums = self.data_checksums().await?;
-        let aside = self.set_aside(id).await?;
         let data = self.data_dir().to_path_buf();
-        let old = self.sibling(&aside, &self.bin_dir_now(), self.data_major_of(&aside))?;
-        let result = async {
-            old.initdb_new(&data, bin, major, checksums).await?;
-            old.pg_upgrade(&aside, &data, bin, mode, false).await
+        if let Err(e) = self.pg_upgrade(&data, &staged.dir, bin, mode, false).await {
+            self.discard_staged(staged).await;
+            restore_pg_control(&data).await?;
+            tracing::warn!(member = %self.settings.name, event = "upgrade_rolled_back", data_dir = %data.display(),
+                "pg_upgrade failed: the old data directory is unchanged");
+            return Err(e);
         }
+        let aside = self.set_aside(id).await?;
+        let (from, to) = (staged.dir.clone(), data.clone());
+        let moved = files::blocking(move || {
+            std::fs::rename(&from, &to).map_err(PgError::io("moving the new cluster into place", &from))
+        })
         .await;
-        match result {
-            Ok(()) => Ok(Upgraded {
-                old_data_dir: aside,
-                major,
-            }),
-            Err(e) => {
-                if let Err(back) = self.roll_back_upgrade(&aside).await {
-                    tracing::error!(event = "upgrade_roll_back_failed", old_data_dir = %aside.display(),
-                        "putting the old data directory back failed: {back}");
-                    return Err(e);
-                }
-                Err(e)
-            }
+        if let Err(e) = moved {
+            self.roll_back_upgrade(&aside).await?;
+            return Err(e);
         }
+        Ok(Upgraded {
+            old_data_dir: aside,
+            major: staged.major,
+        })
     }
 
     /// The bin directory in use.
@@ -255,10 +310,6 @@ impl Postgres {
             Ok(bin) => bin.0.clone(),
             Err(_) => self.settings.bin_dir.clone(),
         }
-    }
-
-    fn data_major_of(&self, dir: &Path) -> u32 {
-        bin_dir::data_dir_version(dir).ok().flatten().unwrap_or(0)
     }
 
     /// The way back before the new server's first start: the new data directory removed, the old one (`aside`)
@@ -271,13 +322,10 @@ impl Postgres {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(PgError::io(STEP, &data)(e)),
                 _ => {}
             }
-            let renamed = aside.join("global/pg_control.old");
-            if renamed.exists() {
-                std::fs::rename(&renamed, aside.join("global/pg_control")).map_err(PgError::io(STEP, &renamed))?;
-            }
             std::fs::rename(&aside, &data).map_err(PgError::io(STEP, &aside))
         })
         .await?;
+        restore_pg_control(self.data_dir()).await?;
         tracing::warn!(member = %self.settings.name, event = "upgrade_rolled_back", data_dir = %self.data_dir().display(),
             "major upgrade rolled back: the old data directory is in place again");
         Ok(())
