@@ -7,29 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{ClusterView, PgRole, PgState};
 
-/// How `pg_upgrade` carries the data files over.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransferMode {
-    /// Hard links: seconds for any size; the old data directory is unusable once the new server starts.
-    #[default]
-    Link,
-    /// Reflinks (copy-on-write file systems): as fast, and the old data directory stays usable.
-    Clone,
-    /// A full copy: slow, the old data directory stays usable.
-    Copy,
-}
-
-impl TransferMode {
-    /// The `pg_upgrade` flag.
-    pub fn flag(self) -> &'static str {
-        match self {
-            TransferMode::Link => "--link",
-            TransferMode::Clone => "--clone",
-            TransferMode::Copy => "--copy",
-        }
-    }
-}
+pub use crate::postgres::upgrade::TransferMode;
 
 /// The steps of an upgrade, in order (the `upgrade` key names the current one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

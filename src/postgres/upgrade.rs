@@ -8,7 +8,31 @@ use std::time::Duration;
 use super::bin_dir::{self, SUPPORTED};
 use super::control::QUICK_TIMEOUT;
 use super::{files, os, PgError, Postgres};
-use crate::cluster::upgrade::TransferMode;
+use serde::{Deserialize, Serialize};
+
+/// How `pg_upgrade` carries the data files over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    /// Hard links: seconds for any size; the old data directory is unusable once the new server starts.
+    #[default]
+    Link,
+    /// Reflinks (copy-on-write file systems): as fast, and the old data directory stays usable.
+    Clone,
+    /// A full copy: slow, the old data directory stays usable.
+    Copy,
+}
+
+impl TransferMode {
+    /// The `pg_upgrade` flag.
+    pub fn flag(self) -> &'static str {
+        match self {
+            TransferMode::Link => "--link",
+            TransferMode::Clone => "--clone",
+            TransferMode::Copy => "--copy",
+        }
+    }
+}
 
 /// Bound on `pg_upgrade` (link and clone modes take seconds; a copy of a large database takes long).
 pub const PG_UPGRADE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
