@@ -297,13 +297,7 @@ impl Postgres {
         mode: TransferMode,
         id: u64,
     ) -> Result<Upgraded, PgError> {
-        if let Some(pid) = self.postmaster_pid() {
-            return Err(PgError::DataDir {
-                step: "pg_upgrade",
-                path: self.data_dir().to_path_buf(),
-                reason: format!("PostgreSQL is running (pid {pid})"),
-            });
-        }
+        self.ensure_stopped("pg_upgrade")?;
         let data = self.data_dir().to_path_buf();
         if let Err(e) = self.pg_upgrade(&data, &staged.dir, bin, mode, false).await {
             self.discard_staged(staged).await;
@@ -355,16 +349,22 @@ impl Postgres {
         Ok(())
     }
 
-    /// Moves the (stopped) data directory aside, beside it, and leaves an empty one in its place; returns where it
-    /// went. It is kept until the operator removes it.
-    pub async fn set_aside(&self, id: u64) -> Result<PathBuf, PgError> {
-        if let Some(pid) = self.postmaster_pid() {
-            return Err(PgError::DataDir {
-                step: "setting the data directory aside",
+    /// Refuses `step` while PostgreSQL runs on the data directory.
+    fn ensure_stopped(&self, step: &'static str) -> Result<(), PgError> {
+        match self.postmaster_pid() {
+            Some(pid) => Err(PgError::DataDir {
+                step,
                 path: self.data_dir().to_path_buf(),
                 reason: format!("PostgreSQL is running (pid {pid})"),
-            });
+            }),
+            None => Ok(()),
         }
+    }
+
+    /// Renames the (stopped) data directory aside, beside it (none is left in its place: the data is then missing);
+    /// returns where it went. It is kept until the operator removes it.
+    pub async fn set_aside(&self, id: u64) -> Result<PathBuf, PgError> {
+        self.ensure_stopped("setting the data directory aside")?;
         let data = self.data_dir().to_path_buf();
         let aside = aside_path(&data, self.data_major(), id);
         let (d, a) = (data.clone(), aside.clone());
