@@ -367,6 +367,29 @@ exit code is the worst: 0 healthy, 1 degraded, 2 critical, 3 unknown.")]
         #[arg(long, value_name = "SECONDS", default_value_t = 600, requires = "wait")]
         timeout: u64,
     },
+    /// Major upgrade of the whole cluster to the PostgreSQL binaries in --bin-dir: checks (pg_upgrade --check), pause,
+    /// replicas stopped, the leader stopped cleanly and upgraded with pg_upgrade, started, replicas created again,
+    /// resume. Each step is printed as it runs; `ctl list` shows where a failed one stopped.
+    Upgrade {
+        /// The new version's bin directory (absolute; the same path on every member).
+        #[arg(long, value_name = "DIR")]
+        bin_dir: PathBuf,
+        /// pg_upgrade --link (the default): hard links, seconds for any size.
+        #[arg(long, conflicts_with_all = ["clone", "copy"])]
+        link: bool,
+        /// pg_upgrade --clone: reflinks (a copy-on-write file system), the old data stays usable.
+        #[arg(long, conflicts_with = "copy")]
+        clone: bool,
+        /// pg_upgrade --copy: a full copy, the old data stays usable.
+        #[arg(long)]
+        copy: bool,
+        /// Only the checks (new binaries on every member, pg_upgrade --check on the leader): nothing changes.
+        #[arg(long)]
+        check: bool,
+        /// Give up a step after this many seconds (creating the replicas again takes long on a large database).
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        timeout: u64,
+    },
     /// Maintenance mode on: no automatic promotion or demotion until `resume`.
     Pause {
         /// Wait until every member reports it.

@@ -51,11 +51,16 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
     let pgc = &config.postgresql;
     // The data directory's version decides (a configured bin_dir still wins). While it is empty the newest installed
     // version is used: the cluster's version is not published in the DCS yet.
+    // A major upgrade (`ctl upgrade`) remembers its bin directory beside the data directory: searched first.
+    let mut roots: Vec<_> = crate::postgres::upgrade::remembered_bin_dir(&config.pg_data_dir())
+        .into_iter()
+        .collect();
+    roots.extend(bin_dir::search_roots_from_env());
     let found = bin_dir::resolve(&BinQuery {
         configured: pgc.bin_dir.clone(),
         data_dir: Some(config.pg_data_dir()),
         cluster_version: None,
-        extra_roots: bin_dir::search_roots_from_env(),
+        extra_roots: roots.clone(),
     })
     .context("PostgreSQL binaries")?;
     tracing::info!(bin_dir = %found.dir.display(), version = ?found.major, reason = %found.reason, "PostgreSQL binaries");
@@ -71,7 +76,7 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
     );
     ps.bin_major = found.major;
     if pgc.bin_dir.is_none() {
-        ps.bin_search = Some(bin_dir::search_roots_from_env());
+        ps.bin_search = Some(roots);
     }
     ps.listen_host = listen_host;
     ps.os_user = pgc.os_user.clone();

@@ -378,3 +378,17 @@ fn demo_plaintext_serves_ctl_and_stops_every_node_on_sigterm() {
 fn demo_with_mutual_tls_serves_ctl_and_stops_every_node_on_sigterm() {
     demo_round(false);
 }
+
+/// `ctl upgrade` documents its options, needs --bin-dir and takes one transfer mode.
+#[test]
+fn ctl_upgrade_options() {
+    let help = pgha(&["ctl", "upgrade", "--help"], &[], QUICK);
+    assert!(help.ok(), "{help:?}");
+    for flag in ["--bin-dir", "--link", "--clone", "--copy", "--check", "--timeout"] {
+        assert!(help.stdout.contains(flag), "{flag} in: {}", help.stdout);
+    }
+    let no_dir = pgha(&["ctl", "upgrade"], &[], QUICK);
+    assert!(!no_dir.ok() && no_dir.stderr.contains("--bin-dir"), "{no_dir:?}");
+    let two = pgha(&["ctl", "upgrade", "--bin-dir", "/x", "--link", "--copy"], &[], QUICK);
+    assert!(!two.ok() && two.stderr.contains("cannot be used with"), "{two:?}");
+}

@@ -31,6 +31,7 @@ pub fn member(name: &str, role: PgRole, state: PgState) -> MemberInfo {
         note: None,
         slots: Vec::new(),
         upstream: None,
+        upgrade: None,
     }
 }
 
@@ -59,6 +60,7 @@ pub fn view(members: usize, leader: Option<&str>) -> ClusterView {
         history: Vec::new(),
         commands: BTreeMap::new(),
         sync: None,
+        upgrade: None,
         revision: 50,
     }
 }

@@ -64,6 +64,7 @@ pub(crate) fn snapshot(primary: bool, lsn: u64, tags: &[(&str, &str)]) -> NodeSn
             note: None,
             slots: Vec::new(),
             upstream: None,
+            upgrade: None,
         },
     );
     NodeSnapshot {

@@ -90,6 +90,11 @@ impl Keys {
         key.strip_prefix(self.root.as_str())?.strip_prefix("edges/")
     }
 
+    /// A major upgrade's state (JSON, `cluster::upgrade::UpgradeState`): written by `ctl upgrade` (admin) only.
+    pub fn upgrade(&self) -> String {
+        format!("{}upgrade", self.root)
+    }
+
     /// Lease-bound: name of the edge that owns the virtual IP.
     pub fn vip(&self) -> String {
         format!("{}vip", self.root)
@@ -110,5 +115,6 @@ mod tests {
         assert_eq!(k.edge_name("/pgha/main/edges/edge1"), Some("edge1"));
         assert_eq!(k.vip(), "/pgha/main/vip");
         assert_eq!(k.sync(), "/pgha/main/sync");
+        assert_eq!(k.upgrade(), "/pgha/main/upgrade");
     }
 }

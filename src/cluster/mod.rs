@@ -9,3 +9,4 @@ pub mod model;
 pub mod standby;
 pub mod store;
 pub mod timing;
+pub mod upgrade;

@@ -86,6 +86,9 @@ pub struct MemberInfo {
     /// not a replica, no upstream, or an older pgha): `ctl topology` nests it there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// Its part in a major upgrade (`ctl upgrade`), while one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<super::upgrade::UpgradeReport>,
 }
 
 /// A replication slot as the leader publishes it.
@@ -141,6 +144,7 @@ impl MemberInfo {
             note: None,
             slots: Vec::new(),
             upstream: None,
+            upgrade: None,
         }
     }
 }
@@ -366,6 +370,14 @@ pub enum NodeCommand {
     Reload,
     /// Wipe a replica's data directory and clone it again from the leader.
     Reinit,
+    /// `ctl upgrade`: check the new binaries (on the leader also `pg_upgrade --check`), report in the member key.
+    UpgradeCheck { id: u64, bin_dir: std::path::PathBuf },
+    /// `ctl upgrade`, on the leader: stop cleanly, `pg_upgrade`, start on the new binaries (see `ha/upgrade.rs`).
+    Upgrade {
+        id: u64,
+        bin_dir: std::path::PathBuf,
+        mode: super::upgrade::TransferMode,
+    },
 }
 
 /// A command with the revision of its key (for the compare-and-delete once it is done).
@@ -436,6 +448,8 @@ pub struct ClusterView {
     pub commands: BTreeMap<String, PendingCommand>,
     /// Synchronous replication state (`sync` key), with its revision.
     pub sync: Option<(SyncState, i64)>,
+    /// A major upgrade (`upgrade` key), with its revision.
+    pub upgrade: Option<(super::upgrade::UpgradeState, i64)>,
     pub revision: i64,
 }
 

@@ -81,6 +81,11 @@ impl Store<'_> {
                     Ok(sync) => view.sync = Some((sync, kv.mod_revision)),
                     Err(e) => tracing::warn!("ignoring an unreadable sync key in the DCS: {e}"),
                 }
+            } else if key == self.keys.upgrade() {
+                match serde_json::from_str(&value) {
+                    Ok(upgrade) => view.upgrade = Some((upgrade, kv.mod_revision)),
+                    Err(e) => tracing::warn!("ignoring an unreadable upgrade key in the DCS: {e}"),
+                }
             } else if let Some(name) = self.keys.command_member(&key) {
                 match serde_json::from_str::<NodeCommand>(&value) {
                     Ok(command) => {
@@ -260,6 +265,15 @@ impl Store<'_> {
         }
         let (kvs, _) = self.dcs.get(self.keys.initialize().as_bytes(), false).await?;
         Ok(kvs.first().is_some_and(|kv| kv.value == mine.as_bytes()))
+    }
+
+    /// Moves the cluster's identity to the system identifier `pg_upgrade` made (the leader, during `ctl upgrade`).
+    pub async fn move_initialize(&self, system_identifier: u64) -> Result<(), ClientError> {
+        let value = super::model::Initialize::System(system_identifier).render();
+        self.dcs
+            .put(self.keys.initialize().as_bytes(), value.as_bytes(), 0)
+            .await
+            .map(|_| ())
     }
 
     /// Records the system identifier once the first primary runs, and the initial dynamic config if none exists.

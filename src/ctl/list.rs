@@ -81,6 +81,7 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output, with_slots: bool)
             "leader": view.leader.as_ref().map(|l| l.name.clone()),
             "paused": view.config.paused,
             "standby_cluster": view.config.standby_cluster,
+            "upgrade": view.upgrade.as_ref().map(|(u, _)| u),
             "members": rows,
             "edges": edges,
             "vip_holder": vip,
@@ -136,6 +137,9 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output, with_slots: bool)
     println!("{}", output::table(&headers, &cells));
     if view.config.paused {
         println!(" Maintenance mode: on");
+    }
+    if let Some((upgrade, _)) = &view.upgrade {
+        println!(" {}", upgrade.describe());
     }
     for m in view.members.values() {
         if let Some(note) = &m.note {

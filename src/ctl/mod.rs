@@ -18,6 +18,7 @@ pub mod progress;
 pub mod standby_cmd;
 pub mod switchover;
 mod topology;
+pub mod upgrade;
 
 pub use exit::Exit;
 
@@ -148,6 +149,28 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Reinit { name, wait, timeout } => {
             let wait = wait.then(|| Duration::from_secs(timeout));
             node_cmd::reinit(&client, &config.cluster.name, &name, wait).await
+        }
+        CtlCommand::Upgrade {
+            bin_dir,
+            link: _,
+            clone,
+            copy,
+            check,
+            timeout,
+        } => {
+            use crate::cluster::upgrade::TransferMode;
+            let mode = match (clone, copy) {
+                (true, _) => TransferMode::Clone,
+                (_, true) => TransferMode::Copy,
+                _ => TransferMode::Link,
+            };
+            let args = upgrade::UpgradeArgs {
+                bin_dir,
+                mode,
+                check_only: check,
+                timeout: Duration::from_secs(timeout),
+            };
+            upgrade::run(&client, &config.cluster.name, args).await
         }
         CtlCommand::Version => ha_cmd::version(&client, &config.cluster.name, args.output).await,
         CtlCommand::Topology => topology::show(&client, &config.cluster.name, args.output).await,

@@ -129,6 +129,8 @@ impl DbNode {
                 self.restart_stall_clock();
                 Ok(())
             }
+            Action::UpgradeStop => self.upgrade_stop().await,
+            Action::UpgradeSetAside { bin_dir } => self.upgrade_set_aside(&bin_dir, view).await,
             Action::NeedsReinit => {
                 self.supervision.activity = Some(PgState::NeedsReinit);
                 Ok(())
@@ -785,6 +787,8 @@ impl DbNode {
                 self.pg.wipe_data_dir().await.step("wiping the data directory")?;
                 Ok("data directory wiped: the replica is cloned again from the leader")
             }
+            NodeCommand::UpgradeCheck { id, bin_dir } => self.upgrade_check(*id, bin_dir, view).await,
+            NodeCommand::Upgrade { id, bin_dir, mode } => self.upgrade_leader(*id, bin_dir, *mode).await,
         }
     }
 

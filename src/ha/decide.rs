@@ -117,6 +117,11 @@ pub enum Action {
     RunCommand { command: NodeCommand, mod_revision: i64 },
     /// Delete an operator command that does not apply in this state, logging why.
     DropCommand { mod_revision: i64, why: String },
+    /// `ctl upgrade`: a replica stops (fast) and stays stopped while the leader's data is upgraded.
+    UpgradeStop,
+    /// `ctl upgrade`: a replica's data is of the old system: set it aside and switch to the new binaries; it is
+    /// then created again from the upgraded leader.
+    UpgradeSetAside { bin_dir: std::path::PathBuf },
     /// Give up the leader key so another member can be promoted now.
     ReleaseLeader,
     /// The leader key names us but belongs to a previous session of ours: delete it (CAS on its revision).
@@ -197,12 +202,20 @@ pub fn decide(view: &ClusterView, local: &LocalState) -> Decision {
         (NodeCommand::Reinit, _) if ours => drop("reinit refused on the leader"),
         (NodeCommand::Reinit, _) if view.leader_member().is_none() => drop("reinit refused: no leader to clone from"),
         (NodeCommand::Reinit, _) => run("reinit"),
+        (NodeCommand::UpgradeCheck { .. }, _) => run("upgrade check"),
+        (NodeCommand::Upgrade { .. }, LocalPg::Running { in_recovery: false, .. }) if ours && local.lease_valid => {
+            run("upgrade")
+        }
+        (NodeCommand::Upgrade { .. }, _) => drop("upgrade refused: only the leader, running as primary, upgrades"),
     }
 }
 
 fn decide_state(view: &ClusterView, local: &LocalState) -> Decision {
     let leader = view.leader.as_ref();
     let ours = leader.is_some_and(|l| l.name == local.name && Some(l.lease) == local.lease);
+    if let Some(decision) = upgrade_gate(view, local).filter(|_| !ours) {
+        return decision;
+    }
     let standby = match data_gate(view, local) {
         Ok(standby) => standby,
         Err(decision) => return decision,
@@ -283,6 +296,34 @@ fn rewind_wait(view: &ClusterView) -> Option<Decision> {
             )
         })
     })
+}
+
+/// What a member that does not lead does because of a running (or finished) major upgrade (see
+/// `cluster::upgrade::member_rule`); None: the usual HA loop.
+fn upgrade_gate(view: &ClusterView, local: &LocalState) -> Option<Decision> {
+    use crate::cluster::upgrade::{member_rule, MemberRule};
+    let data_system = match &local.data {
+        LocalData::Present { system_identifier, .. } => Some(*system_identifier),
+        LocalData::Missing => None,
+    };
+    match member_rule(view.upgrade.as_ref().map(|(s, _)| s), &local.name, data_system) {
+        MemberRule::Normal => None,
+        MemberRule::HoldStopped => Some(match local.pg {
+            LocalPg::Stopped | LocalPg::Crashed { .. } => d(
+                Action::Wait,
+                "upgrade: this replica stays stopped while the leader's data is upgraded",
+            ),
+            _ => d(
+                Action::UpgradeStop,
+                "upgrade: stopping this replica while the leader's data is upgraded",
+            ),
+        }),
+        MemberRule::SetAside { bin_dir } => Some(d(
+            Action::UpgradeSetAside { bin_dir },
+            "upgrade: this replica's data is of the old system: setting it aside to create it again from the \
+             upgraded leader",
+        )),
+    }
 }
 
 /// The data directory against the cluster: Ok(whether it is a standby's) to go on, or the decision when there is no

@@ -30,6 +30,7 @@ fn member(name: &str, role: PgRole) -> MemberInfo {
         note: None,
         slots: Vec::new(),
         upstream: None,
+        upgrade: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn view(leader: Option<&str>) -> ClusterView {
         history: Vec::new(),
         commands: BTreeMap::new(),
         sync: None,
+        upgrade: None,
         revision: 50,
     }
 }
@@ -1056,3 +1058,93 @@ fn replicatefrom_table() {
 
 #[path = "standby_cluster_tests.rs"]
 mod standby_cluster;
+/// `ctl upgrade`: replicas are held stopped while the leader upgrades, then their old data is set aside; the leader
+/// is never held, and only a leading primary runs the upgrade command.
+#[test]
+fn upgrade_table() {
+    use crate::cluster::model::{NodeCommand, PendingCommand};
+    use crate::cluster::upgrade::{Step, TransferMode, UpgradeState};
+    let upgrading = |leader: &str, step: Step, to: Option<u64>| {
+        let mut v = view(Some(leader));
+        v.upgrade = Some((
+            UpgradeState {
+                id: 1,
+                bin_dir: "/new/bin".into(),
+                mode: TransferMode::Link,
+                leader: leader.into(),
+                from_system: SYSID,
+                to_system: to,
+                step,
+                failed: None,
+                rolled_back: false,
+            },
+            3,
+        ));
+        v
+    };
+    let mut me_leader = upgrading("db1", Step::UpgradeLeader, None);
+    me_leader.leader.as_mut().expect("leader").lease = 9;
+    let upgrade = NodeCommand::Upgrade {
+        id: 1,
+        bin_dir: "/new/bin".into(),
+        mode: TransferMode::Link,
+    };
+    let mut commanded = me_leader.clone();
+    commanded.commands.insert(
+        "db1".into(),
+        PendingCommand {
+            command: upgrade.clone(),
+            mod_revision: 5,
+        },
+    );
+    let mut replica_commanded = upgrading("db2", Step::UpgradeLeader, None);
+    replica_commanded.commands.insert(
+        "db1".into(),
+        PendingCommand {
+            command: upgrade.clone(),
+            mod_revision: 5,
+        },
+    );
+    let cases: Vec<(&str, ClusterView, LocalState, Action)> = vec![
+        (
+            "a streaming replica stops",
+            upgrading("db2", Step::StopReplicas, None),
+            local(replica_of(Some("db2-host"))),
+            Action::UpgradeStop,
+        ),
+        (
+            "a stopped replica stays stopped",
+            upgrading("db2", Step::UpgradeLeader, None),
+            local(LocalPg::Stopped),
+            Action::Wait,
+        ),
+        (
+            "old data is set aside once the leader runs the new system",
+            upgrading("db2", Step::RecreateReplicas, Some(SYSID + 1)),
+            local(LocalPg::Stopped),
+            Action::UpgradeSetAside {
+                bin_dir: "/new/bin".into(),
+            },
+        ),
+        ("the leader is never held", me_leader, local(primary()), Action::Lead),
+        (
+            "the leader runs the upgrade command",
+            commanded,
+            local(primary()),
+            Action::RunCommand {
+                command: upgrade,
+                mod_revision: 5,
+            },
+        ),
+    ];
+    for (name, view, local, expect) in cases {
+        assert_eq!(decide(&view, &local).action, expect, "{name}");
+    }
+    let mut stray = local(replica_of(Some("db2-host")));
+    stray.name = "db1".into();
+    let got = decide(&replica_commanded, &stray);
+    assert!(
+        matches!(got.action, Action::UpgradeStop | Action::DropCommand { .. }),
+        "a replica never runs the upgrade: {got:?}"
+    );
+}

@@ -20,4 +20,5 @@ mod standby_actions;
 pub mod standby_cluster;
 pub mod sync;
 mod sync_leader;
+mod upgrade;
 pub mod wal_service;

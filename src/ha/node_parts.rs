@@ -23,6 +23,8 @@ pub struct Supervision {
     pub last_status: Option<PgStatus>,
     /// The standby cluster setting our PostgreSQL follows as the standby leader (None: not configured for a remote).
     pub standby_of: Option<crate::cluster::standby::StandbyCluster>,
+    /// Our part in a major upgrade (`ctl upgrade`), published in the member key.
+    pub upgrade: Option<crate::cluster::upgrade::UpgradeReport>,
 }
 
 /// A standby that does not stream while a leader serves (see `decide::STALL_TTLS` and `stall.rs`).

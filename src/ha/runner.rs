@@ -491,7 +491,11 @@ impl DbNode {
                 .unwrap_or(0),
             paused: view.config.paused,
             version: env!("CARGO_PKG_VERSION").into(),
-            note: (state == PgState::NeedsReinit).then(|| self.last_reason.clone()),
+            note: match &self.supervision.upgrade {
+                _ if state == PgState::NeedsReinit => Some(self.last_reason.clone()),
+                Some(r) if r.outcome != crate::cluster::upgrade::Outcome::Done => Some(format!("upgrade: {}", r.what)),
+                _ => None,
+            },
             slots: match role {
                 PgRole::Primary => self.slots.published.clone(),
                 _ => Vec::new(),
@@ -500,6 +504,7 @@ impl DbNode {
                 PgRole::Replica => self.upstream_name(view),
                 _ => None,
             },
+            upgrade: self.supervision.upgrade.clone(),
         };
         if view.members.get(&self.settings.name) == Some(&info) {
             return; // unchanged: the lease keeps the key alive

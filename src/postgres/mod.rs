@@ -36,6 +36,7 @@ pub mod replication;
 pub mod restore;
 pub mod sql;
 pub mod status;
+pub mod upgrade;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -185,14 +186,18 @@ impl PgSettings {
     }
 
     fn beside_data_dir(&self, ext: &str) -> PathBuf {
-        let base = self
-            .data_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let parent = self.data_dir.parent().unwrap_or_else(|| Path::new("/"));
-        parent.join(format!("{}.{ext}", if base.is_empty() { "pgdata" } else { &base }))
+        beside(&self.data_dir, ext)
     }
+}
+
+/// `<parent of data_dir>/<data_dir name>.<ext>`: files kept outside PGDATA.
+pub fn beside(data_dir: &Path, ext: &str) -> PathBuf {
+    let base = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = data_dir.parent().unwrap_or_else(|| Path::new("/"));
+    parent.join(format!("{}.{ext}", if base.is_empty() { "pgdata" } else { &base }))
 }
 
 /// What [`Postgres::write_config`] configures the instance as.

@@ -17,6 +17,8 @@ pub enum KeyKind<'a> {
     Switchover,
     History,
     Sync,
+    /// A major upgrade's state: only `ctl upgrade` (admin) writes it; members report in their own member key.
+    Upgrade,
     Vip,
     Member(&'a str),
     Command(&'a str),
@@ -37,6 +39,7 @@ pub fn classify<'a>(root: &str, key: &'a [u8]) -> KeyKind<'a> {
         "switchover" => KeyKind::Switchover,
         "history" => KeyKind::History,
         "sync" => KeyKind::Sync,
+        "upgrade" => KeyKind::Upgrade,
         "vip" => KeyKind::Vip,
         _ => {
             let named = |prefix: &str| rest.strip_prefix(prefix).filter(|n| !n.is_empty() && !n.contains('/'));
@@ -123,6 +126,8 @@ fn allowed(caller: &Caller, kind: KeyKind<'_>, put_value: Option<&[u8]>, place: 
         (CertRole::Member, KeyKind::Config) => put && place.success && place.config_absent,
         (CertRole::Edge, KeyKind::Edge(n)) => n == me,
         (CertRole::Edge, KeyKind::Vip) => put && names_me,
+        // The upgrade's state is the operator's: members report their part in their own member key.
+        (_, KeyKind::Upgrade) => false,
         _ => false,
     }
 }
@@ -130,6 +135,7 @@ fn allowed(caller: &Caller, kind: KeyKind<'_>, put_value: Option<&[u8]>, place: 
 fn hint(role: CertRole, kind: KeyKind<'_>) -> &'static str {
     match (role, kind) {
         (_, KeyKind::Config) => " (only admin changes the cluster configuration after bootstrap)",
+        (_, KeyKind::Upgrade) => " (only admin runs an upgrade: pgha ctl upgrade)",
         (CertRole::Witness | CertRole::Monitor, _) => " (this role writes nothing)",
         (_, KeyKind::Member(_) | KeyKind::Command(_) | KeyKind::Edge(_)) => " (only its own name's key)",
         (_, KeyKind::Leader | KeyKind::Vip) => " (a holder key can only name the writer)",

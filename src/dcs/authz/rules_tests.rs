@@ -301,6 +301,8 @@ fn table() -> Vec<(&'static str, Build, &'static [CertRole])> {
             Box::new(|_| txn(vec![del("commands/db2", false)])),
             ADMIN,
         ),
+        ("put upgrade", Box::new(|_| txn(vec![put("upgrade", "{}", 0)])), ADMIN),
+        ("delete upgrade", Box::new(|_| txn(vec![del("upgrade", false)])), ADMIN),
         ("put config", Box::new(|_| txn(vec![put("config", "{}", 0)])), ADMIN),
         (
             // ctl promote-cluster / demote-cluster: a standby cluster becomes writable, or a primary stops being.
@@ -523,7 +525,8 @@ fn lease_use_rule() {
 #[test]
 fn keys_are_classified_by_the_schema() {
     use super::keys::{classify, KeyKind};
-    let cases: [(&[u8], KeyKind<'_>); 10] = [
+    let cases: [(&[u8], KeyKind<'_>); 11] = [
+        (b"/pgha/main/upgrade", KeyKind::Upgrade),
         (b"/pgha/main/leader", KeyKind::Leader),
         (b"/pgha/main/members/db1", KeyKind::Member("db1")),
         (b"/pgha/main/members/db1/x", KeyKind::Other),
