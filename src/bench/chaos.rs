@@ -13,9 +13,9 @@ use super::chaos_faults::{apply, Applied, Resolved};
 use super::chaos_report::{render, summarize_kinds, ChaosReport, StepRecord};
 use super::chaos_schedule::{schedule, timeline, violation, Step};
 use super::measure::{gap_after, opt_ms};
-use super::ns_probe::{NsProbe, Writability};
-use super::six_hosts::{SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT};
 use crate::cli::BenchChaosArgs;
+use crate::harness::ns_probe::{NsProbe, Writability};
+use crate::harness::six_hosts::{SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT};
 
 const READY: Duration = Duration::from_secs(180);
 const TABLE: &str = "pgha_chaos_probe";

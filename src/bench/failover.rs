@@ -7,15 +7,16 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
-use super::probe::{lost, max_gap, Target, Writer};
 use super::report::{phase_cells, run_page, RunPage, PHASE_HEADERS};
 use super::report_index::Table;
 use super::report_svg::Timeline;
-use super::six_hosts::read_from;
+use super::scenario::Scenario;
 use super::stats::{rss_bytes, summarize, Summary};
-use crate::cli::{BenchFailoverArgs, Scenario};
+use crate::cli::BenchFailoverArgs;
 use crate::config::{LogFormat, Role};
-use crate::local::{Layout, LocalCluster};
+use crate::harness::local::{Layout, LocalCluster};
+use crate::harness::probe::{lost, max_gap, Target, Writer};
+use crate::harness::six_hosts::read_from;
 
 const READY: Duration = Duration::from_secs(180);
 const TABLE: &str = "pgha_bench_probe";
@@ -217,7 +218,7 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
             Scenario::PostgresCrash,
         ]
     } else {
-        args.scenario.clone()
+        args.scenario.iter().map(|s| Scenario::from(*s)).collect()
     };
     let mut runs = Vec::new();
     let mut pages = Vec::new();

@@ -1,7 +1,7 @@
 //! `pgha bench failover` in the six-host topology ([`SixHosts`]): a writer in the client host through VIP:5432,
 //! writability pollers inside every db host, one fault per run, and the numbers of [`super::measure`].
 //!
-//! The writer and the pollers are [`super::ns_probe`]'s threads inside the namespaces.
+//! The writer and the pollers are [`crate::harness::ns_probe`]'s threads inside the namespaces.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,15 +10,16 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::measure::{first_write_after_outage, gap_after, max_writable, opt_ms, summarize_runs, NetRun, NetSummary};
-use super::ns_probe::{NsProbe, Writability};
 use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
-use super::probe::lost;
 use super::report::{ms_cell, phase_cells, run_page, RunPage, PHASE_HEADERS};
 use super::report_index::Table;
 use super::report_svg::Timeline;
-use super::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, EDGES, PG_PORT, REPLICA_PORT};
-use crate::cli::{BenchFailoverArgs, Scenario};
+use super::scenario::Scenario;
+use crate::cli::BenchFailoverArgs;
 use crate::ctl::output::table;
+use crate::harness::ns_probe::{NsProbe, Writability};
+use crate::harness::probe::lost;
+use crate::harness::six_hosts::{Ready, SixHosts, SixHostsOptions, CLIENT, EDGES, PG_PORT, REPLICA_PORT};
 
 const READY: Duration = Duration::from_secs(180);
 /// Budget of one scenario from the fault to steady writes again.
@@ -36,17 +37,6 @@ pub struct NetReport {
     pub replication: String,
     pub runs: Vec<NetRun>,
     pub summary: Vec<NetSummary>,
-}
-
-fn changes_leader(s: Scenario) -> bool {
-    matches!(
-        s,
-        Scenario::PrimaryCrash | Scenario::PrimaryPartition | Scenario::Switchover | Scenario::Sigterm
-    )
-}
-
-fn moves_vip(s: Scenario) -> bool {
-    matches!(s, Scenario::EdgeCrash | Scenario::EdgePartition)
 }
 
 async fn one_run(
@@ -114,8 +104,8 @@ async fn one_run(
             }
         }
         let events_done = thawed
-            && (!changes_leader(scenario) || new_leader_at.is_some())
-            && (!moves_vip(scenario) || vip_at.is_some());
+            && (!scenario.changes_leader() || new_leader_at.is_some())
+            && (!scenario.moves_vip() || vip_at.is_some());
         let acked = probe.snapshot();
         // Writing again: STEADY acknowledgements after the end of the longest pause since the fault.
         let steady = first_write_after_outage(&acked, t0)
@@ -241,7 +231,7 @@ pub async fn measure(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<(Ne
             Scenario::EdgePartition,
         ]
     } else {
-        args.scenario.clone()
+        args.scenario.iter().map(|s| Scenario::from(*s)).collect()
     };
     let mut runs = Vec::new();
     let mut pages = Vec::new();
