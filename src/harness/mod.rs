@@ -3,8 +3,11 @@
 //!
 //! It is in the binary, not only in the tests, because `pgha demo` and `pgha bench` run it for users.
 
+pub mod error;
 pub mod local;
 pub mod ns_probe;
 pub mod pg_disk;
 pub mod probe;
 pub mod six_hosts;
+pub mod spec;
+pub mod topology;
