@@ -7,7 +7,7 @@ pub mod chaos_report;
 pub mod chaos_schedule;
 pub mod dcs;
 pub mod failover;
-pub mod failover_net;
+pub mod failover_report;
 pub mod measure;
 pub mod phases;
 pub mod profile;
@@ -31,8 +31,7 @@ use crate::cli::BenchCommand;
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Dcs(args) => dcs::run(args).await,
-        BenchCommand::Failover(args) if args.local => failover::run(args).await,
-        BenchCommand::Failover(args) => failover_net::run(args).await,
+        BenchCommand::Failover(args) => failover::run(args).await,
         BenchCommand::Proxy(args) => proxy::run(args).await,
         BenchCommand::Chaos(args) => chaos::run(args).await,
     }

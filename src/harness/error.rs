@@ -17,6 +17,8 @@ pub enum HarnessError {
     Client(#[from] crate::dcs::client::ClientError),
     #[error("not ready within {0:?}: {1}")]
     NotReady(Duration, String),
+    #[error("{0} needs the six-host topology (run without --local, as root)")]
+    Unsupported(String),
     #[error("no host or node {0}")]
     NoHost(String),
 }

@@ -742,6 +742,18 @@ impl Topology for LocalCluster {
         Ok(store.view().await?)
     }
 
+    fn dcs_client(&self) -> Result<Box<dyn std::ops::Deref<Target = DcsClient> + '_>, HarnessError> {
+        Ok(Box::new(Box::new(self.client(Duration::from_secs(5))?)))
+    }
+
+    fn client_ns(&self) -> Result<Option<String>, HarnessError> {
+        Ok(None)
+    }
+
+    fn edges(&self) -> Vec<String> {
+        self.edges.iter().map(|e| e.name.clone()).collect()
+    }
+
     // One client for the whole wait instead of one per poll.
     async fn wait_primary_with(&self, replicas: usize, timeout: Duration) -> Result<String, HarnessError> {
         self.wait_pg_cluster(replicas, timeout).await

@@ -22,7 +22,7 @@ use crate::tls::{NodeTls, TlsFiles};
 use super::pg_disk::PgDisk;
 use super::probe::Target;
 use super::spec::{ClusterSpec, EdgeSpec, Layout, MemberSpec, VipSpec};
-use super::topology::Topology;
+use super::topology::{read_from, Topology};
 use crate::config::Role;
 
 /// The db hosts.
@@ -448,20 +448,6 @@ impl SixHosts {
         self.topo.hosts.iter().map(|h| h.name.as_str()).filter(|h| *h != CLIENT)
     }
 
-    /// The last `n` lines of every host's log, for errors.
-    pub fn log_tails(&self, n: usize) -> String {
-        let mut out = String::new();
-        for h in self.log_hosts() {
-            let text = self.log(h);
-            let lines: Vec<&str> = text.lines().collect();
-            out.push_str(&format!(
-                "--- {h}\n{}\n",
-                lines[lines.len().saturating_sub(n)..].join("\n")
-            ));
-        }
-        out
-    }
-
     /// Where `host`'s pgha logs go.
     pub fn log_path(&self, host: &str) -> PathBuf {
         self.dir.join(format!("{host}.log"))
@@ -486,18 +472,6 @@ impl SixHosts {
     pub fn ns(&self, host: &str) -> Result<String, SixHostsError> {
         Ok(self.topo.host(host)?.ns.clone())
     }
-}
-
-/// The text of the file at `path` from byte `from` on (empty when it cannot be read): a log read past a mark.
-pub fn read_from(path: &Path, from: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut bytes = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        if f.seek(SeekFrom::Start(from)).is_ok() {
-            let _ = f.read_to_end(&mut bytes);
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 impl Topology for SixHosts {
@@ -541,5 +515,47 @@ impl Topology for SixHosts {
 
     async fn view(&self) -> Result<ClusterView, HarnessError> {
         SixHosts::view(self).await
+    }
+
+    fn dcs_client(&self) -> Result<Box<dyn std::ops::Deref<Target = DcsClient> + '_>, HarnessError> {
+        Ok(Box::new(&self.dcs))
+    }
+
+    fn client_ns(&self) -> Result<Option<String>, HarnessError> {
+        Ok(Some(self.ns(CLIENT)?))
+    }
+
+    fn edges(&self) -> Vec<String> {
+        EDGES.iter().map(|(e, _)| e.to_string()).collect()
+    }
+
+    fn vip_holders(&self) -> Vec<String> {
+        SixHosts::vip_holders(self)
+    }
+
+    fn has_network(&self) -> bool {
+        true
+    }
+
+    fn cut(&self, host: &str) -> Result<(), HarnessError> {
+        SixHosts::cut(self, host)
+    }
+
+    fn restore(&self, host: &str) -> Result<(), HarnessError> {
+        SixHosts::restore(self, host)
+    }
+
+    async fn power_off(&mut self, host: &str) -> Result<(), HarnessError> {
+        SixHosts::power_off(self, host).await
+    }
+
+    fn power_on(&mut self, host: &str) -> Result<(), HarnessError> {
+        let exe = self.exe.clone();
+        SixHosts::power_on(self, host, &exe)
+    }
+
+    async fn wait_serving(&self, timeout: Duration) -> Result<(String, Option<String>), HarnessError> {
+        let ready = self.wait_ready(timeout).await?;
+        Ok((ready.primary, Some(ready.vip_holder)))
     }
 }
