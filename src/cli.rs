@@ -508,38 +508,6 @@ pub enum Scenario {
     EdgePartition,
 }
 
-impl From<Scenario> for crate::bench::scenario::Scenario {
-    fn from(s: Scenario) -> Self {
-        use crate::bench::scenario::Scenario as B;
-        match s {
-            Scenario::PrimaryCrash => B::PrimaryCrash,
-            Scenario::PostgresCrash => B::PostgresCrash,
-            Scenario::Sigterm => B::Sigterm,
-            Scenario::Switchover => B::Switchover,
-            Scenario::PrimaryPartition => B::PrimaryPartition,
-            Scenario::PrimaryFreeze => B::PrimaryFreeze,
-            Scenario::EdgeCrash => B::EdgeCrash,
-            Scenario::EdgePartition => B::EdgePartition,
-        }
-    }
-}
-
-#[cfg(test)]
-mod scenario_names {
-    use clap::ValueEnum;
-
-    #[test]
-    fn the_bench_type_keeps_the_command_line_names() {
-        for s in super::Scenario::value_variants() {
-            let typed = s.to_possible_value().map(|v| v.get_name().to_string());
-            assert_eq!(
-                typed.as_deref(),
-                Some(crate::bench::scenario::Scenario::from(*s).name())
-            );
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct BenchFailoverArgs {
     /// Scenarios to run (repeatable; default: all).
