@@ -19,7 +19,7 @@ use crate::cli::BenchFailoverArgs;
 use crate::config::{LogFormat, Role};
 use crate::harness::local::{Layout, LocalCluster};
 use crate::harness::ns_probe::{NsProbe, Writability};
-use crate::harness::probe::lost;
+use crate::harness::probe::{lost, Target};
 use crate::harness::six_hosts::{SixHosts, SixHostsOptions};
 use crate::harness::topology::{read_from, Topology};
 
@@ -198,15 +198,30 @@ async fn one_run<T: Topology>(
     Ok((run, timeline))
 }
 
+/// A session on the current primary of `target`, waiting for one within the deadline (a busy machine can miss one
+/// connect timeout).
+async fn primary_of(target: &Target) -> anyhow::Result<tokio_postgres::Client> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(p) = target.primary().await {
+            return Ok(p);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no primary to connect to within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Ids present on the current primary (waits for one, within the deadline).
 async fn present_ids<T: Topology>(site: &T) -> anyhow::Result<Vec<i64>> {
     let target = site.direct_target()?;
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if let Some(p) = target.primary().await {
-            if let Ok(rows) = p.query(&format!("SELECT id FROM {TABLE} ORDER BY id"), &[]).await {
-                return Ok(rows.iter().map(|r| r.get(0)).collect());
-            }
+        let p = primary_of(&target).await?;
+        if let Ok(rows) = p.query(&format!("SELECT id FROM {TABLE} ORDER BY id"), &[]).await {
+            return Ok(rows.iter().map(|r| r.get(0)).collect());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
