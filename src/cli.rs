@@ -570,8 +570,7 @@ pub struct BenchChaosArgs {
 }
 
 /// A fault injected by `bench failover`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     /// SIGKILL the primary's pgha and PostgreSQL.
     PrimaryCrash,

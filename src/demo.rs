@@ -7,7 +7,7 @@ use anyhow::Context;
 use crate::cli::DemoArgs;
 use crate::config::{LogFormat, Role};
 use crate::ctl::progress::{Progress, Sink};
-use crate::local::{Layout, LocalCluster};
+use crate::harness::local::{Layout, LocalCluster};
 
 /// Runs the demo until SIGINT/SIGTERM, then stops every node and returns.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {

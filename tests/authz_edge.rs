@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use pgha::config::Role;
 use pgha::dcs::types::{node_id, Command, ExpiredLease};
+use pgha::harness::local::{Layout, LocalCluster};
 use pgha::identity::{Caller, CertRole};
-use pgha::local::{Layout, LocalCluster};
 
 use roles::{denied, identity, refusals, Peer};
 

@@ -9,8 +9,8 @@ mod roles;
 use std::time::Duration;
 
 use pgha::dcs::types::{node_id, Command, ExpiredLease, Op, Txn};
+use pgha::harness::local::LocalCluster;
 use pgha::identity::{Caller, CertRole};
-use pgha::local::LocalCluster;
 use tonic::Status;
 
 use common::{leader, put_acked, start_cluster_tls};

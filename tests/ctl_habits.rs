@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use db::{index_of, READY};
 
 /// `pgha ctl ARGS` with the cluster's ctl.toml through `$PGHA_CTL_CONFIG` (no `-c`) and `$HOME` at `home`.
-fn ctl(cluster: &pgha::local::LocalCluster, home: &std::path::Path, args: &[&str]) -> common::Run {
+fn ctl(cluster: &pgha::harness::local::LocalCluster, home: &std::path::Path, args: &[&str]) -> common::Run {
     let config = cluster.write_ctl_config().expect("ctl.toml");
     let config = config.to_str().expect("utf-8 path");
     let home = home.to_str().expect("utf-8 path");

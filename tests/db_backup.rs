@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pgha::config::Role;
-use pgha::local::{Layout, LocalCluster};
+use pgha::harness::local::{Layout, LocalCluster};
 
 use db::{index_of, port, READY};
 

@@ -9,7 +9,7 @@ mod probe;
 use std::time::{Duration, Instant};
 
 use pgha::config::Role;
-use pgha::local::{Layout, LocalCluster};
+use pgha::harness::local::{Layout, LocalCluster};
 
 use db::{ctl, ctl_fails, http, index_of, port, start, HA, READY};
 

@@ -123,20 +123,26 @@ async fn foreign_data_directory_is_refused_and_left_alone() {
     }
     // node3 gets the data directory of ANOTHER cluster (node1 of a second local cluster) before it starts.
     pgha::tls::install_crypto_provider();
-    let layout = pgha::local::Layout {
+    let layout = pgha::harness::local::Layout {
         ha_lines: db::HA.to_string(),
         ..Default::default()
     };
-    let mut other =
-        pgha::local::LocalCluster::create_with(&common::exe(), None, 1, pgha::config::Role::Db, false, layout.clone())
-            .expect("layout");
+    let mut other = pgha::harness::local::LocalCluster::create_with(
+        &common::exe(),
+        None,
+        1,
+        pgha::config::Role::Db,
+        false,
+        layout.clone(),
+    )
+    .expect("layout");
     other.start_all().expect("start");
     other.wait_pg_cluster(0, READY).await.expect("the other cluster runs");
     other.stop_all(Duration::from_secs(30));
     let foreign = other.nodes[0].pg_data.clone().expect("pgdata");
 
     let mut cluster =
-        pgha::local::LocalCluster::create_with(&common::exe(), None, 3, pgha::config::Role::Db, false, layout)
+        pgha::harness::local::LocalCluster::create_with(&common::exe(), None, 3, pgha::config::Role::Db, false, layout)
             .expect("layout");
     for i in 0..2 {
         cluster.start(i).expect("start");
@@ -182,7 +188,7 @@ fn missing_postgres_binaries_are_a_clear_start_error() {
     let secret = dir.path().join("pw");
     std::fs::write(&secret, "secret\n").expect("secret");
     let config = dir.path().join("db.toml");
-    let port = pgha::local::free_ports(1).expect("port")[0];
+    let port = pgha::harness::local::free_ports(1).expect("port")[0];
     let text = format!(
         "[node]\nname = \"db1\"\ndata_dir = \"{data}\"\n[dcs]\nlisten = \"127.0.0.1:{port}\"\npeers = [\"db1=127.0.0.1:{port}\"]\n\
          [tls]\nplaintext = true\n[postgresql]\nbin_dir = \"/nonexistent/pg/bin\"\nsuperuser_password_file = \"{s}\"\n\

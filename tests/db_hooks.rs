@@ -17,7 +17,7 @@ use db::{ctl, index_of, READY};
 const HOOK_WAIT: Duration = Duration::from_secs(30);
 
 /// Adds `line` to the `[postgresql]` section of node `i` (before it starts).
-fn add_pg_line(cluster: &pgha::local::LocalCluster, i: usize, line: &str) {
+fn add_pg_line(cluster: &pgha::harness::local::LocalCluster, i: usize, line: &str) {
     let path = &cluster.nodes[i].config;
     let text = std::fs::read_to_string(path).expect("reading the node config");
     assert!(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use db::{index_of, port, READY};
-use pgha::local::LocalCluster;
+use pgha::harness::local::LocalCluster;
 
 /// Invariant 7: every member streams again within this long after a fault ends.
 const REJOIN: Duration = Duration::from_secs(30);

@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pgha::config::Role;
-use pgha::local::{Layout, LocalCluster};
+use pgha::harness::local::{Layout, LocalCluster};
 
 use db::{ctl, index_of, port, READY};
 

@@ -11,7 +11,7 @@ mod probe;
 use std::time::{Duration, Instant};
 
 use pgha::cluster::model::{ClusterView, PgRole, PgState};
-use pgha::local::LocalCluster;
+use pgha::harness::local::LocalCluster;
 
 use db::READY;
 

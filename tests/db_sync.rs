@@ -9,7 +9,7 @@ mod probe;
 
 use std::time::Duration;
 
-use pgha::local::LocalCluster;
+use pgha::harness::local::LocalCluster;
 
 use db::{ctl, http, index_of, port, READY};
 

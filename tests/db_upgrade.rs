@@ -38,7 +38,7 @@ async fn streams_on(port: u16, password: &str, version: u32) -> bool {
     matches!(streaming, Some((v, s)) if v as u32 >= version && s == "streaming")
 }
 
-fn cluster_json(cluster: &pgha::local::LocalCluster) -> serde_json::Value {
+fn cluster_json(cluster: &pgha::harness::local::LocalCluster) -> serde_json::Value {
     serde_json::from_str(&ctl(cluster, &["list", "-o", "json"])).expect("ctl list -o json")
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{client, exe, get_value, put_acked, voters, wait_until, ELECTION};
 use pgha::config::Role;
-use pgha::local::{Layout, LocalCluster, LocalNode};
+use pgha::harness::local::{Layout, LocalCluster, LocalNode};
 
 const WRITE: Duration = Duration::from_secs(20);
 /// From the first write after the disk filled to the process's exit (openraft stops at once; the clean stop of a

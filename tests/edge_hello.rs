@@ -58,7 +58,7 @@ fn children_of(pid: i32) -> usize {
         .count()
 }
 
-fn backends(cluster: &pgha::local::LocalCluster) -> Vec<usize> {
+fn backends(cluster: &pgha::harness::local::LocalCluster) -> Vec<usize> {
     (0..cluster.nodes.len())
         .map(|i| cluster.postmaster_pid(i).map_or(0, children_of))
         .collect()

@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 
 use db::{index_of, port};
 use pgha::config::Role;
-use pgha::local::{Layout, LocalCluster};
+use pgha::harness::local::{Layout, LocalCluster};
 
 /// Generous: a primary-port client must outwait a whole failover on 2 busy cores.
 const EDGE_EXTRA: &str = "primary_wait_ms = 20000";

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use pgha::cluster::keys::Keys;
 use pgha::cluster::store::Store;
-use pgha::local::LocalCluster;
+use pgha::harness::local::LocalCluster;
 
 use db::{index_of, port, READY};
 

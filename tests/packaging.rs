@@ -248,7 +248,7 @@ fn run_notifies_systemd_and_logs_json_lines() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).expect("binding the notify socket");
-    let port = pgha::local::free_ports(1).expect("a free port")[0];
+    let port = pgha::harness::local::free_ports(1).expect("a free port")[0];
     let addr = format!("127.0.0.1:{port}");
     let log_path = dir.path().join("w1.log");
     let log = std::fs::File::create(&log_path).expect("creating the log file");

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use pgha::config::Role;
-use pgha::local::{Layout, LocalCluster};
+use pgha::harness::local::{Layout, LocalCluster};
 use pgha::postgres::bin_dir::{self, BinDirError, BinQuery, Need};
 use pgha::postgres::{PgSettings, Postgres};
 
@@ -85,7 +85,7 @@ struct Run(Child);
 
 impl Run {
     /// Starts `node`'s `pgha run` with the test roots in PGHA_PG_SEARCH (and no bin_dir configured).
-    fn with_search(node: &pgha::local::LocalNode) -> Run {
+    fn with_search(node: &pgha::harness::local::LocalNode) -> Run {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use pgha::cluster::keys::Keys;
 use pgha::cluster::model::{ClusterView, PgRole, PgState};
 use pgha::cluster::store::Store;
+use pgha::harness::local::LocalCluster;
 use pgha::identity::CertRole;
-use pgha::local::LocalCluster;
 
 use db::{index_of, READY};
 use https::{https, Identity};

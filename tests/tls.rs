@@ -73,7 +73,7 @@ async fn foreign_clients_are_refused_and_the_cluster_client_works() {
 
 /// Writes a witness config using the given TLS files; returns its path.
 fn node_config(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> PathBuf {
-    let port = pgha::local::free_ports(1).expect("a free port")[0];
+    let port = pgha::harness::local::free_ports(1).expect("a free port")[0];
     let text = format!(
         "[node]\nname = \"w1\"\ndata_dir = \"{data}\"\n\n[dcs]\nlisten = \"127.0.0.1:{port}\"\npeers = [\"w1=127.0.0.1:{port}\"]\n\n\
          [tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",

@@ -15,8 +15,9 @@ mod vip_view;
 
 use std::time::{Duration, Instant};
 
-use pgha::bench::six_hosts::{SixHosts, SixHostsOptions, CLIENT, CLUSTER, DBS, EDGES, PG_PORT};
 use pgha::cluster::keys::Keys;
+use pgha::harness::six_hosts::{SixHosts, SixHostsOptions, CLIENT, CLUSTER, DBS, EDGES, PG_PORT};
+use pgha::harness::topology::Topology;
 use vip_view::{median, VipView, MOVE};
 
 const READY: Duration = Duration::from_secs(120);

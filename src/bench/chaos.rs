@@ -13,9 +13,10 @@ use super::chaos_faults::{apply, Applied, Resolved};
 use super::chaos_report::{render, summarize_kinds, ChaosReport, StepRecord};
 use super::chaos_schedule::{schedule, timeline, violation, Step};
 use super::measure::{gap_after, opt_ms};
-use super::ns_probe::{NsProbe, Writability};
-use super::six_hosts::{SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT};
 use crate::cli::BenchChaosArgs;
+use crate::harness::ns_probe::{NsProbe, Writability};
+use crate::harness::six_hosts::{SixHosts, SixHostsOptions, CLIENT, DBS, EDGES, PG_PORT};
+use crate::harness::topology::Topology;
 
 const READY: Duration = Duration::from_secs(180);
 const TABLE: &str = "pgha_chaos_probe";
@@ -136,7 +137,7 @@ async fn drive(six: &mut SixHosts, opts: &ChaosOptions) -> anyhow::Result<ChaosR
     }
     create_table(six).await?;
     let pollers = Writability::start(six)?;
-    let probe = NsProbe::start(six.ns(CLIENT)?, six.via_vip(PG_PORT), TABLE, 1, None)?;
+    let probe = NsProbe::start(Some(six.ns(CLIENT)?), six.via_vip(PG_PORT), TABLE, 1, None)?;
     Checks::wait_writes(&probe, Duration::from_secs(60))
         .await
         .map_err(anyhow::Error::msg)

@@ -1,17 +1,17 @@
 //! `bench chaos`'s invariant checks against the running topology: every db member streaming from the leader again
 //! (timed), the VIP settled on one edge, writes through the VIP resumed, no acknowledged write missing on the
 //! primary, never two writable primaries. The verdicts are pure ([`super::rejoin`], [`super::vip_settle`],
-//! [`super::writable_runs`], [`super::probe::lost`]); this module observes and keeps what a long run needs.
+//! [`super::writable_runs`], [`crate::harness::probe::lost`]); this module observes and keeps what a long run needs.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-use super::ns_probe::{Acks, NsProbe, Writability};
-use super::probe::{lost, Target};
 use super::rejoin::{rejoined, Steady};
-use super::six_hosts::{SixHosts, DBS, EDGES, PG_PORT};
 use super::vip_settle::{VipSettle, VipVerdict};
 use super::writable_runs::{Sample, WritableRuns};
+use crate::harness::ns_probe::{Acks, NsProbe, Writability};
+use crate::harness::probe::{lost, Target};
+use crate::harness::six_hosts::{SixHosts, DBS, EDGES, PG_PORT};
 
 /// Invariant 7: every member streams from the leader again this long after a fault ends.
 pub const REJOIN: Duration = Duration::from_secs(30);

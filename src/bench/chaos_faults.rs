@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::chaos_schedule::{Fault, Op, Target};
-use super::six_hosts::{SixHosts, DBS, EDGES};
+use crate::harness::six_hosts::{SixHosts, DBS, EDGES};
 
 /// The hosts a step's targets stand for, fixed when the step starts.
 #[derive(Clone, Debug)]

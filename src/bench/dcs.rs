@@ -11,7 +11,7 @@ use super::stats::{dir_bytes, rss_bytes, summarize, Summary};
 use crate::cli::BenchDcsArgs;
 use crate::config::{LogFormat, Role};
 use crate::dcs::client::DcsClient;
-use crate::local::LocalCluster;
+use crate::harness::local::LocalCluster;
 
 /// Everything `bench dcs` measures.
 #[derive(Debug, Serialize)]

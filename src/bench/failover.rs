@@ -1,145 +1,234 @@
-//! `pgha bench failover`: write gap, leader change and lost acknowledged writes across faults on a local
-//! three-node cluster of real pgha + PostgreSQL processes (loopback; the six-host network version is separate).
+//! `pgha bench failover`: one driver over the harness's [`Topology`], for the six-host topology (a writer in the
+//! client host through VIP:5432, writability pollers inside every db host) and the loopback cluster (`--local`: the
+//! writer beside it, db scenarios only). One fault per run, the numbers of [`super::measure`], the per-phase
+//! timings of [`super::phases`]; the tables are [`super::failover_report`]'s.
 
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use serde::Serialize;
 
+use super::failover_report::{page_of, print_report, write_report, FailoverReport};
+use super::measure::{first_write_after_outage, gap_after, max_writable, opt_ms, summarize_runs, NetRun};
 use super::phases::{parse_json_log, phases, LogLine, Outcome, Phases};
-use super::probe::{lost, max_gap, Target, Writer};
-use super::report::{phase_cells, run_page, RunPage, PHASE_HEADERS};
-use super::report_index::Table;
+use super::report::RunPage;
 use super::report_svg::Timeline;
-use super::six_hosts::read_from;
-use super::stats::{rss_bytes, summarize, Summary};
-use crate::cli::{BenchFailoverArgs, Scenario};
+use super::scenario::Scenario;
+use super::stats::rss_bytes;
+use crate::cli::BenchFailoverArgs;
 use crate::config::{LogFormat, Role};
-use crate::local::{Layout, LocalCluster};
+use crate::harness::local::{Layout, LocalCluster};
+use crate::harness::ns_probe::{NsProbe, Writability};
+use crate::harness::probe::{lost, Target};
+use crate::harness::six_hosts::{SixHosts, SixHostsOptions};
+use crate::harness::topology::{read_from, Topology};
 
 const READY: Duration = Duration::from_secs(180);
+/// Budget of one scenario from the fault to steady writes again.
+const DEADLINE: Duration = Duration::from_secs(60);
 const TABLE: &str = "pgha_bench_probe";
+/// Acknowledged writes that make "writing again" (about half a second).
+const STEADY: usize = 25;
+/// How long a writable sample counts when the host stops answering.
+const HOLD: Duration = Duration::from_millis(300);
 
-/// One fault and what the writer saw.
-#[derive(Debug, Serialize)]
-pub struct RunResult {
-    pub scenario: Scenario,
-    pub write_gap_ms: f64,
-    pub old_leader: String,
-    pub new_leader: String,
-    pub acknowledged: usize,
-    pub lost_acknowledged: usize,
-    /// Per-phase timings from the nodes' logs (no edges here: no route or VIP phase).
-    pub phases: Phases,
+/// The scenarios run when none is named: every one the topology can inject.
+fn default_scenarios(network: bool) -> Vec<Scenario> {
+    use Scenario::*;
+    match network {
+        true => vec![
+            PrimaryCrash,
+            PostgresCrash,
+            PrimaryPartition,
+            PrimaryFreeze,
+            Switchover,
+            EdgeCrash,
+            EdgePartition,
+        ],
+        false => vec![PrimaryCrash, Sigterm, Switchover, PostgresCrash],
+    }
 }
 
-/// Per-scenario summary.
-#[derive(Debug, Serialize)]
-pub struct ScenarioSummary {
-    pub scenario: Scenario,
-    pub write_gap: Summary,
-    pub lost_acknowledged: usize,
-    pub leader_changes: usize,
+/// True when `s` cuts links or powers hosts off (the six-host topology only).
+fn needs_network(s: Scenario) -> bool {
+    matches!(
+        s,
+        Scenario::PrimaryPartition | Scenario::EdgeCrash | Scenario::EdgePartition
+    )
 }
 
-/// The whole report.
-#[derive(Debug, Serialize)]
-pub struct FailoverReport {
-    /// `async`, or the synchronous mode of the runs.
-    pub replication: String,
-    pub runs: Vec<RunResult>,
-    pub summary: Vec<ScenarioSummary>,
-    pub idle_rss_bytes: Vec<u64>,
-}
-
-fn index_of(cluster: &LocalCluster, name: &str) -> usize {
-    cluster.nodes.iter().position(|n| n.name == name).unwrap_or(0)
-}
-
-async fn wait_writes(writer: &Writer, at_least: usize, what: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while writer.count() < at_least {
-        anyhow::ensure!(Instant::now() < deadline, "no {what} within 60 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+async fn inject<T: Topology>(site: &mut T, scenario: Scenario, primary: &str, vip: &str) -> anyhow::Result<()> {
+    match scenario {
+        Scenario::PrimaryCrash => site.kill_member(primary).await?,
+        Scenario::PostgresCrash => {
+            site.signal_postgres(primary, libc::SIGKILL);
+        }
+        Scenario::Sigterm => site.signal_member(primary, libc::SIGTERM)?,
+        Scenario::PrimaryPartition => site.cut(primary)?,
+        Scenario::PrimaryFreeze => site.signal_member(primary, libc::SIGSTOP)?,
+        Scenario::Switchover => request_switchover(&**site.dcs_client()?).await?,
+        // A power-off: every process dies and the host answers nothing (its address goes with it).
+        Scenario::EdgeCrash => site.power_off(vip).await?,
+        Scenario::EdgePartition => site.cut(vip)?,
     }
     Ok(())
 }
 
-async fn one_run(
-    cluster: &mut LocalCluster,
-    target: &Target,
+/// Undoes the fault so the next run starts from a full cluster.
+fn heal<T: Topology>(site: &mut T, scenario: Scenario, primary: &str, vip: &str) -> anyhow::Result<()> {
+    match scenario {
+        Scenario::PrimaryCrash | Scenario::Sigterm => site.start_member(primary)?,
+        Scenario::PrimaryPartition => site.restore(primary)?,
+        Scenario::EdgeCrash => site.power_on(vip)?,
+        Scenario::EdgePartition => site.restore(vip)?,
+        Scenario::PostgresCrash | Scenario::PrimaryFreeze | Scenario::Switchover => {}
+    }
+    Ok(())
+}
+
+async fn one_run<T: Topology>(
+    site: &mut T,
+    pollers: Option<&Writability>,
     scenario: Scenario,
-    first_id: i64,
-) -> anyhow::Result<(RunResult, Timeline)> {
-    let old_leader = cluster.wait_pg_cluster(2, READY).await?;
-    let li = index_of(cluster, &old_leader);
-    let writer = Writer::start(target.clone(), TABLE, first_id);
-    wait_writes(&writer, 25, "writes before the fault").await?;
-    // Where each node's log stands at the fault: the phases are read from there on.
-    let marks: Vec<u64> = cluster
-        .nodes
-        .iter()
-        .map(|n| std::fs::metadata(&n.log).map_or(0, |m| m.len()))
+    first: i64,
+    reader: bool,
+) -> anyhow::Result<(NetRun, Timeline)> {
+    let (primary, vip_holder) = site
+        .wait_serving(READY)
+        .await
+        .with_context(|| format!("waiting for the cluster before a run\n{}", site.log_tails(8)))?;
+    let vip_holder = vip_holder.unwrap_or_default();
+    let ttl = Duration::from_millis(site.view().await?.config.ttl_ms);
+    let reader = if reader { site.read_target() } else { None };
+    let probe = NsProbe::start(site.client_ns()?, site.write_target()?, TABLE, first, reader)?;
+    let start = Instant::now();
+    while probe.count() < STEADY {
+        anyhow::ensure!(start.elapsed() < DEADLINE, "no writes within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Where each log stands at the fault: the phases are read from there on, not from the start every run.
+    let marks: Vec<(String, std::path::PathBuf, u64)> = site
+        .logs()
+        .into_iter()
+        .map(|(name, path)| {
+            let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+            (name, path, len)
+        })
         .collect();
     let (t0, t0_wall) = (Instant::now(), SystemTime::now());
-    match scenario {
-        Scenario::PrimaryCrash => {
-            cluster.kill(li);
-            cluster.signal_postgres(li, libc::SIGKILL);
+    inject(site, scenario, &primary, &vip_holder).await?;
+    let (mut new_leader_at, mut vip_at, mut thawed) = (None, None, scenario != Scenario::PrimaryFreeze);
+    let (mut new_leader, mut new_vip) = (primary.clone(), vip_holder.clone());
+    loop {
+        let now = Instant::now();
+        if !thawed && now >= t0 + 2 * ttl {
+            site.signal_member(&primary, libc::SIGCONT)?;
+            thawed = true;
         }
-        Scenario::PostgresCrash => {
-            cluster.signal_postgres(li, libc::SIGKILL);
+        if new_leader_at.is_none() {
+            if let Ok(view) = site.view().await {
+                if let Some(l) = view.leader_member() {
+                    if l.name != primary && l.role == crate::cluster::model::PgRole::Primary {
+                        new_leader_at = Some(now - t0);
+                        new_leader = l.name.clone();
+                    }
+                }
+            }
         }
-        Scenario::Sigterm => cluster.signal(li, libc::SIGTERM),
-        Scenario::Switchover => request_switchover(&cluster.client(Duration::from_secs(5))?).await?,
-        other => anyhow::bail!("scenario {other:?} needs the six-host topology (run without --local, as root)"),
+        if vip_at.is_none() {
+            if let Some(h) = site.vip_holders().into_iter().find(|h| *h != vip_holder) {
+                vip_at = Some(now - t0);
+                new_vip = h;
+            }
+        }
+        let events_done = thawed
+            && (!scenario.changes_leader() || new_leader_at.is_some())
+            && (!scenario.moves_vip() || vip_at.is_some());
+        let acked = probe.snapshot();
+        // Writing again: STEADY acknowledgements after the end of the longest pause since the fault.
+        let steady = first_write_after_outage(&acked, t0)
+            .is_some_and(|f| acked.iter().filter(|(_, t)| *t >= t0 + f).count() >= STEADY);
+        if events_done && steady {
+            break;
+        }
+        if now - t0 > DEADLINE {
+            anyhow::bail!(
+                "{scenario:?}: not writing steadily again within {DEADLINE:?} (new leader {new_leader_at:?}, VIP \
+                 move {vip_at:?})\n{}",
+                site.log_tails(8)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let before = writer.count();
-    wait_writes(&writer, before + 25, "writes after the fault").await?;
-    let acked = writer.stop().await;
-    let new_leader = cluster.wait_pg_cluster(0, READY).await?;
-    let primary = target.primary().await.context("connecting to the new primary")?;
-    let rows = primary
-        .query(&format!("SELECT id FROM {TABLE} ORDER BY id"), &[])
-        .await?;
-    let present: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    // Bring the faulted node back for the next run.
-    match scenario {
-        Scenario::PrimaryCrash => {
-            cluster.stop_postgres(li);
-            cluster.start(li)?;
-        }
-        Scenario::Sigterm => {
-            cluster.stop(li, Duration::from_secs(30));
-            cluster.start(li)?;
-        }
-        _ => {}
-    }
-    let lines: Vec<LogLine> = cluster
-        .nodes
+    let (acked, read) = probe.stop();
+    let writable = pollers.map_or(0, |p| max_writable(&p.since(t0 - Duration::from_secs(1)), HOLD));
+    heal(site, scenario, &primary, &vip_holder)?;
+    let present = present_ids(site).await?;
+    let lines: Vec<LogLine> = marks
         .iter()
-        .zip(&marks)
-        .flat_map(|(n, from)| parse_json_log(&n.name, &read_from(&n.log, *from)))
+        .flat_map(|(name, path, from)| parse_json_log(name, &read_from(path, *from)))
         .collect();
-    let phases = phases(
+    let edges = site.edges();
+    let edges: Vec<&str> = edges.iter().map(String::as_str).collect();
+    let phases: Phases = phases(
         &lines,
         &Outcome {
             t0: t0_wall,
-            new_leader: (new_leader != old_leader).then_some(new_leader.as_str()),
-            edges: &[],
+            new_leader: (new_leader != primary).then_some(new_leader.as_str()),
+            edges: &edges,
         },
     );
     let timeline = super::report::timeline(String::new(), &acked, t0, phases);
-    let result = RunResult {
+    let run = NetRun {
         scenario,
-        write_gap_ms: max_gap(&acked).as_secs_f64() * 1000.0,
-        old_leader,
+        write_gap_ms: opt_ms(gap_after(&acked, t0)),
+        read_gap_ms: read.and_then(|r| opt_ms(gap_after(&r, t0))),
+        first_write_ms: opt_ms(first_write_after_outage(&acked, t0)),
+        new_leader_ms: opt_ms(new_leader_at),
+        vip_move_ms: opt_ms(vip_at),
+        old_leader: primary,
         new_leader,
+        old_vip_holder: vip_holder,
+        new_vip_holder: new_vip,
         acknowledged: acked.len(),
         lost_acknowledged: lost(&acked, &present).len(),
+        max_writable: writable,
         phases,
     };
-    Ok((result, timeline))
+    Ok((run, timeline))
+}
+
+/// A session on the current primary of `target`, waiting for one within the deadline (a busy machine can miss one
+/// connect timeout).
+async fn primary_of(target: &Target) -> anyhow::Result<tokio_postgres::Client> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(p) = target.primary().await {
+            return Ok(p);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no primary to connect to within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Ids present on the current primary (waits for one, within the deadline).
+async fn present_ids<T: Topology>(site: &T) -> anyhow::Result<Vec<i64>> {
+    let target = site.direct_target()?;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let p = primary_of(&target).await?;
+        if let Ok(rows) = p.query(&format!("SELECT id FROM {TABLE} ORDER BY id"), &[]).await {
+            return Ok(rows.iter().map(|r| r.get(0)).collect());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no primary to count the writes on within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Asks for a switchover to the best streaming replica, as `pgha ctl switchover --force` does.
@@ -161,46 +250,114 @@ pub async fn request_switchover(dcs: &crate::dcs::client::DcsClient) -> anyhow::
     Ok(())
 }
 
-/// Runs the loopback benchmark (`--local`) and prints a table (and JSON when asked).
-pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
-    crate::logging::init(LogFormat::Human, "warn");
-    anyhow::ensure!(
-        !args.reader && args.vip_ttl_ms.is_none(),
-        "--reader and --vip-ttl-ms need the edges of the six-host topology (run without --local, as root)"
-    );
-    let exe = std::env::current_exe().context("locating the pgha binary")?;
-    let layout = Layout {
-        ha_lines: args.ha_lines(),
-        // JSON logs: the phases are read from their `event` fields.
-        extra_toml: "[log]\nformat = \"json\"\n".into(),
-        ..Layout::default()
+/// Every scenario's runs on `site` (serving already); with `--report`, each run's page too.
+async fn measure<T: Topology>(
+    site: &mut T,
+    pollers: Option<&Writability>,
+    args: &BenchFailoverArgs,
+) -> anyhow::Result<(Vec<Scenario>, Vec<NetRun>, Vec<RunPage>)> {
+    let scenarios = match args.scenario.is_empty() {
+        true => default_scenarios(site.has_network()),
+        false => args.scenario.iter().map(|s| Scenario::from(*s)).collect(),
     };
-    let mut cluster = LocalCluster::create_with(&exe, args.dir.as_deref(), 3, Role::Db, false, layout)?;
-    cluster.start_all()?;
-    cluster
-        .wait_pg_cluster(2, READY)
+    if let Some(s) = scenarios.iter().find(|s| needs_network(**s) && !site.has_network()) {
+        anyhow::bail!("scenario {s:?} needs the six-host topology (run without --local, as root)");
+    }
+    let primary = site
+        .direct_target()?
+        .primary()
         .await
-        .context("bootstrapping the cluster")?;
-    let password = std::fs::read_to_string(cluster.dir.join("secrets/superuser"))?
-        .trim()
-        .to_string();
-    let nodes = cluster
-        .nodes
-        .iter()
-        .filter_map(|n| n.pg_port.map(|p| ("127.0.0.1".to_string(), p)))
-        .collect();
-    let target = Target {
-        nodes,
-        user: "postgres".into(),
-        password,
-    };
-    let primary = target.primary().await.context("connecting to the primary")?;
+        .context("connecting to the primary")?;
     primary
         .execute(
             &format!("CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY)"),
             &[],
         )
         .await?;
+    let (mut runs, mut pages, mut next_id) = (Vec::new(), Vec::new(), 1);
+    for scenario in &scenarios {
+        for i in 0..args.runs {
+            eprintln!("{scenario:?} run {}/{}...", i + 1, args.runs);
+            let (r, timeline) = one_run(site, pollers, *scenario, next_id, args.reader).await?;
+            next_id += 1_000_000;
+            eprintln!(
+                "  gap {:?} ms, leader {} -> {} after {:?} ms, VIP {} -> {} after {:?} ms, lost {}, max writable {}",
+                r.write_gap_ms.map(|v| v.round()),
+                r.old_leader,
+                r.new_leader,
+                r.new_leader_ms.map(|v| v.round()),
+                r.old_vip_holder,
+                r.new_vip_holder,
+                r.vip_move_ms.map(|v| v.round()),
+                r.lost_acknowledged,
+                r.max_writable
+            );
+            let p = &r.phases;
+            eprintln!(
+                "  phases ms: detect {:?}, elect {:?}, promote {:?}, route {:?}, VIP {:?}",
+                p.detect_ms.map(f64::round),
+                p.elect_ms.map(f64::round),
+                p.promote_ms.map(f64::round),
+                p.route_ms.map(f64::round),
+                p.vip_ms.map(f64::round)
+            );
+            if args.report.is_some() {
+                pages.push(page_of(site.has_network(), runs.len() + 1, i + 1, &r, timeline));
+            }
+            runs.push(r);
+        }
+    }
+    Ok((scenarios, runs, pages))
+}
+
+/// The six-host topology: built, measured and torn down (on return, error or Ctrl-C of the caller).
+async fn on_six_hosts(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<(FailoverReport, Vec<RunPage>)> {
+    anyhow::ensure!(
+        crate::netns::is_root(),
+        "pgha bench failover builds network namespaces and needs root; use --local for the loopback cluster"
+    );
+    let opts = SixHostsOptions {
+        exe: exe.to_path_buf(),
+        dir: args.dir.clone(),
+        ha_lines: args.ha_lines(),
+        vip_lines: args.vip_lines(),
+        pg_disk_mib: None,
+    };
+    let mut six = SixHosts::start(&opts)?;
+    six.wait_ready(READY)
+        .await
+        .with_context(|| format!("starting the six-host topology\n{}", six.log_tails(8)))?;
+    let pollers = Writability::start(&six)?;
+    let (scenarios, runs, pages) = measure(&mut six, Some(&pollers), args).await?;
+    drop(pollers);
+    let report = FailoverReport {
+        topology: "six hosts (network namespaces)",
+        replication: args.profile(),
+        summary: summarize_runs(&scenarios, &runs),
+        runs,
+        idle_rss_bytes: Vec::new(),
+    };
+    Ok((report, pages))
+}
+
+/// The loopback 3-node cluster (`--local`).
+async fn on_loopback(args: &BenchFailoverArgs, exe: &Path) -> anyhow::Result<(FailoverReport, Vec<RunPage>)> {
+    anyhow::ensure!(
+        !args.reader && args.vip_ttl_ms.is_none(),
+        "--reader and --vip-ttl-ms need the edges of the six-host topology (run without --local, as root)"
+    );
+    let layout = Layout {
+        ha_lines: args.ha_lines(),
+        // JSON logs: the phases are read from their `event` fields.
+        extra_toml: "[log]\nformat = \"json\"\n".into(),
+        ..Layout::default()
+    };
+    let mut cluster = LocalCluster::create_with(exe, args.dir.as_deref(), 3, Role::Db, false, layout)?;
+    cluster.start_all()?;
+    cluster
+        .wait_primary_with(2, READY)
+        .await
+        .context("bootstrapping the cluster")?;
     // Idle footprint, after a few quiet loops.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_rss_bytes = cluster
@@ -208,158 +365,36 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
         .iter()
         .map(|n| n.pid.and_then(rss_bytes).unwrap_or(0))
         .collect();
-
-    let scenarios = if args.scenario.is_empty() {
-        vec![
-            Scenario::PrimaryCrash,
-            Scenario::Sigterm,
-            Scenario::Switchover,
-            Scenario::PostgresCrash,
-        ]
-    } else {
-        args.scenario.clone()
-    };
-    let mut runs = Vec::new();
-    let mut pages = Vec::new();
-    let mut next_id = 1;
-    for scenario in &scenarios {
-        for i in 0..args.runs {
-            eprintln!("{scenario:?} run {}/{}...", i + 1, args.runs);
-            let (result, timeline) = one_run(&mut cluster, &target, *scenario, next_id).await?;
-            next_id += 1_000_000;
-            let p = &result.phases;
-            eprintln!(
-                "  gap {:.0} ms, {} -> {}, lost {}; phases ms: detect {:?}, elect {:?}, promote {:?}",
-                result.write_gap_ms,
-                result.old_leader,
-                result.new_leader,
-                result.lost_acknowledged,
-                p.detect_ms.map(f64::round),
-                p.elect_ms.map(f64::round),
-                p.promote_ms.map(f64::round)
-            );
-            if args.report.is_some() {
-                pages.push(page_of(runs.len() + 1, i + 1, &result, timeline));
-            }
-            runs.push(result);
-        }
-    }
-    let summary = scenarios
-        .iter()
-        .filter_map(|s| {
-            let of: Vec<&RunResult> = runs.iter().filter(|r| r.scenario == *s).collect();
-            let gaps: Vec<Duration> = of
-                .iter()
-                .map(|r| Duration::from_secs_f64(r.write_gap_ms / 1000.0))
-                .collect();
-            Some(ScenarioSummary {
-                scenario: *s,
-                write_gap: summarize(&gaps)?,
-                lost_acknowledged: of.iter().map(|r| r.lost_acknowledged).sum(),
-                leader_changes: of.iter().filter(|r| r.old_leader != r.new_leader).count(),
-            })
-        })
-        .collect();
+    let (scenarios, runs, pages) = measure(&mut cluster, None, args).await?;
+    cluster.stop_all(Duration::from_secs(10));
     let report = FailoverReport {
+        topology: "loopback 3-node cluster",
         replication: args.profile(),
+        summary: summarize_runs(&scenarios, &runs),
         runs,
-        summary,
         idle_rss_bytes,
+    };
+    Ok((report, pages))
+}
+
+/// `pgha bench failover`: runs, prints the tables, writes the JSON (and the report); Ctrl-C tears everything down.
+pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
+    crate::logging::init(LogFormat::Human, "warn");
+    let exe = std::env::current_exe().context("locating the pgha binary")?;
+    let measured = async {
+        match args.local {
+            true => on_loopback(&args, &exe).await,
+            false => on_six_hosts(&args, &exe).await,
+        }
+    };
+    let (report, pages) = tokio::select! {
+        r = measured => r?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster was torn down"),
     };
     print_report(&report);
     super::write_json(args.json.as_deref(), &report)?;
     if let Some(dir) = &args.report {
-        let context = vec![
-            format!("loopback 3-node cluster, replication: {}", report.replication),
-            rss_line(&report),
-        ];
-        super::report::write(dir, &context, &[summary_table(&report)], &RUN_HEADERS, &pages)?;
+        write_report(dir, &report, &pages)?;
     }
-    cluster.stop_all(Duration::from_secs(10));
     Ok(())
-}
-
-/// Columns of the report's runs table.
-const RUN_HEADERS: [&str; 10] = [
-    "run",
-    "gap ms",
-    "leader",
-    "acked",
-    "lost acked",
-    PHASE_HEADERS[0],
-    PHASE_HEADERS[1],
-    PHASE_HEADERS[2],
-    PHASE_HEADERS[3],
-    PHASE_HEADERS[4],
-];
-
-fn page_of(number: usize, of_scenario: usize, r: &RunResult, timeline: Timeline) -> RunPage {
-    let leader = format!("{} -> {}", r.old_leader, r.new_leader);
-    let mut cells = vec![
-        format!("{:.0}", r.write_gap_ms),
-        leader.clone(),
-        r.acknowledged.to_string(),
-        r.lost_acknowledged.to_string(),
-    ];
-    cells.extend(phase_cells(&r.phases));
-    let mut facts: Vec<(String, String)> = vec![
-        ("scenario".into(), super::report::scenario_name(r.scenario)),
-        ("write gap ms".into(), format!("{:.0}", r.write_gap_ms)),
-        ("leader".into(), leader),
-        ("acknowledged writes".into(), r.acknowledged.to_string()),
-        ("lost acknowledged writes".into(), r.lost_acknowledged.to_string()),
-    ];
-    facts.extend(
-        PHASE_HEADERS
-            .iter()
-            .zip(phase_cells(&r.phases))
-            .map(|(h, c)| (h.to_string(), c)),
-    );
-    run_page(number, r.scenario, of_scenario, timeline, facts, cells)
-}
-
-/// The summary as printed (and in the report's index).
-fn summary_table(r: &FailoverReport) -> Table {
-    let headers = [
-        "scenario",
-        "runs",
-        "gap p50 ms",
-        "gap p95 ms",
-        "gap max ms",
-        "leader changes",
-        "lost acked",
-    ];
-    let rows = r
-        .summary
-        .iter()
-        .map(|s| {
-            vec![
-                format!("{:?}", s.scenario),
-                s.write_gap.count.to_string(),
-                format!("{:.0}", s.write_gap.p50_ms),
-                format!("{:.0}", s.write_gap.p95_ms),
-                format!("{:.0}", s.write_gap.max_ms),
-                s.leader_changes.to_string(),
-                s.lost_acknowledged.to_string(),
-            ]
-        })
-        .collect();
-    Table::new("summary", &headers, rows)
-}
-
-fn rss_line(r: &FailoverReport) -> String {
-    let mb: Vec<String> = r
-        .idle_rss_bytes
-        .iter()
-        .map(|b| format!("{:.1}", *b as f64 / 1_048_576.0))
-        .collect();
-    format!("idle RSS of each db-role pgha (MB): {}", mb.join(" / "))
-}
-
-fn print_report(r: &FailoverReport) {
-    println!("replication: {}", r.replication);
-    let t = summary_table(r);
-    let headers: Vec<&str> = t.headers.iter().map(String::as_str).collect();
-    println!("{}", crate::ctl::output::table(&headers, &t.rows));
-    println!("{}", rss_line(r));
 }

@@ -58,7 +58,7 @@ pub fn max_writable(samples: &[Vec<(Instant, bool)>], hold: Duration) -> usize {
 /// One run in the six-host topology.
 #[derive(Debug, Clone, Serialize)]
 pub struct NetRun {
-    pub scenario: crate::cli::Scenario,
+    pub scenario: super::scenario::Scenario,
     pub write_gap_ms: Option<f64>,
     /// Longest pause of the replica-port reader after the fault (with `--reader`).
     pub read_gap_ms: Option<f64>,
@@ -79,7 +79,7 @@ pub struct NetRun {
 /// Summary of one scenario's runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct NetSummary {
-    pub scenario: crate::cli::Scenario,
+    pub scenario: super::scenario::Scenario,
     pub runs: usize,
     pub write_gap: Option<Summary>,
     pub read_gap: Option<Summary>,
@@ -114,7 +114,7 @@ fn summary_of(runs: &[&NetRun], f: impl Fn(&NetRun) -> Option<f64>) -> Option<Su
 }
 
 /// Per-scenario summaries in the order of `scenarios`.
-pub fn summarize_runs(scenarios: &[crate::cli::Scenario], runs: &[NetRun]) -> Vec<NetSummary> {
+pub fn summarize_runs(scenarios: &[super::scenario::Scenario], runs: &[NetRun]) -> Vec<NetSummary> {
     scenarios
         .iter()
         .map(|s| {
@@ -142,7 +142,7 @@ pub fn summarize_runs(scenarios: &[crate::cli::Scenario], runs: &[NetRun]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Scenario;
+    use crate::bench::scenario::Scenario;
 
     fn at(t0: Instant, ms: &[u64]) -> Vec<(i64, Instant)> {
         ms.iter()

@@ -7,19 +7,16 @@ pub mod chaos_report;
 pub mod chaos_schedule;
 pub mod dcs;
 pub mod failover;
-pub mod failover_net;
+pub mod failover_report;
 pub mod measure;
-pub mod ns_probe;
-pub mod pg_disk;
 pub mod phases;
-pub mod probe;
 pub mod profile;
 pub mod proxy;
 pub mod rejoin;
 pub mod report;
 pub mod report_index;
 pub mod report_svg;
-pub mod six_hosts;
+pub mod scenario;
 pub mod soak;
 pub mod stats;
 pub mod vip_settle;
@@ -35,8 +32,7 @@ use crate::cli::BenchCommand;
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Dcs(args) => dcs::run(args).await,
-        BenchCommand::Failover(args) if args.local => failover::run(args).await,
-        BenchCommand::Failover(args) => failover_net::run(args).await,
+        BenchCommand::Failover(args) => failover::run(args).await,
         BenchCommand::Proxy(args) => proxy::run(args).await,
         BenchCommand::Chaos(args) => chaos::run(args).await,
         BenchCommand::Soak(args) => soak::run(args).await,

@@ -1,7 +1,8 @@
 //! The configuration of the cluster under test that `bench failover`'s and `bench soak`'s flags ask for: `[ha]` and
-//! `[edge.vip]` lines for the generated configs, and the label of the report.
+//! `[edge.vip]` lines for the generated configs, the label of the report, and the scenarios as the bench's own type.
 
-use crate::cli::{BenchFailoverArgs, BenchSoakArgs};
+use super::scenario::Scenario;
+use crate::cli::{BenchFailoverArgs, BenchSoakArgs, Scenario as CliScenario};
 
 /// The `[ha]` lines for a synchronous mode and a leader TTL.
 fn ha_lines(sync: Option<&str>, ttl_ms: Option<u64>) -> String {
@@ -74,5 +75,34 @@ impl BenchSoakArgs {
             self.ttl_ms,
             self.vip_ttl_ms,
         )
+    }
+}
+
+impl From<CliScenario> for Scenario {
+    fn from(s: CliScenario) -> Self {
+        use Scenario as B;
+        match s {
+            CliScenario::PrimaryCrash => B::PrimaryCrash,
+            CliScenario::PostgresCrash => B::PostgresCrash,
+            CliScenario::Sigterm => B::Sigterm,
+            CliScenario::Switchover => B::Switchover,
+            CliScenario::PrimaryPartition => B::PrimaryPartition,
+            CliScenario::PrimaryFreeze => B::PrimaryFreeze,
+            CliScenario::EdgeCrash => B::EdgeCrash,
+            CliScenario::EdgePartition => B::EdgePartition,
+        }
+    }
+}
+
+#[cfg(test)]
+mod scenario_names {
+    use clap::ValueEnum;
+
+    #[test]
+    fn the_bench_type_keeps_the_command_line_names() {
+        for s in super::CliScenario::value_variants() {
+            let typed = s.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(typed.as_deref(), Some(super::Scenario::from(*s).name()));
+        }
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::stats::{anon_rss_bytes, nearest_rank, peak_rss_bytes, rss_bytes};
 use crate::cli::BenchProxyArgs;
 use crate::config::{LogFormat, Role};
-use crate::local::{Layout, LocalCluster};
+use crate::harness::local::{Layout, LocalCluster};
 
 const READY: Duration = Duration::from_secs(120);
 

@@ -11,7 +11,7 @@ use super::measure::gap_window;
 use super::phases::Phases;
 use super::report_index::{index_html, run_html, RunLink, Table};
 use super::report_svg::{render, Timeline};
-use crate::cli::Scenario;
+use super::scenario::Scenario;
 
 /// One run's page: its timeline, its numbers, and its row in the index.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub fn timeline(title: String, acked: &[(i64, Instant)], t0: Instant, phases: Ph
 
 /// The name users type for `s` (`primary-crash`).
 pub fn scenario_name(s: Scenario) -> String {
-    clap::ValueEnum::to_possible_value(&s).map_or_else(|| format!("{s:?}"), |v| v.get_name().to_string())
+    s.name().to_string()
 }
 
 /// A run's page and its index row: `number` counts runs across scenarios from 1, `of_scenario` within one.

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::six_hosts::{SixHosts, SixHostsOptions, CLIENT, PG_PORT};
 use crate::cli::BenchSoakArgs;
+use crate::harness::six_hosts::{SixHosts, SixHostsOptions, CLIENT, PG_PORT};
+use crate::harness::topology::Topology;
 
 const READY: Duration = Duration::from_secs(180);
 /// How often the leaders and the VIP holder are sampled.

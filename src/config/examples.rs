@@ -13,38 +13,11 @@ pub fn example(role: Role) -> &'static str {
     }
 }
 
-const DB: &str = r#"# pgha configuration for a database node (`pgha run --role db`): a voting member of the
-# embedded Raft DCS that also supervises the local PostgreSQL.
-#
-# Precedence: command-line flags > environment > this file > defaults.
-# Any key can be set from the environment as PGHA_<SECTION>__<KEY>, e.g.
-# PGHA_NODE__NAME=db1 or PGHA_DCS__PEERS=db1=10.0.0.1:7400,db2=10.0.0.2:7400
-
-[cluster]
-# Cluster name: lowercase letters, digits, '_' and '-'; the same on every
-# node, edge and ctl of this cluster. Default: "pgha".
-name = "pgha"
-
-[node]
-# This node's name (letters, digits, '.', '_', '-'); must match its entry in
-# dcs.peers. Required, no default.
-name = "db1"
-# Directory for pgha's own state (Raft log and snapshots). This is not the
-# PostgreSQL data directory. Required, no default.
-data_dir = "/var/lib/pgha"
-
-[dcs]
-# host:port the gRPC server (Raft + client API) binds. Required, no default.
-listen = "0.0.0.0:7400"
-# host:port others use to reach this node.
-# Default: this node's address in `peers`.
-# advertise = "10.0.0.1:7400"
-# Initial voters as "name=host:port" (IPv6: "db1=[fd00::1]:7400"), this node
-# included. Used once to bootstrap the cluster; later changes go through
-# `pgha ctl`. Names and addresses must be unique. Required.
-peers = ["db1=10.0.0.1:7400", "db2=10.0.0.2:7400", "w1=10.0.0.3:7400"]
-# host:port of DCS members for clients (edge, ctl); db nodes do not use it.
-# Default: [] (the addresses in `peers`).
+/// The `[dcs]` tuning keys and the `[dcs.limits]` section, the same text for every voting member (db and witness);
+/// a macro so that `concat!` can build each example as one `&'static str`.
+macro_rules! dcs_members_tuning {
+    () => {
+        r#"# Default: [] (the addresses in `peers`).
 # endpoints = []
 # Raft heartbeat interval in ms; at least 10. Default: 50.
 heartbeat_ms = 50
@@ -80,7 +53,45 @@ request_timeout_ms = 2000
 # Recent events kept for watchers that resume (at most 20000 either way), in
 # bytes: max_request_bytes to 1073741824. Default: 33554432 (32 MiB).
 # watch_history_bytes = 33554432
+"#
+    };
+}
 
+const DB: &str = concat!(
+    r#"# pgha configuration for a database node (`pgha run --role db`): a voting member of the
+# embedded Raft DCS that also supervises the local PostgreSQL.
+#
+# Precedence: command-line flags > environment > this file > defaults.
+# Any key can be set from the environment as PGHA_<SECTION>__<KEY>, e.g.
+# PGHA_NODE__NAME=db1 or PGHA_DCS__PEERS=db1=10.0.0.1:7400,db2=10.0.0.2:7400
+
+[cluster]
+# Cluster name: lowercase letters, digits, '_' and '-'; the same on every
+# node, edge and ctl of this cluster. Default: "pgha".
+name = "pgha"
+
+[node]
+# This node's name (letters, digits, '.', '_', '-'); must match its entry in
+# dcs.peers. Required, no default.
+name = "db1"
+# Directory for pgha's own state (Raft log and snapshots). This is not the
+# PostgreSQL data directory. Required, no default.
+data_dir = "/var/lib/pgha"
+
+[dcs]
+# host:port the gRPC server (Raft + client API) binds. Required, no default.
+listen = "0.0.0.0:7400"
+# host:port others use to reach this node.
+# Default: this node's address in `peers`.
+# advertise = "10.0.0.1:7400"
+# Initial voters as "name=host:port" (IPv6: "db1=[fd00::1]:7400"), this node
+# included. Used once to bootstrap the cluster; later changes go through
+# `pgha ctl`. Names and addresses must be unique. Required.
+peers = ["db1=10.0.0.1:7400", "db2=10.0.0.2:7400", "w1=10.0.0.3:7400"]
+# host:port of DCS members for clients (edge, ctl); db nodes do not use it.
+"#,
+    dcs_members_tuning!(),
+    r#"
 [postgresql]
 # Directory with postgres, initdb, pg_ctl, ...
 # Default: discovered (pg_config --bindir, /usr/lib/postgresql/<version>/bin).
@@ -309,9 +320,11 @@ format = "human"
 # tracing EnvFilter directive, e.g. "info" or "info,pgha=debug".
 # Default: "info".
 level = "info"
-"#;
+"#
+);
 
-const WITNESS: &str = r#"# pgha configuration for a witness (`pgha run --role witness`): a voting member of the
+const WITNESS: &str = concat!(
+    r#"# pgha configuration for a witness (`pgha run --role witness`): a voting member of the
 # embedded Raft DCS without PostgreSQL, so that two db nodes keep a quorum.
 #
 # Precedence: command-line flags > environment > this file > defaults.
@@ -341,43 +354,9 @@ listen = "0.0.0.0:7400"
 # cluster. Names and addresses must be unique. Required.
 peers = ["db1=10.0.0.1:7400", "db2=10.0.0.2:7400", "w1=10.0.0.3:7400"]
 # host:port of DCS members for clients (edge, ctl); witnesses do not use it.
-# Default: [] (the addresses in `peers`).
-# endpoints = []
-# Raft heartbeat interval in ms; at least 10. Default: 50.
-heartbeat_ms = 50
-# Election timeout range in ms: min at least 3 x heartbeat_ms, max > min.
-# A dead Raft leader is replaced after about max + [min, max] ms.
-# Defaults: 250 and 400.
-election_timeout_min_ms = 250
-election_timeout_max_ms = 400
-# Raft log entries between snapshots; at least 100. Default: 5000.
-snapshot_logs = 5000
-# Timeout of client RPCs and of requests forwarded to the leader, in ms.
-# Default: 2000.
-request_timeout_ms = 2000
-
-[dcs.limits]
-# Size limits, checked by the member a write is sent to and again by the
-# Raft leader: use the same values on every member. Each key as
-# PGHA_DCS__LIMITS__<KEY>. Longest key (and range or watch prefix), in
-# bytes: 64 to 65536. Default: 4096.
-# max_key_bytes = 4096
-# Largest value of one put, in bytes: 1024 to 4194304; key + value must
-# fit in max_request_bytes. Default: 1048576 (1 MiB).
-# max_value_bytes = 1048576
-# Compares + operations of one transaction: 8 to 10000. Default: 128.
-# max_txn_ops = 128
-# A whole transaction as logged and replicated, in bytes: 65536 to 8388608.
-# Default: 1572864 (1.5 MiB).
-# max_request_bytes = 1572864
-# Quota of the whole key space (keys, values, leases), in bytes; writes that
-# would grow it further are refused, deletes always pass. At least
-# 4 x max_request_bytes, at most 1073741824. Default: 67108864 (64 MiB).
-# max_state_bytes = 67108864
-# Recent events kept for watchers that resume (at most 20000 either way), in
-# bytes: max_request_bytes to 1073741824. Default: 33554432 (32 MiB).
-# watch_history_bytes = 33554432
-
+"#,
+    dcs_members_tuning!(),
+    r#"
 [witness]
 # host:port of the witness's HTTP endpoint: /metrics (Prometheus), /health
 # (200 while its Raft core runs), /readiness (200 while it also knows a
@@ -407,7 +386,8 @@ format = "human"
 # tracing EnvFilter directive, e.g. "info" or "info,pgha=debug".
 # Default: "info".
 level = "info"
-"#;
+"#
+);
 
 const EDGE: &str = r#"# pgha configuration for an edge (`pgha run --role edge`): TCP proxy and VIP holder.
 # An edge is a client of the DCS, not a member, so it has no data_dir,

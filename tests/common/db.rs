@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pgha::config::Role;
-use pgha::local::{Layout, LocalCluster};
+use pgha::harness::local::{Layout, LocalCluster};
 
 use super::common;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgha::config::Role;
-use pgha::local::{Layout, LocalCluster};
+use pgha::harness::local::{Layout, LocalCluster};
 
 /// A client certificate and key.
 pub struct Identity {

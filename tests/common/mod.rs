@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pgha::config::Role;
 use pgha::dcs::client::DcsClient;
-use pgha::local::LocalCluster;
+use pgha::harness::local::LocalCluster;
 
 /// Pause between two polls of a condition.
 pub const POLL: Duration = Duration::from_millis(25);

@@ -22,7 +22,7 @@ pub fn temp_root() -> tempfile::TempDir {
 
 /// A free TCP port on 127.0.0.1 (see `pgha::ports`).
 pub fn free_port() -> u16 {
-    pgha::local::free_ports(1).expect("a free port")[0]
+    pgha::harness::local::free_ports(1).expect("a free port")[0]
 }
 
 /// Settings of member `name` under `root` (data `<root>/<name>/data`, socket `<root>/<name>/run`), with

@@ -84,11 +84,11 @@ pub async fn probe_ids(port: u16, password: &str) -> Option<Vec<i64>> {
 }
 
 #[allow(unused_imports)]
-pub use pgha::bench::probe::{lost, max_gap, Writer};
+pub use pgha::harness::probe::{lost, max_gap, Writer};
 
 /// A writer inserting into `probe` through every node (libpq multi-host, read-write target).
 pub fn writer(ports: &[u16], password: &str) -> Writer {
-    let target = pgha::bench::probe::Target {
+    let target = pgha::harness::probe::Target {
         nodes: ports.iter().map(|p| ("127.0.0.1".to_string(), *p)).collect(),
         user: "postgres".into(),
         password: password.to_string(),

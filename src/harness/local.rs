@@ -13,25 +13,15 @@ use crate::dcs::client::DcsClient;
 use crate::identity::CertRole;
 use crate::tls::{NodeTls, TlsFiles};
 
-/// What can go wrong while setting up or driving a local cluster.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalError {
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
-    #[error(transparent)]
-    Cert(#[from] crate::cert::CertError),
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    #[error(transparent)]
-    Client(#[from] crate::dcs::client::ClientError),
-    #[error("no Raft leader within {0:?}")]
-    NoLeader(Duration),
-}
+use super::probe::Target;
+use super::spec::{ClusterSpec, EdgeListen, EdgeSpec, MemberSpec};
+use super::topology::Topology;
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalError {
-    let what = what.into();
-    move |source| LocalError::Io { what, source }
-}
+use super::error::io;
+pub use super::error::HarnessError;
+
+/// The harness's error, by its old name.
+pub type LocalError = HarnessError;
 
 /// One node of the local cluster.
 #[derive(Debug, Serialize)]
@@ -75,25 +65,12 @@ pub struct LocalCluster {
     /// Edges (`pgha run --role edge`) following the cluster; not DCS members, so kept apart from `nodes`.
     pub edges: Vec<LocalNode>,
     pub tls: bool,
-    /// How nodes are laid out (kept for nodes added later).
-    layout: Layout,
+    /// What every config is rendered from (kept for nodes and edges added later).
+    spec: ClusterSpec,
     _temp: Option<tempfile::TempDir>,
 }
 
-/// What every node's config gets besides its identity.
-#[derive(Clone, Debug, Default)]
-pub struct Layout {
-    /// Appended to the `[dcs]` section (tests use it for timing).
-    pub extra_dcs: String,
-    /// Appended at the end of the config (e.g. `[postgresql.parameters]` for db nodes).
-    pub extra_toml: String,
-    /// Lines of the `[postgresql]` section of db nodes (e.g. `tls = false`).
-    pub pg_lines: String,
-    /// Lines of the `[ha]` section of db nodes (e.g. `ttl_ms = 2000`); pgha adds `rest_listen` itself.
-    pub ha_lines: String,
-    /// Start nodes with `PGHA_FAULT_INJECTION=1` so tests can partition them ([`LocalCluster::partition`]).
-    pub fault_injection: bool,
-}
+pub use super::spec::Layout;
 
 /// Reserves `n` distinct free ports on 127.0.0.1 for the children (see [`crate::ports`]).
 pub fn free_ports(n: usize) -> Result<Vec<u16>, LocalError> {
@@ -154,11 +131,6 @@ impl LocalCluster {
         }
         let ports = free_ports(members)?;
         let names: Vec<String> = (1..=members).map(|i| format!("node{i}")).collect();
-        let peers: Vec<String> = names
-            .iter()
-            .zip(&ports)
-            .map(|(n, p)| format!("{n}=127.0.0.1:{p}"))
-            .collect();
         let certs = dir.join("certs");
         if tls {
             crate::cert::init_ca(&certs, "demo", 30, true)?;
@@ -170,23 +142,34 @@ impl LocalCluster {
             }
             crate::cert::issue(&certs, CertRole::Admin, "ctl", &localhost, &["localhost".into()], 30)?;
         }
-        let mut nodes = Vec::new();
+        let mut spec = ClusterSpec {
+            name: "demo".into(),
+            certs: tls.then(|| certs.clone()),
+            secrets: dir.join("secrets"),
+            layout,
+            members: Vec::new(),
+        };
+        // Every member first, so that every config names all of them as peers.
         for (name, port) in names.iter().zip(&ports) {
-            nodes.push(layout_node(exe, &dir, name, *port, &peers, role, tls, &layout)?);
+            spec.members.push(member_spec(&dir, name, *port, role)?);
+        }
+        let mut nodes = Vec::new();
+        for m in &spec.members {
+            nodes.push(write_node(exe, &dir, &spec, m)?);
         }
         Ok(LocalCluster {
             dir,
             nodes,
             edges: Vec::new(),
             tls,
-            layout,
+            spec,
             _temp: temp,
         })
     }
 
     /// Starts node `i` (appending its output to its log file).
     pub fn start(&mut self, i: usize) -> Result<(), LocalError> {
-        spawn(&mut self.nodes[i], self.layout.fault_injection)
+        spawn(&mut self.nodes[i], self.spec.layout.fault_injection)
     }
 
     /// Lays out edge `edge<N>` following this cluster on loopback ports (`extra_edge` is appended to its `[edge]`
@@ -203,24 +186,25 @@ impl LocalCluster {
             any: p[2],
             status: p[3],
         };
-        let certs = self.dir.join("certs");
         if self.tls {
             let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
+            let certs = self.dir.join("certs");
             crate::cert::issue(&certs, CertRole::Edge, &name, &localhost, &["localhost".into()], 30)?;
         }
         let node_dir = self.dir.join(&name);
         fs::create_dir_all(&node_dir).map_err(io(format!("creating {}", node_dir.display())))?;
-        let endpoints: Vec<&str> = self.nodes.iter().map(|n| n.dcs_addr.as_str()).collect();
-        let text = format!(
-            "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{name}\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n\
-             [edge]\nprimary_listen = \"127.0.0.1:{}\"\nreplica_listen = \"127.0.0.1:{}\"\nany_listen = \"127.0.0.1:{}\"\n\
-             status_listen = \"127.0.0.1:{}\"\n{extra_edge}\n\n{}",
-            ports.primary,
-            ports.replica,
-            ports.any,
-            ports.status,
-            tls_section(self.tls, &certs, &name)
-        );
+        let loopback = |port: u16| format!("127.0.0.1:{port}");
+        let text = self.spec.render_edge(&EdgeSpec {
+            name: name.clone(),
+            listen: Some(EdgeListen {
+                primary: loopback(ports.primary),
+                replica: loopback(ports.replica),
+                any: loopback(ports.any),
+                status: loopback(ports.status),
+            }),
+            edge_lines: extra_edge.to_string(),
+            vip: None,
+        });
         let config = node_dir.join("pgha.toml");
         fs::write(&config, text).map_err(io(format!("writing {}", config.display())))?;
         let argv = vec![
@@ -377,12 +361,6 @@ impl LocalCluster {
         let exe = PathBuf::from(&first.argv[0]);
         let name = format!("node{}", self.nodes.len() + 1);
         let port = free_ports(1)?[0];
-        let mut peers: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("{}={}", n.name, n.dcs_addr))
-            .collect();
-        peers.push(format!("{name}=127.0.0.1:{port}"));
         if self.tls {
             let localhost = [std::net::IpAddr::from([127, 0, 0, 1])];
             let certs = self.dir.join("certs");
@@ -395,7 +373,10 @@ impl LocalCluster {
                 30,
             )?;
         }
-        let node = layout_node(&exe, &self.dir, &name, port, &peers, role, self.tls, &self.layout)?;
+        // Its peers: the existing nodes and itself (their own configs are not rewritten: it joins them).
+        let member = member_spec(&self.dir, &name, port, role)?;
+        self.spec.members.push(member.clone());
+        let node = write_node(&exe, &self.dir, &self.spec, &member)?;
         self.nodes.push(node);
         Ok(self.nodes.len() - 1)
     }
@@ -483,7 +464,7 @@ impl LocalCluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(LocalError::NoLeader(timeout))
+        Err(HarnessError::NotReady(timeout, "a Raft leader".into()))
     }
 
     /// Polls until the PostgreSQL cluster has a leader running as primary and `replicas` streaming replicas;
@@ -497,7 +478,7 @@ impl LocalCluster {
         &self,
         replicas: usize,
         timeout: Duration,
-        mut progress: Option<&mut crate::ctl::progress::Progress>,
+        progress: Option<&mut crate::ctl::progress::Progress>,
     ) -> Result<String, LocalError> {
         let client = self.client(Duration::from_secs(2))?;
         let keys = crate::cluster::keys::Keys::new("demo");
@@ -505,28 +486,13 @@ impl LocalCluster {
             dcs: &client,
             keys: &keys,
         };
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(view) = store.view().await {
-                if let Some(progress) = progress.as_deref_mut() {
-                    progress.observe(&view);
-                }
-                if let Some(primary) = view.primary_with(replicas) {
-                    return Ok(primary.to_string());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(LocalError::NoLeader(timeout))
+        let view = || async { Ok(store.view().await?) };
+        super::topology::wait_primary_with(view, replicas, timeout, progress).await
     }
 
     /// Writes `ctl.toml` (endpoints + TLS) into the cluster directory.
     pub fn write_ctl_config(&self) -> Result<PathBuf, LocalError> {
-        let endpoints: Vec<&str> = self.nodes.iter().map(|n| n.dcs_addr.as_str()).collect();
-        let text = format!(
-            "[cluster]\nname = \"demo\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n{}",
-            tls_section(self.tls, &self.dir.join("certs"), "ctl")
-        );
+        let text = self.spec.render_ctl();
         let path = self.dir.join("ctl.toml");
         fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
         Ok(path)
@@ -544,69 +510,60 @@ impl LocalCluster {
     }
 }
 
-/// Writes the config of one node under `dir/<name>` and returns it (not started).
-#[allow(clippy::too_many_arguments)]
-fn layout_node(
-    exe: &Path,
-    dir: &Path,
-    name: &str,
-    port: u16,
-    peers: &[String],
-    role: Role,
-    tls: bool,
-    layout: &Layout,
-) -> Result<LocalNode, LocalError> {
-    let certs = dir.join("certs");
+/// The spec of member `name` under `dir/<name>` on loopback: its DCS port, and PostgreSQL and REST ports (db) or an
+/// HTTP port (witness).
+fn member_spec(dir: &Path, name: &str, port: u16, role: Role) -> Result<MemberSpec, LocalError> {
     let node_dir = dir.join(name);
-    fs::create_dir_all(&node_dir).map_err(io(format!("creating {}", node_dir.display())))?;
-    let config = node_dir.join("pgha.toml");
-    let pg_port = match role {
-        Role::Db => Some(free_ports(1)?[0]),
+    let pg_listen = match role {
+        Role::Db => Some(format!("127.0.0.1:{}", free_ports(1)?[0])),
         _ => None,
     };
-    let rest_port = match role {
-        Role::Db | Role::Witness => Some(free_ports(1)?[0]),
+    let http_listen = match role {
+        Role::Db | Role::Witness => Some(format!("127.0.0.1:{}", free_ports(1)?[0])),
         Role::Edge => None,
     };
-    let postgresql = match (pg_port, rest_port) {
-        (Some(p), Some(r)) => format!(
-            "[postgresql]\nlisten = \"127.0.0.1:{p}\"\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n{pg}\n[ha]\nrest_listen = \"127.0.0.1:{r}\"\n{ha}\n",
-            su = dir.join("secrets/superuser").display(),
-            rep = dir.join("secrets/replication").display(),
-            pg = layout.pg_lines,
-            ha = layout.ha_lines,
-        ),
-        (None, Some(r)) => format!("[witness]\nhttp_listen = \"127.0.0.1:{r}\"\n"),
-        _ => String::new(),
-    };
-    let text = format!(
-        "[cluster]\nname = \"demo\"\n\n[node]\nname = \"{name}\"\ndata_dir = \"{data}\"\n\n[dcs]\nlisten = \"127.0.0.1:{port}\"\npeers = {peers:?}\n{extra_dcs}\n\n{tls}\n{postgresql}{extra}\n",
-        data = node_dir.join("data").display(),
-        tls = tls_section(tls, &certs, name),
-        extra_dcs = layout.extra_dcs,
-        extra = layout.extra_toml,
-    );
-    fs::write(&config, text).map_err(io(format!("writing {}", config.display())))?;
+    Ok(MemberSpec {
+        name: name.to_string(),
+        role,
+        data_dir: node_dir.join("data"),
+        dcs_listen: format!("127.0.0.1:{port}"),
+        pg_listen,
+        pg_data_dir: None,
+        http_listen,
+    })
+}
+
+fn port_of(addr: Option<&str>) -> Option<u16> {
+    addr?.rsplit_once(':')?.1.parse().ok()
+}
+
+/// Writes member `m`'s config under `dir/<name>` and returns its node (not started).
+fn write_node(exe: &Path, dir: &Path, spec: &ClusterSpec, m: &MemberSpec) -> Result<LocalNode, LocalError> {
+    let node_dir = dir.join(&m.name);
+    fs::create_dir_all(&node_dir).map_err(io(format!("creating {}", node_dir.display())))?;
+    let config = node_dir.join("pgha.toml");
+    fs::write(&config, spec.render_member(m)).map_err(io(format!("writing {}", config.display())))?;
     let argv = vec![
         exe.display().to_string(),
         "run".into(),
         "--role".into(),
-        role.as_str().into(),
+        m.role.as_str().into(),
         "-c".into(),
         config.display().to_string(),
     ];
+    let pg_port = port_of(m.pg_listen.as_deref());
     Ok(LocalNode {
-        name: name.to_string(),
-        role,
-        dcs_addr: format!("127.0.0.1:{port}"),
-        data_dir: node_dir.join("data"),
+        name: m.name.clone(),
+        role: m.role,
+        dcs_addr: m.dcs_listen.clone(),
+        data_dir: m.data_dir.clone(),
         config,
         log: node_dir.join("pgha.log"),
         argv,
         pid: None,
         pg_port,
-        pg_data: pg_port.map(|_| node_dir.join("data").join("pgdata")),
-        rest_port,
+        pg_data: pg_port.map(|_| m.data_dir.join("pgdata")),
+        rest_port: port_of(m.http_listen.as_deref()),
         edge: None,
         child: None,
     })
@@ -638,19 +595,6 @@ fn write_secrets(dir: &Path) -> Result<(), LocalError> {
         writeln!(file, "{password}").map_err(io(format!("writing {}", path.display())))?;
     }
     Ok(())
-}
-
-fn tls_section(tls: bool, certs: &Path, name: &str) -> String {
-    if tls {
-        format!(
-            "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            certs.join("ca.pem").display(),
-            certs.join(format!("{name}.pem")).display(),
-            certs.join(format!("{name}-key.pem")).display()
-        )
-    } else {
-        "[tls]\nplaintext = true\n".to_string()
-    }
 }
 
 impl LocalCluster {
@@ -708,5 +652,110 @@ impl Drop for LocalCluster {
         for i in 0..self.nodes.len() {
             self.stop_postgres(i);
         }
+    }
+}
+
+impl LocalCluster {
+    /// The index of node `name`.
+    pub fn index_of(&self, name: &str) -> Result<usize, HarnessError> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| HarnessError::NoHost(name.to_string()))
+    }
+
+    /// The superuser on every db node, tried in order (libpq multi-host).
+    pub fn superuser_target(&self) -> Result<Target, HarnessError> {
+        let file = self.dir.join("secrets/superuser");
+        let password = fs::read_to_string(&file).map_err(io(format!("reading {}", file.display())))?;
+        let nodes = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.pg_port.map(|p| ("127.0.0.1".to_string(), p)))
+            .collect();
+        Ok(Target {
+            nodes,
+            user: "postgres".into(),
+            password: password.trim().to_string(),
+        })
+    }
+}
+
+impl Topology for LocalCluster {
+    fn members(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    fn start_member(&mut self, member: &str) -> Result<(), HarnessError> {
+        let i = self.index_of(member)?;
+        // A pgha still shutting down is waited for (then killed), and a PostgreSQL left by a killed pgha is ended:
+        // the restarted pgha starts its own.
+        self.stop(i, Duration::from_secs(30));
+        self.stop_postgres(i);
+        self.start(i)
+    }
+
+    async fn kill_member(&mut self, member: &str) -> Result<(), HarnessError> {
+        let i = self.index_of(member)?;
+        self.kill(i);
+        self.signal_postgres(i, libc::SIGKILL);
+        Ok(())
+    }
+
+    fn signal_member(&self, member: &str, signal: libc::c_int) -> Result<(), HarnessError> {
+        self.signal(self.index_of(member)?, signal);
+        Ok(())
+    }
+
+    fn signal_postgres(&self, member: &str, signal: libc::c_int) -> bool {
+        self.index_of(member)
+            .is_ok_and(|i| LocalCluster::signal_postgres(self, i, signal))
+    }
+
+    fn write_target(&self) -> Result<Target, HarnessError> {
+        self.superuser_target()
+    }
+
+    fn read_target(&self) -> Option<Target> {
+        None
+    }
+
+    fn direct_target(&self) -> Result<Target, HarnessError> {
+        self.superuser_target()
+    }
+
+    fn logs(&self) -> Vec<(String, PathBuf)> {
+        self.nodes
+            .iter()
+            .chain(&self.edges)
+            .map(|n| (n.name.clone(), n.log.clone()))
+            .collect()
+    }
+
+    async fn view(&self) -> Result<crate::cluster::model::ClusterView, HarnessError> {
+        let client = self.client(Duration::from_secs(2))?;
+        let keys = crate::cluster::keys::Keys::new(&self.spec.name);
+        let store = crate::cluster::store::Store {
+            dcs: &client,
+            keys: &keys,
+        };
+        Ok(store.view().await?)
+    }
+
+    fn dcs_client(&self) -> Result<Box<dyn std::ops::Deref<Target = DcsClient> + '_>, HarnessError> {
+        Ok(Box::new(Box::new(self.client(Duration::from_secs(5))?)))
+    }
+
+    fn client_ns(&self) -> Result<Option<String>, HarnessError> {
+        Ok(None)
+    }
+
+    fn edges(&self) -> Vec<String> {
+        self.edges.iter().map(|e| e.name.clone()).collect()
+    }
+
+    // One client for the whole wait instead of one per poll.
+    async fn wait_primary_with(&self, replicas: usize, timeout: Duration) -> Result<String, HarnessError> {
+        self.wait_pg_cluster(replicas, timeout).await
     }
 }

@@ -15,11 +15,15 @@ use crate::cluster::keys::Keys;
 use crate::cluster::model::ClusterView;
 use crate::cluster::store::Store;
 use crate::dcs::client::DcsClient;
-use crate::netns::{NetnsError, NsChild, Topology, IFACE};
+use crate::netns::{NsChild, IFACE};
+
 use crate::tls::{NodeTls, TlsFiles};
 
 use super::pg_disk::PgDisk;
 use super::probe::Target;
+use super::spec::{ClusterSpec, EdgeSpec, Layout, MemberSpec, VipSpec};
+use super::topology::{read_from, Topology};
+use crate::config::Role;
 
 /// The db hosts.
 pub const DBS: [&str; 3] = ["db1", "db2", "db3"];
@@ -37,29 +41,11 @@ pub const REPLICA_PORT: u16 = 5433;
 /// Host part of the VIP in the topology's /24.
 const VIP_LAST: u8 = 100;
 
-/// Why the topology could not be built or observed.
-#[derive(Debug, thiserror::Error)]
-pub enum SixHostsError {
-    #[error(transparent)]
-    Netns(#[from] NetnsError),
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
-    #[error(transparent)]
-    Cert(#[from] crate::cert::CertError),
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    #[error(transparent)]
-    Dcs(#[from] crate::dcs::client::ClientError),
-    #[error("not ready within {0:?}: {1}")]
-    NotReady(Duration, String),
-    #[error("no host {0}")]
-    NoHost(String),
-}
+use super::error::io;
+pub use super::error::HarnessError;
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SixHostsError {
-    let what = what.into();
-    move |source| SixHostsError::Io { what, source }
-}
+/// The harness's error, by its old name.
+pub type SixHostsError = HarnessError;
 
 /// How to build the topology.
 #[derive(Clone, Debug, Default)]
@@ -90,11 +76,13 @@ pub struct Ready {
 pub struct SixHosts {
     // Field order is drop order: the topology stops every process (SIGTERM first) before the children are reaped
     // and before the directory holding their data goes.
-    pub topo: Topology,
+    pub topo: crate::netns::Topology,
     procs: BTreeMap<String, NsChild>,
     // Unmounted once every process is gone, before the directory holding them is removed.
     disks: BTreeMap<String, PgDisk>,
     dcs: DcsClient,
+    /// The `pgha` binary every host runs.
+    exe: PathBuf,
     pub dir: PathBuf,
     pub password: String,
     _temp: Option<tempfile::TempDir>,
@@ -111,7 +99,7 @@ impl SixHosts {
         let mut hosts: Vec<&str> = DBS.to_vec();
         hosts.extend(EDGES.iter().map(|(e, _)| *e));
         hosts.push(CLIENT);
-        let topo = Topology::create(&hosts)?;
+        let topo = crate::netns::Topology::create(&hosts)?;
         let (dir, temp) = match &opts.dir {
             Some(d) => {
                 std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
@@ -157,69 +145,68 @@ impl SixHosts {
             &["ctl".into()],
             30,
         )?;
-        let tls = |name: &str| {
-            format!(
-                "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-                s(&certs.join("ca.pem")),
-                s(&certs.join(format!("{name}.pem"))),
-                s(&certs.join(format!("{name}-key.pem")))
-            )
+        let ip = |h: &str| topo.host(h).map(|h| h.ip);
+        let mut spec = ClusterSpec {
+            name: CLUSTER.into(),
+            certs: Some(certs.clone()),
+            secrets: secrets.clone(),
+            // PostgreSQL without TLS, so the probe connects without a client certificate (module doc).
+            layout: Layout {
+                pg_lines: "tls = false\n".into(),
+                ha_lines: opts.ha_lines.clone(),
+                ..Layout::default()
+            },
+            members: Vec::new(),
         };
-        let mut endpoints = Vec::new();
-        let mut peers = Vec::new();
-        for d in DBS {
-            let ip = topo.host(d)?.ip;
-            endpoints.push(format!("{ip}:{DCS_PORT}"));
-            peers.push(format!("{d}={ip}:{DCS_PORT}"));
-        }
-        let mut configs = Vec::new();
         let mut disks = BTreeMap::new();
         for d in DBS {
-            let ip = topo.host(d)?.ip;
-            let pg_dir = match opts.pg_disk_mib {
+            let ip = ip(d)?;
+            let pg_data_dir = match opts.pg_disk_mib {
                 Some(mib) => {
                     let disk =
                         PgDisk::mount(&dir.join(d).join("disk"), mib).map_err(io("PostgreSQL's own filesystem"))?;
-                    let line = format!("data_dir = \"{}\"\n", s(&disk.path().join("pgdata")));
+                    let pgdata = disk.path().join("pgdata");
                     disks.insert(d.to_string(), disk);
-                    line
+                    Some(pgdata)
                 }
-                None => String::new(),
+                None => None,
             };
-            let text = format!(
-                "[cluster]\nname = \"{CLUSTER}\"\n\n[node]\nname = \"{d}\"\ndata_dir = \"{data}\"\n\n[dcs]\n\
-                 listen = \"{ip}:{DCS_PORT}\"\npeers = {peers:?}\n\n{tls}\n[postgresql]\nlisten = \"{ip}:{PG_PORT}\"\n\
-                 {pg_dir}tls = false\nsuperuser_password_file = \"{su}\"\nreplication_password_file = \"{rep}\"\n\n\
-                 [ha]\nrest_listen = \"{ip}:8008\"\n{ha}",
-                data = s(&dir.join(d)),
-                tls = tls(d),
-                su = s(&secrets.join("superuser")),
-                rep = s(&secrets.join("replication")),
-                ha = opts.ha_lines,
-            );
-            configs.push((d.to_string(), text));
+            spec.members.push(MemberSpec {
+                name: d.to_string(),
+                role: Role::Db,
+                data_dir: dir.join(d),
+                dcs_listen: format!("{ip}:{DCS_PORT}"),
+                pg_listen: Some(format!("{ip}:{PG_PORT}")),
+                pg_data_dir,
+                http_listen: Some(format!("{ip}:8008")),
+            });
         }
+        let mut configs: Vec<(String, String)> = spec
+            .members
+            .iter()
+            .map(|m| (m.name.clone(), spec.render_member(m)))
+            .collect();
         for (e, prio) in EDGES {
-            let text = format!(
-                "[cluster]\nname = \"{CLUSTER}\"\n\n[node]\nname = \"{e}\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n\
-                 {tls}\n[edge.vip]\naddress = \"{vip}/24\"\ninterface = \"{IFACE}\"\npriority = {prio}\n{extra}",
-                tls = tls(e),
-                vip = topo.addr(VIP_LAST),
-                extra = opts.vip_lines,
-            );
-            configs.push((e.to_string(), text));
+            let edge = EdgeSpec {
+                name: e.to_string(),
+                vip: Some(VipSpec {
+                    address: format!("{}/24", topo.addr(VIP_LAST)),
+                    interface: IFACE.to_string(),
+                    priority: prio,
+                    lines: opts.vip_lines.clone(),
+                }),
+                ..EdgeSpec::default()
+            };
+            configs.push((e.to_string(), spec.render_edge(&edge)));
         }
         // `pgha ctl -c ctl.toml` as an operator runs it, with the ctl certificate.
-        let ctl = format!(
-            "[cluster]\nname = \"{CLUSTER}\"\n\n[dcs]\nendpoints = {endpoints:?}\n\n{}",
-            tls("ctl")
-        );
         let ctl_path = dir.join("ctl.toml");
-        std::fs::write(&ctl_path, ctl).map_err(io(format!("writing {}", ctl_path.display())))?;
+        std::fs::write(&ctl_path, spec.render_ctl()).map_err(io(format!("writing {}", ctl_path.display())))?;
         for (name, text) in &configs {
             let path = dir.join(format!("{name}.toml"));
             std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
         }
+        let endpoints = spec.endpoints();
         let files = TlsFiles {
             ca: certs.join("ca.pem"),
             cert: certs.join("ctl.pem"),
@@ -232,6 +219,7 @@ impl SixHosts {
             procs: BTreeMap::new(),
             disks,
             dcs,
+            exe: opts.exe.clone(),
             dir,
             password,
             _temp: temp,
@@ -307,21 +295,28 @@ impl SixHosts {
     /// Waits for a primary with two streaming replicas and exactly one VIP holder that the `vip` key names.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<Ready, SixHostsError> {
         let deadline = Instant::now() + timeout;
-        let mut last = String::from("nothing checked yet");
-        while Instant::now() < deadline {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let primary = match Topology::wait_primary_with(self, 2, left).await {
+                Ok(p) => p,
+                Err(HarnessError::NotReady(_, what)) => return Err(HarnessError::NotReady(timeout, what)),
+                Err(e) => return Err(e),
+            };
             let holders = self.vip_holders();
-            match (self.primary_with(2).await, holders.as_slice()) {
-                (Some(primary), [one]) if self.vip_key().await.as_deref() == Some(one.as_str()) => {
+            let last = match holders.as_slice() {
+                [one] if self.vip_key().await.as_deref() == Some(one.as_str()) => {
                     return Ok(Ready {
                         primary,
                         vip_holder: one.clone(),
                     })
                 }
-                (p, h) => last = format!("primary with 2 streaming replicas: {p:?}, VIP holders: {h:?}"),
+                h => format!("primary {primary} with 2 streaming replicas, VIP holders: {h:?}"),
+            };
+            if Instant::now() >= deadline {
+                return Err(HarnessError::NotReady(timeout, last));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(SixHostsError::NotReady(timeout, last))
     }
 
     /// Sends `sig` to `host`'s pgha process only.
@@ -453,20 +448,6 @@ impl SixHosts {
         self.topo.hosts.iter().map(|h| h.name.as_str()).filter(|h| *h != CLIENT)
     }
 
-    /// The last `n` lines of every host's log, for errors.
-    pub fn log_tails(&self, n: usize) -> String {
-        let mut out = String::new();
-        for h in self.log_hosts() {
-            let text = self.log(h);
-            let lines: Vec<&str> = text.lines().collect();
-            out.push_str(&format!(
-                "--- {h}\n{}\n",
-                lines[lines.len().saturating_sub(n)..].join("\n")
-            ));
-        }
-        out
-    }
-
     /// Where `host`'s pgha logs go.
     pub fn log_path(&self, host: &str) -> PathBuf {
         self.dir.join(format!("{host}.log"))
@@ -493,14 +474,88 @@ impl SixHosts {
     }
 }
 
-/// The text of the file at `path` from byte `from` on (empty when it cannot be read): a log read past a mark.
-pub fn read_from(path: &Path, from: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut bytes = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        if f.seek(SeekFrom::Start(from)).is_ok() {
-            let _ = f.read_to_end(&mut bytes);
-        }
+impl Topology for SixHosts {
+    fn members(&self) -> Vec<String> {
+        DBS.iter().map(|d| d.to_string()).collect()
     }
-    String::from_utf8_lossy(&bytes).into_owned()
+
+    fn start_member(&mut self, member: &str) -> Result<(), HarnessError> {
+        let exe = self.exe.clone();
+        self.start_pgha(member, &exe)
+    }
+
+    async fn kill_member(&mut self, member: &str) -> Result<(), HarnessError> {
+        self.kill_host(member).await;
+        Ok(())
+    }
+
+    fn signal_member(&self, member: &str, signal: libc::c_int) -> Result<(), HarnessError> {
+        self.signal_pgha(member, signal)
+    }
+
+    fn signal_postgres(&self, member: &str, signal: libc::c_int) -> bool {
+        SixHosts::signal_postgres(self, member, signal)
+    }
+
+    fn write_target(&self) -> Result<Target, HarnessError> {
+        Ok(self.via_vip(PG_PORT))
+    }
+
+    fn read_target(&self) -> Option<Target> {
+        Some(self.via_vip(REPLICA_PORT))
+    }
+
+    fn direct_target(&self) -> Result<Target, HarnessError> {
+        self.direct()
+    }
+
+    fn logs(&self) -> Vec<(String, PathBuf)> {
+        self.log_hosts().map(|h| (h.to_string(), self.log_path(h))).collect()
+    }
+
+    async fn view(&self) -> Result<ClusterView, HarnessError> {
+        SixHosts::view(self).await
+    }
+
+    fn dcs_client(&self) -> Result<Box<dyn std::ops::Deref<Target = DcsClient> + '_>, HarnessError> {
+        Ok(Box::new(&self.dcs))
+    }
+
+    fn client_ns(&self) -> Result<Option<String>, HarnessError> {
+        Ok(Some(self.ns(CLIENT)?))
+    }
+
+    fn edges(&self) -> Vec<String> {
+        EDGES.iter().map(|(e, _)| e.to_string()).collect()
+    }
+
+    fn vip_holders(&self) -> Vec<String> {
+        SixHosts::vip_holders(self)
+    }
+
+    fn has_network(&self) -> bool {
+        true
+    }
+
+    fn cut(&self, host: &str) -> Result<(), HarnessError> {
+        SixHosts::cut(self, host)
+    }
+
+    fn restore(&self, host: &str) -> Result<(), HarnessError> {
+        SixHosts::restore(self, host)
+    }
+
+    async fn power_off(&mut self, host: &str) -> Result<(), HarnessError> {
+        SixHosts::power_off(self, host).await
+    }
+
+    fn power_on(&mut self, host: &str) -> Result<(), HarnessError> {
+        let exe = self.exe.clone();
+        SixHosts::power_on(self, host, &exe)
+    }
+
+    async fn wait_serving(&self, timeout: Duration) -> Result<(String, Option<String>), HarnessError> {
+        let ready = self.wait_ready(timeout).await?;
+        Ok((ready.primary, Some(ready.vip_holder)))
+    }
 }

@@ -19,7 +19,8 @@ use super::six_hosts::{SixHosts, DBS, PG_PORT};
 pub type Acks = Vec<(i64, Instant)>;
 type Acked = Arc<Mutex<Acks>>;
 
-/// The writer (and the optional replica-port reader), on a thread inside the client host.
+/// The writer (and the optional replica-port reader), on a thread inside the client host (or beside a loopback
+/// cluster).
 pub struct NsProbe {
     acked: Acked,
     /// Answered reads, when a reader runs.
@@ -29,9 +30,10 @@ pub struct NsProbe {
 }
 
 impl NsProbe {
-    /// Starts writing ids `first`, `first + 1`, ... into `table` through `target` from namespace `ns`.
+    /// Starts writing ids `first`, `first + 1`, ... into `table` through `target` from namespace `ns` (None: this
+    /// process's own, for the loopback cluster).
     pub fn start(
-        ns: String,
+        ns: Option<String>,
         target: Target,
         table: &str,
         first: i64,
@@ -41,9 +43,12 @@ impl NsProbe {
         let (handle_tx, handle_rx) = std::sync::mpsc::channel::<anyhow::Result<(Acked, Option<Acked>)>>();
         let table = table.to_string();
         let thread = std::thread::spawn(move || {
-            let runtime = crate::netns::enter(&ns)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?));
+            let entered = match &ns {
+                Some(ns) => crate::netns::enter(ns).map_err(anyhow::Error::from),
+                None => Ok(()),
+            };
+            let runtime =
+                entered.and_then(|()| Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?));
             let runtime = match runtime {
                 Ok(r) => r,
                 Err(e) => {
@@ -67,7 +72,7 @@ impl NsProbe {
         });
         let (acked, read) = handle_rx
             .recv_timeout(Duration::from_secs(10))
-            .context("the client-host writer did not start")??;
+            .context("the writer did not start")??;
         Ok(NsProbe {
             acked,
             read,
