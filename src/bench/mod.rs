@@ -8,6 +8,7 @@ pub mod chaos_schedule;
 pub mod dcs;
 pub mod failover;
 pub mod failover_net;
+pub mod haproxy;
 pub mod measure;
 pub mod ns_probe;
 pub mod pg_disk;
