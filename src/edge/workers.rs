@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-/// Stack of a worker thread: a session's state lives in its task (heap), not on the stack.
-const STACK: usize = 256 * 1024;
+/// Stack of a worker thread (Rust's default; only the pages touched are resident).
+const STACK: usize = 2 * 1024 * 1024;
 
 /// How many workers `edge.session_threads` asks for: 0 means one per core the process may run on.
 pub fn worker_count(configured: usize, cores: usize) -> usize {
