@@ -466,6 +466,40 @@ pub enum BenchCommand {
     /// A long seeded fault schedule in the six-host topology (network namespaces, root), the invariants checked after
     /// every step; exits non-zero on any violation.
     Chaos(BenchChaosArgs),
+    /// The six-host topology under a CPU-saturating pgbench load through the VIP and no fault (network namespaces,
+    /// root): any Raft leader change, HA leader change or VIP move is spurious; exits non-zero on any.
+    Soak(BenchSoakArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSoakArgs {
+    /// How long the load runs.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub minutes: u64,
+    /// How long the load runs, in seconds (overrides --minutes; for short runs).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(5..=86_400))]
+    pub seconds: Option<u64>,
+    /// pgbench clients (`-c`); the default saturates two cores.
+    #[arg(long, default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    pub clients: usize,
+    /// pgbench scale (`-i -s`).
+    #[arg(long, default_value_t = 10)]
+    pub scale: u32,
+    /// Synchronous replication: off, on or quorum.
+    #[arg(long, default_value = "quorum", value_parser = ["off", "on", "quorum"])]
+    pub sync: String,
+    /// The cluster's leader TTL (ms); default: pgha's default.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub ttl_ms: Option<u64>,
+    /// The VIP's TTL (`edge.vip.ttl_ms`); default: pgha's default.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub vip_ttl_ms: Option<u64>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Keep configs, data and logs here instead of a removed temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

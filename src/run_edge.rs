@@ -36,8 +36,7 @@ fn vip_settings(config: &Config) -> anyhow::Result<Option<VipSettings>> {
         interface: v.interface.clone(),
         priority: v.priority,
         preempt: v.preempt,
-        // Without `edge.vip.ttl_ms`, replaced by the cluster's leader TTL once the first view is read.
-        ttl: Duration::from_millis(v.ttl_ms.unwrap_or(2000)),
+        ttl: Duration::from_millis(v.ttl_ms.unwrap_or(crate::cluster::timing::DEFAULT_VIP_TTL_MS)),
     }))
 }
 
@@ -268,17 +267,8 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
         )));
     }
     let keeper = vip.map(|v| {
-        let config_ttl = config.edge.vip.as_ref().and_then(|vc| vc.ttl_ms);
         let watches = (healthy_rx.clone(), followed_rx.clone(), holder_tx);
-        spawn_vip_keeper(
-            v,
-            config_ttl,
-            name.clone(),
-            dcs.clone(),
-            keys.clone(),
-            watches,
-            vip_stop.clone(),
-        )
+        spawn_vip_keeper(v, name.clone(), dcs.clone(), keys.clone(), watches, vip_stop.clone())
     });
     tracing::info!(event = "edge_running", name = %name, "edge running");
     // No session yet: what start-up touched (config, TLS, clap) can go.
@@ -295,11 +285,9 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
     })
 }
 
-/// The VIP keeper, once the first view tells the cluster's leader TTL (the VIP lease uses it unless
-/// `edge.vip.ttl_ms` is set).
+/// The VIP keeper, once the edge has read its first view of the cluster (it ranks and routes from it).
 fn spawn_vip_keeper(
-    mut v: VipSettings,
-    config_ttl: Option<u64>,
+    v: VipSettings,
     name: String,
     dcs: Arc<DcsClient>,
     keys: Keys,
@@ -311,13 +299,10 @@ fn spawn_vip_keeper(
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let first = tokio::select! {
+        tokio::select! {
             _ = stop.cancelled() => return,
-            f = followed.wait_for(|f| f.is_some()) => f.ok().and_then(|f| f.as_ref().map(|f| f.ttl())),
+            _ = followed.wait_for(|f| f.is_some()) => {}
         };
-        if config_ttl.is_none() {
-            v.ttl = first.unwrap_or(v.ttl);
-        }
         if let Err(e) = vip::run_keeper(v, name, dcs, keys, healthy, holder_tx, stop).await {
             tracing::error!(event = "vip_keeper_stopped", "VIP keeper stopped: {e}");
         }

@@ -28,6 +28,7 @@ enum Call {
     Vote,
     InstallSnapshot,
     ReadIndex,
+    LeaseExpiryVote,
     ForwardEdgeWrite,
     ForwardLeaseExpire,
     ForwardEdgeConfig,
@@ -38,6 +39,7 @@ enum Call {
     PutOtherMember,
     LeaseGrant,
     KeepAliveNode1Lease,
+    RefreshNode1Lease,
     RevokeNode1Lease,
     Status,
     AddItself,
@@ -51,6 +53,7 @@ const TABLE: &[(Call, &[CertRole])] = &[
     (Call::Vote, VOTERS),
     (Call::InstallSnapshot, VOTERS),
     (Call::ReadIndex, VOTERS),
+    (Call::LeaseExpiryVote, VOTERS),
     (Call::ForwardEdgeWrite, VOTERS),
     (Call::ForwardLeaseExpire, &[]),
     (Call::ForwardEdgeConfig, &[]),
@@ -61,6 +64,7 @@ const TABLE: &[(Call, &[CertRole])] = &[
     (Call::PutOtherMember, &[Admin]),
     (Call::LeaseGrant, &[Member, Edge, Admin]),
     (Call::KeepAliveNode1Lease, &[Member, Admin]),
+    (Call::RefreshNode1Lease, &[Member, Admin]),
     // Last of the writes: an allowed revoke ends the lease (later revokes find nothing, which is not a refusal).
     (Call::RevokeNode1Lease, &[Member, Admin]),
     (Call::Status, EVERYONE),
@@ -93,6 +97,7 @@ async fn make(p: &Peer, call: Call, node1_lease: i64) -> Result<(), Status> {
         Call::Vote => p.vote(0, own_id).await,
         Call::InstallSnapshot => p.install_snapshot(0, own_id, 0).await,
         Call::ReadIndex => p.read_index().await,
+        Call::LeaseExpiryVote => p.expiry_vote(node1_lease).await,
         Call::ForwardEdgeWrite => {
             p.forward(&Command::by(Some(&edge1), txn(vec![put("edges/edge1")])))
                 .await
@@ -121,6 +126,7 @@ async fn make(p: &Peer, call: Call, node1_lease: i64) -> Result<(), Status> {
         Call::PutOtherMember => p.put(&root("members/node2"), "{}", 0).await,
         Call::LeaseGrant => p.grant(60_000).await.map(drop),
         Call::KeepAliveNode1Lease => p.keepalive(node1_lease).await.map(drop),
+        Call::RefreshNode1Lease => p.refresh(node1_lease).await.map(drop),
         Call::RevokeNode1Lease => p.revoke(node1_lease).await.map(drop),
         Call::Status => p.status().await.map(drop),
         // node1..3 are voters already: an allowed request is then turned down as such, not as a refusal.

@@ -183,3 +183,89 @@ async fn keepalives_carry_a_lease_across_a_leader_change() {
     let last = get_value(&dcs, "/ka/k", Duration::from_secs(10)).await;
     assert_eq!(last.as_deref(), Some("held"), "the key is present at the end");
 }
+
+/// A lease refreshed only directly on the voters (`DcsClient::lease_refresh_quorum`, no Raft entry) with a TTL
+/// about as short as an election: the leader dies, the lease and its key outlive the election, a client that reaches
+/// only one member earns nothing, and once the refreshes stop the lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_refreshes_carry_a_short_lease_across_a_leader_change() {
+    let mut cluster = start_cluster(3, "");
+    let old_leader = leader(&cluster).await;
+    let dcs = Arc::new(client(&cluster, None, Duration::from_secs(2)));
+    let ttl = Duration::from_millis(600);
+    let (id, _) = dcs.lease_grant(ttl).await.expect("granting a lease");
+    dcs.put(b"/direct/k", b"held", id)
+        .await
+        .expect("putting a key bound to the lease");
+    let survivor = (old_leader + 1) % 3;
+    let lonely = client(&cluster, Some(&[survivor]), Duration::from_secs(2));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let keeper = tokio::spawn({
+        let (dcs, stop) = (dcs.clone(), stop.clone());
+        async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(100));
+            let (mut last_ok, mut max_gap, mut oks) = (Instant::now(), Duration::ZERO, 0usize);
+            for _ in 0..400 {
+                pace.tick().await;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let sent = Instant::now();
+                if dcs.lease_refresh_quorum(id, Duration::from_millis(100)).await.is_some() {
+                    max_gap = max_gap.max(sent - last_ok);
+                    last_ok = sent;
+                    oks += 1;
+                }
+            }
+            (max_gap, oks)
+        }
+    });
+    // Only refreshes answered by a majority count: one member alone is never enough.
+    assert_eq!(lonely.lease_refresh_quorum(id, Duration::from_millis(500)).await, None);
+
+    cluster.kill(old_leader);
+    let new_leader = leader(&cluster).await;
+    assert_ne!(new_leader, old_leader);
+    let until = Instant::now() + 5 * ttl;
+    let (mut reads, mut absent) = (0usize, Vec::new());
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    for _ in 0..400 {
+        poll.tick().await;
+        if Instant::now() >= until {
+            break;
+        }
+        if let Ok((kvs, _)) = dcs.get(b"/direct/k", false).await {
+            reads += 1;
+            if kvs.is_empty() {
+                absent.push(reads);
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (max_gap, oks) = keeper.await.expect("the refresh task");
+    assert!(
+        absent.is_empty(),
+        "the key was absent at reads {absent:?} of {reads} (largest refresh gap {max_gap:?}, {oks} refreshes)"
+    );
+    assert!(reads > 0, "no read succeeded after the leader change");
+    assert!(oks > 0, "no direct refresh reached a quorum");
+
+    // Liveness: without refreshes the lease expires (a quorum of the two members left agrees).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut gone = false;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    for _ in 0..400 {
+        poll.tick().await;
+        if Instant::now() >= deadline {
+            break;
+        }
+        if let Ok((kvs, _)) = dcs.get(b"/direct/k", false).await {
+            if kvs.is_empty() {
+                gone = true;
+                break;
+            }
+        }
+    }
+    assert!(gone, "the lease did not expire once its refreshes stopped");
+}

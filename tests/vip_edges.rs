@@ -30,6 +30,11 @@ struct Site {
 
 impl Site {
     fn start() -> Site {
+        Site::start_with(String::new())
+    }
+
+    /// Six hosts whose edges get `vip_lines` in their `[edge.vip]` section.
+    fn start_with(vip_lines: String) -> Site {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -37,6 +42,7 @@ impl Site {
             .expect("runtime");
         let opts = SixHostsOptions {
             exe: common::exe(),
+            vip_lines,
             ..Default::default()
         };
         let six = {
@@ -201,4 +207,80 @@ fn edges_hold_the_vip_once_and_move_it_on_faults() {
         "VIP move after SIGKILL of the holding edge (ttl 2000 ms): median {:?} of {moves:?}",
         median(moves.clone())
     );
+}
+
+/// The name of the DCS member that is the Raft leader, asked of every member.
+fn raft_leader(site: &Site) -> Option<String> {
+    site.runtime.block_on(async {
+        for addr in site.six.dcs().endpoints() {
+            if let Ok(s) = site.six.dcs().status_of(addr, Duration::from_secs(1)).await {
+                if s.state == "Leader" {
+                    return Some(s.name);
+                }
+            }
+        }
+        None
+    })
+}
+
+/// A power-off of the Raft leader's db host with a VIP TTL of 600 ms (the holder lets go 450 ms after its last
+/// renewal, shorter than an election: before renewals went directly to the voters, the VIP moved every time): the
+/// VIP never moves while the DCS elects a new leader; afterwards the host comes back and every member streams again.
+#[test]
+fn a_raft_leader_power_off_does_not_move_the_vip() {
+    let test = "a_raft_leader_power_off_does_not_move_the_vip";
+    if !netns::root_or_skip(test) || db::skip_without_pg() {
+        return;
+    }
+    let mut site = Site::start_with("ttl_ms = 600\n".to_string());
+    site.wait_pg_cluster();
+    let holder = site.view().settled_holder("start");
+    let released = site.view().log_count(&holder, "released from");
+    let mut leader = None;
+    common::wait_until_sync(MOVE, "a Raft leader", || {
+        leader = raft_leader(&site);
+        leader.is_some()
+    });
+    let leader = leader.unwrap_or_default();
+    site.runtime
+        .block_on(site.six.power_off(&leader))
+        .unwrap_or_else(|e| panic!("powering {leader} off: {e}"));
+    let t0 = Instant::now();
+    let mut new_leader = None;
+    // Watch the VIP through the election and for 3 s after it (a flap takes about one VIP TTL).
+    let mut quiet_until = t0 + MOVE;
+    for _ in 0..10_000 {
+        if Instant::now() >= quiet_until {
+            break;
+        }
+        let holders = site.view().holders();
+        assert_eq!(
+            holders,
+            vec![holder.clone()],
+            "the VIP moved after {:?} while the DCS replaced its leader {leader}\n{}",
+            t0.elapsed(),
+            site.view().logs()
+        );
+        if new_leader.is_none() {
+            new_leader = raft_leader(&site).filter(|l| *l != leader);
+            if new_leader.is_some() {
+                eprintln!("new Raft leader {new_leader:?} after {:?}", t0.elapsed());
+                quiet_until = Instant::now() + Duration::from_secs(3);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(new_leader.is_some(), "no new Raft leader after powering {leader} off");
+    assert_eq!(
+        site.view().log_count(&holder, "released from"),
+        released,
+        "{holder} let the VIP go\n{}",
+        site.view().logs()
+    );
+    site.six
+        .power_on(&leader, &common::exe())
+        .unwrap_or_else(|e| panic!("powering {leader} on: {e}"));
+    // Every member streams again (a primary with two streaming replicas) and the VIP still has one holder.
+    site.wait_pg_cluster();
+    assert_eq!(site.view().settled_holder("after power-on"), holder);
 }

@@ -21,6 +21,7 @@ pub mod report;
 pub mod report_index;
 pub mod report_svg;
 pub mod six_hosts;
+pub mod soak;
 pub mod stats;
 pub mod vip_settle;
 pub mod writable_runs;
@@ -39,6 +40,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Failover(args) => failover_net::run(args).await,
         BenchCommand::Proxy(args) => proxy::run(args).await,
         BenchCommand::Chaos(args) => chaos::run(args).await,
+        BenchCommand::Soak(args) => soak::run(args).await,
     }
 }
 

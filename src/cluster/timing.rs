@@ -6,6 +6,10 @@ use std::time::Duration;
 pub const DEFAULT_TTL_MS: u64 = 2000;
 /// HA loop and lease renewal period unless configured (`ha.loop_wait_ms`, dynamic `loop_wait_ms`).
 pub const DEFAULT_LOOP_WAIT_MS: u64 = 250;
+/// The VIP lease's TTL (`edge.vip.ttl_ms`): the VIP leaves a dead edge about this long after its last refresh. It
+/// can be shorter than a Raft election because holders refresh on a quorum of voters directly (ARCHITECTURE.md,
+/// "Leases across leader changes").
+pub const DEFAULT_VIP_TTL_MS: u64 = 1000;
 
 /// The lease TTL and loop period in force; the dynamic config can change them while a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

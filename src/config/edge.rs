@@ -181,8 +181,9 @@ pub struct VipSection {
     /// Default: `false`.
     pub preempt: bool,
     /// `edge.vip.ttl_ms` (`PGHA_EDGE__VIP__TTL_MS`): TTL of the VIP lease in ms, which bounds how fast the VIP
-    /// leaves a dead edge (about one TTL). Below the DCS's leader-election time (~0.7 s) a DCS leader change can
-    /// make the holder release it (safe, but a short outage). At least 300. Default: unset, the cluster's ttl_ms.
+    /// leaves a dead edge (about one TTL). The holder renews it directly on a quorum of DCS voters every ttl/4 and
+    /// gives the address up at 3/4 of it without a renewal, so a DCS leader change does not move it; an edge host
+    /// that can stall for longer than ttl/2 should use more. At least 300. Default: 400.
     pub ttl_ms: Option<u64>,
 }
 

@@ -476,9 +476,10 @@ priority = 100
 # Take the VIP from a healthy holder of lower priority. Default: false.
 preempt = false
 # TTL of the VIP lease in ms: the VIP leaves a dead edge about this long after
-# it died. At least 300; below ~700 a DCS leader election can make the holder
-# let go (safe, a short outage). Default: unset (the cluster's ttl_ms).
-# ttl_ms = 1000
+# it died. Renewed on a quorum of DCS voters every ttl/4, so a DCS leader
+# election does not move it; use more on hosts that can stall for ttl/2.
+# At least 300. Default: 400.
+# ttl_ms = 400
 
 [tls]
 # true disables TLS entirely (trusted networks and tests only); ca, cert and

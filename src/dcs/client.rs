@@ -352,6 +352,54 @@ impl DcsClient {
             .then(|| Duration::from_millis(u64::try_from(resp.ttl_ms).unwrap_or(0))))
     }
 
+    /// Refreshes a lease on every member directly, without the Raft log (`lease_quorum.rs`), so it works while the
+    /// members elect a leader. `Some(ttl)` when a quorum of every voter set of one membership found the lease: the
+    /// holder may count that TTL from when it SENT this call. `None` says only that no quorum answered so (not that
+    /// the lease is gone: a follower may not have applied its grant yet); [`DcsClient::lease_keepalive`] decides that.
+    pub async fn lease_refresh_quorum(&self, id: i64, budget: Duration) -> Option<Duration> {
+        let asks = self
+            .endpoints
+            .iter()
+            .filter(|addr| !self.cut_off(addr))
+            .map(|addr| async move {
+                let mut req = tonic::Request::new(proto::LeaseRefreshRequest { id });
+                req.set_timeout(budget);
+                let channel = self.channel(addr).ok()?;
+                let resp = tokio::time::timeout(budget, dcs_client(channel).lease_refresh(req))
+                    .await
+                    .ok()?
+                    .ok()?
+                    .into_inner();
+                Some(super::lease_quorum::RefreshAck {
+                    node_id: resp.node_id,
+                    found: resp.found && resp.id == id,
+                    ttl: Duration::from_millis(u64::try_from(resp.ttl_ms).unwrap_or(0)),
+                    membership: resp.membership,
+                    voters: resp.voters.into_iter().map(|v| v.ids.into_iter().collect()).collect(),
+                })
+            });
+        // Done as soon as the answers form a quorum: a dead member must not hold every round up for the budget.
+        let mut pending: futures::stream::FuturesUnordered<_> = asks.collect();
+        let mut acks = Vec::new();
+        while let Some(answer) = futures::StreamExt::next(&mut pending).await {
+            acks.extend(answer);
+            if let Some(ttl) = super::lease_quorum::refresh_quorum(&acks) {
+                return Some(ttl);
+            }
+        }
+        None
+    }
+
+    /// Renews a lease the way every holder should: directly on a quorum of voters first (within `direct`; it needs
+    /// no Raft leader), else through the log, which also tells whether the lease is gone (`Ok(None)`). The holder
+    /// may count the returned TTL from when it sent this call.
+    pub async fn lease_renew(&self, id: i64, direct: Duration) -> Result<Option<Duration>, ClientError> {
+        match self.lease_refresh_quorum(id, direct).await {
+            Some(ttl) => Ok(Some(ttl)),
+            None => self.lease_keepalive(id).await,
+        }
+    }
+
     /// Revokes a lease and deletes its keys; false when it did not exist.
     pub async fn lease_revoke(&self, id: i64) -> Result<bool, ClientError> {
         let resp = self

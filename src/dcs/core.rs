@@ -84,6 +84,8 @@ pub struct DcsCore {
     snapshot_chunks: std::sync::Mutex<ChunkGuard>,
     /// Channels to other members (client TLS None in explicit plaintext mode).
     channels: ChannelPool,
+    /// The membership log id this member last answered lease refreshes and votes under (`lease_votes.rs`).
+    pub(super) membership_seen: std::sync::Mutex<Option<String>>,
 }
 
 impl DcsCore {
@@ -116,6 +118,7 @@ impl DcsCore {
             in_flight: InFlight::default(),
             snapshot_chunks: std::sync::Mutex::new(ChunkGuard::default()),
             channels: ChannelPool::new(tls, Some(timeout)),
+            membership_seen: std::sync::Mutex::new(None),
         }
     }
 

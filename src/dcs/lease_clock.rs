@@ -15,6 +15,7 @@ use super::types::ExpiredLease;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Deadline {
     at: Instant,
+    ttl: Duration,
     refreshed_index: u64,
 }
 
@@ -27,13 +28,32 @@ pub struct LeaseClock {
 impl LeaseClock {
     /// A grant or keepalive for `id` was applied at log `index` at local time `now`.
     pub fn refreshed(&mut self, id: i64, ttl: Duration, index: u64, now: Instant) {
+        // Never earlier than a direct refresh or a membership reset already promised.
+        let at = self.deadlines.get(&id).map_or(now + ttl, |d| d.at.max(now + ttl));
         self.deadlines.insert(
             id,
             Deadline {
-                at: now + ttl,
+                at,
+                ttl,
                 refreshed_index: index,
             },
         );
+    }
+
+    /// The holder refreshed `id` on this member directly (not through the log, `lease_quorum.rs`): its deadline is
+    /// at least `now + ttl`. Returns the lease's TTL, or None when this member does not know the lease.
+    pub fn refreshed_directly(&mut self, id: i64, now: Instant) -> Option<Duration> {
+        let d = self.deadlines.get_mut(&id)?;
+        d.at = d.at.max(now + d.ttl);
+        Some(d.ttl)
+    }
+
+    /// This member saw a new membership: every lease gets at least a full TTL from `now` (what makes a quorum of
+    /// the new voter sets agree with refreshes counted under the old one, `lease_quorum.rs`).
+    pub fn extend_all(&mut self, now: Instant) {
+        for d in self.deadlines.values_mut() {
+            d.at = d.at.max(now + d.ttl);
+        }
     }
 
     /// The lease is gone (revoked or expired through the log).
@@ -131,6 +151,27 @@ mod tests {
             let got = expired.first().map(|e| e.refreshed_index);
             assert_eq!(got, case.expect, "{}", case.name);
         }
+    }
+
+    #[test]
+    fn direct_refresh_and_membership_reset_only_move_deadlines_later() {
+        let t0 = Instant::now();
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let mut clock = LeaseClock::default();
+        assert_eq!(clock.refreshed_directly(7, t0), None, "unknown lease");
+        clock.refreshed(7, TTL, 1, t0);
+        assert_eq!(clock.refreshed_directly(7, ms(500)), Some(TTL));
+        assert!(clock.expired(ms(1499)).is_empty());
+        assert_eq!(clock.expired(ms(1500)).len(), 1);
+        // An older deadline never replaces a later one.
+        clock.refreshed_directly(7, ms(100));
+        assert!(clock.expired(ms(1499)).is_empty());
+        clock.extend_all(ms(800));
+        assert!(clock.expired(ms(1799)).is_empty());
+        assert_eq!(clock.expired(ms(1800)).first().map(|e| e.refreshed_index), Some(1));
+        // A keepalive applied through the log keeps the later deadline too.
+        clock.refreshed(7, TTL, 2, ms(200));
+        assert!(clock.expired(ms(1799)).is_empty());
     }
 
     #[test]

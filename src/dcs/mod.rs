@@ -14,6 +14,8 @@ pub mod fault;
 pub mod kv;
 pub mod lease_clock;
 pub mod lease_expiry;
+pub mod lease_quorum;
+pub mod lease_votes;
 pub mod limits;
 pub mod log_store;
 pub mod member;

@@ -72,6 +72,13 @@ impl proto::raft_internal_server::RaftInternal for RaftService {
         authz::check(&self.0, &who, Rpc::ReadIndex)?;
         encode(&self.0.read_index_here().await)
     }
+
+    async fn lease_expiry_vote(&self, req: Request<proto::RaftBytes>) -> Result<Response<proto::RaftBytes>, Status> {
+        let who = authz::identify(&self.0, &req)?;
+        authz::check(&self.0, &who, Rpc::LeaseExpiryVote)?;
+        let vote: super::lease_votes::ExpiryVoteRequest = decode(req)?;
+        encode(&self.0.answer_expiry_vote(&vote))
+    }
 }
 
 /// The DCS client API.
@@ -168,6 +175,32 @@ impl proto::dcs_server::Dcs for DcsService {
             }
             other => Err(unexpected(other)),
         }
+    }
+
+    async fn lease_refresh(
+        &self,
+        req: Request<proto::LeaseRefreshRequest>,
+    ) -> Result<Response<proto::LeaseRefreshResponse>, Status> {
+        let who = authz::identify(&self.0, &req)?;
+        let id = req.into_inner().id;
+        authz::check(&self.0, &who, Rpc::LeaseRefresh(id))?;
+        // The membership first: a change resets the deadlines before this refresh is answered under it.
+        let membership = self.0.membership_now();
+        let ttl = self.0.sm.refresh_lease_directly(id, std::time::Instant::now());
+        Ok(Response::new(proto::LeaseRefreshResponse {
+            id,
+            found: ttl.is_some(),
+            ttl_ms: ttl.map_or(0, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+            node_id: self.0.node_id,
+            membership: membership.id,
+            voters: membership
+                .voters
+                .into_iter()
+                .map(|set| proto::VoterSet {
+                    ids: set.into_iter().collect(),
+                })
+                .collect(),
+        }))
     }
 
     async fn lease_revoke(

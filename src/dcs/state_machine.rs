@@ -233,6 +233,18 @@ impl StateMachineStore {
         self.shared.clock.lock().map(|c| c.expired(now)).unwrap_or_default()
     }
 
+    /// A holder's direct refresh of `id` (no log entry, `lease_quorum.rs`): the TTL when this member knows the lease.
+    pub fn refresh_lease_directly(&self, id: i64, now: Instant) -> Option<Duration> {
+        self.shared.clock.lock().ok()?.refreshed_directly(id, now)
+    }
+
+    /// This member saw a new membership: every lease gets at least a full TTL from `now`.
+    pub fn extend_leases(&self, now: Instant) {
+        if let Ok(mut clock) = self.shared.clock.lock() {
+            clock.extend_all(now);
+        }
+    }
+
     /// Number of live leases.
     pub fn lease_count(&self) -> usize {
         self.shared.clock.lock().map(|c| c.len()).unwrap_or_default()

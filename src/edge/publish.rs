@@ -58,7 +58,7 @@ pub async fn run(
         }
         if let (Some(id), true) = (lease, Instant::now() >= keepalive_at) {
             keepalive_at = Instant::now() + ttl / 4;
-            match dcs.lease_keepalive(id).await {
+            match dcs.lease_renew(id, ttl / 4).await {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     tracing::info!(

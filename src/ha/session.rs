@@ -177,7 +177,8 @@ impl Session {
             None => tokio::time::timeout(budget, dcs.lease_grant(ttl))
                 .await
                 .map(|r| r.map(Some)),
-            Some(id) => tokio::time::timeout(budget, dcs.lease_keepalive(id))
+            // Directly on a quorum of voters first: a Raft election does not cost the primary its lease.
+            Some(id) => tokio::time::timeout(budget, dcs.lease_renew(id, ttl / 4))
                 .await
                 .map(|r| r.map(|granted| granted.map(|t| (id, t)))),
         };

@@ -185,6 +185,27 @@ impl Peer {
             .found)
     }
 
+    pub async fn refresh(&self, id: i64) -> Result<bool, Status> {
+        let req = proto::LeaseRefreshRequest { id };
+        Ok(DcsClient::new(self.ch.clone())
+            .lease_refresh(req)
+            .await?
+            .into_inner()
+            .found)
+    }
+
+    /// Asks for an expiry vote on `id` (read-only on the answering member).
+    pub async fn expiry_vote(&self, id: i64) -> Result<(), Status> {
+        let req = pgha::dcs::lease_votes::ExpiryVoteRequest {
+            membership: String::new(),
+            leases: vec![id],
+        };
+        RaftInternalClient::new(self.ch.clone())
+            .lease_expiry_vote(raft_bytes(&req))
+            .await
+            .map(drop)
+    }
+
     pub async fn revoke(&self, id: i64) -> Result<bool, Status> {
         let req = proto::LeaseRevokeRequest { id };
         Ok(DcsClient::new(self.ch.clone())

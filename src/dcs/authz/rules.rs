@@ -39,6 +39,10 @@ pub enum Rpc<'a> {
     LeaseGrant,
     LeaseKeepAlive(i64),
     LeaseRevoke(i64),
+    /// A holder refreshes its lease on one voter's clock (no log entry).
+    LeaseRefresh(i64),
+    /// The Raft leader asks a voter whether leases expired on its clock.
+    LeaseExpiryVote,
     Status,
     AddMember(&'a str),
     RemoveMember(&'a str),
@@ -62,6 +66,8 @@ impl Rpc<'_> {
             Rpc::LeaseGrant => "LeaseGrant",
             Rpc::LeaseKeepAlive(_) => "LeaseKeepAlive",
             Rpc::LeaseRevoke(_) => "LeaseRevoke",
+            Rpc::LeaseRefresh(_) => "LeaseRefresh",
+            Rpc::LeaseExpiryVote => "LeaseExpiryVote",
             Rpc::Status => "Status",
             Rpc::AddMember(_) => "AddMember",
             Rpc::RemoveMember(_) => "RemoveMember",
@@ -149,7 +155,7 @@ pub fn authorize(who: &Principal, rpc: Rpc<'_>, ctx: &Ctx<'_>) -> Result<(), Den
                 _ => Ok(()),
             }
         }
-        Rpc::ReadIndex | Rpc::WalPosition => voter_in_membership(caller, rpc, ctx),
+        Rpc::ReadIndex | Rpc::WalPosition | Rpc::LeaseExpiryVote => voter_in_membership(caller, rpc, ctx),
         Rpc::ForwardWrite(cmd) => {
             voter_in_membership(caller, rpc, ctx)?;
             forwarded(cmd, ctx)
@@ -162,7 +168,7 @@ pub fn authorize(who: &Principal, rpc: Rpc<'_>, ctx: &Ctx<'_>) -> Result<(), Den
             Ok(())
         }
         Rpc::LeaseGrant => lease_role(caller),
-        Rpc::LeaseKeepAlive(id) | Rpc::LeaseRevoke(id) => {
+        Rpc::LeaseKeepAlive(id) | Rpc::LeaseRevoke(id) | Rpc::LeaseRefresh(id) => {
             lease_role(caller)?;
             lease_known(caller, id, ctx)
         }
@@ -300,7 +306,7 @@ fn txn_leases(txn: &Txn) -> impl Iterator<Item = i64> + '_ {
 pub fn touched_leases(rpc: Rpc<'_>) -> Vec<i64> {
     match rpc {
         Rpc::Txn(txn) => txn_leases(txn).collect(),
-        Rpc::LeaseKeepAlive(id) | Rpc::LeaseRevoke(id) => vec![id],
+        Rpc::LeaseKeepAlive(id) | Rpc::LeaseRevoke(id) | Rpc::LeaseRefresh(id) => vec![id],
         Rpc::ForwardWrite(Command::As { command, .. }) => command_rpc(command).map(touched_leases).unwrap_or_default(),
         _ => Vec::new(),
     }

@@ -40,6 +40,8 @@ enum Req {
     Grant,
     KeepAlive(i64),
     Revoke(i64),
+    Refresh(i64),
+    ExpiryVote,
     Status,
     Add(String),
     Remove(String),
@@ -61,6 +63,8 @@ impl Req {
             Req::Grant => Rpc::LeaseGrant,
             Req::KeepAlive(id) => Rpc::LeaseKeepAlive(*id),
             Req::Revoke(id) => Rpc::LeaseRevoke(*id),
+            Req::Refresh(id) => Rpc::LeaseRefresh(*id),
+            Req::ExpiryVote => Rpc::LeaseExpiryVote,
             Req::Status => Rpc::Status,
             Req::Add(n) => Rpc::AddMember(n),
             Req::Remove(n) => Rpc::RemoveMember(n),
@@ -169,6 +173,7 @@ fn table() -> Vec<(&'static str, Build, &'static [CertRole])> {
             VOTERS,
         ),
         ("ReadIndex", Box::new(|_| Req::ReadIndex), VOTERS),
+        ("LeaseExpiryVote", Box::new(|_| Req::ExpiryVote), VOTERS),
         (
             "ForwardWrite of an edge's own key",
             Box::new(move |_| forward(caller(Edge), edge_put())),
@@ -362,6 +367,13 @@ fn table() -> Vec<(&'static str, Build, &'static [CertRole])> {
             LEASE_USERS,
         ),
         ("LeaseRevoke own lease", Box::new(|_| Req::Revoke(7)), LEASE_USERS),
+        ("LeaseRefresh own lease", Box::new(|_| Req::Refresh(7)), LEASE_USERS),
+        ("LeaseRefresh db2's lease", Box::new(|_| Req::Refresh(8)), ADMIN),
+        (
+            "LeaseRefresh unknown here (nothing to refresh)",
+            Box::new(|_| Req::Refresh(99)),
+            LEASE_USERS,
+        ),
         ("LeaseRevoke db2's lease", Box::new(|_| Req::Revoke(8)), ADMIN),
         (
             "put own key bound to own lease",
@@ -447,7 +459,7 @@ fn every_rpc_for_every_role() {
         }
     }
     // Every RPC of proto/pgha.proto and every REST write is in the table.
-    assert_eq!(covered.len(), 15 + RestWrite::ALL.len(), "{covered:?}");
+    assert_eq!(covered.len(), 17 + RestWrite::ALL.len(), "{covered:?}");
 }
 
 #[test]

@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 /// Delay per rank when the key is free: the best candidate tries at once, the second after this, ...
 pub const RANK_STEP: Duration = Duration::from_millis(500);
 
+/// A holder whose proxy turned unhealthy keeps the VIP this long first. The edge's health is its DCS view being
+/// fresh; while the DCS elects a leader (or has no quorum) every edge's view goes stale at once, and moving the VIP
+/// then only adds an outage. An edge cut off from the voters cannot renew its lease and lets go at the lease
+/// deadline anyway, so the grace costs nothing in that case.
+pub const UNHEALTHY_GRACE: Duration = Duration::from_secs(2);
+
 /// Who the `vip` key names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holder {
@@ -38,6 +44,8 @@ pub struct Input<'a> {
     pub my_priority: u32,
     /// Our proxy is healthy (track-script equivalent).
     pub healthy: bool,
+    /// Since when it has been unhealthy (None while healthy; None while unhealthy counts as long ago).
+    pub unhealthy_since: Option<Instant>,
     /// We hold the address and the key (we acquired it and did not release it).
     pub owning: bool,
     /// Our lease is safely ours by our own clock (before `send + ttl - ttl/4`).
@@ -131,7 +139,13 @@ fn decide_owning(i: &Input) -> Decision {
         Holder::Other(o) => return Decision::Release(format!("VIP key now held by {o}")),
     }
     if !i.healthy {
-        return Decision::Release("proxy unhealthy".into());
+        let waited = i
+            .unhealthy_since
+            .map_or(UNHEALTHY_GRACE, |t| i.now.saturating_duration_since(t));
+        return match waited >= UNHEALTHY_GRACE {
+            true => Decision::Release("proxy unhealthy".into()),
+            false => Decision::Wait(UNHEALTHY_GRACE - waited),
+        };
     }
     if i.preempt {
         let preemptor = i
@@ -177,6 +191,7 @@ mod tests {
             me: "edge2",
             my_priority: 50,
             healthy: true,
+            unhealthy_since: None,
             owning: false,
             lease_valid: false,
             holder: Holder::Free,
@@ -222,6 +237,10 @@ mod tests {
             ("key taken by another", Input { holder: Holder::Other("edge3".into()), ..held.clone() },
                 release("VIP key now held by edge3")),
             ("unhealthy holder releases", Input { healthy: false, ..held.clone() }, release("proxy unhealthy")),
+            ("unhealthy holder keeps it for the grace (DCS election)", Input { healthy: false,
+                unhealthy_since: Some(t0 - ms(500)), ..held.clone() }, Decision::Wait(ms(1500))),
+            ("unhealthy holder releases after the grace", Input { healthy: false,
+                unhealthy_since: Some(t0 - ms(2000)), ..held.clone() }, release("proxy unhealthy")),
             ("no preemption by default", held.clone(), Decision::Keep),
             ("preemption by a better healthy edge", Input { preempt: true, ..held.clone() },
                 release("preempted by edge1 (priority 100 > 50)")),
@@ -243,6 +262,7 @@ mod tests {
             me: "b",
             my_priority: 10,
             healthy: true,
+            unhealthy_since: None,
             owning: true,
             lease_valid: true,
             holder: Holder::Me,

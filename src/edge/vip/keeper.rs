@@ -82,6 +82,7 @@ pub async fn run_keeper_with(
         lease: None,
         owning: false,
         next_keepalive: now,
+        unhealthy_since: None,
         acquired_at: None,
         bursts: 0,
         holder: None,
@@ -127,6 +128,8 @@ pub(super) struct Keeper {
     pub clock: LeaseClock,
     pub owning: bool,
     pub next_keepalive: Instant,
+    /// Since when our proxy has been unhealthy (`decide::UNHEALTHY_GRACE`).
+    pub unhealthy_since: Option<Instant>,
     pub acquired_at: Option<Instant>,
     /// Gratuitous ARP bursts sent since acquiring.
     pub bursts: u32,
@@ -226,6 +229,10 @@ impl Keeper {
             if changed || Instant::now() >= self.read_after {
                 self.read_view().await;
             }
+            self.unhealthy_since = match self.healthy() {
+                true => None,
+                false => self.unhealthy_since.or(Some(Instant::now())),
+            };
             let mut wake = Instant::now() + POLL;
             match self.decide() {
                 Decision::Acquire(_) if Instant::now() < self.acquire_after => wake = wake.min(self.acquire_after),
@@ -293,6 +300,8 @@ impl Keeper {
             me: &self.me,
             my_priority: self.s.priority,
             healthy: self.healthy(),
+            // A closed health channel (the edge is stopping) counts as unhealthy for long.
+            unhealthy_since: self.unhealthy_since.filter(|_| !self.healthy_closed),
             owning: self.owning,
             lease_valid: self.clock.valid(Instant::now()),
             holder,
@@ -305,18 +314,25 @@ impl Keeper {
         })
     }
 
-    /// Budget for one DCS call: a late answer is useless once the lease could be gone.
+    /// Budget for one DCS call: a late answer is useless once the lease could be gone (a holder's calls are also
+    /// bounded by its step-down instant), but a loaded DCS member may answer slower than a short VIP TTL.
     pub(super) fn budget(&self) -> Duration {
-        (self.s.ttl / 2).max(Duration::from_millis(100))
+        self.s.ttl.max(Duration::from_millis(500))
     }
 
     /// Reads the `vip` key and the edges' status; on failure keeps the last view (our lease clock still rules).
-    /// While owning, the read never runs past our step-down instant: releasing in time matters more than the view.
+    /// While owning, the read never runs past our next renewal: reads need a Raft leader and renewals do not, so
+    /// during an election a read must not keep the holder from renewing (it keeps the last view instead).
     async fn read_view(&mut self) {
         let mut budget = self.budget();
         if let (true, Some(at)) = (self.owning, self.clock.step_down_at()) {
-            budget = budget.min(at.saturating_duration_since(Instant::now()));
-            if budget.is_zero() {
+            let now = Instant::now();
+            budget = budget.min(at.saturating_duration_since(now)).min(
+                self.next_keepalive
+                    .saturating_duration_since(now)
+                    .max(Duration::from_millis(10)),
+            );
+            if at <= now {
                 return; // past the step-down instant (e.g. after a freeze): this pass releases, no read needed
             }
         }
@@ -395,7 +411,9 @@ impl Keeper {
             .map(|at| at.saturating_duration_since(sent))
             .unwrap_or_default();
         let budget = self.budget().min(until_step_down).max(Duration::from_millis(10));
-        let failure = match tokio::time::timeout(budget, self.dcs.lease_keepalive(id)).await {
+        // Directly on a quorum of voters first: an election does not cost the holder its address.
+        let renewal = self.dcs.lease_renew(id, budget);
+        let failure = match tokio::time::timeout(budget, renewal).await {
             Ok(Ok(Some(granted))) => {
                 self.clock.set_ttl(granted);
                 self.clock.renewed(sent);
