@@ -30,7 +30,9 @@ fn bench(c: &mut Criterion) {
         caps: Port::ALL.iter().map(|p| (*p, 333)).collect::<BTreeMap<_, _>>(),
         primary_wait: Duration::from_secs(1),
         hello_timeout: Duration::from_secs(5),
-    });
+        session_threads: 0,
+    })
+    .expect("a proxy without session threads");
     let tables = [
         RoutingTable::from_view(&common::view(3, Some("db1")), true, &opts),
         RoutingTable::from_view(&common::view(3, Some("db2")), true, &opts),

@@ -508,7 +508,8 @@ pub enum BenchCommand {
     /// Failover write gap, leader change, VIP move and lost acknowledged writes in the six-host topology (network
     /// namespaces, root), or on a loopback 3-node cluster with `--local`.
     Failover(BenchFailoverArgs),
-    /// pgbench straight to the primary and through an edge, alternating, on a local one-node cluster.
+    /// pgbench straight to the primary, through an edge (and HAProxy with `--haproxy`), alternating, on a local
+    /// one-node cluster.
     Proxy(BenchProxyArgs),
     /// A long seeded fault schedule in the six-host topology (network namespaces, root), the invariants checked after
     /// every step; exits non-zero on any violation.
@@ -636,9 +637,13 @@ pub struct BenchProxyArgs {
     /// pgbench scale factor for `-i`.
     #[arg(long, default_value_t = 10)]
     pub scale: u32,
-    /// Direct/edge pairs per workload; the table shows medians.
+    /// Rounds per workload (each runs every route, in rotating order); the table shows medians.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Also measure through HAProxy in TCP mode in front of the same primary (skipped, with a note, when haproxy
+    /// is not installed).
+    #[arg(long)]
+    pub haproxy: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

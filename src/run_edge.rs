@@ -121,7 +121,9 @@ async fn bind_ports(e: &EdgeSection) -> anyhow::Result<(Vec<(Port, String, TcpLi
 fn new_proxy(e: &EdgeSection) -> anyhow::Result<Arc<Proxy>> {
     let caps = port_caps(e).context("edge.max_sessions")?;
     let slots = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-    Ok(Proxy::new(ProxySettings {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = usize::try_from(e.session_threads).unwrap_or(usize::MAX);
+    Proxy::new(ProxySettings {
         caps: [
             (Port::Primary, slots(caps.primary)),
             (Port::Replica, slots(caps.replica)),
@@ -130,7 +132,9 @@ fn new_proxy(e: &EdgeSection) -> anyhow::Result<Arc<Proxy>> {
         .into(),
         primary_wait: Duration::from_millis(e.primary_wait_ms),
         hello_timeout: Duration::from_millis(e.client_hello_timeout_ms),
-    }))
+        session_threads: crate::edge::workers::worker_count(threads, cores),
+    })
+    .context("starting the session threads")
 }
 
 /// Binds the ports and starts every task of the edge.
@@ -196,8 +200,9 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
     let mut accept_loops = Vec::new();
     for (port, addr, listener) in listeners {
         tracing::info!(
-            "{port} port listening on {addr} (at most {} connections)",
-            proxy.cap(port)
+            "{port} port listening on {addr} (at most {} connections, {} session thread(s))",
+            proxy.cap(port),
+            proxy.session_threads()
         );
         accept_loops.push(tokio::spawn(proxy.clone().serve(
             port,
@@ -220,6 +225,7 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
             background.clone(),
         )));
     }
+    tasks.push(tokio::spawn(crate::edge::idle::run(proxy.idle(), background.clone())));
     tasks.push(tokio::spawn(crate::edge::changes::follow_vip(
         holder_rx.clone(),
         background.clone(),
@@ -265,6 +271,8 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
         spawn_vip_keeper(v, name.clone(), dcs.clone(), keys.clone(), watches, vip_stop.clone())
     });
     tracing::info!(event = "edge_running", name = %name, "edge running");
+    // No session yet: what start-up touched (config, TLS, clap) can go.
+    proxy.idle().notify_one();
     Ok(RunningEdge {
         proxy,
         accept,

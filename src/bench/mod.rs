@@ -8,6 +8,7 @@ pub mod chaos_schedule;
 pub mod dcs;
 pub mod failover;
 pub mod failover_report;
+pub mod haproxy;
 pub mod measure;
 pub mod phases;
 pub mod profile;

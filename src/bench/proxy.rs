@@ -1,5 +1,6 @@
-//! `pgha bench proxy`: pgbench straight to the primary and through an edge's primary port, alternating in one run
-//! on a local one-node cluster, so the proxy's cost is measured on the same machine, data and moment.
+//! `pgha bench proxy`: pgbench straight to the primary, through HAProxy (`--haproxy`) and through an edge's primary
+//! port, alternating in one run on a local one-node cluster, so each proxy's cost is measured on the same machine,
+//! data and moment.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
+use super::haproxy::{self, Haproxy, HaproxySettings};
 use super::stats::{anon_rss_bytes, nearest_rank, peak_rss_bytes, rss_bytes};
 use crate::cli::BenchProxyArgs;
 use crate::config::{LogFormat, Role};
@@ -64,15 +66,52 @@ fn median(mut v: Vec<f64>) -> f64 {
     nearest_rank(&v, 0.5)
 }
 
+/// Where pgbench connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Route {
+    /// Straight to the primary.
+    Direct,
+    /// Through HAProxy in TCP mode.
+    Haproxy,
+    /// Through the edge's primary port.
+    Edge,
+}
+
+/// The routes of round `round` (0-based): rotated each round so that none always runs first, right after the tables
+/// were touched by the previous workload, or last.
+pub fn round_order(routes: &[Route], round: usize) -> Vec<Route> {
+    let mut order = routes.to_vec();
+    if !order.is_empty() {
+        let k = round % order.len();
+        order.rotate_left(k);
+    }
+    order
+}
+
+/// One round of a workload: each route's result.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Round {
+    pub direct: PgbenchResult,
+    pub haproxy: Option<PgbenchResult>,
+    pub edge: PgbenchResult,
+}
+
 /// One workload's numbers: medians over the rounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProxyRow {
     pub workload: Workload,
     pub direct: PgbenchResult,
+    /// None without `--haproxy` (or without HAProxy installed).
+    pub via_haproxy: Option<PgbenchResult>,
     pub via_edge: PgbenchResult,
     /// Edge throughput over direct throughput.
     pub ratio: f64,
-    pub rounds: Vec<(PgbenchResult, PgbenchResult)>,
+    /// HAProxy throughput over direct throughput.
+    pub haproxy_ratio: Option<f64>,
+    /// Edge throughput over HAProxy throughput.
+    pub edge_over_haproxy: Option<f64>,
+    pub rounds: Vec<Round>,
 }
 
 /// The whole report.
@@ -86,28 +125,44 @@ pub struct ProxyReport {
     pub edge_peak_rss_bytes: Option<u64>,
     /// Of `edge_rss_bytes`, the anonymous part (heap and stacks; the rest is the binary's code pages).
     pub edge_anon_rss_bytes: Option<u64>,
+    /// HAProxy's threads, when it ran.
+    pub haproxy_threads: Option<usize>,
+    pub haproxy_rss_bytes: Option<u64>,
+    pub haproxy_anon_rss_bytes: Option<u64>,
+    /// Why the HAProxy column is missing though `--haproxy` asked for it.
+    pub haproxy_skipped: Option<String>,
 }
 
-/// Summarizes per-round (direct, edge) results into a row.
-pub fn row(workload: Workload, rounds: Vec<(PgbenchResult, PgbenchResult)>) -> ProxyRow {
-    let direct = PgbenchResult {
-        tps: median(rounds.iter().map(|r| r.0.tps).collect()),
-        latency_ms: median(rounds.iter().map(|r| r.0.latency_ms).collect()),
-    };
-    let via_edge = PgbenchResult {
-        tps: median(rounds.iter().map(|r| r.1.tps).collect()),
-        latency_ms: median(rounds.iter().map(|r| r.1.latency_ms).collect()),
-    };
-    let ratio = if direct.tps > 0.0 {
-        via_edge.tps / direct.tps
+fn ratio(over: f64, under: f64) -> f64 {
+    if under > 0.0 {
+        over / under
     } else {
         0.0
-    };
+    }
+}
+
+/// Medians of each route's tps and latency (separately) over `results`.
+fn medians(results: &[PgbenchResult]) -> PgbenchResult {
+    PgbenchResult {
+        tps: median(results.iter().map(|r| r.tps).collect()),
+        latency_ms: median(results.iter().map(|r| r.latency_ms).collect()),
+    }
+}
+
+/// Summarizes per-round results into a row; the HAProxy column only when every round has it.
+pub fn row(workload: Workload, rounds: Vec<Round>) -> ProxyRow {
+    let direct = medians(&rounds.iter().map(|r| r.direct).collect::<Vec<_>>());
+    let via_edge = medians(&rounds.iter().map(|r| r.edge).collect::<Vec<_>>());
+    let haproxy: Option<Vec<PgbenchResult>> = rounds.iter().map(|r| r.haproxy).collect();
+    let via_haproxy = haproxy.filter(|h| !h.is_empty()).map(|h| medians(&h));
     ProxyRow {
         workload,
         direct,
+        via_haproxy,
         via_edge,
-        ratio,
+        ratio: ratio(via_edge.tps, direct.tps),
+        haproxy_ratio: via_haproxy.map(|h| ratio(h.tps, direct.tps)),
+        edge_over_haproxy: via_haproxy.map(|h| ratio(via_edge.tps, h.tps)),
         rounds,
     }
 }
@@ -151,7 +206,27 @@ impl Pgbench {
     }
 }
 
-/// Starts a one-node cluster with an edge, runs every workload alternately direct and through the edge.
+/// HAProxy in front of the primary when `--haproxy` asked for it and it is installed; else why not.
+async fn start_haproxy(args: &BenchProxyArgs, primary: u16) -> anyhow::Result<Result<(Haproxy, usize), String>> {
+    if !args.haproxy {
+        return Ok(Err("not asked for (--haproxy)".into()));
+    }
+    let Some(exe) = haproxy::find() else {
+        return Ok(Err("haproxy is not installed".into()));
+    };
+    let port = crate::ports::free_ports(1).context("a port for HAProxy")?[0];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let settings = HaproxySettings {
+        listen_port: port,
+        backend: format!("127.0.0.1:{primary}"),
+        threads,
+        maxconn: 1000,
+    };
+    Ok(Ok((Haproxy::start(&exe, &settings).await?, threads)))
+}
+
+/// Starts a one-node cluster with an edge (and HAProxy with `--haproxy`), runs every workload on each route in
+/// rotating order per round.
 pub async fn measure(args: &BenchProxyArgs, exe: &Path) -> anyhow::Result<ProxyReport> {
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
     anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
@@ -174,6 +249,14 @@ pub async fn measure(args: &BenchProxyArgs, exe: &Path) -> anyhow::Result<ProxyR
     );
     let direct = cluster.nodes[0].pg_port.context("the node has no PostgreSQL port")?;
     let via_edge = cluster.edges[edge].edge.context("the edge has no ports")?.primary;
+    let haproxy = start_haproxy(args, direct).await?;
+    let (haproxy, haproxy_threads, haproxy_skipped) = match haproxy {
+        Ok((h, threads)) => (Some(h), Some(threads), None),
+        Err(why) => (None, None, args.haproxy.then_some(why)),
+    };
+    if let Some(why) = &haproxy_skipped {
+        eprintln!("{why}: the HAProxy column is skipped");
+    }
     let password = std::fs::read_to_string(cluster.dir.join("secrets/superuser"))
         .context("reading the superuser password")?
         .trim()
@@ -181,6 +264,16 @@ pub async fn measure(args: &BenchProxyArgs, exe: &Path) -> anyhow::Result<ProxyR
     let bench = Pgbench { exe: pgbench, password };
     eprintln!("initializing pgbench tables (scale {})...", args.scale);
     bench.run(direct, &["-i", "-q", "-s", &args.scale.to_string()])?;
+    let routes: Vec<Route> = match haproxy {
+        Some(_) => vec![Route::Direct, Route::Haproxy, Route::Edge],
+        None => vec![Route::Direct, Route::Edge],
+    };
+    let port_of = |r: Route| match (r, &haproxy) {
+        (Route::Direct, _) => Some(direct),
+        (Route::Haproxy, Some(h)) => Some(h.port()),
+        (Route::Haproxy, None) => None,
+        (Route::Edge, _) => Some(via_edge),
+    };
     let mut rows = Vec::new();
     for w in [
         Workload::SelectOnly,
@@ -190,17 +283,30 @@ pub async fn measure(args: &BenchProxyArgs, exe: &Path) -> anyhow::Result<ProxyR
         let mut rounds = Vec::new();
         for i in 0..args.rounds {
             eprintln!("{w:?} round {}/{}...", i + 1, args.rounds);
-            let d = bench.measure(direct, w, args)?;
-            let e = bench.measure(via_edge, w, args)?;
-            eprintln!(
-                "  direct {:.0} tps ({:.3} ms), via edge {:.0} tps ({:.3} ms)",
-                d.tps, d.latency_ms, e.tps, e.latency_ms
-            );
-            rounds.push((d, e));
+            let mut got: Vec<(Route, PgbenchResult)> = Vec::new();
+            for r in round_order(&routes, i) {
+                let Some(port) = port_of(r) else { continue };
+                got.push((r, bench.measure(port, w, args)?));
+            }
+            let of = |r: Route| got.iter().find(|(x, _)| *x == r).map(|(_, res)| *res);
+            let round = Round {
+                direct: of(Route::Direct).context("no direct result")?,
+                haproxy: of(Route::Haproxy),
+                edge: of(Route::Edge).context("no edge result")?,
+            };
+            let line: Vec<String> = got
+                .iter()
+                .map(|(r, res)| format!("{r:?} {:.0} tps ({:.3} ms)", res.tps, res.latency_ms))
+                .collect();
+            eprintln!("  {}", line.join(", "));
+            rounds.push(round);
         }
         rows.push(row(w, rounds));
     }
+    // Idle: the last pgbench has exited; give the edge a moment to close its sessions (bounded poll).
+    settle_idle(&cluster, edge).await;
     let edge_pid = cluster.edges[edge].pid;
+    let haproxy_pid = haproxy.as_ref().map(Haproxy::pid);
     Ok(ProxyReport {
         clients: args.clients,
         seconds: args.seconds,
@@ -209,7 +315,48 @@ pub async fn measure(args: &BenchProxyArgs, exe: &Path) -> anyhow::Result<ProxyR
         edge_rss_bytes: edge_pid.and_then(rss_bytes),
         edge_peak_rss_bytes: edge_pid.and_then(peak_rss_bytes),
         edge_anon_rss_bytes: edge_pid.and_then(anon_rss_bytes),
+        haproxy_threads,
+        haproxy_rss_bytes: haproxy_pid.and_then(rss_bytes),
+        haproxy_anon_rss_bytes: haproxy_pid.and_then(anon_rss_bytes),
+        haproxy_skipped,
     })
+}
+
+/// Waits (at most 5 s) until the edge's `/metrics` shows no live session, so the RSS read is the idle one.
+async fn settle_idle(cluster: &LocalCluster, edge: usize) {
+    let Some(ports) = cluster.edges[edge].edge else { return };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let page = get_local(ports.status, "/metrics").await;
+        if page.as_deref().and_then(live_sessions) == Some(0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The body of `GET path` from 127.0.0.1:`port` (HTTP/1.0, 2 s at most), None on any failure.
+async fn get_local(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        s.write_all(request.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask).await.ok().flatten()
+}
+
+/// The edge's live sessions over every port, from its `/metrics` page.
+pub fn live_sessions(metrics: &str) -> Option<u64> {
+    let values: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("pgha_edge_sessions{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// `pgha bench proxy`: runs, prints the table, writes the JSON; Ctrl-C tears the cluster down.
@@ -221,28 +368,11 @@ pub async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster was stopped"),
     };
     println!(
-        "pgbench, {} clients, {} s per run, scale {}, median of {} rounds",
+        "pgbench, {} clients, {} s per run, scale {}, median of {} rounds (routes in rotating order)",
         report.clients, report.seconds, report.scale, args.rounds
     );
-    let headers = [
-        "workload",
-        "direct tps",
-        "edge tps",
-        "edge/direct",
-        "direct latency ms",
-        "edge latency ms",
-    ];
-    println!(
-        "{}",
-        crate::ctl::output::table_of(&headers, &report.rows, |r| vec![
-            format!("{:?}", r.workload),
-            format!("{:.0}", r.direct.tps),
-            format!("{:.0}", r.via_edge.tps),
-            format!("{:.2}x", r.ratio),
-            format!("{:.3}", r.direct.latency_ms),
-            format!("{:.3}", r.via_edge.latency_ms),
-        ])
-    );
+    let with_haproxy = report.rows.iter().any(|r| r.via_haproxy.is_some());
+    println!("{}", table(&report.rows, with_haproxy));
     let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6));
     println!(
         "edge RSS after the runs: {} (peak {}), of which anonymous {}",
@@ -250,8 +380,54 @@ pub async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
         mb(report.edge_peak_rss_bytes),
         mb(report.edge_anon_rss_bytes)
     );
+    if with_haproxy {
+        println!(
+            "HAProxy ({} threads) RSS after the runs: {}, of which anonymous {}",
+            report.haproxy_threads.unwrap_or(0),
+            mb(report.haproxy_rss_bytes),
+            mb(report.haproxy_anon_rss_bytes)
+        );
+    } else if let Some(why) = &report.haproxy_skipped {
+        println!("HAProxy column skipped: {why}");
+    }
     super::write_json(args.json.as_deref(), &report)?;
     Ok(())
+}
+
+/// The printed table: direct, HAProxy (when it ran) and edge throughput, the ratios, and latencies.
+pub fn table(rows: &[ProxyRow], with_haproxy: bool) -> String {
+    let mut headers = vec!["workload", "direct tps"];
+    if with_haproxy {
+        headers.extend(["haproxy tps", "haproxy/direct"]);
+    }
+    headers.extend(["edge tps", "edge/direct"]);
+    if with_haproxy {
+        headers.push("edge/haproxy");
+    }
+    headers.push("direct ms");
+    if with_haproxy {
+        headers.push("haproxy ms");
+    }
+    headers.push("edge ms");
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    crate::ctl::output::table_of(&headers, rows, |r| {
+        let mut cells = vec![format!("{:?}", r.workload), format!("{:.0}", r.direct.tps)];
+        if with_haproxy {
+            cells.push(opt(r.via_haproxy.map(|h| format!("{:.0}", h.tps))));
+            cells.push(opt(r.haproxy_ratio.map(|x| format!("{x:.2}x"))));
+        }
+        cells.push(format!("{:.0}", r.via_edge.tps));
+        cells.push(format!("{:.2}x", r.ratio));
+        if with_haproxy {
+            cells.push(opt(r.edge_over_haproxy.map(|x| format!("{x:.2}x"))));
+        }
+        cells.push(format!("{:.3}", r.direct.latency_ms));
+        if with_haproxy {
+            cells.push(opt(r.via_haproxy.map(|h| format!("{:.3}", h.latency_ms))));
+        }
+        cells.push(format!("{:.3}", r.via_edge.latency_ms));
+        cells
+    })
 }
 
 #[cfg(test)]
@@ -285,21 +461,93 @@ tps = 20123.456789 (without initial connection time)
         assert_eq!(parse_pgbench("pgbench: error: connection refused"), None);
     }
 
+    fn r(tps: f64, latency_ms: f64) -> PgbenchResult {
+        PgbenchResult { tps, latency_ms }
+    }
+
     #[test]
-    fn medians_and_ratio_over_rounds() {
-        let r = |tps, latency_ms| PgbenchResult { tps, latency_ms };
-        let row = row(
+    fn medians_and_ratios_over_rounds() {
+        let round = |d, h: Option<PgbenchResult>, e| Round {
+            direct: d,
+            haproxy: h,
+            edge: e,
+        };
+        let with = row(
             Workload::SelectOnly,
             vec![
-                (r(1000.0, 1.0), r(900.0, 1.1)),
-                (r(1200.0, 0.8), r(1000.0, 1.0)),
-                (r(800.0, 1.2), r(700.0, 1.3)),
+                round(r(1000.0, 1.0), Some(r(700.0, 1.4)), r(900.0, 1.1)),
+                round(r(1200.0, 0.8), Some(r(800.0, 1.2)), r(1000.0, 1.0)),
+                round(r(800.0, 1.2), Some(r(600.0, 1.6)), r(700.0, 1.3)),
             ],
         );
-        assert_eq!(row.direct, r(1000.0, 1.0));
-        assert_eq!(row.via_edge, r(900.0, 1.1));
-        assert!((row.ratio - 0.9).abs() < 1e-9);
+        assert_eq!(with.direct, r(1000.0, 1.0));
+        assert_eq!(with.via_edge, r(900.0, 1.1));
+        assert_eq!(with.via_haproxy, Some(r(700.0, 1.4)));
+        assert!((with.ratio - 0.9).abs() < 1e-9);
+        assert!(with.haproxy_ratio.is_some_and(|x| (x - 0.7).abs() < 1e-9));
+        assert!(with.edge_over_haproxy.is_some_and(|x| (x - 900.0 / 700.0).abs() < 1e-9));
+        // Without HAProxy (or with a round missing it) there is no HAProxy column.
+        let without = row(
+            Workload::TpcbLike,
+            vec![
+                round(r(1000.0, 1.0), None, r(500.0, 2.0)),
+                round(r(1000.0, 1.0), Some(r(700.0, 1.4)), r(500.0, 2.0)),
+            ],
+        );
+        assert_eq!(
+            (without.via_haproxy, without.haproxy_ratio, without.edge_over_haproxy),
+            (None, None, None)
+        );
+        assert!((without.ratio - 0.5).abs() < 1e-9);
+        // A zero denominator gives 0, not infinity.
+        assert_eq!(ratio(5.0, 0.0), 0.0);
         // Even count: the lower middle.
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.0);
+    }
+
+    #[test]
+    fn routes_rotate_per_round() {
+        use Route::{Direct as D, Edge as E, Haproxy as H};
+        let cases: [(&[Route], usize, &[Route]); 6] = [
+            (&[D, H, E], 0, &[D, H, E]),
+            (&[D, H, E], 1, &[H, E, D]),
+            (&[D, H, E], 2, &[E, D, H]),
+            (&[D, H, E], 3, &[D, H, E]),
+            (&[D, E], 1, &[E, D]),
+            (&[], 4, &[]),
+        ];
+        for (routes, round, want) in cases {
+            assert_eq!(round_order(routes, round), want, "round {round} of {routes:?}");
+        }
+    }
+
+    #[test]
+    fn counts_live_sessions_over_ports() {
+        let page = "# HELP pgha_edge_sessions Live client sessions.
+pgha_edge_sessions{edge=\"e1\",port=\"primary\"} 2
+pgha_edge_sessions{edge=\"e1\",port=\"replica\"} 1
+pgha_edge_max_sessions{edge=\"e1\",port=\"primary\"} 334
+";
+        assert_eq!(live_sessions(page), Some(3));
+        assert_eq!(live_sessions("pgha_edge_max_sessions{port=\"any\"} 3\n"), None);
+    }
+
+    #[test]
+    fn the_table_has_a_haproxy_column_only_when_it_ran() {
+        let rows = vec![row(
+            Workload::SelectOnly,
+            vec![Round {
+                direct: r(1000.0, 1.0),
+                haproxy: Some(r(700.0, 1.4)),
+                edge: r(900.0, 1.1),
+            }],
+        )];
+        let with = table(&rows, true);
+        assert!(
+            with.contains("haproxy tps") && with.contains("edge/haproxy") && with.contains("1.29x"),
+            "{with}"
+        );
+        let without = table(&rows, false);
+        assert!(!without.contains("haproxy") && without.contains("0.90x"), "{without}");
     }
 }

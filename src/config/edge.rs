@@ -48,6 +48,10 @@ pub struct EdgeSection {
     /// `edge.primary_wait_ms` (`PGHA_EDGE__PRIMARY_WAIT_MS`): how long a new client of the primary port waits for a
     /// primary while there is none (failover, switchover) before it is disconnected; at most 600000. Default: 5000.
     pub primary_wait_ms: u64,
+    /// `edge.session_threads` (`PGHA_EDGE__SESSION_THREADS`): threads that run the client sessions, each an event
+    /// loop of its own with the sessions handed to it at accept (a session never moves between threads); 0 means
+    /// one per core. From 0 to 256. Default: 0.
+    pub session_threads: u64,
     /// `edge.replica_max_lag_bytes` (`PGHA_EDGE__REPLICA_MAX_LAG_BYTES`): replicas whose replay position is further
     /// behind than this get no new sessions on the replica port. Default: unset (no limit).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,11 +74,15 @@ impl Default for EdgeSection {
             any_max_sessions: None,
             client_hello_timeout_ms: 5000,
             primary_wait_ms: 5000,
+            session_threads: 0,
             replica_max_lag_bytes: None,
             vip: None,
         }
     }
 }
+
+/// Most session threads `edge.session_threads` may ask for.
+pub const MAX_SESSION_THREADS: u64 = 256;
 
 /// The session cap of each client port; 0 for a disabled port.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -271,6 +279,13 @@ pub(super) fn edge(edge: &EdgeSection, r: &mut Report) {
             "edge.primary_wait_ms",
             format!("{} ms is above the maximum of 600000 ms", edge.primary_wait_ms),
             "clients should not hang for more than a few seconds; the default is 5000",
+        );
+    }
+    if edge.session_threads > MAX_SESSION_THREADS {
+        r.add(
+            "edge.session_threads",
+            format!("{} is above the maximum of {MAX_SESSION_THREADS}", edge.session_threads),
+            "0 (the default) runs one thread per core",
         );
     }
     if let Some(vip) = &edge.vip {

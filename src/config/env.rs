@@ -111,6 +111,7 @@ pub(super) const KEYS: &[(&str, &str, Kind)] = &[
     ("edge", "any_max_sessions", Kind::OptInt),
     ("edge", "client_hello_timeout_ms", Kind::Int),
     ("edge", "primary_wait_ms", Kind::Int),
+    ("edge", "session_threads", Kind::Int),
     ("edge", "replica_max_lag_bytes", Kind::OptInt),
     ("edge.vip", "address", Kind::Str),
     ("edge.vip", "interface", Kind::Str),

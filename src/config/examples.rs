@@ -449,6 +449,9 @@ client_hello_timeout_ms = 5000
 # primary port wait this long (ms) for one before they are disconnected.
 # Default: 5000.
 primary_wait_ms = 5000
+# Threads running the client sessions, each its own event loop (a session
+# stays on the thread it was given at accept). 0: one per core. Default: 0.
+session_threads = 0
 # Replicas whose replay position lags more than this many bytes get no new
 # sessions on the replica port. Default: unset (no limit).
 # replica_max_lag_bytes = 16777216

@@ -160,6 +160,12 @@ fn each_edge_rule_reports_its_key() {
             &["edge.primary_wait_ms"],
         ),
         (&[("PGHA_EDGE__PRIMARY_WAIT_MS", "0")], EDGE, &[]),
+        (&[("PGHA_EDGE__SESSION_THREADS", "256")], EDGE, &[]),
+        (
+            &[("PGHA_EDGE__SESSION_THREADS", "257")],
+            EDGE,
+            &["edge.session_threads"],
+        ),
         (
             &[("PGHA_EDGE__VIP__PRIORITY", "1")],
             EDGE,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,6 +24,7 @@ use super::handshake::{negotiate, read_hello, Negotiated, Opening};
 use super::hello::{CancelKey, Hello};
 use super::refuse::{close_with, error_response, TOO_MANY_CONNECTIONS};
 use super::routing::{describe_changes, sessions_to_close, Backend, Port, RoutingTable};
+use super::workers::Workers;
 use crate::retry::{log_transition, Backoff, FailureLog, LogNow};
 
 /// How long one backend connection attempt may take.
@@ -60,6 +61,8 @@ pub struct ProxySettings {
     pub primary_wait: Duration,
     /// How long a new client has to send its first message.
     pub hello_timeout: Duration,
+    /// Session worker threads (each its own event loop); 0 runs sessions on the caller's runtime.
+    pub session_threads: usize,
 }
 
 /// Counters of one port.
@@ -142,6 +145,10 @@ pub struct Proxy {
     primary_wait: Duration,
     hello_timeout: Duration,
     counters: BTreeMap<Port, PortCounters>,
+    /// Where sessions run; None: on the runtime of the accept loop.
+    workers: Option<Workers>,
+    /// Notified when the last live session ends (the edge then gives memory back: `idle.rs`).
+    idle: Arc<Notify>,
 }
 
 fn configure(stream: &TcpStream) {
@@ -154,11 +161,15 @@ fn configure(stream: &TcpStream) {
 }
 
 impl Proxy {
-    /// A proxy with routing closed.
-    pub fn new(settings: ProxySettings) -> Arc<Proxy> {
+    /// A proxy with routing closed; its session threads start now.
+    pub fn new(settings: ProxySettings) -> std::io::Result<Arc<Proxy>> {
+        let workers = match settings.session_threads {
+            0 => None,
+            n => Some(Workers::start(n)?),
+        };
         let closed = Arc::new(RoutingTable::closed());
         let cap = |p: &Port| settings.caps.get(p).copied().unwrap_or(0);
-        Arc::new(Proxy {
+        Ok(Arc::new(Proxy {
             registry: Mutex::new(Registry {
                 table: closed.clone(),
                 sessions: HashMap::new(),
@@ -175,7 +186,14 @@ impl Proxy {
             primary_wait: settings.primary_wait,
             hello_timeout: settings.hello_timeout,
             counters: Port::ALL.iter().map(|p| (*p, PortCounters::default())).collect(),
-        })
+            workers,
+            idle: Arc::new(Notify::new()),
+        }))
+    }
+
+    /// Session threads running (0: sessions run on the accept loop's runtime).
+    pub fn session_threads(&self) -> usize {
+        self.workers.as_ref().map_or(0, Workers::len)
     }
 
     /// The counters of `port`.
@@ -302,8 +320,15 @@ impl Proxy {
 
     fn deregister(&self, id: u64) {
         if let Ok(mut reg) = self.registry.lock() {
-            reg.sessions.remove(&id);
+            if reg.sessions.remove(&id).is_some() && reg.sessions.is_empty() {
+                self.idle.notify_one();
+            }
         }
+    }
+
+    /// Notified each time the last live session ends.
+    pub fn idle(&self) -> Arc<Notify> {
+        self.idle.clone()
     }
 
     /// Connects to a backend of `port` and registers the session; a primary-port client waits up to `primary_wait`
@@ -393,10 +418,7 @@ impl Proxy {
                     match slots.clone().try_acquire_owned() {
                         Ok(permit) => {
                             self.log_full(port, full.succeeded());
-                            tracker.spawn(async move {
-                                proxy.session(port, stream, peer).await;
-                                drop(permit);
-                            });
+                            self.start_session(&tracker, port, stream, peer, permit);
                         }
                         Err(_) => {
                             self.counters(port).full.fetch_add(1, Ordering::Relaxed);
@@ -425,6 +447,40 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// Runs a session on the next session thread (the socket moves to that thread's event loop), or here.
+    fn start_session(
+        self: &Arc<Self>,
+        tracker: &TaskTracker,
+        port: Port,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let proxy = self.clone();
+        let Some(workers) = &self.workers else {
+            tracker.spawn(async move {
+                proxy.session(port, stream, peer).await;
+                drop(permit);
+            });
+            return;
+        };
+        // Deregistered from this runtime's poller, registered with the worker's once there.
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(client = %peer, "{port} port: cannot hand the client to a session thread: {e}");
+                return;
+            }
+        };
+        workers.spawn(tracker.track_future(async move {
+            match TcpStream::from_std(std_stream) {
+                Ok(stream) => proxy.session(port, stream, peer).await,
+                Err(e) => tracing::debug!(client = %peer, "{port} port: cannot take the client on: {e}"),
+            }
+            drop(permit);
+        }));
     }
 
     fn log_full(&self, port: Port, now: LogNow) {
