@@ -37,6 +37,7 @@ fn method(name: &str, argv: &[&str]) -> ReplicaMethod {
     ReplicaMethod {
         name: name.into(),
         kind: MethodKind::Command(argv.iter().map(|s| s.to_string()).collect()),
+        no_leader: false,
     }
 }
 
@@ -122,4 +123,38 @@ async fn a_stalled_method_is_killed_and_a_slow_one_is_not() {
         .parse()
         .expect("a pid");
     assert!(!alive(pid), "killed again");
+
+    // No leader: only the no_leader methods run (a method that needs the leader is skipped, not tried).
+    let skipped_pidfile = scripts.join("skipped.pid");
+    let skipped_arg = skipped_pidfile.display().to_string();
+    let mut sd = settings(root.path(), "d");
+    sd.creation.stall_timeout = STALL;
+    let mut restore = method("restore", &["/bin/sh", &slow, "{data_dir}"]);
+    restore.no_leader = true;
+    sd.creation.replica_methods = vec![
+        method("needs-leader", &["/bin/sh", &stalls, "{data_dir}", &skipped_arg]),
+        restore,
+    ];
+    let d = Postgres::new(sd).expect("settings d");
+    killer.watch(&d);
+    let used = d
+        .create_replica_without_leader()
+        .await
+        .expect("the no_leader method works");
+    assert_eq!(used, "restore");
+    assert!(!skipped_pidfile.exists(), "the method that needs a leader did not run");
+    assert!(d.settings().data_dir.join("copied").is_file(), "d holds the restore");
+
+    let mut se = settings(root.path(), "e");
+    se.creation.replica_methods = vec![method(
+        "needs-leader",
+        &["/bin/sh", &stalls, "{data_dir}", &skipped_arg],
+    )];
+    let e = Postgres::new(se).expect("settings e");
+    let err = e
+        .create_replica_without_leader()
+        .await
+        .expect_err("no method without a leader");
+    assert!(err.to_string().contains("no_leader"), "{err}");
+    assert!(!skipped_pidfile.exists(), "still not run");
 }

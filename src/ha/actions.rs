@@ -47,6 +47,7 @@ impl DbNode {
                     .await
             }
             Action::Clone { host, port } => self.clone_from(&host, port).await,
+            Action::RestoreWithoutLeader => self.restore_without_leader().await,
             Action::StartReplica { upstream } => {
                 let former_primary = matches!(
                     self.pg.data_state().await?,
@@ -255,6 +256,26 @@ impl DbNode {
             .step("PostgreSQL binaries for the cloned data directory")?;
         self.stall.rewound = false;
         self.start_replica(Some((host.to_string(), port))).await
+    }
+
+    /// No leader and no data: restore by a `no_leader` method, then start as a replica without a leader (it races).
+    async fn restore_without_leader(&mut self) -> Result<(), HaError> {
+        self.supervision.activity = Some(PgState::CreatingReplica);
+        self.clear_rewind_marker();
+        let method = self
+            .pg
+            .create_replica_without_leader()
+            .await
+            .step("creating the replica without a leader")?;
+        tracing::info!(event = "replica_created", method = %method, source = "no leader", "replica data directory created without a leader");
+        self.pg
+            .follow_data_dir_version()
+            .step("PostgreSQL binaries for the restored data directory")?;
+        self.stall.rewound = false;
+        // The lag rule of the race compares with the lost leader's last position: the archive holds all that is
+        // left of it, and a restore that ends short of it (the last, unarchived WAL) must still be able to lead.
+        self.last_leader_lsn = None;
+        self.start_replica(None).await
     }
 
     fn replica_role(&self, upstream: &Option<(String, u16)>) -> ConfRole {

@@ -9,6 +9,7 @@ pub mod error;
 mod hook_calls;
 pub mod hook_exec;
 pub mod hooks;
+pub mod no_leader;
 pub mod node_parts;
 pub mod race;
 mod rebind;

@@ -356,6 +356,7 @@ impl DbNode {
             replicatefrom: super::cascade::replicatefrom(&self.settings.tags).map(str::to_string),
             promotion_held: self.settings.promotion_hold.held(Instant::now()),
             standby_of: self.supervision.standby_of.clone(),
+            restore_without_leader: self.pg.settings().creation.any_without_leader(),
         })
     }
 
