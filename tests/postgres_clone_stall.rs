@@ -80,8 +80,30 @@ async fn a_stalled_method_is_killed_and_a_slow_one_is_not() {
     let b = Postgres::new(sb).expect("settings b");
     killer.watch(&b);
     let started = Instant::now();
-    let used = b.create_replica("127.0.0.1", port).await.expect("a method works");
+    // While it runs, the progress the member key publishes (`ctl list`): the method and the bytes copied so far.
+    let seen = async {
+        let mut samples = b.watch_clone_progress();
+        let deadline = tokio::time::sleep(Duration::from_secs(60));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return None,
+                changed = samples.changed() => {
+                    changed.ok()?;
+                    let now = samples.borrow_and_update().clone();
+                    if let Some(p) = now.filter(|p| p.method == "slow" && p.bytes >= 16384) {
+                        return Some(p);
+                    }
+                }
+            }
+        }
+    };
+    let (used, seen) = tokio::join!(b.create_replica("127.0.0.1", port), seen);
+    let used = used.expect("a method works");
     let took = started.elapsed();
+    let seen = seen.expect("the slow method's progress was published while it copied");
+    eprintln!("progress seen while cloning: {seen:?}");
+    assert_eq!(b.clone_progress(), None, "no progress once the copy is done");
     assert_eq!(used, "slow");
     assert!(
         took > STALL * 2,

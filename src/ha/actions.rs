@@ -46,8 +46,8 @@ impl DbNode {
                 self.promote(view, "promote-cluster: the standby cluster became a primary cluster")
                     .await
             }
-            Action::Clone { host, port } => self.clone_from(&host, port).await,
-            Action::RestoreWithoutLeader => self.restore_without_leader().await,
+            Action::Clone { host, port } => self.clone_from(&host, port, view).await,
+            Action::RestoreWithoutLeader => self.restore_without_leader(view).await,
             Action::StartReplica { upstream } => {
                 let former_primary = matches!(
                     self.pg.data_state().await?,
@@ -246,10 +246,13 @@ impl DbNode {
         Ok(())
     }
 
-    async fn clone_from(&mut self, host: &str, port: u16) -> Result<(), HaError> {
+    async fn clone_from(&mut self, host: &str, port: u16, view: &ClusterView) -> Result<(), HaError> {
         self.supervision.activity = Some(PgState::CreatingReplica);
         self.clear_rewind_marker();
-        let method = self.pg.create_replica(host, port).await.step("creating the replica")?;
+        let method = self
+            .publishing_clone_progress(view, self.pg.create_replica(host, port))
+            .await
+            .step("creating the replica")?;
         tracing::info!(event = "replica_created", method = %method, source = %format!("{host}:{port}"), "replica data directory created");
         self.pg
             .follow_data_dir_version()
@@ -259,12 +262,11 @@ impl DbNode {
     }
 
     /// No leader and no data: restore by a `no_leader` method, then start as a replica without a leader (it races).
-    async fn restore_without_leader(&mut self) -> Result<(), HaError> {
+    async fn restore_without_leader(&mut self, view: &ClusterView) -> Result<(), HaError> {
         self.supervision.activity = Some(PgState::CreatingReplica);
         self.clear_rewind_marker();
         let method = self
-            .pg
-            .create_replica_without_leader()
+            .publishing_clone_progress(view, self.pg.create_replica_without_leader())
             .await
             .step("creating the replica without a leader")?;
         tracing::info!(event = "replica_created", method = %method, source = "no leader", "replica data directory created without a leader");

@@ -31,6 +31,7 @@ fn member(name: &str, role: PgRole) -> MemberInfo {
         slots: Vec::new(),
         upstream: None,
         upgrade: None,
+        clone: None,
     }
 }
 

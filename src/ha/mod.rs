@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod cascade;
 mod cascade_slots;
+mod clone_publish;
 pub mod decide;
 pub mod error;
 mod hook_calls;

@@ -506,6 +506,7 @@ impl DbNode {
                 _ => None,
             },
             upgrade: self.supervision.upgrade.clone(),
+            clone: self.pg.clone_progress(),
         };
         if view.members.get(&self.settings.name) == Some(&info) {
             return; // unchanged: the lease keeps the key alive

@@ -71,6 +71,16 @@ impl Postgres {
         })
     }
 
+    /// The running replica creation's progress (method, bytes, seconds), None when none runs.
+    pub fn clone_progress(&self) -> Option<crate::cluster::clone::CloneProgress> {
+        self.clone_progress.borrow().clone()
+    }
+
+    /// Wakes on every progress sample of a running replica creation.
+    pub fn watch_clone_progress(&self) -> tokio::sync::watch::Receiver<Option<crate::cluster::clone::CloneProgress>> {
+        self.clone_progress.subscribe()
+    }
+
     /// Runs one command method into the empty data directory (created 0700, owned by the OS user), as the OS user,
     /// under the stall rule; `{conninfo}` names `leader` (empty without one).
     async fn run_method(
@@ -105,7 +115,7 @@ impl Postgres {
         if let Some(p) = self.passfile_path() {
             cmd.env("PGPASSFILE", p);
         }
-        run_watched(step, method, cmd, &dir, s.creation.stall_timeout).await
+        run_watched(step, method, cmd, &dir, s.creation.stall_timeout, &self.clone_progress).await
     }
 
     /// The data directory a copy fills: it must be missing or empty (see [`Postgres::wipe_data_dir`]); created 0700
