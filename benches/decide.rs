@@ -27,6 +27,7 @@ fn local(name: &str, pg: LocalPg) -> LocalState {
         replicatefrom: None,
         promotion_held: false,
         standby_of: None,
+        restore_without_leader: false,
     }
 }
 

@@ -37,6 +37,7 @@ fn method(name: &str, argv: &[&str]) -> ReplicaMethod {
     ReplicaMethod {
         name: name.into(),
         kind: MethodKind::Command(argv.iter().map(|s| s.to_string()).collect()),
+        no_leader: false,
     }
 }
 
@@ -79,8 +80,30 @@ async fn a_stalled_method_is_killed_and_a_slow_one_is_not() {
     let b = Postgres::new(sb).expect("settings b");
     killer.watch(&b);
     let started = Instant::now();
-    let used = b.create_replica("127.0.0.1", port).await.expect("a method works");
+    // While it runs, the progress the member key publishes (`ctl list`): the method and the bytes copied so far.
+    let seen = async {
+        let mut samples = b.watch_clone_progress();
+        let deadline = tokio::time::sleep(Duration::from_secs(60));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return None,
+                changed = samples.changed() => {
+                    changed.ok()?;
+                    let now = samples.borrow_and_update().clone();
+                    if let Some(p) = now.filter(|p| p.method == "slow" && p.bytes >= 16384) {
+                        return Some(p);
+                    }
+                }
+            }
+        }
+    };
+    let (used, seen) = tokio::join!(b.create_replica("127.0.0.1", port), seen);
+    let used = used.expect("a method works");
     let took = started.elapsed();
+    let seen = seen.expect("the slow method's progress was published while it copied");
+    eprintln!("progress seen while cloning: {seen:?}");
+    assert_eq!(b.clone_progress(), None, "no progress once the copy is done");
     assert_eq!(used, "slow");
     assert!(
         took > STALL * 2,
@@ -122,4 +145,38 @@ async fn a_stalled_method_is_killed_and_a_slow_one_is_not() {
         .parse()
         .expect("a pid");
     assert!(!alive(pid), "killed again");
+
+    // No leader: only the no_leader methods run (a method that needs the leader is skipped, not tried).
+    let skipped_pidfile = scripts.join("skipped.pid");
+    let skipped_arg = skipped_pidfile.display().to_string();
+    let mut sd = settings(root.path(), "d");
+    sd.creation.stall_timeout = STALL;
+    let mut restore = method("restore", &["/bin/sh", &slow, "{data_dir}"]);
+    restore.no_leader = true;
+    sd.creation.replica_methods = vec![
+        method("needs-leader", &["/bin/sh", &stalls, "{data_dir}", &skipped_arg]),
+        restore,
+    ];
+    let d = Postgres::new(sd).expect("settings d");
+    killer.watch(&d);
+    let used = d
+        .create_replica_without_leader()
+        .await
+        .expect("the no_leader method works");
+    assert_eq!(used, "restore");
+    assert!(!skipped_pidfile.exists(), "the method that needs a leader did not run");
+    assert!(d.settings().data_dir.join("copied").is_file(), "d holds the restore");
+
+    let mut se = settings(root.path(), "e");
+    se.creation.replica_methods = vec![method(
+        "needs-leader",
+        &["/bin/sh", &stalls, "{data_dir}", &skipped_arg],
+    )];
+    let e = Postgres::new(se).expect("settings e");
+    let err = e
+        .create_replica_without_leader()
+        .await
+        .expect_err("no method without a leader");
+    assert!(err.to_string().contains("no_leader"), "{err}");
+    assert!(!skipped_pidfile.exists(), "still not run");
 }

@@ -32,6 +32,7 @@ pub fn member(name: &str, role: PgRole, state: PgState) -> MemberInfo {
         slots: Vec::new(),
         upstream: None,
         upgrade: None,
+        clone: None,
     }
 }
 

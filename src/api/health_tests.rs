@@ -65,6 +65,7 @@ pub(crate) fn snapshot(primary: bool, lsn: u64, tags: &[(&str, &str)]) -> NodeSn
             slots: Vec::new(),
             upstream: None,
             upgrade: None,
+            clone: None,
         },
     );
     NodeSnapshot {

@@ -89,6 +89,9 @@ pub struct MemberInfo {
     /// Its part in a major upgrade (`ctl upgrade`), while one runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<super::upgrade::UpgradeReport>,
+    /// The replica creation running now (method, bytes, seconds), republished every few seconds while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone: Option<super::clone::CloneProgress>,
 }
 
 /// A replication slot as the leader publishes it.
@@ -145,6 +148,7 @@ impl MemberInfo {
             slots: Vec::new(),
             upstream: None,
             upgrade: None,
+            clone: None,
         }
     }
 }

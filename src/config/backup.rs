@@ -25,6 +25,11 @@ pub struct CreateReplicaMethod {
     /// directory = done. Required, except for `pgbackrest` (default built from `[postgresql.pgbackrest]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<HookCommand>,
+    /// `no_leader`: the method needs no leader (it restores a backup): a member without data may use it while the
+    /// cluster has no leader (every member lost its data), then races like any replica. Methods without it are
+    /// skipped while there is no leader. Default: `true` for `pgbackrest`, `false` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_leader: Option<bool>,
 }
 
 /// `[postgresql.pgbackrest]`: the pgBackRest repository this cluster archives to and restores from.
@@ -152,6 +157,15 @@ impl super::Config {
         }
     }
 
+    /// Whether method `name` may run without a leader: its `no_leader` key, else true for `pgbackrest` (it restores
+    /// the repository's latest backup) and false for the rest (`basebackup` copies the leader).
+    fn method_no_leader(&self, name: &str) -> bool {
+        match self.postgresql.create_replica.get(name).and_then(|m| m.no_leader) {
+            Some(set) => set && name != BASEBACKUP,
+            None => name == PGBACKREST,
+        }
+    }
+
     /// How this db node creates its data directory (from a validated config).
     pub fn pg_creation(&self) -> crate::postgres::replica_methods::Creation {
         use crate::postgres::pgbackrest::RestoreKind;
@@ -170,6 +184,7 @@ impl super::Config {
                 Some(ReplicaMethod {
                     name: name.clone(),
                     kind,
+                    no_leader: self.method_no_leader(name),
                 })
             })
             .collect();

@@ -304,6 +304,22 @@ mod tests {
         let c = ok(Some(&text), &[], DB).pg_creation();
         let names: Vec<&str> = c.replica_methods.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["pgbackrest", "snap", "basebackup"]);
+        let no_leader: Vec<bool> = c.replica_methods.iter().map(|m| m.no_leader).collect();
+        assert_eq!(
+            no_leader,
+            [true, false, false],
+            "pgbackrest needs no leader by default, the rest do"
+        );
+        assert!(c.any_without_leader());
+        let flipped = format!(
+            "{DB_CONF}create_replica_methods = [\"pgbackrest\", \"snap\"]\n\
+             [postgresql.create_replica.snap]\ncommand = \"snap {{data_dir}}\"\nno_leader = true\n\
+             [postgresql.create_replica.pgbackrest]\nno_leader = false\n[postgresql.pgbackrest]\n"
+        );
+        let c = ok(Some(&flipped), &[], DB).pg_creation();
+        let no_leader: Vec<bool> = c.replica_methods.iter().map(|m| m.no_leader).collect();
+        assert_eq!(no_leader, [false, true], "no_leader set explicitly");
+        let c = ok(Some(&text), &[], DB).pg_creation();
         assert!(
             matches!(&c.replica_methods[0].kind, MethodKind::Command(a) if a.contains(&"--type=standby".to_string()))
         );

@@ -4,10 +4,12 @@ use serde::Serialize;
 
 use super::output;
 use crate::cli::{DsnRole, Output};
+use crate::cluster::clone::CloneProgress;
 use crate::cluster::keys::Keys;
 use crate::cluster::model::{ClusterView, PgRole};
 use crate::cluster::store::Store;
 use crate::dcs::client::DcsClient;
+use crate::postgres::clone_progress::bytes_text;
 use crate::postgres::lsn_to_string;
 
 /// One row of `ctl list`.
@@ -24,6 +26,18 @@ pub struct ListRow {
     pub replay_lag_bytes: Option<u64>,
     pub pending_restart: bool,
     pub tags: std::collections::BTreeMap<String, String>,
+    /// The replica creation running on the member (method, bytes, elapsed seconds), if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clone_progress: Option<CloneProgress>,
+}
+
+/// The state column: the state, with a running replica creation's progress,
+/// `creating replica (pgbackrest) 1.2 GiB, 35 s` (pure).
+pub fn state_cell(state: &str, progress: Option<&CloneProgress>) -> String {
+    match progress {
+        Some(p) => format!("{state} ({}) {}, {} s", p.method, bytes_text(p.bytes), p.elapsed_s),
+        None => state.to_string(),
+    }
 }
 
 /// Rows of `ctl list` from a cluster view (pure).
@@ -63,6 +77,7 @@ pub fn rows(view: &ClusterView) -> Vec<ListRow> {
                 replay_lag_bytes: lag(m.replay_lsn),
                 pending_restart: m.pending_restart,
                 tags,
+                clone_progress: m.clone.clone(),
             }
         })
         .collect()
@@ -110,7 +125,7 @@ pub async fn list(dcs: &DcsClient, cluster: &str, out: Output, with_slots: bool)
                 r.member.clone(),
                 r.host.clone(),
                 r.role.clone(),
-                r.state.clone(),
+                state_cell(&r.state, r.clone_progress.as_ref()),
                 r.timeline.to_string(),
                 r.receive_lsn.clone(),
                 lag(r.receive_lag_bytes),
@@ -268,5 +283,33 @@ pub async fn print_dsn(dcs: &DcsClient, cluster: &str, role: DsnRole) -> anyhow:
             Ok(())
         }
         None => anyhow::bail!("no member with that role is published in cluster {cluster}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_cells() {
+        let p = |method: &str, bytes: u64, elapsed_s: u64| CloneProgress {
+            method: method.into(),
+            bytes,
+            elapsed_s,
+        };
+        for (progress, want) in [
+            (None, "creating replica"),
+            (Some(p("basebackup", 0, 0)), "creating replica (basebackup) 0 B, 0 s"),
+            (
+                Some(p("pgbackrest", (12 << 30) / 10, 35)),
+                "creating replica (pgbackrest) 1.2 GiB, 35 s",
+            ),
+            (
+                Some(p("snap", 3 << 40, 7200)),
+                "creating replica (snap) 3.0 TiB, 7200 s",
+            ),
+        ] {
+            assert_eq!(state_cell("creating replica", progress.as_ref()), want);
+        }
     }
 }

@@ -11,7 +11,10 @@ fn doing(m: &MemberInfo, leader: Option<&str>) -> String {
     let is_leader = leader == Some(m.name.as_str());
     let what = match (m.state, m.role) {
         (PgState::Initializing, _) => "initializing a new cluster (initdb)".to_string(),
-        (PgState::CreatingReplica, _) => "creating replica (basebackup)".to_string(),
+        (PgState::CreatingReplica, _) => format!(
+            "creating replica ({})",
+            m.clone.as_ref().map_or("basebackup", |c| c.method.as_str())
+        ),
         (PgState::Starting, _) => "starting PostgreSQL".to_string(),
         (PgState::Running, PgRole::Primary) if is_leader => "running as primary".to_string(),
         (PgState::Running, PgRole::Primary) => "running as primary without the leader key".to_string(),

@@ -46,7 +46,8 @@ impl DbNode {
                 self.promote(view, "promote-cluster: the standby cluster became a primary cluster")
                     .await
             }
-            Action::Clone { host, port } => self.clone_from(&host, port).await,
+            Action::Clone { host, port } => self.clone_from(&host, port, view).await,
+            Action::RestoreWithoutLeader => self.restore_without_leader(view).await,
             Action::StartReplica { upstream } => {
                 let former_primary = matches!(
                     self.pg.data_state().await?,
@@ -245,16 +246,38 @@ impl DbNode {
         Ok(())
     }
 
-    async fn clone_from(&mut self, host: &str, port: u16) -> Result<(), HaError> {
+    async fn clone_from(&mut self, host: &str, port: u16, view: &ClusterView) -> Result<(), HaError> {
         self.supervision.activity = Some(PgState::CreatingReplica);
         self.clear_rewind_marker();
-        let method = self.pg.create_replica(host, port).await.step("creating the replica")?;
+        let method = self
+            .publishing_clone_progress(view, self.pg.create_replica(host, port))
+            .await
+            .step("creating the replica")?;
         tracing::info!(event = "replica_created", method = %method, source = %format!("{host}:{port}"), "replica data directory created");
         self.pg
             .follow_data_dir_version()
             .step("PostgreSQL binaries for the cloned data directory")?;
         self.stall.rewound = false;
         self.start_replica(Some((host.to_string(), port))).await
+    }
+
+    /// No leader and no data: restore by a `no_leader` method, then start as a replica without a leader (it races).
+    async fn restore_without_leader(&mut self, view: &ClusterView) -> Result<(), HaError> {
+        self.supervision.activity = Some(PgState::CreatingReplica);
+        self.clear_rewind_marker();
+        let method = self
+            .publishing_clone_progress(view, self.pg.create_replica_without_leader())
+            .await
+            .step("creating the replica without a leader")?;
+        tracing::info!(event = "replica_created", method = %method, source = "no leader", "replica data directory created without a leader");
+        self.pg
+            .follow_data_dir_version()
+            .step("PostgreSQL binaries for the restored data directory")?;
+        self.stall.rewound = false;
+        // The lag rule of the race compares with the lost leader's last position: the archive holds all that is
+        // left of it, and a restore that ends short of it (the last, unarchived WAL) must still be able to lead.
+        self.last_leader_lsn = None;
+        self.start_replica(None).await
     }
 
     fn replica_role(&self, upstream: &Option<(String, u16)>) -> ConfRole {

@@ -71,6 +71,8 @@ pub struct LocalState {
     /// Our `pre_promote` vetoed a promotion a moment ago (`hooks::VETO_HOLD_TTLS`): no race, no takeover, and a
     /// leader key that still names us is released, so another member is promoted.
     pub promotion_held: bool,
+    /// Some `create_replica` method has `no_leader`: without data and without a leader, we may restore (`no_leader.rs`).
+    pub restore_without_leader: bool,
     /// The standby cluster setting our PostgreSQL was last configured to follow (we were its standby leader), if any.
     pub standby_of: Option<crate::cluster::standby::StandbyCluster>,
 }
@@ -82,6 +84,8 @@ pub enum Action {
     Initialize,
     /// Clone the leader with pg_basebackup.
     Clone { host: String, port: u16 },
+    /// No leader and no data: create the data directory with the `no_leader` methods, then start as a replica.
+    RestoreWithoutLeader,
     /// Refuse to touch a data directory that belongs to another cluster.
     RefuseForeignData { expected: u64, found: u64 },
     /// Start PostgreSQL as a standby (following `upstream` when known).
@@ -782,7 +786,8 @@ fn decide_without_data(view: &ClusterView, local: &LocalState) -> Decision {
                     },
                 )
             }
-            _ => d(Action::Wait, "no running leader to clone from"),
+            _ => super::no_leader::restore(view, local)
+                .unwrap_or_else(|| d(Action::Wait, "no running leader to clone from")),
         },
     }
 }

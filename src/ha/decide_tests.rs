@@ -31,6 +31,7 @@ fn member(name: &str, role: PgRole) -> MemberInfo {
         slots: Vec::new(),
         upstream: None,
         upgrade: None,
+        clone: None,
     }
 }
 
@@ -78,6 +79,7 @@ fn local(pg: LocalPg) -> LocalState {
         replicatefrom: None,
         promotion_held: false,
         standby_of: None,
+        restore_without_leader: false,
     }
 }
 
@@ -289,6 +291,83 @@ fn decide_table() {
         view(None),
         fresh.clone(),
         Action::Wait,
+    );
+
+    // no_leader methods (no_leader.rs): every member lost its data and the leader is gone.
+    let mut restorer = fresh.clone();
+    restorer.restore_without_leader = true;
+    c(
+        "no leader, no data, a no_leader method: restore",
+        view(None),
+        restorer.clone(),
+        Action::RestoreWithoutLeader,
+    );
+    c(
+        "no leader, a no_leader method, but a leader exists: clone it instead",
+        view(Some("db2")),
+        restorer.clone(),
+        clone_to("db2-host"),
+    );
+    let mut unsettled_restorer = restorer.clone();
+    unsettled_restorer.settled = false;
+    c(
+        "no leader, a no_leader method, just started: members with data may not have published yet",
+        view(None),
+        unsettled_restorer,
+        Action::Wait,
+    );
+    let mut sessionless = restorer.clone();
+    sessionless.lease = None;
+    c(
+        "no leader, a no_leader method, no DCS session: wait",
+        view(None),
+        sessionless,
+        Action::Wait,
+    );
+    let mut key_held = view(Some("db2"));
+    if let Some(m) = key_held.members.get_mut("db2") {
+        m.role = PgRole::Unknown;
+        m.state = PgState::Starting;
+    }
+    c(
+        "a leader key whose holder is not serving yet: wait for it, no restore",
+        key_held,
+        restorer.clone(),
+        Action::Wait,
+    );
+    let mut replica_runs = view(None);
+    replica_runs
+        .members
+        .insert("db3".into(), member("db3", PgRole::Replica));
+    c(
+        "no leader, but a member runs PostgreSQL: it races, we clone it later",
+        replica_runs,
+        restorer.clone(),
+        Action::Wait,
+    );
+    let mut empty_peer = view(None);
+    let mut restoring = member("db3", PgRole::Unknown);
+    restoring.state = PgState::CreatingReplica;
+    empty_peer.members.insert("db3".into(), restoring);
+    c(
+        "no leader, the other members are empty too (or restoring): restore",
+        empty_peer,
+        restorer.clone(),
+        Action::RestoreWithoutLeader,
+    );
+    let mut bootstrapping = empty.clone();
+    bootstrapping.initialize = Some(Initialize::Pending("db2".into()));
+    c(
+        "a no_leader method never replaces a running bootstrap",
+        bootstrapping,
+        restorer.clone(),
+        Action::Wait,
+    );
+    c(
+        "a no_leader method never bootstraps a new cluster (that is postgresql.bootstrap)",
+        empty.clone(),
+        restorer.clone(),
+        Action::Initialize,
     );
 
     // Foreign data is never touched.

@@ -4,11 +4,13 @@
 pub mod actions;
 pub mod cascade;
 mod cascade_slots;
+mod clone_publish;
 pub mod decide;
 pub mod error;
 mod hook_calls;
 pub mod hook_exec;
 pub mod hooks;
+pub mod no_leader;
 pub mod node_parts;
 pub mod race;
 mod rebind;

@@ -356,6 +356,7 @@ impl DbNode {
             replicatefrom: super::cascade::replicatefrom(&self.settings.tags).map(str::to_string),
             promotion_held: self.settings.promotion_hold.held(Instant::now()),
             standby_of: self.supervision.standby_of.clone(),
+            restore_without_leader: self.pg.settings().creation.any_without_leader(),
         })
     }
 
@@ -505,6 +506,7 @@ impl DbNode {
                 _ => None,
             },
             upgrade: self.supervision.upgrade.clone(),
+            clone: self.pg.clone_progress(),
         };
         if view.members.get(&self.settings.name) == Some(&info) {
             return; // unchanged: the lease keeps the key alive

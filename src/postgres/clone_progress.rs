@@ -85,9 +85,12 @@ pub fn bytes_text(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// The step a size falls in for progress logging: a power of two from 16 MiB up (so a 2 TiB copy logs ~17 lines).
-pub fn magnitude(bytes: u64) -> u32 {
-    (bytes >> 24).checked_ilog2().map_or(0, |m| m + 1)
+/// How often a running copy's size is logged (while it progresses).
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether a progressing copy logs its size at `at`: the first progress, then every [`LOG_EVERY`] (not per sample).
+pub fn log_due(last_logged: Option<Duration>, at: Duration) -> bool {
+    last_logged.is_none_or(|last| at.saturating_sub(last) >= LOG_EVERY)
 }
 
 #[cfg(test)]
@@ -155,17 +158,29 @@ mod tests {
 
     #[test]
     fn sizes() {
-        for (bytes, text, mag) in [
-            (0, "0 B", 0),
-            (1023, "1023 B", 0),
-            (1536, "1.5 KiB", 0),
-            (16 << 20, "16.0 MiB", 1),
-            (32 << 20, "32.0 MiB", 2),
-            ((12 << 30) / 10, "1.2 GiB", 7),
-            (2 << 40, "2.0 TiB", 18),
+        for (bytes, text) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1536, "1.5 KiB"),
+            (16 << 20, "16.0 MiB"),
+            ((12 << 30) / 10, "1.2 GiB"),
+            (2 << 40, "2.0 TiB"),
         ] {
             assert_eq!(bytes_text(bytes), text, "{bytes}");
-            assert_eq!(magnitude(bytes), mag, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn log_cadence() {
+        let secs = Duration::from_secs;
+        for (last, at, due) in [
+            (None, secs(0), true),
+            (Some(secs(0)), secs(5), false),
+            (Some(secs(0)), secs(10), true),
+            (Some(secs(30)), secs(39), false),
+            (Some(secs(30)), secs(41), true),
+        ] {
+            assert_eq!(log_due(last, at), due, "{last:?} {at:?}");
         }
     }
 }

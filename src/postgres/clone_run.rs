@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
-use super::clone_progress::{bytes_text, magnitude, Sample, StallWatch, Verdict};
+use super::clone_progress::{bytes_text, log_due, Sample, StallWatch, Verdict};
 use super::os;
 use super::PgError;
+use crate::cluster::clone::CloneProgress;
 
 /// Output lines kept for the error of a failed method.
 const KEPT_LINES: usize = 15;
@@ -67,14 +68,28 @@ fn kill_group(pgid: Option<u32>) {
 }
 
 /// Runs `cmd` (a method `method` filling `data_dir`) to its end, killing it after `stall` without progress.
-/// Logs the data directory's size once per doubling (`event = "clone_progress"`) and a stall with its reason
-/// (`event = "clone_stalled"`).
+/// Every sample goes to `progress` (the member key publishes it; None again at the end). Logs the data directory's
+/// size every ~10 s while it grows (`event = "clone_progress"`) and a stall with its reason (`event = "clone_stalled"`).
 pub(crate) async fn run_watched(
+    step: &'static str,
+    method: &str,
+    cmd: Command,
+    data_dir: &Path,
+    stall: Duration,
+    progress: &tokio::sync::watch::Sender<Option<CloneProgress>>,
+) -> Result<(), PgError> {
+    let result = run_sampled(step, method, cmd, data_dir, stall, progress).await;
+    progress.send_replace(None);
+    result
+}
+
+async fn run_sampled(
     step: &'static str,
     method: &str,
     mut cmd: Command,
     data_dir: &Path,
     stall: Duration,
+    progress: &tokio::sync::watch::Sender<Option<CloneProgress>>,
 ) -> Result<(), PgError> {
     let shown = os::display(&cmd);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
@@ -91,7 +106,7 @@ pub(crate) async fn run_watched(
     }
     let started = Instant::now();
     let mut watch = StallWatch::new(stall);
-    let mut logged = 0;
+    let mut logged = None;
     let mut tick = tokio::time::interval((stall / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)));
     let tail = |out: &Arc<Mutex<Output>>| {
         out.lock()
@@ -105,13 +120,15 @@ pub(crate) async fn run_watched(
                 let dir = data_dir.to_path_buf();
                 let bytes = tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0);
                 let lines = out.lock().map(|o| o.lines).unwrap_or(0);
-                match watch.observe(Sample { at: started.elapsed(), bytes, lines }) {
+                let at = started.elapsed();
+                progress.send_replace(Some(CloneProgress { method: method.to_string(), bytes, elapsed_s: at.as_secs() }));
+                match watch.observe(Sample { at, bytes, lines }) {
                     Verdict::Continue { progressed } => {
-                        if progressed && magnitude(bytes) > logged {
-                            logged = magnitude(bytes);
+                        if progressed && log_due(logged, at) {
+                            logged = Some(at);
                             tracing::info!(
-                                event = "clone_progress", method, bytes,
-                                "creating the data directory ({method}): {}", bytes_text(bytes)
+                                event = "clone_progress", method, bytes, elapsed_s = at.as_secs(),
+                                "creating the data directory ({method}): {}, {} s", bytes_text(bytes), at.as_secs()
                             );
                         }
                     }

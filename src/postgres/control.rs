@@ -36,6 +36,8 @@ pub struct Postgres {
     pub(crate) slot_sync: std::sync::RwLock<super::SlotSync>,
     /// The connection [`Postgres::with_kept_client`] reuses.
     pub(crate) kept_client: std::sync::Mutex<Option<std::sync::Arc<tokio_postgres::Client>>>,
+    /// The running replica creation's progress (None when none runs), for the member key.
+    pub(crate) clone_progress: tokio::sync::watch::Sender<Option<crate::cluster::clone::CloneProgress>>,
 }
 
 /// Removes a (secret) file when dropped.
@@ -67,6 +69,7 @@ impl Postgres {
             sync_names: Default::default(),
             slot_sync: Default::default(),
             kept_client: Default::default(),
+            clone_progress: tokio::sync::watch::channel(None).0,
         })
     }
 

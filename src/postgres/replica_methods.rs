@@ -27,6 +27,8 @@ pub struct ReplicaMethod {
     pub name: String,
     /// What it runs.
     pub kind: MethodKind,
+    /// It needs no leader (`no_leader`): it may create the data directory while the cluster has none.
+    pub no_leader: bool,
 }
 
 /// A bootstrap that restores a backup instead of running initdb.
@@ -74,9 +76,15 @@ impl Creation {
             return vec![ReplicaMethod {
                 name: "basebackup".into(),
                 kind: MethodKind::Basebackup,
+                no_leader: false,
             }];
         }
         self.replica_methods.clone()
+    }
+
+    /// Some method may create the data directory without a leader.
+    pub fn any_without_leader(&self) -> bool {
+        self.replica_methods.iter().any(|m| m.no_leader)
     }
 }
 

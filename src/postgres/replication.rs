@@ -38,7 +38,7 @@ impl Postgres {
         if let Some(p) = &passfile {
             cmd.env("PGPASSFILE", p);
         }
-        super::clone_run::run_watched(STEP, "basebackup", cmd, &dir, stall).await?;
+        super::clone_run::run_watched(STEP, "basebackup", cmd, &dir, stall, &self.clone_progress).await?;
         tracing::info!(
             member = %self.settings.name, source = %format!("{source_host}:{source_port}"),
             "data directory copied with pg_basebackup"

@@ -20,17 +20,32 @@ impl Postgres {
     /// the next one is tried. Returns the name of the method that worked. The copy carries the source's
     /// configuration: call [`Postgres::write_config`] afterwards.
     pub async fn create_replica(&self, host: &str, port: u16) -> Result<String, PgError> {
+        self.create_data(Some((host, port))).await
+    }
+
+    /// Fills the (empty) data directory while the cluster has no leader: by the `no_leader` methods only, in
+    /// order (a restore of a backup); the member is then a replica without a leader and races like any other.
+    pub async fn create_replica_without_leader(&self) -> Result<String, PgError> {
+        self.create_data(None).await
+    }
+
+    async fn create_data(&self, leader: Option<(&str, u16)>) -> Result<String, PgError> {
         const STEP: &str = "creating the replica";
         let c = &self.settings.creation;
         let mut failures = Vec::new();
-        for ReplicaMethod { name, kind } in c.methods() {
+        let source = leader.map_or_else(|| "no leader".to_string(), |(h, p)| format!("{h}:{p}"));
+        for ReplicaMethod { name, kind, no_leader } in c.methods() {
+            if leader.is_none() && !no_leader {
+                continue; // it needs a leader to copy from
+            }
             tracing::info!(
-                event = "create_replica", method = %name, source = %format!("{host}:{port}"),
+                event = "create_replica", method = %name, source = %source,
                 "creating the replica with {name}"
             );
-            let result = match &kind {
-                MethodKind::Basebackup => self.basebackup(host, port, c.stall_timeout).await,
-                MethodKind::Command(argv) => self.run_method(STEP, &name, argv, Some((host, port))).await,
+            let result = match (&kind, leader) {
+                (MethodKind::Basebackup, Some((host, port))) => self.basebackup(host, port, c.stall_timeout).await,
+                (MethodKind::Basebackup, None) => Err(PgError::Settings("basebackup needs a leader".into())),
+                (MethodKind::Command(argv), _) => self.run_method(STEP, &name, argv, leader).await,
             };
             let result = match result {
                 Ok(()) => self.check_restored(STEP, &name).await,
@@ -45,11 +60,25 @@ impl Postgres {
                 }
             }
         }
+        let reason = match failures.is_empty() {
+            true => "no create_replica method has no_leader set".to_string(),
+            false => format!("every method failed: {}", failures.join("; ")),
+        };
         Err(PgError::DataDir {
             step: STEP,
             path: self.data_dir().to_path_buf(),
-            reason: format!("every method failed: {}", failures.join("; ")),
+            reason,
         })
+    }
+
+    /// The running replica creation's progress (method, bytes, seconds), None when none runs.
+    pub fn clone_progress(&self) -> Option<crate::cluster::clone::CloneProgress> {
+        self.clone_progress.borrow().clone()
+    }
+
+    /// Wakes on every progress sample of a running replica creation.
+    pub fn watch_clone_progress(&self) -> tokio::sync::watch::Receiver<Option<crate::cluster::clone::CloneProgress>> {
+        self.clone_progress.subscribe()
     }
 
     /// Runs one command method into the empty data directory (created 0700, owned by the OS user), as the OS user,
@@ -86,7 +115,7 @@ impl Postgres {
         if let Some(p) = self.passfile_path() {
             cmd.env("PGPASSFILE", p);
         }
-        run_watched(step, method, cmd, &dir, s.creation.stall_timeout).await
+        run_watched(step, method, cmd, &dir, s.creation.stall_timeout, &self.clone_progress).await
     }
 
     /// The data directory a copy fills: it must be missing or empty (see [`Postgres::wipe_data_dir`]); created 0700
