@@ -2,7 +2,6 @@
 //! a holder's view of its lease, and the one set of timing defaults. Depends on `dcs` only; `ha`, `edge`, `ctl`,
 //! `api` and `bench` build on it.
 
-pub mod clone;
 pub mod history;
 pub mod keys;
 pub mod lease;

@@ -91,7 +91,7 @@ pub struct MemberInfo {
     pub upgrade: Option<super::upgrade::UpgradeReport>,
     /// The replica creation running now (method, bytes, seconds), republished every few seconds while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clone: Option<super::clone::CloneProgress>,
+    pub clone: Option<crate::postgres::clone_progress::CloneProgress>,
 }
 
 /// A replication slot as the leader publishes it.

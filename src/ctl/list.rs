@@ -4,12 +4,12 @@ use serde::Serialize;
 
 use super::output;
 use crate::cli::{DsnRole, Output};
-use crate::cluster::clone::CloneProgress;
 use crate::cluster::keys::Keys;
 use crate::cluster::model::{ClusterView, PgRole};
 use crate::cluster::store::Store;
 use crate::dcs::client::DcsClient;
 use crate::postgres::clone_progress::bytes_text;
+use crate::postgres::clone_progress::CloneProgress;
 use crate::postgres::lsn_to_string;
 
 /// One row of `ctl list`.

@@ -184,3 +184,14 @@ mod tests {
         }
     }
 }
+
+/// How far a replica creation (or a bootstrap restore) has come, as the member key publishes it (`ctl list` shows it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CloneProgress {
+    /// The method running (`basebackup`, `pgbackrest`, a `[postgresql.create_replica.<name>]`).
+    pub method: String,
+    /// Bytes under the data directory so far.
+    pub bytes: u64,
+    /// Seconds since the method started.
+    pub elapsed_s: u64,
+}

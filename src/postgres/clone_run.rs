@@ -13,7 +13,7 @@ use tokio::process::Command;
 use super::clone_progress::{bytes_text, log_due, Sample, StallWatch, Verdict};
 use super::os;
 use super::PgError;
-use crate::cluster::clone::CloneProgress;
+use crate::postgres::clone_progress::CloneProgress;
 
 /// Output lines kept for the error of a failed method.
 const KEPT_LINES: usize = 15;

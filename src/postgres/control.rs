@@ -37,7 +37,7 @@ pub struct Postgres {
     /// The connection [`Postgres::with_kept_client`] reuses.
     pub(crate) kept_client: std::sync::Mutex<Option<std::sync::Arc<tokio_postgres::Client>>>,
     /// The running replica creation's progress (None when none runs), for the member key.
-    pub(crate) clone_progress: tokio::sync::watch::Sender<Option<crate::cluster::clone::CloneProgress>>,
+    pub(crate) clone_progress: tokio::sync::watch::Sender<Option<crate::postgres::clone_progress::CloneProgress>>,
 }
 
 /// Removes a (secret) file when dropped.

@@ -72,12 +72,14 @@ impl Postgres {
     }
 
     /// The running replica creation's progress (method, bytes, seconds), None when none runs.
-    pub fn clone_progress(&self) -> Option<crate::cluster::clone::CloneProgress> {
+    pub fn clone_progress(&self) -> Option<crate::postgres::clone_progress::CloneProgress> {
         self.clone_progress.borrow().clone()
     }
 
     /// Wakes on every progress sample of a running replica creation.
-    pub fn watch_clone_progress(&self) -> tokio::sync::watch::Receiver<Option<crate::cluster::clone::CloneProgress>> {
+    pub fn watch_clone_progress(
+        &self,
+    ) -> tokio::sync::watch::Receiver<Option<crate::postgres::clone_progress::CloneProgress>> {
         self.clone_progress.subscribe()
     }
 
