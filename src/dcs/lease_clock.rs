@@ -41,9 +41,11 @@ impl LeaseClock {
     }
 
     /// The holder refreshed `id` on this member directly (not through the log, `lease_quorum.rs`): its deadline is
-    /// at least `now + ttl`. Returns the lease's TTL, or None when this member does not know the lease.
+    /// at least `now + ttl`. Returns the lease's TTL, or None when this member does not know the lease or its
+    /// deadline already passed here: this member may have voted it expired, and a `LeaseExpire` based on that vote
+    /// may be on its way through the log, which a direct refresh is not ordered with (a logged keepalive is).
     pub fn refreshed_directly(&mut self, id: i64, now: Instant) -> Option<Duration> {
-        let d = self.deadlines.get_mut(&id)?;
+        let d = self.deadlines.get_mut(&id).filter(|d| d.at > now)?;
         d.at = d.at.max(now + d.ttl);
         Some(d.ttl)
     }
@@ -172,6 +174,13 @@ mod tests {
         // A keepalive applied through the log keeps the later deadline too.
         clock.refreshed(7, TTL, 2, ms(200));
         assert!(clock.expired(ms(1799)).is_empty());
+        // Once the deadline passed here, a direct refresh no longer revives the lease (an expiry may be under way);
+        // only the log can, where the expiry is ordered after it.
+        assert_eq!(clock.refreshed_directly(7, ms(1800)), None, "deadline reached");
+        assert_eq!(clock.refreshed_directly(7, ms(2500)), None, "deadline passed");
+        assert_eq!(clock.expired(ms(2500)).len(), 1);
+        clock.refreshed(7, TTL, 3, ms(2500));
+        assert_eq!(clock.refreshed_directly(7, ms(2600)), Some(TTL));
     }
 
     #[test]

@@ -11,3 +11,4 @@ pub mod probe;
 pub mod six_hosts;
 pub mod spec;
 pub mod topology;
+pub mod vip_look;

@@ -273,11 +273,13 @@ impl SixHosts {
 
     /// Edges whose interface carries the VIP right now.
     pub fn vip_holders(&self) -> Vec<String> {
-        EDGES
-            .iter()
-            .filter(|(e, _)| self.topo.has_address(e, self.vip()).unwrap_or(false))
-            .map(|(e, _)| e.to_string())
-            .collect()
+        super::vip_look::holders(|| {
+            EDGES
+                .iter()
+                .filter(|(e, _)| self.topo.has_address(e, self.vip()).unwrap_or(false))
+                .map(|(e, _)| e.to_string())
+                .collect()
+        })
     }
 
     /// The `vip` key's value.

@@ -28,8 +28,14 @@ pub struct VipView<'a> {
 }
 
 impl VipView<'_> {
-    /// Edges whose interface carries the VIP right now.
+    /// Edges whose interface carries the VIP right now (two only when an overlap is proven:
+    /// `pgha::harness::vip_look`).
     pub fn holders(&self) -> Vec<String> {
+        pgha::harness::vip_look::holders(|| self.look())
+    }
+
+    /// The edges holding the address, looked at in order.
+    fn look(&self) -> Vec<String> {
         self.edges
             .iter()
             .filter(|e| self.topo.has_address(e, self.vip).unwrap_or(false))

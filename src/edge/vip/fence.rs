@@ -112,6 +112,9 @@ pub fn sweep_stale(dir: &Path, edge: &str) {
 pub fn run(deadline_file: &Path, cidr: &str, interface: &str) -> Result<(), VipError> {
     let (address, prefix_len) =
         crate::config::parse_vip_address(cidr).map_err(|e| VipError::BadAddress(format!("--address: {e}")))?;
+    if let Err(e) = dbfence::realtime_priority() {
+        eprintln!("pgha fence-vip: no real-time priority ({e}): on a saturated CPU the deadline may be met late");
+    }
     loop {
         let deadline = std::fs::read_to_string(deadline_file).ok();
         // The guarded "thing" is the address itself, which outlives the holder: always alive here.
