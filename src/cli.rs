@@ -568,6 +568,9 @@ pub struct BenchChaosArgs {
     /// Keep the cluster's files and logs in this directory (default: a temporary one; logs are copied out on failure).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The VIP's TTL (`edge.vip.ttl_ms`); default: pgha's default.
+    #[arg(long)]
+    pub vip_ttl_ms: Option<u64>,
 }
 
 /// A fault injected by `bench failover`.

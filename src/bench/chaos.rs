@@ -40,6 +40,8 @@ pub struct ChaosOptions {
     pub duration: Option<Duration>,
     /// Keep the hosts' logs also when nothing failed.
     pub keep_logs: bool,
+    /// The VIP's TTL (None: pgha's default).
+    pub vip_ttl_ms: Option<u64>,
 }
 
 /// What the steps share.
@@ -66,7 +68,7 @@ pub async fn run_chaos(opts: &ChaosOptions) -> anyhow::Result<ChaosReport> {
         exe: opts.exe.clone(),
         dir: opts.dir.clone(),
         ha_lines,
-        vip_lines: String::new(),
+        vip_lines: super::profile::vip_lines(opts.vip_ttl_ms),
         pg_disk_mib: Some(DISK_MIB),
     })?;
     let result = drive(&mut six, opts).await;
@@ -380,6 +382,7 @@ pub async fn run(args: BenchChaosArgs) -> anyhow::Result<()> {
         dir: args.dir.clone(),
         duration: None,
         keep_logs: std::env::var_os("PGHA_FAULT_KEEP_LOGS").is_some(),
+        vip_ttl_ms: args.vip_ttl_ms,
     };
     let report = tokio::select! {
         r = run_chaos(&opts) => r?,

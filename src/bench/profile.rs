@@ -21,7 +21,7 @@ fn ha_lines(sync: Option<&str>, ttl_ms: Option<u64>) -> String {
 }
 
 /// The `[edge.vip]` lines for a VIP TTL.
-fn vip_lines(vip_ttl_ms: Option<u64>) -> String {
+pub(super) fn vip_lines(vip_ttl_ms: Option<u64>) -> String {
     vip_ttl_ms.map(|t| format!("ttl_ms = {t}\n")).unwrap_or_default()
 }
 

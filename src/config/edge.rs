@@ -183,7 +183,7 @@ pub struct VipSection {
     /// `edge.vip.ttl_ms` (`PGHA_EDGE__VIP__TTL_MS`): TTL of the VIP lease in ms, which bounds how fast the VIP
     /// leaves a dead edge (about one TTL). The holder renews it directly on a quorum of DCS voters every ttl/4 and
     /// gives the address up at 3/4 of it without a renewal, so a DCS leader change does not move it; an edge host
-    /// that can stall for longer than ttl/2 should use more. At least 300. Default: 400.
+    /// that can stall for longer than ttl/2 should use more. At least 200. Default: 300.
     pub ttl_ms: Option<u64>,
 }
 
@@ -308,11 +308,11 @@ pub(super) fn edge(edge: &EdgeSection, r: &mut Report) {
                 && n.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
         };
-        if vip.ttl_ms.is_some_and(|t| t < 300) {
+        if vip.ttl_ms.is_some_and(|t| t < 200) {
             r.add(
                 "edge.vip.ttl_ms",
-                "is below the minimum of 300 ms",
-                "leave it unset to use the cluster's ttl_ms, or use at least 300",
+                "is below the minimum of 200 ms",
+                "leave it unset for the default (300 ms), or use at least 200",
             );
         }
         if vip.interface.is_empty() {
