@@ -540,7 +540,7 @@ pub struct BenchSoakArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(500..=600_000))]
     pub ttl_ms: Option<u64>,
     /// The VIP's TTL (`edge.vip.ttl_ms`); default: pgha's default.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(200..=600_000))]
     pub vip_ttl_ms: Option<u64>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
@@ -569,7 +569,7 @@ pub struct BenchChaosArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// The VIP's TTL (`edge.vip.ttl_ms`); default: pgha's default.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(200..=600_000))]
     pub vip_ttl_ms: Option<u64>,
 }
 
@@ -624,7 +624,7 @@ pub struct BenchFailoverArgs {
     /// Leader lease TTL of the cluster under test (`[ha] ttl_ms`; default: pgha's default, 2000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(500..=600_000))]
     pub ttl_ms: Option<u64>,
-    /// VIP lease TTL of the edges (`[edge.vip] ttl_ms`; default: the leader TTL).
+    /// VIP lease TTL of the edges (`[edge.vip] ttl_ms`; default: pgha's default, 300).
     #[arg(long, value_parser = clap::value_parser!(u64).range(200..=600_000))]
     pub vip_ttl_ms: Option<u64>,
 }

@@ -46,14 +46,23 @@ pub fn monotonic_ns_in(in_: Duration) -> u64 {
     monotonic_ns().saturating_add(u64::try_from(in_.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// Puts the calling fencer in the real-time FIFO class (a low priority: above every ordinary process, below the
-/// kernel's own threads). A fencer only sleeps and looks at a file, but on a host saturated by PostgreSQL or the
-/// proxy an ordinary process can wake up late, and the margin between its deadline and the earliest expiry in the
-/// DCS is an eighth of the TTL. Fails without CAP_SYS_NICE; the fencer then runs as before, and says so once.
-pub fn realtime_priority() -> Result<(), std::io::Error> {
-    let param = libc::sched_param { sched_priority: 10 };
-    // SAFETY: sched_setscheduler on the calling process (pid 0) with a parameter block we own.
-    match unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } {
+/// The real-time priority of the fencers: above every ordinary process and the VIP keeper's thread
+/// ([`KEEPER_PRIORITY`]), below the kernel's own threads (50).
+pub const FENCER_PRIORITY: i32 = 10;
+/// The real-time priority of the VIP keeper's thread (`edge::vip::thread`).
+pub const KEEPER_PRIORITY: i32 = 5;
+
+/// Puts the calling thread in the real-time FIFO class at `priority`; threads and processes it starts later get the
+/// ordinary class back (SCHED_RESET_ON_FORK). A fencer only sleeps and looks at a file, but on a host saturated by
+/// PostgreSQL or the proxy an ordinary process can wake up late, and the margin between its deadline and the
+/// earliest expiry in the DCS is an eighth of the TTL. Fails without CAP_SYS_NICE; callers then run as before and
+/// say so once.
+pub fn realtime_priority(priority: i32) -> Result<(), std::io::Error> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: sched_setscheduler on the calling thread (tid 0) with a parameter block we own.
+    match unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param) } {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
     }
@@ -171,7 +180,7 @@ pub fn pg_step(deadline: Option<&str>, pm: Postmaster, now_ns: u64) -> FenceStep
 
 /// The `pgha fence` process: runs until the postmaster is gone, the fence is disarmed, or it fences.
 pub fn run(deadline_file: &Path, pgdata: &Path) {
-    if let Err(e) = realtime_priority() {
+    if let Err(e) = realtime_priority(FENCER_PRIORITY) {
         eprintln!("pgha fence: no real-time priority ({e}): on a saturated CPU the deadline may be met late");
     }
     let mut pm = Postmaster {

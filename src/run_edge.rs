@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::transport::ClientTlsConfig;
 
 use crate::cluster::keys::Keys;
 use crate::config::{parse_vip_address, port_caps, Config, EdgeSection};
@@ -152,6 +153,8 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
         Some(crate::node::tls::load_node_tls(config)?.client_config())
     };
     let timeout = Duration::from_millis(config.dcs.request_timeout_ms);
+    // The VIP keeper makes its own client on its own thread (`edge::vip::thread`) from the same settings.
+    let keeper_dcs = (config.client_endpoints(), tls.clone(), timeout);
     let dcs = Arc::new(DcsClient::new(config.client_endpoints(), tls, timeout).context("dcs.endpoints")?);
     let keys = Keys::new(&config.cluster.name);
 
@@ -266,10 +269,14 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
             background.clone(),
         )));
     }
-    let keeper = vip.map(|v| {
-        let watches = (healthy_rx.clone(), followed_rx.clone(), holder_tx);
-        spawn_vip_keeper(v, name.clone(), dcs.clone(), keys.clone(), watches, vip_stop.clone())
-    });
+    let keeper = match vip {
+        Some(v) => {
+            let watches = (healthy_rx.clone(), followed_rx.clone(), holder_tx);
+            let spawned = spawn_vip_keeper(v, name.clone(), keeper_dcs, keys.clone(), watches, vip_stop.clone());
+            Some(spawned.context("starting the VIP keeper's thread")?)
+        }
+        None => None,
+    };
     tracing::info!(event = "edge_running", name = %name, "edge running");
     // No session yet: what start-up touched (config, TLS, clap) can go.
     proxy.idle().notify_one();
@@ -285,11 +292,12 @@ async fn start(config: &Config) -> anyhow::Result<RunningEdge> {
     })
 }
 
-/// The VIP keeper, once the edge has read its first view of the cluster (it ranks and routes from it).
+/// The VIP keeper on its own thread, once the edge has read its first view of the cluster (it ranks and routes
+/// from it).
 fn spawn_vip_keeper(
     v: VipSettings,
     name: String,
-    dcs: Arc<DcsClient>,
+    (endpoints, tls, timeout): (Vec<String>, Option<ClientTlsConfig>, Duration),
     keys: Keys,
     (healthy, mut followed, holder_tx): (
         watch::Receiver<bool>,
@@ -297,11 +305,16 @@ fn spawn_vip_keeper(
         watch::Sender<Option<String>>,
     ),
     stop: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+) -> std::io::Result<JoinHandle<()>> {
+    vip::thread::spawn("pgha-vip", move || async move {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = followed.wait_for(|f| f.is_some()) => {}
+        };
+        // Made here, so its channels' tasks run on this thread's runtime.
+        let dcs = match DcsClient::new(endpoints, tls, timeout) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return tracing::error!(event = "vip_keeper_stopped", "VIP keeper: DCS client: {e}"),
         };
         if let Err(e) = vip::run_keeper(v, name, dcs, keys, healthy, holder_tx, stop).await {
             tracing::error!(event = "vip_keeper_stopped", "VIP keeper stopped: {e}");

@@ -112,7 +112,7 @@ pub fn sweep_stale(dir: &Path, edge: &str) {
 pub fn run(deadline_file: &Path, cidr: &str, interface: &str) -> Result<(), VipError> {
     let (address, prefix_len) =
         crate::config::parse_vip_address(cidr).map_err(|e| VipError::BadAddress(format!("--address: {e}")))?;
-    if let Err(e) = dbfence::realtime_priority() {
+    if let Err(e) = dbfence::realtime_priority(dbfence::FENCER_PRIORITY) {
         eprintln!("pgha fence-vip: no real-time priority ({e}): on a saturated CPU the deadline may be met late");
     }
     loop {

@@ -14,6 +14,7 @@ pub mod holding;
 pub mod keeper;
 pub mod netlink;
 pub mod steps;
+pub mod thread;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
