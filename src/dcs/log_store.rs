@@ -13,7 +13,7 @@ use openraft::{AnyError, Entry, OptionalSend, RaftLogReader, StorageError, Stora
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::disk::RaftDisk;
+use super::disk::{DiskError, RaftDisk};
 use super::types::{LogId, TypeConfig};
 
 type StoreError = StorageError<u64>;
@@ -42,13 +42,27 @@ impl LogStore {
         Ok(Some(value))
     }
 
-    fn set_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+    async fn set_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).map_err(|e| StorageIOError::write(&e))?;
         self.disk
             .write_meta(key, &bytes)
             .map_err(|e| StorageIOError::write(&e))?;
-        self.disk.sync().map_err(|e| StorageIOError::write(&e))?;
+        self.sync().await.map_err(|e| StorageIOError::write(&e))?;
         Ok(())
+    }
+
+    /// `fsync` on a blocking thread: under heavy disk traffic (PostgreSQL's WAL beside it, a base backup) one can
+    /// take hundreds of ms, and a runtime worker stuck in it cannot answer lease refreshes, expiry votes or
+    /// heartbeats meanwhile (seen as VIP and Raft heartbeat timeouts during `pgbench -i`).
+    async fn sync(&self) -> Result<(), DiskError> {
+        let disk = self.disk.clone();
+        match tokio::task::spawn_blocking(move || super::metrics::DCS.timed_flush(|| disk.sync())).await {
+            Ok(result) => result,
+            Err(e) => Err(DiskError::Io {
+                op: "sync",
+                source: sled::Error::Io(std::io::Error::other(e.to_string())),
+            }),
+        }
     }
 }
 
@@ -114,6 +128,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StoreError> {
         self.set_meta(VOTE, vote)
+            .await
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
@@ -123,7 +138,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StoreError> {
         // Saving `committed` lets a restarted member re-apply its log up to it before any leader exists.
-        self.set_meta(COMMITTED, &committed)
+        self.set_meta(COMMITTED, &committed).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StoreError> {
@@ -142,7 +157,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.disk.append(&rows).map_err(|e| StorageIOError::write_logs(&e))?;
         // Durable before acknowledging: an acknowledged entry counts toward a commit quorum.
-        let synced = super::metrics::DCS.timed_flush(|| self.disk.sync());
+        let synced = self.sync().await;
         let synced = synced.map_err(|e| std::io::Error::other(e.to_string()));
         callback.log_io_completed(synced);
         Ok(())
@@ -152,13 +167,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.disk
             .remove_from(log_id.index)
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        self.disk.sync().map_err(|e| StorageIOError::write_logs(&e))?;
+        self.sync().await.map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StoreError> {
         // Record the purge point first: a crash in between leaves extra entries, never a hole.
-        self.set_meta(LAST_PURGED, &log_id)?;
+        self.set_meta(LAST_PURGED, &log_id).await?;
         self.disk
             .remove_upto(log_id.index)
             .map_err(|e| StorageIOError::write_logs(&e))?;
