@@ -207,9 +207,10 @@ impl DbNode {
         Ok(took)
     }
 
-    /// Before PostgreSQL leaves recovery: renders the standbys named with the leader key (or, when the key was ours
-    /// already, writes the `sync` key for them first), so commits on the new timeline are confirmed as soon as one of
-    /// them streams, without waiting for a loop as leader and a reload. A failure here only costs that wait.
+    /// Before PostgreSQL leaves recovery: sets the standbys named with the leader key (or, when the key was ours
+    /// already, writes the `sync` key for them first) for the caller's reload, so commits on the new timeline are
+    /// confirmed as soon as one of them streams, without waiting for a loop as leader and another reload. A failure
+    /// here only costs that wait.
     pub(super) async fn name_promotion_standbys(&mut self, view: &ClusterView) {
         let spec = match self.sync.promotion.take() {
             Some(spec) => spec,
@@ -232,7 +233,6 @@ impl DbNode {
         };
         let rendered = spec.render();
         self.pg.set_synchronous_standby_names(&rendered);
-        self.apply_parameters().await;
         tracing::info!(
             event = "promotion_standbys_named",
             "synchronous_standby_names before the promotion: {rendered}"
