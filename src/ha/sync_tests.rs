@@ -509,7 +509,8 @@ fn at_promotion_table() {
 #[test]
 fn keep_applied_table() {
     let eligible = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-    let cases: Vec<(&str, SyncSpec, Option<SyncSpec>, Vec<String>, SyncSpec)> = vec![
+    type Case = (&'static str, SyncSpec, Option<SyncSpec>, Vec<String>, SyncSpec);
+    let cases: Vec<Case> = vec![
         (
             "no streaming standby yet after the promotion: the named ones stay",
             SyncSpec::Blocking,
