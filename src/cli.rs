@@ -621,7 +621,7 @@ pub struct BenchFailoverArgs {
     /// Also read through the VIP's replica port (port 5433) during every run and report its longest pause.
     #[arg(long)]
     pub reader: bool,
-    /// Leader lease TTL of the cluster under test (`[ha] ttl_ms`; default: pgha's default, 2000).
+    /// Leader lease TTL of the cluster under test (`[ha] ttl_ms`; default: pgha's default, 1200).
     #[arg(long, value_parser = clap::value_parser!(u64).range(500..=600_000))]
     pub ttl_ms: Option<u64>,
     /// VIP lease TTL of the edges (`[edge.vip] ttl_ms`; default: pgha's default, 300).

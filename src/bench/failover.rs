@@ -15,6 +15,7 @@ use super::report::RunPage;
 use super::report_svg::Timeline;
 use super::scenario::Scenario;
 use super::stats::rss_bytes;
+use super::steps::{self, Hosts, Step};
 use crate::cli::BenchFailoverArgs;
 use crate::config::{LogFormat, Role};
 use crate::harness::local::{Layout, LocalCluster};
@@ -178,6 +179,15 @@ async fn one_run<T: Topology>(
             edges: &edges,
         },
     );
+    let steps = steps::steps(
+        &lines,
+        t0_wall,
+        &Hosts {
+            old_leader: &primary,
+            new_leader: (new_leader != primary).then_some(new_leader.as_str()),
+            edges: &edges,
+        },
+    );
     let timeline = super::report::timeline(String::new(), &acked, t0, phases);
     let run = NetRun {
         scenario,
@@ -194,6 +204,7 @@ async fn one_run<T: Topology>(
         lost_acknowledged: lost(&acked, &present).len(),
         max_writable: writable,
         phases,
+        steps,
     };
     Ok((run, timeline))
 }
@@ -301,11 +312,18 @@ async fn measure<T: Topology>(
                 p.route_ms.map(f64::round),
                 p.vip_ms.map(f64::round)
             );
+            eprintln!("  steps ms: {}", steps::line(&r.steps));
             if args.report.is_some() {
                 pages.push(page_of(site.has_network(), runs.len() + 1, i + 1, &r, timeline));
             }
             runs.push(r);
         }
+        let of: Vec<&[Step]> = runs
+            .iter()
+            .filter(|r| r.scenario == *scenario)
+            .map(|r| r.steps.as_slice())
+            .collect();
+        eprintln!("{scenario:?} step medians ms: {}", steps::line(&steps::medians(&of)));
     }
     Ok((scenarios, runs, pages))
 }

@@ -74,6 +74,8 @@ pub struct NetRun {
     pub max_writable: usize,
     /// Per-phase timings from the hosts' logs.
     pub phases: super::phases::Phases,
+    /// The finer hand-off steps from the hosts' logs.
+    pub steps: Vec<super::steps::Step>,
 }
 
 /// Summary of one scenario's runs.
@@ -207,6 +209,7 @@ mod tests {
                 detect_ms: Some(gap / 2.0),
                 ..Default::default()
             },
+            steps: Vec::new(),
         };
         let runs = vec![
             run(Scenario::PrimaryCrash, 100.0, 0, 1),

@@ -20,6 +20,7 @@ pub mod report_svg;
 pub mod scenario;
 pub mod soak;
 pub mod stats;
+pub mod steps;
 pub mod vip_settle;
 pub mod writable_runs;
 

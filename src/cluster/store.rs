@@ -125,6 +125,34 @@ impl Store<'_> {
         Ok(self.dcs.txn(txn).await?.succeeded)
     }
 
+    /// Takes the free leader key and, in the same transaction, writes the `sync` key `state` for the promotion ahead
+    /// (`sync::at_promotion`), provided the `sync` key is still at `sync_revision` (None: absent) as read: nobody can
+    /// change it while the leader key is free, and the check makes that so. True when we got both.
+    pub async fn take_leader_naming(
+        &self,
+        name: &str,
+        lease: i64,
+        state: &SyncState,
+        sync_revision: Option<i64>,
+    ) -> Result<bool, ClientError> {
+        let sync_now = match sync_revision {
+            Some(rev) => Compare {
+                key: self.keys.sync().into_bytes(),
+                target: CompareTarget::ModRevision(rev),
+            },
+            None => absent(self.keys.sync()),
+        };
+        let txn = Txn {
+            compares: vec![absent(self.keys.leader()), sync_now],
+            success: vec![
+                put(self.keys.leader(), name, lease),
+                put(self.keys.sync(), serde_json::to_vec(state).unwrap_or_default(), 0),
+            ],
+            failure: vec![],
+        };
+        Ok(self.dcs.txn(txn).await?.succeeded)
+    }
+
     /// Rebinds a leader key still at `mod_revision` (ours, from a previous session) to `lease`.
     pub async fn reclaim_leader(&self, name: &str, lease: i64, mod_revision: i64) -> Result<bool, ClientError> {
         let txn = Txn {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Leader lease TTL unless configured (`ha.ttl_ms`, dynamic `ttl_ms`).
-pub const DEFAULT_TTL_MS: u64 = 2000;
+pub const DEFAULT_TTL_MS: u64 = 1200;
 /// HA loop and lease renewal period unless configured (`ha.loop_wait_ms`, dynamic `loop_wait_ms`).
 pub const DEFAULT_LOOP_WAIT_MS: u64 = 250;
 /// The VIP lease's TTL (`edge.vip.ttl_ms`): the VIP leaves a dead edge about this long after its last refresh. It

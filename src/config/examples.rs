@@ -251,8 +251,8 @@ failover_priority = 0
 noloadbalance = false
 # The following seven are written to the DCS by the first node and later
 # changed with `pgha ctl`.
-# Leader lease TTL in ms; at least 500. Default: 2000.
-ttl_ms = 2000
+# Leader lease TTL in ms; at least 500. Default: 1200.
+ttl_ms = 1200
 # Period of the HA loop and of lease renewals in ms; at least 50 and at most
 # ttl_ms / 2. Default: 250.
 loop_wait_ms = 250

@@ -171,7 +171,7 @@ pub struct HaSection {
     /// read-only load balancing. Default: `false`.
     pub noloadbalance: bool,
     /// `ha.ttl_ms` (`PGHA_HA__TTL_MS`): leader lease TTL in ms; at least 500.
-    /// Default: 2000.
+    /// Default: 1200.
     pub ttl_ms: u64,
     /// `ha.loop_wait_ms` (`PGHA_HA__LOOP_WAIT_MS`): period of the HA loop and of
     /// lease renewals in ms; at least 50, and at most `ttl_ms / 2`. Default: 250.

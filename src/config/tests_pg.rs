@@ -28,7 +28,7 @@ fn defaults() {
     let ha = &config.ha;
     assert!(!ha.nofailover && !ha.noloadbalance && ha.tags.is_empty());
     assert_eq!(ha.failover_priority, 0);
-    assert_eq!((ha.ttl_ms, ha.loop_wait_ms), (2000, 250));
+    assert_eq!((ha.ttl_ms, ha.loop_wait_ms), (1200, 250));
     assert_eq!(ha.maximum_lag_on_failover, 1_048_576);
     assert_eq!(ha.primary_start_timeout_ms, 10_000);
 

@@ -188,7 +188,7 @@ pub(super) fn ha(ha: &HaSection, r: &mut Report) {
         r.add(
             "ha.ttl_ms",
             format!("{} ms is below the minimum of 500 ms", ha.ttl_ms),
-            "the default is 2000",
+            "the default is 1200",
         );
     }
     if ha.loop_wait_ms < 50 {

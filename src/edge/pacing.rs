@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn backoff_doubles_from_loop_wait_to_ttl() {
         let ms = Duration::from_millis;
-        let mut b = backoff(&DynamicConfig::default());
+        let mut b = backoff(&config(250, 2000));
         let mut seen = Vec::new();
         for _ in 0..5 {
             b.failed();

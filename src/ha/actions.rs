@@ -101,7 +101,7 @@ impl DbNode {
                         return Ok(());
                     }
                 }
-                if self.store().take_leader(&self.settings.name, lease).await? {
+                if self.take_leader_key(view, lease).await? {
                     tracing::info!(
                         event = "leader_key_taken",
                         "took the leader key as the switchover/failover candidate"
@@ -472,7 +472,7 @@ impl DbNode {
                 return Ok(());
             }
         };
-        if self.store().take_leader(&self.settings.name, lease).await? {
+        if self.take_leader_key(view, lease).await? {
             tracing::info!(event = "race_won", lsn = %crate::postgres::lsn_to_string(lsn), "won the leader race");
             self.promote(view, "won the leader race after the leader key expired")
                 .await?;
@@ -495,6 +495,14 @@ impl DbNode {
             Ok(created) => self.record_slots(&created, &[]),
             Err(e) => tracing::warn!("creating replication slots before the promotion failed (continuing): {e}"),
         }
+        self.name_promotion_standbys(view).await;
+        // No WAL receiver while PostgreSQL leaves recovery (one reload, with the standbys named above): after a failed
+        // connection attempt (to the old primary, stopped or dead) the startup process sleeps
+        // wal_retrieve_retry_interval without looking at the promote request, and a request that lands while the WAL
+        // receiver starts is seen only after that sleep (measured: ~190 ms in 3 of 5 switchovers). Every WAL record
+        // the old primary sent is already flushed here (a clean stop waits for it) or lost with it.
+        self.supervision.following = None;
+        self.apply_parameters().await;
         // Guarded before it can accept a write, whatever happens to the promotion's polling below.
         self.guard_primary().await?;
         self.pg
@@ -848,16 +856,22 @@ impl DbNode {
     /// fast (walsenders ship everything to the connected replicas), and releases the key for the candidate.
     async fn hand_over(&mut self, candidate: &str) -> Result<(), HaError> {
         tracing::info!(
+            event = "hand_over",
             candidate,
             "switchover: checkpoint, clean stop, hand the leader key over"
         );
-        if let Err(e) = self.pg.checkpoint().await {
-            tracing::warn!("checkpoint before the switchover failed (continuing): {e}");
+        match self.pg.checkpoint().await {
+            Ok(()) => tracing::info!(
+                event = "hand_over_checkpointed",
+                "checkpoint before the switchover done"
+            ),
+            Err(e) => tracing::warn!("checkpoint before the switchover failed (continuing): {e}"),
         }
         self.pg
             .stop(StopMode::Fast, self.settings.start_timeout)
             .await
             .step("stopping PostgreSQL for the switchover")?;
+        tracing::info!(event = "hand_over_stopped", "PostgreSQL stopped for the switchover");
         self.hooks_after_stop();
         self.session.disarm_fence()?;
         self.supervision.expect_running = false;

@@ -28,13 +28,18 @@ impl DbNode {
         self.slots
             .downstream_seen
             .retain(|_, seen| now.saturating_duration_since(*seen) < ttl);
-        let wanted = super::slots::kept_member_slots(
+        let mut wanted = super::slots::kept_member_slots(
             &self.settings.name,
             present.iter().map(String::as_str),
             &self.slots.downstream_seen,
             now,
             ttl,
         );
+        for slot in super::slots::ahead_of_switchover(view, &self.settings.name, crate::cluster::store::unix_ms()) {
+            if !wanted.contains(&slot) {
+                wanted.push(slot);
+            }
+        }
         let droppable: Vec<String> = self
             .slots
             .owned

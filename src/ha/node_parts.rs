@@ -50,6 +50,8 @@ pub struct SyncManagement {
     pub streaming_since: BTreeMap<String, Instant>,
     /// Since when the leader has seen no streaming standby it could name.
     pub no_candidate_since: Option<Instant>,
+    /// The standbys named with the leader key just taken, for the promotion ahead (`sync::at_promotion`).
+    pub promotion: Option<super::sync::SyncSpec>,
 }
 
 /// The logical slot being created beside the loop, and the slot it is for.

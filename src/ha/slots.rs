@@ -96,6 +96,20 @@ pub fn kept_member_slots<'a>(
     kept.into_iter().collect()
 }
 
+/// The slots a standby named as the candidate of a due switchover keeps while the request stands and the key is
+/// reserved for it: one per other member (the leader too: once stopped it follows the new primary). Made while the
+/// leader checkpoints and stops, they are not made between taking the key and the promotion (each is a few fsyncs:
+/// 10-40 ms on a busy host, all of it write downtime). A request that goes away unfulfilled leaves them to be dropped
+/// on the next loop (they are not remembered like a member seen).
+pub fn ahead_of_switchover(view: &ClusterView, me: &str, now_unix_ms: u64) -> Vec<String> {
+    match &view.switchover {
+        Some(sw) if sw.candidate == me && sw.leader.is_some() && sw.due(now_unix_ms) && sw.reserved(now_unix_ms) => {
+            view.members.keys().filter(|m| *m != me).map(|m| slot_name(m)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The failover slot settings every member renders (pure; used on PostgreSQL 17+): with permanent logical slots,
 /// standbys synchronize them, and the primary holds logical consumers back to what every streaming,
 /// failover-eligible standby has flushed (`synchronized_standby_slots`). A standby that does not stream is left out:
@@ -151,6 +165,64 @@ pub fn newly_over(report: &[SlotReport], threshold: u64, warned: &mut BTreeSet<S
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn slots_ahead_of_a_switchover() {
+        use crate::cluster::model::{MemberInfo, SwitchoverRequest};
+        let mut view = ClusterView::default();
+        for (n, role) in [
+            ("db1", PgRole::Primary),
+            ("db2", PgRole::Replica),
+            ("db3", PgRole::Replica),
+        ] {
+            view.members
+                .insert(n.into(), MemberInfo::for_test(n, role, PgState::Running, 1));
+        }
+        let request = |leader: Option<&str>, candidate: &str, scheduled: Option<u64>| SwitchoverRequest {
+            leader: leader.map(str::to_string),
+            candidate: candidate.into(),
+            scheduled_unix_ms: scheduled,
+            created_unix_ms: 1_000,
+        };
+        let cases: Vec<(&str, Option<SwitchoverRequest>, u64, Vec<&str>)> = vec![
+            ("no request", None, 2_000, vec![]),
+            (
+                "the candidate of a due switchover: every other member, the leader too",
+                Some(request(Some("db1"), "db2", None)),
+                2_000,
+                vec!["db1", "db3"],
+            ),
+            (
+                "another member is the candidate",
+                Some(request(Some("db1"), "db3", None)),
+                2_000,
+                vec![],
+            ),
+            (
+                "a failover (no leader hands over)",
+                Some(request(None, "db2", None)),
+                2_000,
+                vec![],
+            ),
+            (
+                "scheduled later",
+                Some(request(Some("db1"), "db2", Some(9_000))),
+                2_000,
+                vec![],
+            ),
+            (
+                "past the reservation window: the others race",
+                Some(request(Some("db1"), "db2", None)),
+                1_000 + crate::cluster::model::SWITCHOVER_WINDOW_MS,
+                vec![],
+            ),
+        ];
+        for (name, sw, now, want) in cases {
+            view.switchover = sw;
+            let want: Vec<String> = want.into_iter().map(slot_name).collect();
+            assert_eq!(ahead_of_switchover(&view, "db2", now), want, "{name}");
+        }
+    }
     use super::*;
 
     #[test]

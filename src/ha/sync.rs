@@ -128,6 +128,22 @@ pub fn desired(config: &DynamicConfig, standbys: &[Standby], key: Option<&SyncSt
     }
 }
 
+/// What the leader aims for when [`desired`] says `Blocking` (no streaming candidate) while PostgreSQL already runs
+/// with a quorum of members that may still be synchronous (`eligible`), e.g. the standbys named at the promotion:
+/// keep it. Commits wait either way, its members are covered by the key, and whichever comes back first confirms
+/// at once, with no reload in between.
+pub fn keep_applied(wanted: SyncSpec, applied: Option<&SyncSpec>, eligible: &[String]) -> SyncSpec {
+    match (wanted, applied) {
+        (SyncSpec::Blocking, Some(SyncSpec::Quorum { k, names })) if names.iter().all(|n| eligible.contains(n)) => {
+            SyncSpec::Quorum {
+                k: *k,
+                names: names.clone(),
+            }
+        }
+        (wanted, _) => wanted,
+    }
+}
+
 /// The leader's next step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SyncStep {
@@ -155,6 +171,48 @@ fn covers(key: Option<&SyncState>, me: &str, spec: &SyncSpec) -> bool {
     }
 }
 
+/// The key for leader `me` that covers both `key` (what PostgreSQL may have acknowledged under) and `wanted`: the
+/// union of the members, the lower quorum.
+fn grown(me: &str, key: Option<&SyncState>, wanted: &SyncSpec) -> SyncState {
+    let mut members: BTreeSet<String> = key.map(|k| k.members.iter().cloned().collect()).unwrap_or_default();
+    members.extend(wanted.names());
+    let quorum = match (key, wanted) {
+        (Some(k), SyncSpec::Quorum { k: want, .. }) if !k.members.is_empty() => k.quorum.min(*want),
+        (Some(k), _) if !k.members.is_empty() => k.quorum,
+        (_, SyncSpec::Quorum { k: want, .. }) => *want,
+        _ => 0,
+    };
+    SyncState {
+        leader: me.to_string(),
+        members: members.into_iter().collect(),
+        quorum,
+    }
+}
+
+/// What `me`, about to be promoted, names before PostgreSQL leaves recovery, and the `sync` key that covers it
+/// (written before, or with, the leader key): `ANY k` of every other member that may be synchronous (`others`), so
+/// the first commits are confirmed as soon as one of them streams from the new timeline, not only after the first
+/// loop as leader has chosen. Safe like any growth ([`plan`]): the key holds the old members and these, with the
+/// lower quorum, before PostgreSQL can run with it. None when nothing is to be named (asynchronous mode, nobody
+/// else): commits then wait for that first loop as before.
+pub fn at_promotion(
+    config: &DynamicConfig,
+    me: &str,
+    key: Option<&SyncState>,
+    others: &[String],
+) -> Option<(SyncState, SyncSpec)> {
+    if config.synchronous_mode == SyncMode::Off {
+        return None;
+    }
+    let names: BTreeSet<String> = others.iter().filter(|n| *n != me).cloned().collect();
+    if names.is_empty() {
+        return None;
+    }
+    let k = config.synchronous_node_count.max(1).min(names.len() as u32);
+    let spec = SyncSpec::Quorum { k, names };
+    Some((grown(me, key, &spec), spec))
+}
+
 /// The next step for leader `me` whose PostgreSQL runs with `applied` (None: not known, e.g. after pgha restarted),
 /// wanting `wanted`. `switch_lsn` is the WAL position noted once `applied` took effect; `standbys` are the primary's
 /// replication rows.
@@ -171,19 +229,7 @@ pub fn plan(
             return SyncStep::Apply(wanted.clone());
         }
         // Grow first: the key must cover what PostgreSQL runs with now and what it will run with.
-        let mut members: BTreeSet<String> = key.map(|k| k.members.iter().cloned().collect()).unwrap_or_default();
-        members.extend(wanted.names());
-        let quorum = match (key, wanted) {
-            (Some(k), SyncSpec::Quorum { k: want, .. }) if !k.members.is_empty() => k.quorum.min(*want),
-            (Some(k), _) if !k.members.is_empty() => k.quorum,
-            (_, SyncSpec::Quorum { k: want, .. }) => *want,
-            _ => 0,
-        };
-        return SyncStep::WriteKey(SyncState {
-            leader: me.to_string(),
-            members: members.into_iter().collect(),
-            quorum,
-        });
+        return SyncStep::WriteKey(grown(me, key, wanted));
     };
     // PostgreSQL runs with what we want: shrink the key to exactly that once it is safe.
     let exact = match applied {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::runner::DbNode;
 use super::sync::{self, Standby, SyncSpec, SyncStep};
+use crate::cluster::model::SyncState;
 use crate::cluster::model::{ClusterView, MemberInfo, SyncMode};
 
 impl DbNode {
@@ -14,6 +15,7 @@ impl DbNode {
     pub(super) async fn keep_standby_sync_spec(&mut self) {
         let spec = sync::standby_spec(&self.config);
         self.sync.switch_lsn = None;
+        self.sync.promotion = None;
         self.sync.no_candidate_since = None;
         if self.sync.applied.as_ref() == Some(&spec) {
             return;
@@ -85,6 +87,7 @@ impl DbNode {
         let hold = expected && since.is_some_and(|t| t.elapsed() < grace);
         let mut key = view.sync.as_ref().map(|(k, _)| k.clone());
         let wanted = sync::desired(&self.config, &standbys, key.as_ref(), hold);
+        let wanted = sync::keep_applied(wanted, self.sync.applied.as_ref(), &self.synchronous_candidates(view));
         let leader_revision = view.leader.as_ref().map(|l| l.mod_revision).unwrap_or(0);
         // A key write is followed by the PostgreSQL step in the same loop: while a new primary blocks commits, every
         // loop it waits is write downtime.
@@ -126,7 +129,12 @@ impl DbNode {
                         SyncSpec::Blocking => "blocking commits until a synchronous standby is recorded",
                         SyncSpec::Quorum { .. } => rendered.as_str(),
                     };
-                    tracing::info!("synchronous_standby_names: {what}");
+                    match spec {
+                        SyncSpec::Quorum { .. } => {
+                            tracing::info!(event = "sync_standbys_named", "synchronous_standby_names: {what}")
+                        }
+                        _ => tracing::info!("synchronous_standby_names: {what}"),
+                    }
                     if matches!(spec, SyncSpec::Quorum { .. }) {
                         if let Err(e) = self.pg.nudge_standbys(&rendered).await {
                             tracing::debug!("asking the standbys for a flush report failed: {e}");
@@ -156,6 +164,81 @@ impl DbNode {
             break;
         }
         Ok(())
+    }
+
+    /// The other members that may be synchronous standbys, as `view` lists them.
+    fn synchronous_candidates(&self, view: &ClusterView) -> Vec<String> {
+        view.members
+            .values()
+            .filter(|m| m.name != self.settings.name && m.may_be_synchronous())
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// The `sync` key and standby names for a promotion of this member (`sync::at_promotion`); None outside
+    /// synchronous mode, in a standby cluster (which does not promote), or with nobody to name.
+    pub(super) fn promotion_sync(&self, view: &ClusterView) -> Option<(SyncState, SyncSpec)> {
+        if view.config.standby_cluster.is_some() {
+            return None;
+        }
+        let key = view.sync.as_ref().map(|(k, _)| k);
+        sync::at_promotion(
+            &self.config,
+            &self.settings.name,
+            key,
+            &self.synchronous_candidates(view),
+        )
+    }
+
+    /// Takes the free leader key; in synchronous mode together with the `sync` key naming the standbys the promotion
+    /// ahead will run with (kept for [`DbNode::name_promotion_standbys`]). True when we got it.
+    pub(super) async fn take_leader_key(&mut self, view: &ClusterView, lease: i64) -> Result<bool, HaError> {
+        let Some((state, spec)) = self.promotion_sync(view) else {
+            return Ok(self.store().take_leader(&self.settings.name, lease).await?);
+        };
+        let revision = view.sync.as_ref().map(|(_, r)| *r);
+        let took = self
+            .store()
+            .take_leader_naming(&self.settings.name, lease, &state, revision)
+            .await?;
+        if took {
+            self.sync.promotion = Some(spec);
+        }
+        Ok(took)
+    }
+
+    /// Before PostgreSQL leaves recovery: sets the standbys named with the leader key (or, when the key was ours
+    /// already, writes the `sync` key for them first) for the caller's reload, so commits on the new timeline are
+    /// confirmed as soon as one of them streams, without waiting for a loop as leader and another reload. A failure
+    /// here only costs that wait.
+    pub(super) async fn name_promotion_standbys(&mut self, view: &ClusterView) {
+        let spec = match self.sync.promotion.take() {
+            Some(spec) => spec,
+            None => {
+                let Some((state, spec)) = self.promotion_sync(view) else {
+                    return;
+                };
+                let Some(leader) = view.leader.as_ref().filter(|l| l.name == self.settings.name) else {
+                    return;
+                };
+                match self.store().write_sync(Some(&state), leader.mod_revision).await {
+                    Ok(true) => spec,
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::debug!("naming the synchronous standbys before the promotion failed: {e}");
+                        return;
+                    }
+                }
+            }
+        };
+        let rendered = spec.render();
+        self.pg.set_synchronous_standby_names(&rendered);
+        tracing::info!(
+            event = "promotion_standbys_named",
+            "synchronous_standby_names before the promotion: {rendered}"
+        );
+        self.sync.applied = Some(spec);
+        self.sync.switch_lsn = None;
     }
 
     /// While this leader's commits wait for a synchronous standby to be chosen, or the key still names members it

@@ -441,3 +441,120 @@ fn a_new_standby_joins_a_streaming_set_only_once_settled() {
         assert_eq!(got, want.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{what}");
     }
 }
+
+#[test]
+fn at_promotion_table() {
+    let names = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    type Case = (
+        &'static str,
+        DynamicConfig,
+        Option<SyncState>,
+        Vec<String>,
+        Option<(SyncState, SyncSpec)>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "asynchronous: nothing to name",
+            cfg(SyncMode::Off, false, 1),
+            Some(key("db1", &["db2", "db3"], 1)),
+            names(&["db1", "db3"]),
+            None,
+        ),
+        (
+            "nobody else: commits wait for the first loop",
+            cfg(SyncMode::Quorum, false, 1),
+            Some(key("db1", &["db2"], 1)),
+            names(&["db2"]),
+            None,
+        ),
+        (
+            "switchover db1 -> db2: the old primary and db3 named, the key grows to cover them",
+            cfg(SyncMode::Quorum, false, 1),
+            Some(key("db1", &["db2", "db3"], 1)),
+            names(&["db1", "db3"]),
+            Some((key("db2", &["db1", "db2", "db3"], 1), q(1, &["db1", "db3"]))),
+        ),
+        (
+            "on mode, two to confirm, only one other: k is what can confirm",
+            cfg(SyncMode::On, false, 2),
+            Some(key("db1", &["db2", "db3"], 2)),
+            names(&["db3"]),
+            Some((key("db2", &["db2", "db3"], 1), q(1, &["db3"]))),
+        ),
+        (
+            "no key yet (it was asynchronous): the key is exactly the named",
+            cfg(SyncMode::Quorum, true, 1),
+            None,
+            names(&["db1", "db3"]),
+            Some((key("db2", &["db1", "db3"], 1), q(1, &["db1", "db3"]))),
+        ),
+        (
+            "a higher old quorum is lowered to what PostgreSQL will wait for",
+            cfg(SyncMode::Quorum, false, 1),
+            Some(key("db1", &["db2", "db3", "db4"], 2)),
+            names(&["db3", "db4"]),
+            Some((key("db2", &["db2", "db3", "db4"], 1), q(1, &["db3", "db4"]))),
+        ),
+    ];
+    for (name, config, old, others, want) in cases {
+        let got = at_promotion(&config, "db2", old.as_ref(), &others);
+        assert_eq!(got, want, "{name}");
+        // Whatever is named, the key covers it: the invariant of `plan` holds from the first commit.
+        if let Some((state, spec)) = got {
+            assert!(covers(Some(&state), "db2", &spec), "{name}: key covers the spec");
+        }
+    }
+}
+
+#[test]
+fn keep_applied_table() {
+    let eligible = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    type Case = (&'static str, SyncSpec, Option<SyncSpec>, Vec<String>, SyncSpec);
+    let cases: Vec<Case> = vec![
+        (
+            "no streaming standby yet after the promotion: the named ones stay",
+            SyncSpec::Blocking,
+            Some(q(1, &["db1", "db3"])),
+            eligible(&["db1", "db3"]),
+            q(1, &["db1", "db3"]),
+        ),
+        (
+            "one of them is no longer eligible (nofailover, nosync, gone): block",
+            SyncSpec::Blocking,
+            Some(q(1, &["db1", "db3"])),
+            eligible(&["db3"]),
+            SyncSpec::Blocking,
+        ),
+        (
+            "blocking already",
+            SyncSpec::Blocking,
+            Some(SyncSpec::Blocking),
+            eligible(&["db3"]),
+            SyncSpec::Blocking,
+        ),
+        (
+            "nothing applied yet",
+            SyncSpec::Blocking,
+            None,
+            eligible(&["db3"]),
+            SyncSpec::Blocking,
+        ),
+        (
+            "a streaming candidate: what desired chose",
+            q(1, &["db3"]),
+            Some(q(1, &["db1", "db3"])),
+            eligible(&["db1", "db3"]),
+            q(1, &["db3"]),
+        ),
+        (
+            "asynchronous wanted (grace over): not kept",
+            SyncSpec::Async,
+            Some(q(1, &["db3"])),
+            eligible(&["db3"]),
+            SyncSpec::Async,
+        ),
+    ];
+    for (name, wanted, applied, eligible, want) in cases {
+        assert_eq!(keep_applied(wanted, applied.as_ref(), &eligible), want, "{name}");
+    }
+}

@@ -18,6 +18,9 @@ pub const QUICK_TIMEOUT: Duration = Duration::from_secs(30);
 const PG_CTL_MARGIN: Duration = Duration::from_secs(5);
 /// How often [`Postgres::promote`] looks whether recovery has ended.
 const PROMOTE_POLL: Duration = Duration::from_millis(10);
+/// Polls of a promotion after which PostgreSQL, still in recovery, gets a SIGHUP (see [`Postgres::promote`]): its own
+/// promotion (new timeline, end-of-recovery record) takes 30-70 ms here.
+const KICK_AT_POLLS: [u32; 3] = [8, 20, 40];
 /// How often [`Postgres::stop`] looks whether the postmaster has exited.
 const STOP_POLL: Duration = Duration::from_millis(10);
 
@@ -349,8 +352,9 @@ impl Postgres {
     }
 
     /// Promotes (`pg_promote(wait => false)`) and polls `pg_is_in_recovery()` every 10 ms within `timeout`: pg_ctl
-    /// and pg_promote's own wait look only every 100 ms, and each of those is write downtime. The first checkpoint
-    /// on the new timeline is the caller's (see [`Postgres::checkpoint_in_background`]).
+    /// and pg_promote's own wait look only every 100 ms, and each of those is write downtime. A promotion not done
+    /// after [`KICK_AT_POLLS`] polls is nudged with a SIGHUP. The first checkpoint on the new timeline is the
+    /// caller's (see [`Postgres::checkpoint_in_background`]).
     pub async fn promote(&self, timeout: Duration) -> Result<(), PgError> {
         const STEP: &str = "promoting PostgreSQL";
         let deadline = Instant::now() + timeout;
@@ -363,6 +367,8 @@ impl Postgres {
             .await
         })
         .await?;
+        tracing::info!(event = "promote_requested", member = %self.settings.name, "pg_promote sent");
+        let mut polls = 0u32;
         loop {
             let row = self
                 .with_kept_client(|client| async move {
@@ -370,8 +376,17 @@ impl Postgres {
                 })
                 .await?;
             if !row.get::<_, bool>(0) {
-                tracing::info!(member = %self.settings.name, "PostgreSQL promoted");
+                tracing::info!(event = "pg_promoted", member = %self.settings.name, "PostgreSQL promoted");
                 return Ok(());
+            }
+            polls += 1;
+            if KICK_AT_POLLS.contains(&polls) {
+                // A promote request can miss the startup process's wake-up (it resets its latch after a WAL receiver
+                // failure and then sleeps wal_retrieve_retry_interval); a SIGHUP sets that latch again.
+                if let Some(pid) = self.postmaster_pid() {
+                    tracing::debug!(member = %self.settings.name, polls, "still in recovery: waking the startup process");
+                    let _ = os::send_signal(pid, libc::SIGHUP);
+                }
             }
             if Instant::now() >= deadline {
                 return Err(PgError::Timeout {
@@ -385,9 +400,19 @@ impl Postgres {
         }
     }
 
-    /// `pg_ctl reload` (SIGHUP): applies configuration changes that need no restart.
+    /// Applies configuration changes that need no restart: SIGHUP to the postmaster, what `pg_ctl reload` sends,
+    /// without starting pg_ctl (a process start is ~15 ms on a busy host, and a new primary's first commits can wait
+    /// for this reload), the way [`Postgres::stop`] signals it.
     pub async fn reload(&self) -> Result<(), PgError> {
-        os::run("reloading PostgreSQL", self.pg_ctl("reload"), QUICK_TIMEOUT, None).await?;
+        const STEP: &str = "reloading PostgreSQL";
+        let Some(pid) = self.postmaster_pid() else {
+            return Err(PgError::Io {
+                step: STEP,
+                path: self.data_dir().join("postmaster.pid"),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "PostgreSQL is not running"),
+            });
+        };
+        os::send_signal(pid, libc::SIGHUP).map_err(PgError::io(STEP, self.data_dir()))?;
         tracing::info!(member = %self.settings.name, "PostgreSQL configuration reloaded");
         Ok(())
     }
