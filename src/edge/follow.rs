@@ -26,6 +26,9 @@ use crate::dcs::client::{ClientError, DcsClient, WatchMessage};
 use crate::dcs::types::{EventKind, KeyValue};
 use crate::retry::{log_transition, Backoff, FailureLog};
 
+/// The shortest time a confirmed view keeps routing ([`Followed::fresh_for`]).
+pub const MIN_FRESH: Duration = Duration::from_secs(2);
+
 /// The cluster as the edge last knew it.
 #[derive(Clone, Debug)]
 pub struct Followed {
@@ -40,9 +43,17 @@ impl Followed {
         Duration::from_millis(self.view.config.ttl_ms.max(1))
     }
 
-    /// True while the view is younger than the leader TTL.
+    /// How long a confirmed view routes: the leader TTL, but never less than [`MIN_FRESH`]. Routing on an older
+    /// view is safe (a primary that lost its lease is fenced, so a stale route reaches a read-only server at worst),
+    /// so the bound is about availability, and it must outlast a Raft election (~0.8 s, when no read can confirm the
+    /// view) plus a confirmation period, or a DCS leader's crash would drop every edge's primary route.
+    pub fn fresh_for(&self) -> Duration {
+        self.ttl().max(MIN_FRESH)
+    }
+
+    /// True while the view is younger than [`Followed::fresh_for`].
     pub fn fresh(&self, now: Instant) -> bool {
-        now < self.confirmed_at + self.ttl()
+        now < self.confirmed_at + self.fresh_for()
     }
 }
 

@@ -1,5 +1,5 @@
 //! Turns the followed DCS view into routing tables over time: at once on every change, and at the instant the view
-//! turns older than the leader TTL (then the primary route goes, invariants 1 and 3). Also decides `healthy`.
+//! is not confirmed for `Followed::fresh_for` (then the primary route goes, invariants 1 and 3). Also decides `healthy`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ pub async fn run(
             Some(f) => {
                 let fresh = f.fresh(now);
                 ttl.send_if_modified(|t| std::mem::replace(t, f.ttl()) != f.ttl());
-                let stale_at = fresh.then(|| f.confirmed_at + f.ttl());
+                let stale_at = fresh.then(|| f.confirmed_at + f.fresh_for());
                 (RoutingTable::from_view(&f.view, fresh, &opts), fresh, stale_at)
             }
         };
@@ -39,7 +39,7 @@ pub async fn run(
             } else {
                 tracing::warn!(
                     event = "edge_view_stale",
-                    "DCS view is older than the leader TTL: no primary route, edge unhealthy"
+                    "DCS view not confirmed for the leader TTL (at least 2 s): no primary route, edge unhealthy"
                 );
             }
             was_fresh = Some(fresh);
