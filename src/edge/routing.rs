@@ -117,7 +117,10 @@ impl RoutingTable {
         let leader = view.leader.as_ref().map(|l| l.name.as_str());
         let standby_of = view.config.standby_cluster.as_ref().map(|s| s.describe());
         let (primary, primary_reason) = match (now_fresh, leader, view.leader_member()) {
-            (false, _, _) => (None, "DCS view not confirmed for the leader TTL (at least 2 s)".to_string()),
+            (false, _, _) => (
+                None,
+                "DCS view not confirmed for the leader TTL (at least 2 s)".to_string(),
+            ),
             (true, _, _) if standby_of.is_some() => (
                 None,
                 format!(
