@@ -144,13 +144,15 @@ impl Store<'_> {
         };
         let txn = Txn {
             compares: vec![absent(self.keys.leader()), sync_now],
-            success: vec![
-                put(self.keys.leader(), name, lease),
-                put(self.keys.sync(), serde_json::to_vec(state).unwrap_or_default(), 0),
-            ],
+            success: vec![put(self.keys.leader(), name, lease), self.put_sync(state)],
             failure: vec![],
         };
         Ok(self.dcs.txn(txn).await?.succeeded)
+    }
+
+    /// The write of the `sync` key (no lease: it outlives a leader, whose successor must see what it named).
+    fn put_sync(&self, state: &SyncState) -> Op {
+        put(self.keys.sync(), serde_json::to_vec(state).unwrap_or_default(), 0)
     }
 
     /// Rebinds a leader key still at `mod_revision` (ours, from a previous session) to `lease`.
@@ -190,7 +192,7 @@ impl Store<'_> {
     /// a deposed leader must not change who may be promoted. True when done.
     pub async fn write_sync(&self, state: Option<&SyncState>, leader_revision: i64) -> Result<bool, ClientError> {
         let op = match state {
-            Some(s) => put(self.keys.sync(), serde_json::to_vec(s).unwrap_or_default(), 0),
+            Some(s) => self.put_sync(s),
             None => Op::Delete {
                 key: self.keys.sync().into_bytes(),
                 prefix: false,

@@ -165,6 +165,7 @@ pub fn newly_over(report: &[SlotReport], threshold: u64, warned: &mut BTreeSet<S
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn slots_ahead_of_a_switchover() {
@@ -223,7 +224,6 @@ mod tests {
             assert_eq!(ahead_of_switchover(&view, "db2", now), want, "{name}");
         }
     }
-    use super::*;
 
     #[test]
     fn kept_slots_table() {

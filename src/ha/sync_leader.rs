@@ -131,14 +131,12 @@ impl DbNode {
                     };
                     match spec {
                         SyncSpec::Quorum { .. } => {
-                            tracing::info!(event = "sync_standbys_named", "synchronous_standby_names: {what}")
+                            tracing::info!(event = "sync_standbys_named", "synchronous_standby_names: {what}");
+                            if let Err(e) = self.pg.nudge_standbys(&rendered).await {
+                                tracing::debug!("asking the standbys for a flush report failed: {e}");
+                            }
                         }
                         _ => tracing::info!("synchronous_standby_names: {what}"),
-                    }
-                    if matches!(spec, SyncSpec::Quorum { .. }) {
-                        if let Err(e) = self.pg.nudge_standbys(&rendered).await {
-                            tracing::debug!("asking the standbys for a flush report failed: {e}");
-                        }
                     }
                     self.sync.switch_lsn =
                         sync::switch_at_apply(self.sync.applied.as_ref(), &spec, status.wal_position());
