@@ -573,6 +573,17 @@ pub struct BenchChaosArgs {
     pub vip_ttl_ms: Option<u64>,
 }
 
+/// A pgbench workload of `bench proxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyWorkload {
+    /// `-S -M prepared` on long-lived connections.
+    SelectOnly,
+    /// `-S -C`: a new connection per transaction.
+    ConnectPerTransaction,
+    /// pgbench's default TPC-B-like mix.
+    TpcbLike,
+}
+
 /// A fault injected by `bench failover`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -643,6 +654,9 @@ pub struct BenchProxyArgs {
     /// Rounds per workload (each runs every route, in rotating order); the table shows medians.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Workloads to run, in this order (repeatable; default: all three).
+    #[arg(long = "workload", value_enum)]
+    pub workloads: Vec<ProxyWorkload>,
     /// Also measure through HAProxy in TCP mode in front of the same primary (skipped, with a note, when haproxy
     /// is not installed).
     #[arg(long)]

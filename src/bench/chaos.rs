@@ -384,9 +384,11 @@ pub async fn run(args: BenchChaosArgs) -> anyhow::Result<()> {
         keep_logs: std::env::var_os("PGHA_FAULT_KEEP_LOGS").is_some(),
         vip_ttl_ms: args.vip_ttl_ms,
     };
+    // SIGTERM as Ctrl-C: the cluster is torn down either way (dropping it stops every process it started).
+    let mut stop = crate::node::signals::StopSignals::install()?;
     let report = tokio::select! {
         r = run_chaos(&opts) => r?,
-        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the topology was torn down"),
+        () = stop.wait() => anyhow::bail!("interrupted; the topology was torn down"),
     };
     print!("{}", render(&report));
     super::write_json(args.json.as_deref(), &report)?;

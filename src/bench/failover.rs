@@ -405,9 +405,11 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
             false => on_six_hosts(&args, &exe).await,
         }
     };
+    // SIGTERM as Ctrl-C: the cluster is torn down either way (dropping it stops every process it started).
+    let mut stop = crate::node::signals::StopSignals::install()?;
     let (report, pages) = tokio::select! {
         r = measured => r?,
-        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster was torn down"),
+        () = stop.wait() => anyhow::bail!("interrupted; the cluster was torn down"),
     };
     print_report(&report);
     super::write_json(args.json.as_deref(), &report)?;

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::haproxy::{self, Haproxy, HaproxySettings};
 use super::stats::{anon_rss_bytes, nearest_rank, peak_rss_bytes, rss_bytes};
-use crate::cli::BenchProxyArgs;
+use crate::cli::{BenchProxyArgs, ProxyWorkload};
 use crate::config::{LogFormat, Role};
 use crate::harness::local::{Layout, LocalCluster};
 
@@ -37,6 +37,28 @@ impl Workload {
             Workload::TpcbLike => &[],
         }
     }
+}
+
+impl From<ProxyWorkload> for Workload {
+    fn from(w: ProxyWorkload) -> Self {
+        match w {
+            ProxyWorkload::SelectOnly => Workload::SelectOnly,
+            ProxyWorkload::ConnectPerTransaction => Workload::ConnectPerTransaction,
+            ProxyWorkload::TpcbLike => Workload::TpcbLike,
+        }
+    }
+}
+
+/// The workloads asked for, in order (all three when none was named).
+pub fn workloads(asked: &[ProxyWorkload]) -> Vec<Workload> {
+    if asked.is_empty() {
+        return vec![
+            Workload::SelectOnly,
+            Workload::ConnectPerTransaction,
+            Workload::TpcbLike,
+        ];
+    }
+    asked.iter().map(|w| Workload::from(*w)).collect()
 }
 
 /// What one pgbench run printed that we keep.
@@ -275,11 +297,7 @@ pub async fn measure(args: &BenchProxyArgs, exe: &Path) -> anyhow::Result<ProxyR
         (Route::Edge, _) => Some(via_edge),
     };
     let mut rows = Vec::new();
-    for w in [
-        Workload::SelectOnly,
-        Workload::ConnectPerTransaction,
-        Workload::TpcbLike,
-    ] {
+    for w in workloads(&args.workloads) {
         let mut rounds = Vec::new();
         for i in 0..args.rounds {
             eprintln!("{w:?} round {}/{}...", i + 1, args.rounds);
@@ -322,17 +340,23 @@ pub async fn measure(args: &BenchProxyArgs, exe: &Path) -> anyhow::Result<ProxyR
     })
 }
 
-/// Waits (at most 5 s) until the edge's `/metrics` shows no live session, so the RSS read is the idle one.
+/// How long the edge has been without a session when its idle RSS is read: what it keeps while idle (its DCS
+/// follower, publisher and timers fault some code back after the give-back at the last session's end).
+const IDLE_FOR: Duration = Duration::from_secs(3);
+
+/// Waits (at most 5 s) until the edge's `/metrics` shows no live session, then [`IDLE_FOR`], so the RSS read is
+/// the idle one.
 async fn settle_idle(cluster: &LocalCluster, edge: usize) {
     let Some(ports) = cluster.edges[edge].edge else { return };
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while std::time::Instant::now() < deadline {
         let page = get_local(ports.status, "/metrics").await;
         if page.as_deref().and_then(live_sessions) == Some(0) {
-            return;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    tokio::time::sleep(IDLE_FOR).await;
 }
 
 /// The body of `GET path` from 127.0.0.1:`port` (HTTP/1.0, 2 s at most), None on any failure.
@@ -359,13 +383,15 @@ pub fn live_sessions(metrics: &str) -> Option<u64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
-/// `pgha bench proxy`: runs, prints the table, writes the JSON; Ctrl-C tears the cluster down.
+/// `pgha bench proxy`: runs, prints the table, writes the JSON; Ctrl-C or SIGTERM tears the cluster down.
 pub async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
     crate::logging::init(LogFormat::Human, "warn");
     let exe = std::env::current_exe().context("locating the pgha binary")?;
+    // SIGTERM as Ctrl-C: the cluster is torn down either way (dropping it stops every process it started).
+    let mut stop = crate::node::signals::StopSignals::install()?;
     let report = tokio::select! {
         r = measure(&args, &exe) => r?,
-        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster was stopped"),
+        () = stop.wait() => anyhow::bail!("interrupted; the cluster was stopped"),
     };
     println!(
         "pgbench, {} clients, {} s per run, scale {}, median of {} rounds (routes in rotating order)",
@@ -375,14 +401,14 @@ pub async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
     println!("{}", table(&report.rows, with_haproxy));
     let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6));
     println!(
-        "edge RSS after the runs: {} (peak {}), of which anonymous {}",
+        "edge RSS idle after the runs: {} (peak {}), of which anonymous {}",
         mb(report.edge_rss_bytes),
         mb(report.edge_peak_rss_bytes),
         mb(report.edge_anon_rss_bytes)
     );
     if with_haproxy {
         println!(
-            "HAProxy ({} threads) RSS after the runs: {}, of which anonymous {}",
+            "HAProxy ({} threads) RSS idle after the runs: {}, of which anonymous {}",
             report.haproxy_threads.unwrap_or(0),
             mb(report.haproxy_rss_bytes),
             mb(report.haproxy_anon_rss_bytes)
@@ -463,6 +489,22 @@ tps = 20123.456789 (without initial connection time)
 
     fn r(tps: f64, latency_ms: f64) -> PgbenchResult {
         PgbenchResult { tps, latency_ms }
+    }
+
+    #[test]
+    fn workloads_default_to_all_three_and_keep_the_order_asked() {
+        assert_eq!(
+            workloads(&[]),
+            [
+                Workload::SelectOnly,
+                Workload::ConnectPerTransaction,
+                Workload::TpcbLike
+            ]
+        );
+        assert_eq!(
+            workloads(&[ProxyWorkload::TpcbLike, ProxyWorkload::SelectOnly]),
+            [Workload::TpcbLike, Workload::SelectOnly]
+        );
     }
 
     #[test]

@@ -360,14 +360,15 @@ impl SixHosts {
     }
 
     /// SIGKILL every process of `host` (pgha, its fencers, PostgreSQL) until none is left (a child forked meanwhile
-    /// is caught by the next round); bounded to 2 s.
+    /// is caught by the next round); bounded to 2 s. Polled every 2 ms: a power-off cuts the link right after, and
+    /// until then the host's kernel still answers (a refused SYN), which a real power-off would not.
     pub async fn kill_host(&mut self, host: &str) {
         if let Some(p) = self.procs.get_mut(host) {
             p.kill();
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.signal_host(host, libc::SIGKILL) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
