@@ -2,7 +2,7 @@
 //! backend's first messages of a plaintext session are shown to the cancel-key scanner on the way.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -82,14 +82,52 @@ pub async fn pump(
         Some(_) => Some(&mut scan),
         None => None,
     };
-    let up = copy_half(cr, sw, Side::Client, Side::Backend, bytes_in, None);
-    let down = copy_half(sr, cw, Side::Backend, Side::Client, bytes_out, tap);
+    let client_done = AtomicBool::new(false);
+    let up = async {
+        copy_half(cr, sw, Side::Client, Side::Backend, bytes_in, None).await?;
+        client_done.store(true, Ordering::Relaxed);
+        Ok(())
+    };
+    let down = async {
+        match copy_half(sr, cw, Side::Backend, Side::Client, bytes_out, tap).await {
+            Err(e) if ended_normally(client_done.load(Ordering::Relaxed), &e) => Ok(()),
+            other => other,
+        }
+    };
     tokio::try_join!(up, down).map(|_| ())
+}
+
+/// Whether `error` on the way back is only how the session ended: once the client has finished (its EOF passed on
+/// as a half-close), a backend that resets is one that exited with bytes it never read, typically a TLS client's
+/// close_notify sent after its Terminate (PostgreSQL exits on the Terminate); everything the client sent got there.
+pub fn ended_normally(client_done: bool, error: &(Side, io::Error)) -> bool {
+    client_done
+        && error.0 == Side::Backend
+        && matches!(
+            error.1.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backend_reset_after_the_client_finished_is_a_normal_end() {
+        let e = |side, kind| (side, io::Error::from(kind));
+        use io::ErrorKind::{BrokenPipe, ConnectionReset, TimedOut};
+        for (client_done, error, want) in [
+            (true, e(Side::Backend, ConnectionReset), true),
+            (true, e(Side::Backend, BrokenPipe), true),
+            // The client still talking: the backend went away under it.
+            (false, e(Side::Backend, ConnectionReset), false),
+            (true, e(Side::Backend, TimedOut), false),
+            (true, e(Side::Client, ConnectionReset), false),
+        ] {
+            assert_eq!(ended_normally(client_done, &error), want, "{client_done} {error:?}");
+        }
+    }
 
     #[tokio::test]
     async fn copies_counts_and_half_closes() {
