@@ -14,6 +14,7 @@ use super::stats::{anon_rss_bytes, nearest_rank, peak_rss_bytes, rss_bytes};
 use crate::cli::{BenchProxyArgs, ProxyWorkload};
 use crate::config::{LogFormat, Role};
 use crate::harness::local::{Layout, LocalCluster};
+use crate::harness::topology::Topology;
 
 const READY: Duration = Duration::from_secs(120);
 
@@ -304,7 +305,10 @@ pub async fn measure(args: &BenchProxyArgs, exe: &Path) -> anyhow::Result<ProxyR
             let mut got: Vec<(Route, PgbenchResult)> = Vec::new();
             for r in round_order(&routes, i) {
                 let Some(port) = port_of(r) else { continue };
-                got.push((r, bench.measure(port, w, args)?));
+                let result = bench
+                    .measure(port, w, args)
+                    .with_context(|| format!("{r:?} route; the cluster's logs:\n{}", cluster.log_tails(40)))?;
+                got.push((r, result));
             }
             let of = |r: Route| got.iter().find(|(x, _)| *x == r).map(|(_, res)| *res);
             let round = Round {
