@@ -68,6 +68,59 @@ pub fn realtime_priority(priority: i32) -> Result<(), std::io::Error> {
     }
 }
 
+/// tmpfs's `statfs` magic number.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Where deadline files live: a private directory (`pgha-<uid>`, mode 0700) on `/dev/shm` when that is a tmpfs, so
+/// writing one is a memory operation: on the disk PostgreSQL writes to, the create and rename of a deadline file
+/// waited behind the journal for over a second while the kernel wrote back a pgbench load's dirty pages, the renewal
+/// task was stuck in it, and the fencer stopped a healthy primary. Falls back to `fallback` (the old place) when
+/// there is no tmpfs or the directory is not ours alone.
+pub fn deadline_dir(fallback: &Path) -> PathBuf {
+    private_tmpfs_dir(Path::new("/dev/shm")).unwrap_or_else(|| fallback.to_path_buf())
+}
+
+fn private_tmpfs_dir(base: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let c_base = std::ffi::CString::new(base.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statfs fills the zeroed struct we own from a NUL-terminated path.
+    let magic = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c_base.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        st.f_type as i64
+    };
+    if magic != TMPFS_MAGIC {
+        return None;
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = base.join(format!("pgha-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => return None,
+    }
+    // Ours alone: a directory another user made (or opened) could have our deadline file replaced under us.
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some(dir)
+}
+
+/// The deadline file of the db member whose data directory is `data_dir`, in `dir`: named by a hash of the path, so
+/// members (and clusters) sharing a host never share one, and a restarted member finds its own again.
+pub fn db_deadline_file(dir: &Path, data_dir: &Path) -> PathBuf {
+    // FNV-1a: stable across builds and versions, unlike the standard library's hasher.
+    let hash = data_dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    dir.join(format!("pgha-fence-{hash:016x}.deadline"))
+}
+
 /// Arms (or moves) the fence: PostgreSQL is stopped at `deadline_ns` unless moved again.
 pub fn arm(file: &Path, deadline_ns: u64) -> Result<(), FenceError> {
     write_deadlines(file, &deadline_ns.to_string())
@@ -233,6 +286,31 @@ pub fn run(deadline_file: &Path, pgdata: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn db_deadline_files_are_per_data_directory_and_stable() {
+        let dir = Path::new("/dev/shm/pgha-0");
+        let a = db_deadline_file(dir, Path::new("/var/lib/pgha/a"));
+        assert_eq!(a, db_deadline_file(dir, Path::new("/var/lib/pgha/a")));
+        assert_ne!(a, db_deadline_file(dir, Path::new("/var/lib/pgha/b")));
+        assert_eq!(a.parent(), Some(dir));
+        let name = a.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        assert!(name.starts_with("pgha-fence-") && name.ends_with(".deadline"), "{name}");
+    }
+
+    #[test]
+    fn deadline_dir_is_private_or_the_fallback() {
+        let fallback = Path::new("/nonexistent-fallback");
+        let dir = deadline_dir(fallback);
+        if dir != fallback {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(&dir).expect("the tmpfs directory exists");
+            assert_eq!(meta.mode() & 0o777, 0o700, "{}", dir.display());
+        }
+        // Not a tmpfs: the fallback.
+        let plain = tempfile::tempdir().expect("temp dir");
+        assert_eq!(private_tmpfs_dir(plain.path()), None);
+    }
 
     #[test]
     fn fence_step_table() {

@@ -50,8 +50,10 @@ pub struct DbSettings {
     pub rewind_fallback_reinit: bool,
     pub allow_wipe_foreign_data: bool,
     pub start_timeout: Duration,
-    /// Deadline file of the fencing process.
+    /// Deadline file of the fencing process (on a tmpfs: `fence::deadline_dir`).
     pub fence_file: PathBuf,
+    /// This node's own files beside PostgreSQL's data directory (owned slots, the pending-rewind marker).
+    pub state_dir: PathBuf,
     /// The pgha binary (to start `pgha fence`).
     pub exe: PathBuf,
     /// `[postgresql.callbacks]` and `pre_promote` (argv split, timeouts).
@@ -102,7 +104,7 @@ impl DbNode {
         let config = settings.bootstrap_config.clone();
         let timing = Timing::from_ms(config.ttl_ms, config.loop_wait_ms);
         let session = Session::new(timing.ttl, settings.fence_file.clone());
-        let owned = super::slots::OwnedSlots::load(settings.fence_file.with_file_name("slots.owned"));
+        let owned = super::slots::OwnedSlots::load(settings.state_dir.join("slots.owned"));
         DbNode {
             hooks: HookState {
                 callbacks: super::hook_exec::Callbacks::new(settings.hooks.clone()),
@@ -417,7 +419,7 @@ impl DbNode {
     /// Present while this node, a former primary, runs as a standby that has not been rewound from a leader yet
     /// (kept on disk: a pgha restart must not forget it).
     pub(super) fn rewind_marker(&self) -> PathBuf {
-        self.settings.fence_file.with_file_name("rewind.pending")
+        self.settings.state_dir.join("rewind.pending")
     }
 
     /// The member this standby is configured to stream from, found by its address in `view`.

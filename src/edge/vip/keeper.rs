@@ -65,7 +65,11 @@ pub async fn run_keeper_with(
     shutdown: CancellationToken,
 ) -> Result<(), VipError> {
     let vip = VipAddress::open(&s.interface, s.address, s.prefix_len).await?;
-    let file = super::fence::deadline_file(&std::env::temp_dir(), &edge_name, std::process::id());
+    let file = super::fence::deadline_file(
+        &crate::fence::deadline_dir(&std::env::temp_dir()),
+        &edge_name,
+        std::process::id(),
+    );
     let fence = VipFence::new(file, exe, &s.interface, s.address, s.prefix_len);
     let now = Instant::now();
     let mut k = Keeper {
@@ -212,7 +216,10 @@ impl Keeper {
                     );
                 }
                 // The address is gone: deadline files of dead earlier runs guard nothing any more.
-                super::fence::sweep_stale(&std::env::temp_dir(), &self.me);
+                // (Where this version keeps them, and the temp dir where earlier versions did.)
+                let temp = std::env::temp_dir();
+                super::fence::sweep_stale(&crate::fence::deadline_dir(&temp), &self.me);
+                super::fence::sweep_stale(&temp, &self.me);
             }
             Err(e) => tracing::error!("VIP: cannot check the address at start: {e}"),
         }
