@@ -652,6 +652,31 @@ impl Drop for LocalCluster {
         for i in 0..self.nodes.len() {
             self.stop_postgres(i);
         }
+        drop(DeadlineFiles::of(self.nodes.iter().map(|n| n.data_dir.as_path())));
+    }
+}
+
+/// The db members' fence deadline files, removed when dropped: they live on the host's tmpfs
+/// (`fence::deadline_dir`), outside the cluster's directory, and a member that was killed leaves its own behind.
+pub struct DeadlineFiles(Vec<PathBuf>);
+
+impl DeadlineFiles {
+    /// The files of the members whose data directories are `data_dirs`.
+    pub fn of<'a>(data_dirs: impl IntoIterator<Item = &'a Path>) -> DeadlineFiles {
+        DeadlineFiles(
+            data_dirs
+                .into_iter()
+                .map(|d| crate::fence::db_deadline_file(&crate::fence::deadline_dir(d), d))
+                .collect(),
+        )
+    }
+}
+
+impl Drop for DeadlineFiles {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = fs::remove_file(f);
+        }
     }
 }
 

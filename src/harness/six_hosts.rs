@@ -78,6 +78,8 @@ pub struct SixHosts {
     // and before the directory holding their data goes.
     pub topo: crate::netns::Topology,
     procs: BTreeMap<String, NsChild>,
+    // Removed once every process is gone.
+    _deadlines: super::local::DeadlineFiles,
     // Unmounted once every process is gone, before the directory holding them is removed.
     disks: BTreeMap<String, PgDisk>,
     dcs: DcsClient,
@@ -217,6 +219,7 @@ impl SixHosts {
         let mut six = SixHosts {
             topo,
             procs: BTreeMap::new(),
+            _deadlines: super::local::DeadlineFiles::of(spec.members.iter().map(|m| m.data_dir.as_path())),
             disks,
             dcs,
             exe: opts.exe.clone(),
