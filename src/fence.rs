@@ -107,6 +107,12 @@ fn private_tmpfs_dir(base: &Path) -> Option<PathBuf> {
     (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some(dir)
 }
 
+/// Where the db member whose data directory is `data_dir` writes its deadline: [`db_deadline_file`] in
+/// [`deadline_dir`] (the data directory itself when there is no private tmpfs).
+pub fn db_deadline_path(data_dir: &Path) -> PathBuf {
+    db_deadline_file(&deadline_dir(data_dir), data_dir)
+}
+
 /// The deadline file of the db member whose data directory is `data_dir`, in `dir`: named by a hash of the path, so
 /// members (and clusters) sharing a host never share one, and a restarted member finds its own again.
 pub fn db_deadline_file(dir: &Path, data_dir: &Path) -> PathBuf {

@@ -129,10 +129,7 @@ pub fn prepare(config: &Config, member: &MemberSettings) -> anyhow::Result<Prepa
         rewind_fallback_reinit: pgc.rewind_fallback_reinit,
         allow_wipe_foreign_data: pgc.allow_wipe_foreign_data,
         start_timeout: Duration::from_millis(pgc.start_timeout_ms),
-        fence_file: crate::fence::db_deadline_file(
-            &crate::fence::deadline_dir(&config.node.data_dir),
-            &config.node.data_dir,
-        ),
+        fence_file: crate::fence::db_deadline_path(&config.node.data_dir),
         state_dir: config.node.data_dir.clone(),
         exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("pgha")),
         hooks: Arc::new(hook_settings(config)?),

@@ -334,8 +334,7 @@ async fn unwritable_fence_deadline_stops_the_primary_and_it_rejoins() {
     let ports = db::ports(&cluster);
     // A directory where the deadline file goes fails every rename onto it (each write is a temporary file renamed
     // there). The armed file is replaced by it; a keepalive may rename a new one in meanwhile: bounded retries.
-    let data_dir = &cluster.nodes[li].data_dir;
-    let blocker: PathBuf = pgha::fence::db_deadline_file(&pgha::fence::deadline_dir(data_dir), data_dir);
+    let blocker: PathBuf = pgha::fence::db_deadline_path(&cluster.nodes[li].data_dir);
     let blocked = (0..100).any(|_| {
         let _ = std::fs::remove_file(&blocker);
         std::fs::create_dir(&blocker).is_ok()

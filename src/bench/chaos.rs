@@ -385,11 +385,10 @@ pub async fn run(args: BenchChaosArgs) -> anyhow::Result<()> {
         vip_ttl_ms: args.vip_ttl_ms,
     };
     // SIGTERM as Ctrl-C: the cluster is torn down either way (dropping it stops every process it started).
-    let mut stop = crate::node::signals::StopSignals::install()?;
-    let report = tokio::select! {
-        r = run_chaos(&opts) => r?,
-        () = stop.wait() => anyhow::bail!("interrupted; the topology was torn down"),
+    let Some(r) = crate::node::signals::unless_stopped(run_chaos(&opts)).await? else {
+        anyhow::bail!("interrupted; the topology was torn down");
     };
+    let report = r?;
     print!("{}", render(&report));
     super::write_json(args.json.as_deref(), &report)?;
     anyhow::ensure!(

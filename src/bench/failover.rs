@@ -406,11 +406,10 @@ pub async fn run(args: BenchFailoverArgs) -> anyhow::Result<()> {
         }
     };
     // SIGTERM as Ctrl-C: the cluster is torn down either way (dropping it stops every process it started).
-    let mut stop = crate::node::signals::StopSignals::install()?;
-    let (report, pages) = tokio::select! {
-        r = measured => r?,
-        () = stop.wait() => anyhow::bail!("interrupted; the cluster was torn down"),
+    let Some(r) = crate::node::signals::unless_stopped(measured).await? else {
+        anyhow::bail!("interrupted; the cluster was torn down");
     };
+    let (report, pages) = r?;
     print_report(&report);
     super::write_json(args.json.as_deref(), &report)?;
     if let Some(dir) = &args.report {

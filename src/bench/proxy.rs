@@ -392,11 +392,10 @@ pub async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
     crate::logging::init(LogFormat::Human, "warn");
     let exe = std::env::current_exe().context("locating the pgha binary")?;
     // SIGTERM as Ctrl-C: the cluster is torn down either way (dropping it stops every process it started).
-    let mut stop = crate::node::signals::StopSignals::install()?;
-    let report = tokio::select! {
-        r = measure(&args, &exe) => r?,
-        () = stop.wait() => anyhow::bail!("interrupted; the cluster was stopped"),
+    let Some(r) = crate::node::signals::unless_stopped(measure(&args, &exe)).await? else {
+        anyhow::bail!("interrupted; the cluster was stopped");
     };
+    let report = r?;
     println!(
         "pgbench, {} clients, {} s per run, scale {}, median of {} rounds (routes in rotating order)",
         report.clients, report.seconds, report.scale, args.rounds

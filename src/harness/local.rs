@@ -663,12 +663,7 @@ pub struct DeadlineFiles(Vec<PathBuf>);
 impl DeadlineFiles {
     /// The files of the members whose data directories are `data_dirs`.
     pub fn of<'a>(data_dirs: impl IntoIterator<Item = &'a Path>) -> DeadlineFiles {
-        DeadlineFiles(
-            data_dirs
-                .into_iter()
-                .map(|d| crate::fence::db_deadline_file(&crate::fence::deadline_dir(d), d))
-                .collect(),
-        )
+        DeadlineFiles(data_dirs.into_iter().map(crate::fence::db_deadline_path).collect())
     }
 }
 

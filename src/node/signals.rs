@@ -32,3 +32,13 @@ impl StopSignals {
         }
     }
 }
+
+/// Runs `work` unless SIGTERM or SIGINT comes first (then None, and `work` is dropped: whatever it started is torn
+/// down by its guards). The handlers are installed before `work` starts.
+pub async fn unless_stopped<T>(work: impl std::future::Future<Output = T>) -> anyhow::Result<Option<T>> {
+    let mut stop = StopSignals::install()?;
+    Ok(tokio::select! {
+        r = work => Some(r),
+        () = stop.wait() => None,
+    })
+}
